@@ -1,0 +1,29 @@
+# replds build targets. `make proto` needs protoc (Debian: protobuf-compiler)
+# and the Go plugins, installed here with `go install`.
+GO ?= go
+PROTOC_GEN_GO_VERSION ?= v1.36.12
+PROTOC_GEN_GO_GRPC_VERSION ?= v1.6.2
+GOBIN ?= $(shell $(GO) env GOPATH)/bin
+
+.PHONY: build test race proto lint bench clean
+
+build:
+	$(GO) build -o bin/replds ./cmd/replds
+
+test:
+	$(GO) test -race -timeout 15m ./...
+
+proto:
+	$(GO) install google.golang.org/protobuf/cmd/protoc-gen-go@$(PROTOC_GEN_GO_VERSION)
+	$(GO) install google.golang.org/grpc/cmd/protoc-gen-go-grpc@$(PROTOC_GEN_GO_GRPC_VERSION)
+	PATH="$(GOBIN):$$PATH" protoc -I proto \
+		--go_out=proto --go_opt=paths=source_relative \
+		--go-grpc_out=proto --go-grpc_opt=paths=source_relative \
+		proto/replds.proto
+
+lint:
+	@out=$$(gofmt -l $$(git ls-files '*.go')); if [ -n "$$out" ]; then echo "gofmt: $$out"; exit 1; fi
+	$(GO) vet ./...
+
+clean:
+	rm -rf bin
