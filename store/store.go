@@ -1,0 +1,567 @@
+package store
+
+import (
+	"bytes"
+	"context"
+	"crypto/rand"
+	"encoding/binary"
+	"errors"
+	"fmt"
+	"log/slog"
+	"sync"
+	"sync/atomic"
+	"time"
+
+	radix "github.com/armon/go-radix"
+	bolt "go.etcd.io/bbolt"
+	berrors "go.etcd.io/bbolt/errors"
+)
+
+// Scan and Changes page defaults.
+const (
+	defaultPageNodes = 1000
+	defaultPageBytes = 4 << 20
+)
+
+// openTimeout bounds the wait for the bbolt file lock, so that a second
+// process opening the same file fails instead of hanging.
+const openTimeout = 5 * time.Second
+
+// Store is a tree of nodes kept in a bbolt file, with the metadata, the hash
+// tree and the replication state mirrored in memory. All methods are safe
+// for concurrent use. Writes and Applies are serialized through one
+// committer goroutine that group-commits them; reads of metadata are served
+// from memory, reads of data from short bbolt read transactions.
+type Store struct {
+	cfg    Config
+	log    *slog.Logger
+	now    func() time.Time
+	db     *bolt.DB
+	origin uint64
+
+	// reqs is unbuffered: a request is either taken by the committer, which
+	// then always answers it, or not sent at all (see submit).
+	reqs      chan *request
+	closing   chan struct{}
+	closeOnce sync.Once
+	closeErr  error
+	wg        sync.WaitGroup
+
+	// commits counts successful bbolt write transactions (tests compare it
+	// with the number of writes to see group commit at work).
+	commits atomic.Uint64
+	// failCommit, when set by a test, replaces the result of tx.Commit.
+	failCommit atomic.Pointer[func() error]
+
+	// mu guards the in-memory state. Only the committer changes it, under
+	// the write lock, so the committer reads it without locking.
+	mu         sync.RWMutex
+	tree       *radix.Tree // path -> entry, tombstones included
+	hash       *hashTree
+	stats      Stats
+	vector     Vector
+	lastIssued uint64 // highest HLC value issued or absorbed
+
+	subMu      sync.Mutex
+	subs       map[*Subscription]struct{} // guarded by subMu
+	subsClosed bool                       // guarded by subMu
+}
+
+// entry is the value of a path in the radix tree.
+type entry struct {
+	meta Meta
+	// bucket caches bucketOf(path).
+	bucket int
+}
+
+// Open opens or creates the store file cfg.Path, rebuilds the in-memory
+// state from it and starts the committer. The caller must Close the store.
+func Open(cfg Config) (*Store, error) {
+	if err := cfg.Validate(); err != nil {
+		return nil, err
+	}
+	start := time.Now()
+	log := cfg.Logger
+	if log == nil {
+		log = slog.Default()
+	}
+	now := cfg.Now
+	if now == nil {
+		now = time.Now
+	}
+	db, err := bolt.Open(cfg.Path, 0o600, &bolt.Options{
+		Timeout:        openTimeout,
+		FreelistType:   bolt.FreelistMapType,
+		NoFreelistSync: true,
+		NoSync:         cfg.NoSync,
+	})
+	if err != nil {
+		return nil, fmt.Errorf("store: open %s: %w", cfg.Path, err)
+	}
+	s := &Store{
+		cfg:     cfg,
+		log:     log.With("component", "store"),
+		now:     now,
+		db:      db,
+		reqs:    make(chan *request),
+		closing: make(chan struct{}),
+		tree:    radix.New(),
+		hash:    newHashTree(),
+		vector:  make(Vector),
+		subs:    make(map[*Subscription]struct{}),
+	}
+	if err := db.Update(s.load); err != nil {
+		// The load error is what the caller needs; a close error on top of
+		// it would only hide it.
+		_ = db.Close()
+		return nil, fmt.Errorf("store: open %s: %w", cfg.Path, err)
+	}
+	s.wg.Add(1)
+	go s.run()
+	s.log.Info("store opened", "path", cfg.Path, "origin", s.origin,
+		"nodes", s.stats.Nodes, "bytes", s.stats.Bytes, "tombstones", s.stats.Tombstones,
+		"took", time.Since(start))
+	return s, nil
+}
+
+// load initializes a new file or checks an existing one, and rebuilds the
+// in-memory state from it. It runs before the committer starts.
+func (s *Store) load(tx *bolt.Tx) error {
+	for _, name := range [][]byte{bucketNodes, bucketLog, bucketState, bucketVector} {
+		if _, err := tx.CreateBucketIfNotExists(name); err != nil {
+			return fmt.Errorf("create bucket %s: %w", name, err)
+		}
+	}
+	state := tx.Bucket(bucketState)
+	if v := state.Get(keyFormat); v == nil {
+		if err := state.Put(keyFormat, u64(formatVersion)); err != nil {
+			return fmt.Errorf("put format: %w", err)
+		}
+	} else if f, err := decodeU64(v); err != nil || f != formatVersion {
+		return fmt.Errorf("unsupported file format %x", v)
+	}
+
+	if v := state.Get(keyOrigin); v != nil {
+		o, err := decodeU64(v)
+		if err != nil || o == 0 {
+			return fmt.Errorf("bad origin %x", v)
+		}
+		s.origin = o
+	} else {
+		o, err := newOrigin()
+		if err != nil {
+			return err
+		}
+		if err := state.Put(keyOrigin, u64(o)); err != nil {
+			return fmt.Errorf("put origin: %w", err)
+		}
+		s.origin = o
+	}
+	if v := state.Get(keyHLC); v != nil {
+		h, err := decodeU64(v)
+		if err != nil {
+			return fmt.Errorf("bad clock: %w", err)
+		}
+		s.lastIssued = h
+	}
+
+	err := tx.Bucket(bucketVector).ForEach(func(k, v []byte) error {
+		o, err1 := decodeU64(k)
+		seq, err2 := decodeU64(v)
+		if err := errors.Join(err1, err2); err != nil {
+			return fmt.Errorf("bad vector entry: %w", err)
+		}
+		s.vector[o] = seq
+		return nil
+	})
+	if err != nil {
+		return err
+	}
+
+	return tx.Bucket(bucketNodes).ForEach(func(k, v []byte) error {
+		path := string(k)
+		m, _, err := decodeNode(v)
+		if err != nil {
+			return fmt.Errorf("node %s: %w", quotePath(path), err)
+		}
+		s.insert(path, m)
+		return nil
+	})
+}
+
+// newOrigin returns a random non-zero incarnation id.
+func newOrigin() (uint64, error) {
+	var b [8]byte
+	for {
+		if _, err := rand.Read(b[:]); err != nil {
+			return 0, fmt.Errorf("random origin: %w", err)
+		}
+		if o := binary.BigEndian.Uint64(b[:]); o != 0 {
+			return o, nil
+		}
+	}
+}
+
+// insert sets the metadata of path in the radix tree, the hash tree and the
+// stats. The caller holds mu for writing (or is load).
+func (s *Store) insert(path string, m Meta) {
+	var b int
+	if v, ok := s.tree.Get(path); ok {
+		old := v.(entry)
+		b = old.bucket
+		s.hash.toggle(b, nodeHash(path, old.meta))
+		s.stats.remove(old.meta)
+	} else {
+		b = bucketOf(path)
+	}
+	s.hash.toggle(b, nodeHash(path, m))
+	s.stats.add(m)
+	s.tree.Insert(path, entry{meta: m, bucket: b})
+}
+
+// add counts node m in st.
+func (st *Stats) add(m Meta) {
+	if m.Deleted {
+		st.Tombstones++
+		return
+	}
+	st.Nodes++
+	st.Bytes += uint64(m.Size)
+}
+
+// remove uncounts node m from st.
+func (st *Stats) remove(m Meta) {
+	if m.Deleted {
+		st.Tombstones--
+		return
+	}
+	st.Nodes--
+	st.Bytes -= uint64(m.Size)
+}
+
+// Close stops the store: requests not yet taken by the committer fail with
+// ErrClosed, a commit in progress completes, subscriptions are closed and the
+// file is closed last. Later calls on the store return ErrClosed where they
+// return an error. Close is idempotent; every call returns the first one's
+// result.
+func (s *Store) Close() error {
+	s.closeOnce.Do(func() {
+		close(s.closing)
+		s.wg.Wait()
+		s.closeSubscriptions()
+		if err := s.db.Close(); err != nil {
+			s.closeErr = fmt.Errorf("store: close: %w", err)
+			return
+		}
+		s.log.Info("store closed", "path", s.cfg.Path)
+	})
+	return s.closeErr
+}
+
+func (s *Store) closed() bool {
+	select {
+	case <-s.closing:
+		return true
+	default:
+		return false
+	}
+}
+
+// view runs fn in a bbolt read transaction, mapping a closed database to
+// ErrClosed.
+func (s *Store) view(fn func(tx *bolt.Tx) error) error {
+	if s.closed() {
+		return ErrClosed
+	}
+	err := s.db.View(fn)
+	if errors.Is(err, berrors.ErrDatabaseNotOpen) {
+		return ErrClosed
+	}
+	return err
+}
+
+// Origin returns the store's incarnation id: random, non-zero, created when
+// the file was and kept in it.
+func (s *Store) Origin() uint64 { return s.origin }
+
+// Get returns the live leaf at path with a copy of its data. It returns an
+// error wrapping ErrNotFound if there is none (missing or deleted), and one
+// wrapping ErrInvalidPath for a path that is not canonical.
+func (s *Store) Get(path string) (Node, error) {
+	if err := ValidatePath(path); err != nil {
+		return Node{}, err
+	}
+	var n Node
+	err := s.view(func(tx *bolt.Tx) error {
+		v := tx.Bucket(bucketNodes).Get([]byte(path))
+		if v == nil {
+			return fmt.Errorf("%w: %s", ErrNotFound, quotePath(path))
+		}
+		m, data, err := decodeNode(v)
+		if err != nil {
+			return fmt.Errorf("store: node %s: %w", quotePath(path), err)
+		}
+		if m.Deleted {
+			return fmt.Errorf("%w: %s", ErrNotFound, quotePath(path))
+		}
+		n = Node{Path: path, Meta: m, Data: copyData(data)}
+		return nil
+	})
+	if err != nil {
+		return Node{}, err
+	}
+	return n, nil
+}
+
+// Lookup returns the metadata of path, tombstones included, from memory.
+func (s *Store) Lookup(path string) (Meta, bool) {
+	s.mu.RLock()
+	defer s.mu.RUnlock()
+	v, ok := s.tree.Get(path)
+	if !ok {
+		return Meta{}, false
+	}
+	return v.(entry).meta, true
+}
+
+// Walk calls fn for every node at or under prefix ("/" = all), live ones and
+// tombstones, in path (byte) order, until fn returns false. An invalid
+// prefix matches nothing. Walk holds the store's read lock while it runs:
+// fn must not block or call the Store.
+func (s *Store) Walk(prefix string, fn func(path string, m Meta) bool) {
+	if ValidatePrefix(prefix) != nil {
+		return
+	}
+	s.mu.RLock()
+	defer s.mu.RUnlock()
+	walkUnder(s.tree, prefix, true, func(path string, v any) bool {
+		return fn(path, v.(entry).meta)
+	})
+}
+
+// walkUnder calls fn for the keys of t at prefix (if self) and strictly
+// under it, in key order, until fn returns false. It reports whether fn
+// stopped it.
+func walkUnder(t *radix.Tree, prefix string, self bool, fn func(path string, v any) bool) bool {
+	stopped := false
+	visit := func(path string, v any) bool {
+		if !fn(path, v) {
+			stopped = true
+		}
+		return stopped
+	}
+	if prefix == "/" {
+		t.WalkPrefix("/", visit)
+		return stopped
+	}
+	if v, ok := t.Get(prefix); ok && self && visit(prefix, v) {
+		return true
+	}
+	t.WalkPrefix(prefix+"/", visit)
+	return stopped
+}
+
+// Scan returns a page of nodes at or under opts.Prefix, in path order,
+// tombstones included, with copies of their data. It reads straight from
+// bbolt in one read transaction. next is the path to pass as opts.After for
+// the next page, "" once the scan is complete.
+func (s *Store) Scan(opts ScanOptions) (nodes []Node, next string, err error) {
+	if err := ValidatePrefix(opts.Prefix); err != nil {
+		return nil, "", err
+	}
+	maxNodes, maxBytes := pageLimits(opts.MaxNodes, opts.MaxBytes)
+	err = s.view(func(tx *bolt.Tx) error {
+		nodes, next = nil, ""
+		size := 0
+		// visit handles one candidate; it returns false to stop the scan.
+		visit := func(k, v []byte) (bool, error) {
+			path := string(k)
+			m, data, err := decodeNode(v)
+			if err != nil {
+				return false, fmt.Errorf("store: node %s: %w", quotePath(path), err)
+			}
+			if opts.Keep != nil && !opts.Keep(path, m) {
+				return true, nil
+			}
+			if len(nodes) > 0 && (len(nodes) >= maxNodes || size+len(data) > maxBytes) {
+				// A kept node does not fit: the caller resumes after the
+				// last one that did.
+				next = nodes[len(nodes)-1].Path
+				return false, nil
+			}
+			nodes = append(nodes, Node{Path: path, Meta: m, Data: copyData(data)})
+			size += len(data)
+			return true, nil
+		}
+		c := tx.Bucket(bucketNodes).Cursor()
+		// The subtree is the prefix itself, then the contiguous run of keys
+		// starting with prefix+"/" (keys like prefix+"-x" sort in between).
+		sub := opts.Prefix + "/"
+		if opts.Prefix == "/" {
+			sub = "/"
+		} else if opts.After < opts.Prefix {
+			if k, v := c.Seek([]byte(opts.Prefix)); k != nil && string(k) == opts.Prefix {
+				if ok, err := visit(k, v); !ok || err != nil {
+					return err
+				}
+			}
+		}
+		var k, v []byte
+		if opts.After >= sub {
+			k, v = c.Seek([]byte(opts.After))
+			if k != nil && string(k) == opts.After {
+				k, v = c.Next()
+			}
+		} else {
+			k, v = c.Seek([]byte(sub))
+		}
+		for ; k != nil && bytes.HasPrefix(k, []byte(sub)); k, v = c.Next() {
+			if ok, err := visit(k, v); !ok || err != nil {
+				return err
+			}
+		}
+		return nil
+	})
+	if err != nil {
+		return nil, "", err
+	}
+	return nodes, next, nil
+}
+
+// copyData copies data out of a bbolt transaction; empty data (always a
+// tombstone's) is nil.
+func copyData(data []byte) []byte {
+	if len(data) == 0 {
+		return nil
+	}
+	return bytes.Clone(data)
+}
+
+// pageLimits applies the page defaults.
+func pageLimits(maxNodes, maxBytes int) (int, int) {
+	if maxNodes <= 0 {
+		maxNodes = defaultPageNodes
+	}
+	if maxBytes <= 0 {
+		maxBytes = defaultPageBytes
+	}
+	return maxNodes, maxBytes
+}
+
+// Changes returns the current winners written by origin with a seq above
+// after, in seq order, with copies of their data, read from the log bucket
+// in one read transaction. maxNodes and maxBytes bound the page (0 = the
+// Scan defaults; a page holds at least one node). last is the seq of the
+// last node returned, or after if none; more reports that the page was cut
+// by a limit and more winners follow.
+func (s *Store) Changes(origin, after uint64, maxNodes, maxBytes int) (nodes []Node, last uint64, more bool, err error) {
+	maxNodes, maxBytes = pageLimits(maxNodes, maxBytes)
+	err = s.view(func(tx *bolt.Tx) error {
+		nodes, last, more = nil, after, false
+		if after == ^uint64(0) {
+			return nil
+		}
+		bn := tx.Bucket(bucketNodes)
+		c := tx.Bucket(bucketLog).Cursor()
+		size := 0
+		for k, v := c.Seek(logKey(origin, after+1)); k != nil; k, v = c.Next() {
+			o, seq, err := decodeLogKey(k)
+			if err != nil {
+				return fmt.Errorf("store: log: %w", err)
+			}
+			if o != origin {
+				break
+			}
+			path := string(v)
+			val := bn.Get(v)
+			if val == nil {
+				return fmt.Errorf("store: log entry %d/%d: node %s missing", o, seq, quotePath(path))
+			}
+			m, data, err := decodeNode(val)
+			if err != nil {
+				return fmt.Errorf("store: node %s: %w", quotePath(path), err)
+			}
+			if m.Origin != o || m.Seq != seq {
+				return fmt.Errorf("store: log entry %d/%d: node %s is %d/%d", o, seq, quotePath(path), m.Origin, m.Seq)
+			}
+			if len(nodes) > 0 && (len(nodes) >= maxNodes || size+len(data) > maxBytes) {
+				more = true
+				break
+			}
+			nodes = append(nodes, Node{Path: path, Meta: m, Data: copyData(data)})
+			size += len(data)
+			last = seq
+		}
+		return nil
+	})
+	if err != nil {
+		return nil, 0, false, err
+	}
+	return nodes, last, more, nil
+}
+
+// Vector returns a copy of the store's version vector.
+func (s *Store) Vector() Vector {
+	s.mu.RLock()
+	defer s.mu.RUnlock()
+	return s.vector.Clone()
+}
+
+// Root returns the root of the hash tree.
+func (s *Store) Root() Hash {
+	s.mu.RLock()
+	defer s.mu.RUnlock()
+	return s.hash.root()
+}
+
+// TreeChildren returns the TreeFanout child hashes of internal node index at
+// level (0 = the root, index 0; level < TreeDepth, index < TreeFanout^level),
+// or nil for a node that does not exist. The slice is the caller's.
+func (s *Store) TreeChildren(level, index int) []Hash {
+	s.mu.RLock()
+	defer s.mu.RUnlock()
+	return s.hash.children(level, index)
+}
+
+// Bucket returns the metadata (no data) of every node, live or tombstone,
+// in leaf bucket b of the hash tree (0 <= b < TreeLeaves), in path order.
+// It walks every node in memory under the read lock.
+func (s *Store) Bucket(b int) []Node {
+	if b < 0 || b >= TreeLeaves {
+		return nil
+	}
+	s.mu.RLock()
+	defer s.mu.RUnlock()
+	var out []Node
+	s.tree.Walk(func(path string, v any) bool {
+		if e := v.(entry); e.bucket == b {
+			out = append(out, Node{Path: path, Meta: e.meta})
+		}
+		return false
+	})
+	return out
+}
+
+// Stats returns the counts of live leaves, their bytes and tombstones.
+func (s *Store) Stats() Stats {
+	s.mu.RLock()
+	defer s.mu.RUnlock()
+	return s.stats
+}
+
+// submit hands r to the committer and waits for its answer. If ctx ends or
+// the store closes before the committer takes r, nothing is written.
+func (s *Store) submit(ctx context.Context, r *request) result {
+	if s.closed() {
+		return result{err: ErrClosed}
+	}
+	select {
+	case s.reqs <- r:
+		// Taken: the committer answers it, also when closing.
+		return <-r.done
+	case <-s.closing:
+		return result{err: ErrClosed}
+	case <-ctx.Done():
+		return result{err: ctx.Err()}
+	}
+}

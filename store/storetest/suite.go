@@ -1,0 +1,1139 @@
+package storetest
+
+import (
+	"bytes"
+	"context"
+	"errors"
+	"fmt"
+	"maps"
+	"math/rand/v2"
+	"slices"
+	"strings"
+	"sync"
+	"testing"
+	"time"
+
+	"replds/store"
+)
+
+// Run runs the conformance suite against the stores open returns. Each
+// subtest opens its own stores in its own temporary directory.
+func Run(t *testing.T, open Opener) {
+	tests := []struct {
+		name string
+		fn   func(t *testing.T, open Opener)
+	}{
+		{"WriteGet", testWriteGet},
+		{"Walk", testWalk},
+		{"Scan", testScan},
+		{"Changes", testChanges},
+		{"Versions", testVersions},
+		{"ClockSkew", testClockSkew},
+		{"DenseSeqs", testDenseSeqs},
+		{"IdenticalNoop", testIdenticalNoop},
+		{"Delete", testDelete},
+		{"Conflicts", testConflicts},
+		{"InvalidPaths", testInvalidPaths},
+		{"Limits", testLimits},
+		{"Reopen", testReopen},
+		{"HashTree", testHashTree},
+		{"ApplyConverges", testApplyConverges},
+		{"ApplyLWW", testApplyLWW},
+		{"ApplyInvalid", testApplyInvalid},
+		{"Vector", testVector},
+		{"Subscribe", testSubscribe},
+		{"Overflow", testOverflow},
+		{"ConcurrentWrites", testConcurrentWrites},
+		{"Close", testClose},
+		{"CloseWhileWriting", testCloseWhileWriting},
+	}
+	for _, tt := range tests {
+		t.Run(tt.name, func(t *testing.T) { tt.fn(t, open) })
+	}
+}
+
+func testWriteGet(t *testing.T, open Opener) {
+	e := newEnv(t, open)
+	if e.s.Origin() == 0 {
+		t.Fatalf("Origin() = 0")
+	}
+	got := e.put("/a/b", "one", "/a/c", "", "/d", "three")
+	if len(got) != 3 {
+		t.Fatalf("Write returned %d nodes, want 3", len(got))
+	}
+	for i, want := range []string{"/a/b", "/a/c", "/d"} {
+		n := got[i]
+		if n.Path != want || n.Data != nil || n.Origin != e.s.Origin() || n.Deleted {
+			t.Errorf("Write result[%d] = %+v, want metadata of %q", i, n, want)
+		}
+	}
+	for _, tt := range []struct{ path, data string }{{"/a/b", "one"}, {"/a/c", ""}, {"/d", "three"}} {
+		n := e.mustGet(tt.path)
+		if string(n.Data) != tt.data || n.Size != uint32(len(tt.data)) {
+			t.Errorf("Get(%q) = %q (size %d), want %q", tt.path, n.Data, n.Size, tt.data)
+		}
+		m, ok := e.s.Lookup(tt.path)
+		if !ok || m != n.Meta {
+			t.Errorf("Lookup(%q) = %+v, %v, want %+v", tt.path, m, ok, n.Meta)
+		}
+	}
+	// The store owns copies: changing what was written or read changes
+	// nothing inside.
+	buf := []byte("mine")
+	e.write(store.Write{Path: "/e", Data: buf})
+	buf[0] = 'X'
+	n := e.mustGet("/e")
+	n.Data[1] = 'X'
+	if got := e.mustGet("/e"); string(got.Data) != "mine" {
+		t.Errorf("Get(/e) = %q after the caller changed its slices, want %q", got.Data, "mine")
+	}
+
+	for _, p := range []string{"/missing", "/a", "/a/b/c"} {
+		if _, err := e.s.Get(p); !errors.Is(err, store.ErrNotFound) {
+			t.Errorf("Get(%q) = %v, want ErrNotFound", p, err)
+		}
+	}
+	if _, ok := e.s.Lookup("/a"); ok {
+		t.Errorf("Lookup(/a) found a directory")
+	}
+	if _, err := e.s.Get("a/b"); !errors.Is(err, store.ErrInvalidPath) {
+		t.Errorf("Get(a/b) = %v, want ErrInvalidPath", err)
+	}
+	if got, want := e.s.Stats(), (store.Stats{Nodes: 4, Bytes: 12}); got != want {
+		t.Errorf("Stats() = %+v, want %+v", got, want)
+	}
+	if got, err := e.s.Write(context.Background(), nil); err != nil || len(got) != 0 {
+		t.Errorf("Write(nil) = %v, %v, want nothing", got, err)
+	}
+}
+
+func paths(nodes []store.Node) []string {
+	out := make([]string, len(nodes))
+	for i, n := range nodes {
+		out[i] = n.Path
+	}
+	return out
+}
+
+func testWalk(t *testing.T, open Opener) {
+	e := newEnv(t, open)
+	e.put("/a/b/c", "2", "/a/bc", "3", "/a/b-x", "4", "/a/b/d/e", "5", "/z", "6")
+	e.write(store.Write{Path: "/a/b/d/e", Delete: true})
+	// Only replication can make /a/b a leaf and a directory at once.
+	e.apply([]store.Node{{Path: "/a/b", Meta: store.Meta{Version: 1, Origin: 9, Seq: 1}, Data: []byte("1")}})
+	tests := []struct {
+		prefix string
+		want   []string
+	}{
+		{"/", []string{"/a/b", "/a/b-x", "/a/b/c", "/a/b/d/e", "/a/bc", "/z"}},
+		{"/a/b", []string{"/a/b", "/a/b/c", "/a/b/d/e"}},
+		{"/a/b/d", []string{"/a/b/d/e"}},
+		{"/a/bc", []string{"/a/bc"}},
+		{"/a/x", nil},
+		{"/q", nil},
+		{"a", nil},
+		{"/a/", nil},
+	}
+	for _, tt := range tests {
+		got := paths(walk(e.s, tt.prefix))
+		if !slices.Equal(got, tt.want) {
+			t.Errorf("Walk(%q) = %q, want %q", tt.prefix, got, tt.want)
+		}
+	}
+	var seen []string
+	e.s.Walk("/", func(path string, m store.Meta) bool {
+		seen = append(seen, path)
+		return len(seen) < 2
+	})
+	if len(seen) != 2 {
+		t.Errorf("Walk visited %q after fn returned false, want 2 paths", seen)
+	}
+	if m, ok := e.s.Lookup("/a/b/d/e"); !ok || !m.Deleted {
+		t.Errorf("Lookup(tombstone) = %+v, %v, want deleted", m, ok)
+	}
+}
+
+func testScan(t *testing.T, open Opener) {
+	e := newEnv(t, open)
+	var want []string
+	for i := range 25 {
+		p := fmt.Sprintf("/p/%02d", i)
+		want = append(want, p)
+		e.put(p, strings.Repeat("x", i))
+	}
+	e.put("/p-sibling", "s", "/q/1", "q", "/o", "o")
+	e.apply([]store.Node{{Path: "/p", Meta: store.Meta{Version: 1, Origin: 9, Seq: 1, Deleted: true}}})
+	want = append([]string{"/p"}, want...)
+
+	scanAll := func(opts store.ScanOptions) ([]store.Node, int) {
+		t.Helper()
+		var all []store.Node
+		pages := 0
+		for {
+			page, next, err := e.s.Scan(opts)
+			if err != nil {
+				t.Fatalf("Scan(%+v) = %v", opts, err)
+			}
+			pages++
+			all = append(all, page...)
+			if next == "" {
+				return all, pages
+			}
+			if len(page) == 0 || next != page[len(page)-1].Path {
+				t.Fatalf("Scan page %q: next = %q, want its last path", paths(page), next)
+			}
+			if pages > 100 {
+				t.Fatalf("Scan does not end")
+			}
+			opts.After = next
+		}
+	}
+	tests := []struct {
+		name      string
+		opts      store.ScanOptions
+		want      []string
+		wantPages int
+	}{
+		{"all", store.ScanOptions{Prefix: "/p"}, want, 1},
+		{"by count", store.ScanOptions{Prefix: "/p", MaxNodes: 7}, want, 4},
+		{"by bytes", store.ScanOptions{Prefix: "/p", MaxBytes: 40}, want, 10},
+		{"at least one", store.ScanOptions{Prefix: "/p", MaxBytes: 1}, want, 24},
+		{"keep", store.ScanOptions{Prefix: "/", MaxNodes: 2, Keep: func(path string, m store.Meta) bool {
+			return m.Size >= 20 || m.Deleted
+		}}, []string{"/p", "/p/20", "/p/21", "/p/22", "/p/23", "/p/24"}, 3},
+		{"after", store.ScanOptions{Prefix: "/p", After: "/p/21"}, want[23:], 1},
+		{"after beyond", store.ScanOptions{Prefix: "/p", After: "/p/99"}, nil, 1},
+		{"after before", store.ScanOptions{Prefix: "/p", After: "/a"}, want, 1},
+		{"leaf", store.ScanOptions{Prefix: "/p/03"}, []string{"/p/03"}, 1},
+		{"empty", store.ScanOptions{Prefix: "/nothing"}, nil, 1},
+	}
+	for _, tt := range tests {
+		t.Run(tt.name, func(t *testing.T) {
+			got, pages := scanAll(tt.opts)
+			if !slices.Equal(paths(got), tt.want) {
+				t.Fatalf("Scan(%+v) = %q, want %q", tt.opts, paths(got), tt.want)
+			}
+			if pages != tt.wantPages {
+				t.Errorf("Scan(%+v) took %d pages, want %d", tt.opts, pages, tt.wantPages)
+			}
+			for _, n := range got {
+				m, _ := e.s.Lookup(n.Path)
+				if n.Meta != m || len(n.Data) != int(m.Size) || (m.Deleted && n.Data != nil) {
+					t.Errorf("Scan node %q = %+v with %d bytes, Lookup %+v", n.Path, n.Meta, len(n.Data), m)
+				}
+			}
+		})
+	}
+	if _, _, err := e.s.Scan(store.ScanOptions{Prefix: "p"}); !errors.Is(err, store.ErrInvalidPath) {
+		t.Errorf("Scan(Prefix p) = %v, want ErrInvalidPath", err)
+	}
+}
+
+func testChanges(t *testing.T, open Opener) {
+	e := newEnv(t, open)
+	o := e.s.Origin()
+	for i := range 10 {
+		e.put(fmt.Sprintf("/n/%d", i), strings.Repeat("d", 10))
+	}
+	// Superseded writes leave the log: /n/2 moves to seq 11, /n/5 to 12.
+	e.put("/n/2", "new")
+	e.write(store.Write{Path: "/n/5", Delete: true})
+	wantSeqs := []uint64{1, 2, 4, 5, 7, 8, 9, 10, 11, 12}
+
+	collect := func(after uint64, maxNodes, maxBytes int) ([]uint64, int) {
+		t.Helper()
+		var seqs []uint64
+		pages := 0
+		for {
+			nodes, last, more, err := e.s.Changes(o, after, maxNodes, maxBytes)
+			if err != nil {
+				t.Fatalf("Changes(%d) = %v", after, err)
+			}
+			pages++
+			for _, n := range nodes {
+				m, _ := e.s.Lookup(n.Path)
+				if n.Meta != m || n.Origin != o || len(n.Data) != int(m.Size) {
+					t.Errorf("Changes node %q = %+v, Lookup %+v", n.Path, n.Meta, m)
+				}
+				seqs = append(seqs, n.Seq)
+			}
+			if len(nodes) > 0 && last != nodes[len(nodes)-1].Seq {
+				t.Errorf("Changes last = %d, want %d", last, nodes[len(nodes)-1].Seq)
+			}
+			if !more {
+				return seqs, pages
+			}
+			after = last
+		}
+	}
+	tests := []struct {
+		after              uint64
+		maxNodes, maxBytes int
+		want               []uint64
+		wantPages          int
+	}{
+		{0, 0, 0, wantSeqs, 1},
+		{0, 3, 0, wantSeqs, 4},
+		{0, 0, 25, wantSeqs, 4},
+		{0, 0, 1, wantSeqs, 10},
+		{8, 0, 0, wantSeqs[6:], 1},
+		{12, 0, 0, nil, 1},
+	}
+	for _, tt := range tests {
+		got, pages := collect(tt.after, tt.maxNodes, tt.maxBytes)
+		if !slices.Equal(got, tt.want) || pages != tt.wantPages {
+			t.Errorf("Changes(after %d, %d nodes, %d bytes) = %v in %d pages, want %v in %d", tt.after, tt.maxNodes, tt.maxBytes, got, pages, tt.want, tt.wantPages)
+		}
+	}
+	nodes, last, more, err := e.s.Changes(o+1, 0, 0, 0)
+	if err != nil || len(nodes) != 0 || last != 0 || more {
+		t.Errorf("Changes(unknown origin) = %v, %d, %v, %v; want nothing", nodes, last, more, err)
+	}
+	if n, _, _, _ := e.s.Changes(o, 10, 0, 0); len(n) != 2 || string(n[0].Data) != "new" || !n[1].Deleted {
+		t.Errorf("Changes(after 10) = %+v, want /n/2 with data and the /n/5 tombstone", n)
+	}
+}
+
+func testVersions(t *testing.T, open Opener) {
+	e := newEnv(t, open)
+	var last, lastA uint64
+	for i := range 20 {
+		// The clock wobbles and goes back, but less than MaxClockOffset.
+		e.clock.Add(time.Duration((i%3)-1) * 7 * time.Second)
+		got := e.put("/a", fmt.Sprint(i), fmt.Sprintf("/b/%d", i), "x")
+		for _, n := range got {
+			if n.Version <= last {
+				t.Fatalf("write %d: version %d not above the previous %d", i, n.Version, last)
+			}
+			last = n.Version
+		}
+		if got[0].Version <= lastA {
+			t.Fatalf("write %d: /a version %d not above %d", i, got[0].Version, lastA)
+		}
+		lastA = got[0].Version
+	}
+	// Versions are HLC values: at least the wall clock in the top 48 bits.
+	e.clock.Add(time.Hour)
+	n := e.put("/c", "x")[0]
+	if wall := uint64(e.clock.Now().UnixMilli()) << 16; n.Version < wall {
+		t.Errorf("version %d below the clock %d", n.Version, wall)
+	}
+	// A remote node far ahead on another path does not drag local writes
+	// beyond MaxClockOffset...
+	ahead := uint64(e.clock.Now().Add(time.Hour).UnixMilli()) << 16
+	e.apply([]store.Node{{Path: "/far", Meta: store.Meta{Version: ahead, Origin: 7, Seq: 1}, Data: []byte("x")}})
+	if n := e.put("/c", "y")[0]; n.Version >= ahead {
+		t.Errorf("version %d absorbed a remote clock an hour ahead", n.Version)
+	}
+	// ...but one closer is absorbed.
+	near := uint64(e.clock.Now().Add(30*time.Second).UnixMilli()) << 16
+	e.apply([]store.Node{{Path: "/near", Meta: store.Meta{Version: near, Origin: 7, Seq: 2}, Data: []byte("x")}})
+	if n := e.put("/c", "z")[0]; n.Version <= near {
+		t.Errorf("version %d not above absorbed %d", n.Version, near)
+	}
+	// Versions survive a restart with the clock set back.
+	e.reopen()
+	e.clock.Add(-20 * time.Second)
+	if n := e.put("/d", "x")[0]; n.Version <= near {
+		t.Errorf("after reopen: version %d not above %d", n.Version, near)
+	}
+}
+
+func testClockSkew(t *testing.T, open Opener) {
+	e := newEnv(t, open)
+	before := e.put("/a", "1")[0]
+	e.clock.Add(-2 * store.MaxClockOffset)
+	_, err := e.s.Write(context.Background(), []store.Write{{Path: "/b", Data: []byte("2")}})
+	if !errors.Is(err, store.ErrClockSkew) {
+		t.Fatalf("Write with the clock set back by %v = %v, want ErrClockSkew", 2*store.MaxClockOffset, err)
+	}
+	if _, ok := e.s.Lookup("/b"); ok {
+		t.Errorf("refused write stored")
+	}
+	e.clock.Add(2 * store.MaxClockOffset)
+	after := e.put("/b", "2")[0]
+	if after.Version <= before.Version || after.Seq != before.Seq+1 {
+		t.Errorf("write after the clock recovered = %+v, want above %+v with the next seq", after.Meta, before.Meta)
+	}
+}
+
+func testDenseSeqs(t *testing.T, open Opener) {
+	e := newEnv(t, open)
+	var seqs []uint64
+	for i := range 5 {
+		for _, n := range e.put(fmt.Sprintf("/x/%d", i), "a", fmt.Sprintf("/y/%d", i), "b") {
+			seqs = append(seqs, n.Seq)
+		}
+		e.put(fmt.Sprintf("/x/%d", i), "a") // no-op: no seq
+		for _, n := range e.write(store.Write{Path: fmt.Sprintf("/y/%d", i), Delete: true}) {
+			seqs = append(seqs, n.Seq)
+		}
+	}
+	for i, s := range seqs {
+		if s != uint64(i+1) {
+			t.Fatalf("seqs = %v, want 1..%d", seqs, len(seqs))
+		}
+	}
+	if got := e.s.Vector()[e.s.Origin()]; got != uint64(len(seqs)) {
+		t.Errorf("Vector()[own] = %d, want %d", got, len(seqs))
+	}
+}
+
+func testIdenticalNoop(t *testing.T, open Opener) {
+	e := newEnv(t, open)
+	first := e.put("/a", "same", "/b", "x")
+	root, vec := e.s.Root(), e.s.Vector()
+	sub := e.subscribe(t, 10)
+	if got := e.put("/a", "same"); got != nil {
+		t.Errorf("rewriting identical data = %+v, want no change", got)
+	}
+	if got := e.put("/a", "same", "/b", "y"); len(got) != 1 || got[0].Path != "/b" {
+		t.Errorf("batch with one identical write = %+v, want only /b", got)
+	}
+	if m, _ := e.s.Lookup("/a"); m != first[0].Meta {
+		t.Errorf("Lookup(/a) = %+v after identical write, want %+v", m, first[0].Meta)
+	}
+	if got := e.put("/a", "diff"); len(got) != 1 || got[0].Version <= first[0].Version {
+		t.Errorf("different data = %+v, want a new version", got)
+	}
+	if e.s.Root() == root || maps.Equal(e.s.Vector(), vec) {
+		t.Errorf("root or vector did not change with the data")
+	}
+	// Empty data over a tombstone is a change.
+	e.write(store.Write{Path: "/b", Delete: true})
+	if got := e.put("/b", ""); len(got) != 1 {
+		t.Errorf("empty data over a tombstone = %+v, want a change", got)
+	}
+	if got := e.put("/b", ""); got != nil {
+		t.Errorf("empty data over empty data = %+v, want no change", got)
+	}
+	evs := sub.drain(t, 4)
+	if len(evs) != 4 {
+		t.Errorf("got %d events, want one per changing write (4)", len(evs))
+	}
+}
+
+func testDelete(t *testing.T, open Opener) {
+	e := newEnv(t, open)
+	e.put("/a/b", "1", "/a/c/d", "2", "/a/c/e", "3", "/ab", "4", "/f", "5")
+	if got := e.write(store.Write{Path: "/missing", Delete: true}); got != nil {
+		t.Errorf("delete of a missing path = %+v, want no change", got)
+	}
+	_, err := e.s.Write(context.Background(), []store.Write{{Path: "/a/c", Delete: true}})
+	if !errors.Is(err, store.ErrIsDir) || !strings.Contains(err.Error(), "/a/c/") {
+		t.Errorf("delete of a directory = %v, want ErrIsDir naming a child", err)
+	}
+	got := e.write(store.Write{Path: "/f", Delete: true})
+	if len(got) != 1 || !got[0].Deleted || got[0].Size != 0 {
+		t.Fatalf("delete /f = %+v, want one tombstone", got)
+	}
+	if _, err := e.s.Get("/f"); !errors.Is(err, store.ErrNotFound) {
+		t.Errorf("Get(deleted) = %v, want ErrNotFound", err)
+	}
+	if got := e.write(store.Write{Path: "/f", Delete: true}); got != nil {
+		t.Errorf("second delete = %+v, want no change", got)
+	}
+	got = e.write(store.Write{Path: "/a", Delete: true, Recursive: true})
+	if want := []string{"/a/b", "/a/c/d", "/a/c/e"}; !slices.Equal(paths(got), want) {
+		t.Errorf("recursive delete of /a = %q, want %q", paths(got), want)
+	}
+	for _, n := range got {
+		if !n.Deleted {
+			t.Errorf("recursive delete: %+v not a tombstone", n)
+		}
+	}
+	if _, err := e.s.Get("/ab"); err != nil {
+		t.Errorf("recursive delete of /a took /ab: %v", err)
+	}
+	if got := e.write(store.Write{Path: "/ab", Delete: true, Recursive: true}); len(got) != 1 {
+		t.Errorf("recursive delete of a leaf = %+v, want the leaf", got)
+	}
+	if got := e.write(store.Write{Path: "/a", Delete: true, Recursive: true}); got != nil {
+		t.Errorf("recursive delete of tombstones = %+v, want no change", got)
+	}
+	if got, want := e.s.Stats(), (store.Stats{Tombstones: 5}); got != want {
+		t.Errorf("Stats() = %+v, want %+v", got, want)
+	}
+	// A deleted directory can become a leaf, and a deleted leaf a directory.
+	e.put("/a", "leaf", "/f/g", "dir")
+}
+
+func testConflicts(t *testing.T, open Opener) {
+	tests := []struct {
+		name   string
+		before []store.Write
+		batch  []store.Write
+		// names lists both paths the error must name; none means success.
+		names []string
+	}{
+		{"under leaf", []store.Write{put("/a", "x")}, []store.Write{put("/a/b", "y")}, []string{"/a", "/a/b"}},
+		{"deep under leaf", []store.Write{put("/a", "x")}, []store.Write{put("/a/b/c/d", "y")}, []string{"/a", "/a/b/c/d"}},
+		{"leaf over dir", []store.Write{put("/a/b/c", "x")}, []store.Write{put("/a", "y")}, []string{"/a", "/a/b/c"}},
+		{"in batch, leaf first", nil, []store.Write{put("/a", "x"), put("/a/b", "y")}, []string{"/a", "/a/b"}},
+		{"in batch, dir first", nil, []store.Write{put("/a/b", "y"), put("/a", "x")}, []string{"/a", "/a/b"}},
+		{"sibling prefix", []store.Write{put("/a", "x")}, []store.Write{put("/ab/c", "y")}, nil},
+		{"leaf deleted in batch", []store.Write{put("/a", "x")}, []store.Write{del("/a"), put("/a/b", "y")}, nil},
+		{"leaf deleted after, in batch", []store.Write{put("/a", "x")}, []store.Write{put("/a/b", "y"), del("/a")}, nil},
+		{"dir emptied in batch", []store.Write{put("/a/b/c", "x")}, []store.Write{delR("/a/b"), put("/a", "y")}, nil},
+		{"tombstone parent", []store.Write{put("/a", "x"), del("/a")}, []store.Write{put("/a/b", "y")}, nil},
+		{"rewrite leaf", []store.Write{put("/a", "x")}, []store.Write{put("/a", "y")}, nil},
+	}
+	for _, tt := range tests {
+		t.Run(tt.name, func(t *testing.T) {
+			e := newEnv(t, open)
+			for _, w := range tt.before {
+				e.write(w)
+			}
+			root := e.s.Root()
+			_, err := e.s.Write(context.Background(), tt.batch)
+			if tt.names == nil {
+				if err != nil {
+					t.Fatalf("Write(%s) = %v, want success", describe(tt.batch), err)
+				}
+				return
+			}
+			if !errors.Is(err, store.ErrConflict) {
+				t.Fatalf("Write(%s) = %v, want ErrConflict", describe(tt.batch), err)
+			}
+			for _, p := range tt.names {
+				if !strings.Contains(err.Error(), fmt.Sprintf("%q", p)) {
+					t.Errorf("error %q does not name %q", err, p)
+				}
+			}
+			if e.s.Root() != root {
+				t.Errorf("refused batch changed the store")
+			}
+		})
+	}
+}
+
+func put(path, data string) store.Write { return store.Write{Path: path, Data: []byte(data)} }
+func del(path string) store.Write       { return store.Write{Path: path, Delete: true} }
+func delR(path string) store.Write {
+	return store.Write{Path: path, Delete: true, Recursive: true}
+}
+
+// InvalidPaths lists paths ValidatePath must refuse, with a word of the
+// problem its error must name.
+var InvalidPaths = []struct {
+	Name, Path, Problem string
+}{
+	{"empty", "", "empty"},
+	{"relative", "a/b", "not absolute"},
+	{"root", "/", "root"},
+	{"double slash", "//", "empty segment"},
+	{"empty segment", "/a//b", "empty segment"},
+	{"trailing slash", "/a/", "trailing slash"},
+	{"dot", "/a/./b", `"." segment`},
+	{"dot last", "/a/.", `"." segment`},
+	{"dotdot", "/a/../b", `".." segment`},
+	{"NUL", "/a\x00b", "control character"},
+	{"newline", "/a\nb", "control character"},
+	{"DEL", "/a\x7f", "control character"},
+	{"backslash", `/a\b`, "backslash"},
+	{"too long", "/" + strings.Repeat("abcdefg/", store.MaxPathLen/8) + "x", "longer than"},
+	{"segment too long", "/a/" + strings.Repeat("s", store.MaxSegmentLen+1), "segment longer than"},
+	{"invalid UTF-8", "/a/\xff", "UTF-8"},
+}
+
+func testInvalidPaths(t *testing.T, open Opener) {
+	e := newEnv(t, open)
+	for _, tt := range InvalidPaths {
+		t.Run(tt.Name, func(t *testing.T) {
+			for _, w := range []store.Write{put(tt.Path, "x"), del(tt.Path), delR(tt.Path)} {
+				_, err := e.s.Write(context.Background(), []store.Write{put("/valid", "x"), w})
+				if !errors.Is(err, store.ErrInvalidPath) || !strings.Contains(err.Error(), tt.Problem) {
+					t.Errorf("Write(%q) = %v, want ErrInvalidPath naming %q", tt.Path, err, tt.Problem)
+				}
+			}
+			if _, ok := e.s.Lookup("/valid"); ok {
+				t.Errorf("batch with an invalid path was partly written")
+			}
+		})
+	}
+	if n := len(walk(e.s, "/")); n != 0 {
+		t.Errorf("store holds %d nodes after invalid writes", n)
+	}
+	_, err := e.s.Write(context.Background(), []store.Write{put("/d", "1"), put("/d", "2")})
+	if !errors.Is(err, store.ErrInvalidPath) || !strings.Contains(err.Error(), "duplicate") {
+		t.Errorf("Write(duplicate path) = %v, want ErrInvalidPath naming the duplicate", err)
+	}
+}
+
+func testLimits(t *testing.T, open Opener) {
+	e := newEnv(t, open)
+	many := make([]store.Write, MaxBatch+1)
+	for i := range many {
+		many[i] = put(fmt.Sprintf("/m/%d", i), "x")
+	}
+	big := strings.Repeat("b", MaxNodeSize/2)
+	var heavy []store.Write
+	for i := range MaxBatchBytes/len(big) + 1 {
+		heavy = append(heavy, put(fmt.Sprintf("/h/%d", i), big))
+	}
+	tests := []struct {
+		name  string
+		batch []store.Write
+		limit int
+	}{
+		{"node", []store.Write{put("/n", strings.Repeat("n", MaxNodeSize+1))}, MaxNodeSize},
+		{"count", many, MaxBatch},
+		{"bytes", heavy, MaxBatchBytes},
+	}
+	for _, tt := range tests {
+		_, err := e.s.Write(context.Background(), tt.batch)
+		if !errors.Is(err, store.ErrTooLarge) || !strings.Contains(err.Error(), fmt.Sprint(tt.limit)) {
+			t.Errorf("%s: Write = %v, want ErrTooLarge naming %d", tt.name, err, tt.limit)
+		}
+	}
+	if n := len(walk(e.s, "/")); n != 0 {
+		t.Errorf("store holds %d nodes after refused writes", n)
+	}
+	// Right at the limits is fine.
+	e.write(many[:MaxBatch]...)
+	e.put("/n", strings.Repeat("n", MaxNodeSize))
+	e.write(heavy[:MaxBatchBytes/len(big)]...)
+}
+
+// snapshot is everything a reopen must restore.
+type snapshot struct {
+	origin uint64
+	vector store.Vector
+	root   store.Hash
+	stats  store.Stats
+	nodes  []store.Node
+	data   map[string]string
+}
+
+func takeSnapshot(t *testing.T, s Store) snapshot {
+	t.Helper()
+	snap := snapshot{origin: s.Origin(), vector: s.Vector(), root: s.Root(), stats: s.Stats(), nodes: walk(s, "/"), data: map[string]string{}}
+	for _, n := range snap.nodes {
+		if !n.Deleted {
+			got, err := s.Get(n.Path)
+			if err != nil {
+				t.Fatalf("Get(%q) = %v", n.Path, err)
+			}
+			snap.data[n.Path] = string(got.Data)
+		}
+	}
+	return snap
+}
+
+func (a snapshot) diff(b snapshot) string {
+	switch {
+	case a.origin != b.origin:
+		return fmt.Sprintf("origin %d, want %d", a.origin, b.origin)
+	case !maps.Equal(a.vector, b.vector):
+		return fmt.Sprintf("vector %v, want %v", a.vector, b.vector)
+	case a.root != b.root:
+		return fmt.Sprintf("root %x, want %x", a.root, b.root)
+	case a.stats != b.stats:
+		return fmt.Sprintf("stats %+v, want %+v", a.stats, b.stats)
+	case !slices.EqualFunc(a.nodes, b.nodes, func(x, y store.Node) bool { return x.Path == y.Path && x.Meta == y.Meta }):
+		return fmt.Sprintf("nodes %+v, want %+v", a.nodes, b.nodes)
+	case !maps.Equal(a.data, b.data):
+		return "data differs"
+	}
+	return ""
+}
+
+func testReopen(t *testing.T, open Opener) {
+	e := newEnv(t, open)
+	e.put("/a/b", "1", "/a/c", "2", "/d", "3")
+	e.write(del("/a/c"))
+	e.apply([]store.Node{
+		{Path: "/r/1", Meta: store.Meta{Version: 100, Origin: 9, Seq: 1}, Data: []byte("remote")},
+		{Path: "/r/2", Meta: store.Meta{Version: 100, Origin: 9, Seq: 2, Deleted: true}},
+	}, store.Advance{Origin: 8, From: 0, To: 5})
+	before := takeSnapshot(t, e.s)
+	e.reopen()
+	if d := takeSnapshot(t, e.s).diff(before); d != "" {
+		t.Fatalf("after reopen: %s", d)
+	}
+	if n := e.put("/e", "4")[0]; n.Seq != 5 {
+		t.Errorf("first write after reopen has seq %d, want 5", n.Seq)
+	}
+	// Reopening a cleanly closed store twice in a row changes nothing either.
+	before = takeSnapshot(t, e.s)
+	e.reopen()
+	e.reopen()
+	if d := takeSnapshot(t, e.s).diff(before); d != "" {
+		t.Fatalf("after two reopens: %s", d)
+	}
+}
+
+func testHashTree(t *testing.T, open Opener) {
+	e := newEnv(t, open)
+	if e.s.Root() != (store.Hash{}) {
+		t.Errorf("empty store has root %x", e.s.Root())
+	}
+	e.put("/a", "1", "/b/c", "2", "/b/d", "3")
+	e.write(del("/b/c"))
+	e.apply([]store.Node{{Path: "/z", Meta: store.Meta{Version: 5, Origin: 3, Seq: 1}, Data: []byte("z")}})
+
+	// The root is the XOR of the node hashes; each bucket holds its nodes.
+	var want store.Hash
+	for _, n := range walk(e.s, "/") {
+		h := NodeHash(n.Path, n.Meta)
+		for i := range want {
+			want[i] ^= h[i]
+		}
+		b := BucketOf(n.Path)
+		if got := e.s.Bucket(b); !slices.ContainsFunc(got, func(o store.Node) bool { return o.Path == n.Path && o.Meta == n.Meta && o.Data == nil }) {
+			t.Errorf("Bucket(%d) = %+v, want it to hold %q", b, got, n.Path)
+		}
+	}
+	if got := e.s.Root(); got != want {
+		t.Errorf("Root() = %x, want XOR of node hashes %x", got, want)
+	}
+	// Every internal node is the XOR of its children, down to the leaves.
+	var check func(level, index int, h store.Hash)
+	check = func(level, index int, h store.Hash) {
+		kids := e.s.TreeChildren(level, index)
+		if len(kids) != store.TreeFanout {
+			t.Fatalf("TreeChildren(%d, %d) has %d hashes", level, index, len(kids))
+		}
+		var x store.Hash
+		for i, k := range kids {
+			for j := range x {
+				x[j] ^= k[j]
+			}
+			if k != (store.Hash{}) && level+1 < store.TreeDepth {
+				check(level+1, index*store.TreeFanout+i, k)
+			}
+		}
+		if x != h {
+			t.Errorf("TreeChildren(%d, %d) XOR to %x, parent %x", level, index, x, h)
+		}
+	}
+	check(0, 0, want)
+	for _, bad := range [][2]int{{-1, 0}, {store.TreeDepth, 0}, {1, store.TreeFanout}, {0, 1}} {
+		if got := e.s.TreeChildren(bad[0], bad[1]); got != nil {
+			t.Errorf("TreeChildren(%d, %d) = %d hashes, want nil", bad[0], bad[1], len(got))
+		}
+	}
+	if e.s.Bucket(-1) != nil || e.s.Bucket(store.TreeLeaves) != nil {
+		t.Errorf("Bucket out of range returned nodes")
+	}
+}
+
+// remoteNodes returns a random history of replicated writes from a few
+// origins over a few paths, tombstones and version ties included.
+func remoteNodes(r *rand.Rand, n int) []store.Node {
+	var out []store.Node
+	seqs := map[uint64]uint64{}
+	used := map[[2]uint64]bool{} // an origin never issues a version twice
+	for len(out) < n {
+		o := uint64(r.IntN(3) + 100)
+		v := uint64(r.IntN(n) + 1)
+		if used[[2]uint64{o, v}] {
+			continue
+		}
+		used[[2]uint64{o, v}] = true
+		seqs[o]++
+		m := store.Meta{Version: v, Origin: o, Seq: seqs[o], Deleted: r.IntN(4) == 0}
+		nd := store.Node{Path: fmt.Sprintf("/p/%d", r.IntN(8)), Meta: m}
+		if !m.Deleted {
+			nd.Data = fmt.Appendf(nil, "%d/%d", o, m.Seq)
+		}
+		out = append(out, nd)
+	}
+	return out
+}
+
+func testApplyConverges(t *testing.T, open Opener) {
+	r := rand.New(rand.NewPCG(1, 2))
+	nodes := remoteNodes(r, 200)
+	a, b := newEnv(t, open), newEnv(t, open)
+	// a gets them in order in one batch, b shuffled in small batches.
+	a.apply(nodes)
+	shuffled := slices.Clone(nodes)
+	r.Shuffle(len(shuffled), func(i, j int) { shuffled[i], shuffled[j] = shuffled[j], shuffled[i] })
+	for len(shuffled) > 0 {
+		k := min(len(shuffled), r.IntN(10)+1)
+		b.apply(shuffled[:k])
+		shuffled = shuffled[k:]
+	}
+	sa, sb := takeSnapshot(t, a.s), takeSnapshot(t, b.s)
+	sb.origin, sb.vector = sa.origin, sa.vector // these differ by design
+	if d := sb.diff(sa); d != "" {
+		t.Fatalf("stores fed the same nodes differ: %s", d)
+	}
+	for i := range store.TreeFanout {
+		if !slices.Equal(a.s.TreeChildren(1, i), b.s.TreeChildren(1, i)) {
+			t.Errorf("TreeChildren(1, %d) differ", i)
+		}
+	}
+	// The winner of each path is the Newest node sent for it.
+	winners := map[string]store.Node{}
+	for _, n := range nodes {
+		if w, ok := winners[n.Path]; !ok || n.Newer(w.Meta) {
+			winners[n.Path] = n
+		}
+	}
+	for p, w := range winners {
+		w.Size = uint32(len(w.Data))
+		if w.Deleted {
+			w.Size = 0
+		}
+		m, ok := a.s.Lookup(p)
+		if !ok || m != w.Meta {
+			t.Errorf("Lookup(%q) = %+v, want %+v", p, m, w.Meta)
+		}
+		if n, err := a.s.Get(p); !w.Deleted && (err != nil || !bytes.Equal(n.Data, w.Data)) {
+			t.Errorf("Get(%q) = %q, %v, want %q", p, n.Data, err, w.Data)
+		}
+	}
+}
+
+func testApplyLWW(t *testing.T, open Opener) {
+	e := newEnv(t, open)
+	node := func(version, origin, seq uint64, data string) store.Node {
+		return store.Node{Path: "/x", Meta: store.Meta{Version: version, Origin: origin, Seq: seq}, Data: []byte(data)}
+	}
+	tests := []struct {
+		name     string
+		node     store.Node
+		changed  int
+		wantData string
+	}{
+		{"first", node(10, 5, 1, "a"), 1, "a"},
+		{"older", node(9, 6, 1, "b"), 0, "a"},
+		{"same", node(10, 5, 1, "c"), 0, "a"},
+		{"tie, lower origin", node(10, 4, 1, "d"), 0, "a"},
+		{"tie, higher origin", node(10, 6, 2, "e"), 1, "e"},
+		{"newer", node(11, 2, 1, "f"), 1, "f"},
+		{"own origin", node(99, e.s.Origin(), 1, "g"), 0, "f"},
+		{"tombstone", store.Node{Path: "/x", Meta: store.Meta{Version: 12, Origin: 2, Seq: 2, Deleted: true}, Data: []byte("ignored")}, 1, ""},
+		{"older than tombstone", node(11, 9, 1, "h"), 0, ""},
+		{"over tombstone", node(13, 2, 3, "i"), 1, "i"},
+	}
+	for _, tt := range tests {
+		if got := e.apply([]store.Node{tt.node}); got != tt.changed {
+			t.Errorf("%s: Apply = %d, want %d", tt.name, got, tt.changed)
+		}
+		n, err := e.s.Get("/x")
+		switch {
+		case tt.wantData == "" && !errors.Is(err, store.ErrNotFound):
+			t.Errorf("%s: Get = %+v, %v, want ErrNotFound", tt.name, n, err)
+		case tt.wantData != "" && (err != nil || string(n.Data) != tt.wantData):
+			t.Errorf("%s: Get = %q, %v, want %q", tt.name, n.Data, err, tt.wantData)
+		}
+	}
+	if m, _ := e.s.Lookup("/x"); m.Size != 1 {
+		t.Errorf("Apply kept size %d, want len(data)", m.Size)
+	}
+	// Apply makes no leaf/directory checks: replicas keep both.
+	e.apply([]store.Node{{Path: "/x/y", Meta: store.Meta{Version: 20, Origin: 2, Seq: 4}, Data: []byte("j")}})
+	if _, err := e.s.Get("/x/y"); err != nil {
+		t.Errorf("Get(/x/y) = %v after Apply under a leaf", err)
+	}
+	// A local write at either path is still refused.
+	if _, err := e.s.Write(context.Background(), []store.Write{put("/x/z", "k")}); !errors.Is(err, store.ErrConflict) {
+		t.Errorf("Write under a replicated leaf = %v, want ErrConflict", err)
+	}
+}
+
+func testApplyInvalid(t *testing.T, open Opener) {
+	e := newEnv(t, open)
+	ok := store.Node{Path: "/ok", Meta: store.Meta{Version: 1, Origin: 2, Seq: 1}, Data: []byte("x")}
+	tests := []struct {
+		name string
+		node store.Node
+		want error
+	}{
+		{"path", store.Node{Path: "/a/../b", Meta: store.Meta{Version: 1, Origin: 2, Seq: 2}}, store.ErrInvalidPath},
+		{"origin", store.Node{Path: "/b", Meta: store.Meta{Version: 1, Seq: 2}}, store.ErrInvalidNode},
+		{"seq", store.Node{Path: "/b", Meta: store.Meta{Version: 1, Origin: 2}}, store.ErrInvalidNode},
+	}
+	for _, tt := range tests {
+		if _, err := e.s.Apply(context.Background(), []store.Node{ok, tt.node}, nil); !errors.Is(err, tt.want) {
+			t.Errorf("%s: Apply = %v, want %v", tt.name, err, tt.want)
+		}
+	}
+	if n := len(walk(e.s, "/")); n != 0 || len(e.s.Vector()) != 0 {
+		t.Errorf("refused Apply left %d nodes, vector %v", n, e.s.Vector())
+	}
+}
+
+func testVector(t *testing.T, open Opener) {
+	e := newEnv(t, open)
+	n := func(origin, seq, version uint64) store.Node {
+		return store.Node{Path: fmt.Sprintf("/v/%d", version), Meta: store.Meta{Version: version, Origin: origin, Seq: seq}, Data: []byte("x")}
+	}
+	adv := func(origin, from, to uint64) store.Advance { return store.Advance{Origin: origin, From: from, To: to} }
+	own := e.s.Origin()
+	steps := []struct {
+		name  string
+		nodes []store.Node
+		adv   []store.Advance
+		want  store.Vector
+	}{
+		{"contiguous", []store.Node{n(1, 1, 10), n(1, 2, 11)}, nil, store.Vector{1: 2}},
+		{"gap", []store.Node{n(1, 5, 12)}, nil, store.Vector{1: 2}},
+		{"fill", []store.Node{n(1, 3, 13)}, nil, store.Vector{1: 3}},
+		{"skipped node counts", []store.Node{{Path: "/v/13", Meta: store.Meta{Version: 1, Origin: 1, Seq: 4}}}, nil, store.Vector{1: 4}},
+		{"advance", nil, []store.Advance{adv(1, 4, 9)}, store.Vector{1: 9}},
+		{"advance from above", nil, []store.Advance{adv(1, 10, 20)}, store.Vector{1: 9}},
+		{"advance from below", nil, []store.Advance{adv(1, 2, 12)}, store.Vector{1: 12}},
+		{"no lowering", nil, []store.Advance{adv(1, 0, 3)}, store.Vector{1: 12}},
+		{"new origin", nil, []store.Advance{adv(2, 0, 5)}, store.Vector{1: 12, 2: 5}},
+		{"nodes then advance", []store.Node{n(3, 1, 14)}, []store.Advance{adv(3, 1, 7)}, store.Vector{1: 12, 2: 5, 3: 7}},
+		{"own origin", []store.Node{n(own, 1, 15)}, []store.Advance{adv(own, 0, 50)}, store.Vector{1: 12, 2: 5, 3: 7}},
+	}
+	sub := e.subscribe(t, 100)
+	events := 0
+	for _, st := range steps {
+		before := e.s.Vector()
+		changed := e.apply(st.nodes, st.adv...)
+		if got := e.s.Vector(); !maps.Equal(got, st.want) {
+			t.Fatalf("%s: Vector() = %v, want %v", st.name, got, st.want)
+		}
+		if changed > 0 || !maps.Equal(before, st.want) {
+			events++
+		}
+	}
+	evs := sub.drain(t, events)
+	last := evs[len(evs)-1]
+	if !maps.Equal(last.Vector, e.s.Vector()) {
+		t.Errorf("last event vector %v, want %v", last.Vector, e.s.Vector())
+	}
+	e.reopen()
+	if got := e.s.Vector(); !maps.Equal(got, steps[len(steps)-1].want) {
+		t.Errorf("Vector() after reopen = %v, want %v", got, steps[len(steps)-1].want)
+	}
+}
+
+// subscription wraps a Subscription for tests.
+type subscription struct{ *store.Subscription }
+
+// subscribe subscribes to e's store; cleanup closes the subscription.
+func (e *env) subscribe(t *testing.T, buf int) subscription {
+	sub := e.s.Subscribe(buf)
+	t.Cleanup(sub.Close)
+	return subscription{sub}
+}
+
+// drain receives n events, failing the test if they do not come within a
+// deadline, then checks that no more are queued.
+func (s subscription) drain(t *testing.T, n int) []store.Event {
+	t.Helper()
+	var out []store.Event
+	deadline := time.After(10 * time.Second)
+	for len(out) < n {
+		select {
+		case ev, ok := <-s.C():
+			if !ok {
+				t.Fatalf("subscription closed after %d events, want %d", len(out), n)
+			}
+			out = append(out, ev)
+		case <-deadline:
+			t.Fatalf("got %d events, want %d", len(out), n)
+		}
+	}
+	select {
+	case ev, ok := <-s.C():
+		if ok {
+			t.Fatalf("unexpected event %+v after %d", ev, n)
+		}
+	default:
+	}
+	return out
+}
+
+func testSubscribe(t *testing.T, open Opener) {
+	e := newEnv(t, open)
+	sub := e.subscribe(t, 100)
+	own := e.s.Origin()
+	e.put("/a", "1", "/b", "2")
+	e.put("/a", "1") // no-op, no event
+	e.write(del("/b"))
+	e.apply([]store.Node{{Path: "/r", Meta: store.Meta{Version: 1, Origin: 5, Seq: 1}, Data: []byte("r")}})
+	e.apply([]store.Node{{Path: "/r", Meta: store.Meta{Version: 0, Origin: 5, Seq: 2}, Data: []byte("old")}}) // vector only
+	e.apply([]store.Node{{Path: "/r", Meta: store.Meta{Version: 0, Origin: 5, Seq: 2}, Data: []byte("old")}}) // nothing
+
+	want := []struct {
+		nodes  []string
+		data   []string
+		vector store.Vector
+	}{
+		{[]string{"/a", "/b"}, []string{"1", "2"}, store.Vector{own: 2}},
+		{[]string{"/b"}, []string{""}, store.Vector{own: 3}},
+		{[]string{"/r"}, []string{"r"}, store.Vector{own: 3, 5: 1}},
+		{nil, nil, store.Vector{own: 3, 5: 2}},
+	}
+	evs := sub.drain(t, len(want))
+	for i, w := range want {
+		ev := evs[i]
+		var data []string
+		for _, n := range ev.Nodes {
+			data = append(data, string(n.Data))
+			if (n.Origin == own) != (n.Path != "/r") {
+				t.Errorf("event %d: node %q from origin %d", i, n.Path, n.Origin)
+			}
+		}
+		if !slices.Equal(paths(ev.Nodes), w.nodes) || !slices.Equal(data, w.data) || !maps.Equal(ev.Vector, w.vector) {
+			t.Errorf("event %d = %q %q %v, want %q %q %v", i, paths(ev.Nodes), data, ev.Vector, w.nodes, w.data, w.vector)
+		}
+	}
+	if sub.Overflowed() {
+		t.Errorf("Overflowed() = true")
+	}
+	sub.Close()
+	sub.Close()
+	if _, ok := <-sub.C(); ok {
+		t.Errorf("event after Close")
+	}
+	e.put("/c", "3") // publishing to nobody
+}
+
+func testOverflow(t *testing.T, open Opener) {
+	e := newEnv(t, open)
+	slow := e.subscribe(t, 2)
+	fast := e.subscribe(t, 10)
+	for i := range 3 {
+		e.put(fmt.Sprintf("/o/%d", i), "x")
+	}
+	fast.drain(t, 3)
+	n := 0
+	for range slow.C() {
+		n++
+	}
+	if n != 2 || !slow.Overflowed() {
+		t.Errorf("slow subscriber got %d events, overflowed %v; want 2, true", n, slow.Overflowed())
+	}
+	if fast.Overflowed() {
+		t.Errorf("fast subscriber overflowed")
+	}
+	slow.Close()
+}
+
+func testConcurrentWrites(t *testing.T, open Opener) {
+	e := newEnv(t, open)
+	const writers, each = 32, 10
+	before := uint64(0)
+	counter, counts := e.s.(CommitCounter)
+	if counts {
+		before = counter.CommitCount()
+	}
+	var wg sync.WaitGroup
+	errs := make(chan error, writers*each)
+	for w := range writers {
+		wg.Go(func() {
+			for i := range each {
+				ws := []store.Write{put(fmt.Sprintf("/w/%d/%d", w, i), fmt.Sprint(w*each+i))}
+				if _, err := e.s.Write(context.Background(), ws); err != nil {
+					errs <- err
+				}
+			}
+		})
+	}
+	wg.Wait()
+	close(errs)
+	for err := range errs {
+		t.Errorf("concurrent Write: %v", err)
+	}
+	if counts {
+		if n := counter.CommitCount() - before; n >= writers*each {
+			t.Errorf("%d writes took %d commits: no group commit", writers*each, n)
+		} else {
+			t.Logf("%d writes in %d commits", writers*each, n)
+		}
+	}
+	e.reopen()
+	seqs := map[uint64]bool{}
+	for w := range writers {
+		for i := range each {
+			p := fmt.Sprintf("/w/%d/%d", w, i)
+			n := e.mustGet(p)
+			if string(n.Data) != fmt.Sprint(w*each+i) {
+				t.Errorf("Get(%q) = %q", p, n.Data)
+			}
+			seqs[n.Seq] = true
+		}
+	}
+	for s := uint64(1); s <= writers*each; s++ {
+		if !seqs[s] {
+			t.Fatalf("seq %d missing: seqs not dense", s)
+		}
+	}
+}
+
+func testClose(t *testing.T, open Opener) {
+	e := newEnv(t, open)
+	e.put("/a", "1")
+	sub := e.s.Subscribe(4)
+	for range 2 {
+		if err := e.s.Close(); err != nil {
+			t.Fatalf("Close() = %v", err)
+		}
+	}
+	if _, ok := <-sub.C(); ok {
+		t.Errorf("subscription open after Close")
+	}
+	sub.Close()
+	ctx := context.Background()
+	_, errW := e.s.Write(ctx, []store.Write{put("/b", "2")})
+	_, errA := e.s.Apply(ctx, []store.Node{{Path: "/b", Meta: store.Meta{Version: 1, Origin: 2, Seq: 1}}}, nil)
+	_, errG := e.s.Get("/a")
+	_, _, errS := e.s.Scan(store.ScanOptions{Prefix: "/"})
+	_, _, _, errC := e.s.Changes(e.s.Origin(), 0, 0, 0)
+	for name, err := range map[string]error{"Write": errW, "Apply": errA, "Get": errG, "Scan": errS, "Changes": errC} {
+		if !errors.Is(err, store.ErrClosed) {
+			t.Errorf("%s after Close = %v, want ErrClosed", name, err)
+		}
+	}
+	if _, ok := <-e.s.Subscribe(1).C(); ok {
+		t.Errorf("Subscribe after Close delivered an event")
+	}
+	// The file opens again, and the cleanup's Close succeeds on it.
+	e.s = e.open(t, e.cfg)
+	e.mustGet("/a")
+}
+
+func testCloseWhileWriting(t *testing.T, open Opener) {
+	e := newEnv(t, open)
+	const writers = 16
+	var (
+		wg    sync.WaitGroup
+		mu    sync.Mutex
+		acked []string
+	)
+	started := make(chan struct{}, writers)
+	for w := range writers {
+		wg.Go(func() {
+			for i := 0; ; i++ {
+				p := fmt.Sprintf("/w/%d/%d", w, i)
+				_, err := e.s.Write(context.Background(), []store.Write{put(p, "x")})
+				if i == 0 {
+					started <- struct{}{}
+				}
+				if errors.Is(err, store.ErrClosed) {
+					return
+				}
+				if err != nil {
+					t.Errorf("Write(%q) = %v, want success or ErrClosed", p, err)
+					return
+				}
+				mu.Lock()
+				acked = append(acked, p)
+				mu.Unlock()
+			}
+		})
+	}
+	for range writers {
+		<-started
+	}
+	if err := e.s.Close(); err != nil {
+		t.Fatalf("Close() = %v", err)
+	}
+	wg.Wait()
+	e.s = e.open(t, e.cfg)
+	for _, p := range acked {
+		e.mustGet(p)
+	}
+	if got := e.s.Stats().Nodes; got != uint64(len(acked)) {
+		t.Errorf("store holds %d nodes, %d writes were acknowledged", got, len(acked))
+	}
+}
