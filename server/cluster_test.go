@@ -1,0 +1,305 @@
+package server_test
+
+import (
+	"bytes"
+	"context"
+	"errors"
+	"fmt"
+	"io"
+	"strings"
+	"sync"
+	"testing"
+	"time"
+
+	"google.golang.org/grpc/codes"
+	"google.golang.org/grpc/status"
+
+	repldspb "replds/proto"
+	"replds/server"
+	"replds/server/servertest"
+	"replds/store"
+)
+
+func put(t *testing.T, c repldspb.RepldsClient, kv ...string) *repldspb.StoreResponse {
+	t.Helper()
+	req := &repldspb.StoreRequest{}
+	for i := 0; i < len(kv); i += 2 {
+		req.Writes = append(req.Writes, &repldspb.Write{Path: kv[i], Data: []byte(kv[i+1])})
+	}
+	resp, err := c.Store(context.Background(), req)
+	if err != nil {
+		t.Fatalf("Store(%v) = %v", kv, err)
+	}
+	return resp
+}
+
+// waitData waits until every running server holds data at path (nil: the
+// path is absent).
+func waitData(t *testing.T, c *servertest.Cluster, path string, data []byte) {
+	t.Helper()
+	c.Wait(10*time.Second, "data of "+path, func() error {
+		for i := range c.N() {
+			s := c.Server(i)
+			if s == nil {
+				continue
+			}
+			n, err := s.DB().Get(path)
+			switch {
+			case data == nil && errors.Is(err, store.ErrNotFound):
+			case data == nil:
+				return fmt.Errorf("server %d: Get(%q) = %q, %v; want not found", i, path, n.Data, err)
+			case err != nil:
+				return fmt.Errorf("server %d: Get(%q): %v", i, path, err)
+			case !bytes.Equal(n.Data, data):
+				return fmt.Errorf("server %d: Get(%q) = %q, want %q", i, path, n.Data, data)
+			}
+		}
+		return nil
+	})
+}
+
+func TestCluster_WriteReachesEveryServer(t *testing.T) {
+	c := servertest.NewCluster(t, 3)
+	put(t, c.Client(0), "/data/foo", "foo", "/data/sub/one", "one")
+	waitData(t, c, "/data/foo", []byte("foo"))
+	waitData(t, c, "/data/sub/one", []byte("one"))
+
+	// An update and a delete through another server reach everyone too.
+	put(t, c.Client(1), "/data/foo", "bar")
+	waitData(t, c, "/data/foo", []byte("bar"))
+	if _, err := c.Client(2).Store(context.Background(), &repldspb.StoreRequest{Writes: []*repldspb.Write{
+		{Path: "/data/sub", Delete: true, Recursive: true},
+	}}); err != nil {
+		t.Fatalf("recursive delete: %v", err)
+	}
+	waitData(t, c, "/data/sub/one", nil)
+	c.WaitConverged(10 * time.Second)
+}
+
+func TestCluster_ConcurrentWritesConverge(t *testing.T) {
+	c := servertest.NewCluster(t, 3)
+	var wg sync.WaitGroup
+	for round := range 20 {
+		for i := range c.N() {
+			wg.Add(1)
+			go func() {
+				defer wg.Done()
+				_, err := c.Client(i).Store(context.Background(), &repldspb.StoreRequest{Writes: []*repldspb.Write{
+					{Path: "/contended", Data: []byte(fmt.Sprintf("server %d round %d", i, round))},
+				}})
+				if err != nil {
+					t.Errorf("Store on %d: %v", i, err)
+				}
+			}()
+		}
+	}
+	wg.Wait()
+	c.WaitConverged(10 * time.Second)
+	want, err := c.Server(0).DB().Get("/contended")
+	if err != nil {
+		t.Fatal(err)
+	}
+	for i := 1; i < c.N(); i++ {
+		got, err := c.Server(i).DB().Get("/contended")
+		if err != nil || !bytes.Equal(got.Data, want.Data) || got.Version != want.Version {
+			t.Errorf("server %d has %q@%d (%v), server 0 has %q@%d", i, got.Data, got.Version, err, want.Data, want.Version)
+		}
+	}
+}
+
+func TestCluster_RestartedServerCatchesUp(t *testing.T) {
+	c := servertest.NewCluster(t, 3)
+	put(t, c.Client(0), "/a", "1")
+	waitData(t, c, "/a", []byte("1"))
+	c.Stop(2)
+	for i := range 50 {
+		put(t, c.Client(i%2), fmt.Sprintf("/while-down/%d", i), "x")
+	}
+	put(t, c.Client(1), "/a", "2")
+	c.Restart(2)
+	waitData(t, c, "/a", []byte("2"))
+	waitData(t, c, "/while-down/49", []byte("x"))
+	c.WaitConverged(10 * time.Second)
+}
+
+func TestCluster_NewEmptyServerGetsTheTree(t *testing.T) {
+	c := servertest.NewCluster(t, 2)
+	const n = 3000
+	req := &repldspb.StoreRequest{}
+	for i := range n {
+		req.Writes = append(req.Writes, &repldspb.Write{Path: fmt.Sprintf("/tree/%d/%d", i%10, i), Data: []byte(strings.Repeat("x", 100))})
+	}
+	if _, err := c.Client(0).Store(context.Background(), req); err != nil {
+		t.Fatal(err)
+	}
+	i := c.Add()
+	c.WaitConverged(20 * time.Second)
+	if got := c.Server(i).DB().Stats().Nodes; got != n {
+		t.Errorf("new server holds %d nodes, want %d", got, n)
+	}
+}
+
+func TestServer_InvalidPathsRefused(t *testing.T) {
+	c := servertest.NewCluster(t, 1)
+	client := c.Client(0)
+	for _, tc := range []struct{ path, want string }{
+		{"relative/path", "not absolute"},
+		{"/a/../b", ".."},
+		{"", "empty"},
+		{"/", "/"},
+		{"/a\x00b", "control"},
+		{"/a//b", "empty"},
+	} {
+		t.Run(fmt.Sprintf("%q", tc.path), func(t *testing.T) {
+			_, err := client.Store(context.Background(), &repldspb.StoreRequest{Writes: []*repldspb.Write{
+				{Path: "/ok", Data: []byte("x")},
+				{Path: tc.path, Data: []byte("x")},
+			}})
+			if status.Code(err) != codes.InvalidArgument {
+				t.Fatalf("Store(%q) = %v, want InvalidArgument", tc.path, err)
+			}
+			if msg := status.Convert(err).Message(); !strings.Contains(msg, tc.want) {
+				t.Errorf("Store(%q) error %q does not name the problem (%q)", tc.path, msg, tc.want)
+			}
+		})
+	}
+	// Nothing of the refused batches was written, and the server still serves.
+	if _, err := client.Get(context.Background(), &repldspb.GetRequest{Path: "/ok"}); status.Code(err) != codes.NotFound {
+		t.Errorf("Get(/ok) after refused batches = %v, want NotFound", err)
+	}
+	put(t, client, "/ok", "x")
+}
+
+func TestServer_LeafDirectoryConflictRefused(t *testing.T) {
+	c := servertest.NewCluster(t, 1)
+	put(t, c.Client(0), "/a/b", "x")
+	_, err := c.Client(0).Store(context.Background(), &repldspb.StoreRequest{Writes: []*repldspb.Write{{Path: "/a", Data: []byte("y")}}})
+	if status.Code(err) != codes.FailedPrecondition {
+		t.Fatalf("Store(/a) over directory /a = %v, want FailedPrecondition", err)
+	}
+}
+
+// watch opens a Watch stream and returns a function reading the next
+// message.
+func watch(t *testing.T, c repldspb.RepldsClient, prefix string, token *repldspb.Vector) func() *repldspb.WatchResponse {
+	t.Helper()
+	ctx, cancel := context.WithCancel(context.Background())
+	t.Cleanup(cancel)
+	stream, err := c.Watch(ctx, &repldspb.WatchRequest{Prefix: prefix, Token: token})
+	if err != nil {
+		t.Fatal(err)
+	}
+	return func() *repldspb.WatchResponse {
+		t.Helper()
+		msg, err := stream.Recv()
+		if err != nil {
+			t.Fatalf("Watch(%s).Recv: %v", prefix, err)
+		}
+		return msg
+	}
+}
+
+func paths(msg *repldspb.WatchResponse) []string {
+	var out []string
+	for _, n := range msg.Nodes {
+		p := n.Path
+		if n.Deleted {
+			p = "-" + p
+		}
+		out = append(out, p)
+	}
+	return out
+}
+
+func TestWatch_ReplayLiveAndResume(t *testing.T) {
+	c := servertest.NewCluster(t, 2)
+	put(t, c.Client(0), "/data/sub/one", "1", "/data/sub/two", "2", "/data/foo", "f", "/data/subx", "no")
+	waitData(t, c, "/data/subx", []byte("no"))
+
+	next := watch(t, c.Client(1), "/data/sub", nil)
+	var got []string
+	var token *repldspb.Vector
+	for token == nil {
+		msg := next()
+		got = append(got, paths(msg)...)
+		if msg.Bookmark != nil {
+			if !msg.Synced {
+				t.Errorf("first bookmark not marked synced")
+			}
+			token = msg.Bookmark
+		}
+	}
+	if want := "/data/sub/one,/data/sub/two"; strings.Join(got, ",") != want {
+		t.Errorf("replay = %v, want %s", got, want)
+	}
+
+	// A live change under the prefix arrives as one batch with a bookmark;
+	// one outside it does not arrive.
+	put(t, c.Client(0), "/data/foo", "g")
+	put(t, c.Client(0), "/data/sub/three", "3", "/data/sub/one", "1b")
+	msg := next()
+	for len(msg.Nodes) == 0 {
+		msg = next()
+	}
+	if got, want := strings.Join(paths(msg), ","), "/data/sub/three,/data/sub/one"; got != want || msg.Bookmark == nil {
+		t.Errorf("live batch = %s (bookmark %v), want %s with a bookmark", got, msg.Bookmark != nil, want)
+	}
+
+	// Resuming from the first token replays only what changed since,
+	// deletes included, on the other server.
+	if _, err := c.Client(1).Store(context.Background(), &repldspb.StoreRequest{Writes: []*repldspb.Write{{Path: "/data/sub/two", Delete: true}}}); err != nil {
+		t.Fatal(err)
+	}
+	waitData(t, c, "/data/sub/two", nil)
+	next = watch(t, c.Client(0), "/data/sub", token)
+	got = nil
+	for {
+		msg := next()
+		got = append(got, paths(msg)...)
+		if msg.Synced {
+			break
+		}
+	}
+	if want := "/data/sub/one,/data/sub/three,-/data/sub/two"; strings.Join(got, ",") != want {
+		t.Errorf("resumed replay = %v, want %s", got, want)
+	}
+}
+
+func TestSync_IdleRoundDoesNotGrowWithStoreSize(t *testing.T) {
+	sizes := map[int]int64{}
+	for _, n := range []int{100, 5000} {
+		c := servertest.NewCluster(t, 2)
+		req := &repldspb.StoreRequest{}
+		for i := range n {
+			req.Writes = append(req.Writes, &repldspb.Write{Path: fmt.Sprintf("/n/%d", i), Data: []byte("v")})
+		}
+		if _, err := c.Client(0).Store(context.Background(), req); err != nil {
+			t.Fatal(err)
+		}
+		c.WaitConverged(20 * time.Second)
+		bytes, err := server.MeasureSyncRound(context.Background(), c.Server(1), c.Addr(0))
+		if err != nil {
+			t.Fatal(err)
+		}
+		sizes[n] = bytes
+	}
+	t.Logf("idle sync round bytes: %v", sizes)
+	if sizes[100] != sizes[5000] || sizes[5000] > 1024 {
+		t.Errorf("idle sync round = %d bytes at 100 nodes, %d at 5000; want equal and < 1 KiB", sizes[100], sizes[5000])
+	}
+}
+
+func TestSync_RepairWhenVectorsMatchButTreesDiffer(t *testing.T) {
+	c := servertest.NewCluster(t, 2)
+	put(t, c.Client(0), "/x", "1")
+	c.WaitConverged(10 * time.Second)
+	// A node that no vector accounts for (as after a restore, or a purged
+	// tombstone): only the hash tree can find it.
+	orphan := store.Node{Path: "/orphan", Meta: store.Meta{Version: 1 << 40, Origin: 42, Seq: 7, Size: 1}, Data: []byte("o")}
+	if _, err := c.Server(1).DB().Apply(context.Background(), []store.Node{orphan}, nil); err != nil {
+		t.Fatal(err)
+	}
+	waitData(t, c, "/orphan", []byte("o"))
+}
+
+var _ = io.EOF

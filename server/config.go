@@ -1,0 +1,143 @@
+package server
+
+import (
+	"errors"
+	"fmt"
+	"log/slog"
+	"net"
+	"strconv"
+	"time"
+
+	"replds/certs"
+)
+
+// Config configures a Server.
+type Config struct {
+	// Addr is the gRPC listen address (HOST:PORT; port 0 picks one).
+	Addr string
+	// GossipAddr is the memberlist listen address. Empty means the host of
+	// Addr with the port of Addr plus one (port 0 when Addr's port is 0).
+	GossipAddr string
+	// Name is this server's member name. Empty means the gRPC address.
+	Name string
+	// DataDir holds the store file.
+	DataDir string
+	// Peers are gRPC addresses of other servers to join through.
+	Peers []string
+	// SyncInterval is the period of digest sync rounds.
+	SyncInterval time.Duration
+	// RejoinInterval is how often configured peers that are not alive
+	// members are joined again.
+	RejoinInterval time.Duration
+	// BookmarkInterval is how often an idle Watch stream gets a bookmark.
+	BookmarkInterval time.Duration
+	// MaxNodeSize bounds the data of one node.
+	MaxNodeSize int
+	// MaxBatch bounds the writes in one Store call, MaxBatchBytes their
+	// data.
+	MaxBatch      int
+	MaxBatchBytes int
+	// GossipProfile selects memberlist timings: "lan" (default) or "local"
+	// (loopback-fast failure detection, for tests and local clusters).
+	GossipProfile string
+	// TLS holds the certificate, key and CA files; all or none. With them
+	// every connection is mutually authenticated TLS 1.3.
+	TLS certs.Files
+	// ACLFile holds the access rules; empty means everything is allowed.
+	ACLFile string
+	// GossipKeyFile holds the key that encrypts and authenticates
+	// membership traffic (base64 of 16, 24 or 32 bytes). Required with TLS.
+	GossipKeyFile string
+	// ShutdownGrace bounds how long Close waits for RPCs to finish.
+	ShutdownGrace time.Duration
+	// Logger receives the server's logs (never node data); nil = slog.Default().
+	Logger *slog.Logger
+}
+
+// DefaultConfig returns the production defaults.
+func DefaultConfig() Config {
+	return Config{
+		Addr:             "127.0.0.1:12100",
+		SyncInterval:     time.Second,
+		RejoinInterval:   5 * time.Second,
+		BookmarkInterval: 5 * time.Second,
+		MaxNodeSize:      16 << 20,
+		MaxBatch:         100000,
+		MaxBatchBytes:    64 << 20,
+		ShutdownGrace:    10 * time.Second,
+	}
+}
+
+// Validate reports the first configuration problem, naming the setting.
+func (c *Config) Validate() error {
+	if c.DataDir == "" {
+		return errors.New("server: --data-dir is required")
+	}
+	if _, _, err := splitHostPort(c.Addr); err != nil {
+		return fmt.Errorf("server: --addr %q: %w", c.Addr, err)
+	}
+	if c.GossipAddr != "" {
+		if _, _, err := splitHostPort(c.GossipAddr); err != nil {
+			return fmt.Errorf("server: --gossip-addr %q: %w", c.GossipAddr, err)
+		}
+	}
+	for _, p := range c.Peers {
+		if _, _, err := splitHostPort(p); err != nil {
+			return fmt.Errorf("server: --peer %q: %w", p, err)
+		}
+	}
+	if c.SyncInterval <= 0 || c.RejoinInterval <= 0 || c.BookmarkInterval <= 0 {
+		return errors.New("server: intervals must be positive")
+	}
+	switch c.GossipProfile {
+	case "", "lan", "local":
+	default:
+		return fmt.Errorf("server: gossip profile %q (want lan or local)", c.GossipProfile)
+	}
+	if err := c.TLS.Validate(); err != nil {
+		return err
+	}
+	if c.TLS.Enabled() && c.GossipKeyFile == "" {
+		return errors.New("server: --gossip-key-file is required with TLS: membership traffic must be encrypted too (replds cert gossip-key makes one)")
+	}
+	if c.ACLFile != "" && !c.TLS.Enabled() {
+		return errors.New("server: --acls needs --tls-cert, --tls-key and --tls-ca: identities come from client certificates")
+	}
+	if c.MaxNodeSize <= 0 || c.MaxBatch <= 0 || c.MaxBatchBytes <= 0 {
+		return errors.New("server: limits must be positive")
+	}
+	return nil
+}
+
+// gossipAddr returns the memberlist listen address for c.
+func (c *Config) gossipAddr() (string, error) {
+	if c.GossipAddr != "" {
+		return c.GossipAddr, nil
+	}
+	host, port, err := splitHostPort(c.Addr)
+	if err != nil {
+		return "", err
+	}
+	if port != 0 {
+		port++
+	}
+	return net.JoinHostPort(host, strconv.Itoa(port)), nil
+}
+
+func splitHostPort(addr string) (string, int, error) {
+	host, ps, err := net.SplitHostPort(addr)
+	if err != nil {
+		return "", 0, err
+	}
+	port, err := strconv.Atoi(ps)
+	if err != nil || port < 0 || port > 65535 {
+		return "", 0, fmt.Errorf("bad port %q", ps)
+	}
+	return host, port, nil
+}
+
+// maxMessage bounds a gRPC message: a full batch, or the largest node, plus
+// room for metadata.
+func (c *Config) maxMessage() int {
+	return max(c.MaxBatchBytes, c.MaxNodeSize) + (4 << 20)
+}

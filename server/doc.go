@@ -1,0 +1,18 @@
+// Package server runs one replds peer: the public gRPC API (Store, Get,
+// List, Watch, Status), the internal replication API (Hello, Push, Sync,
+// Tree, Buckets), cluster membership through memberlist, and the three
+// replication layers of DESIGN.md.
+//
+// Invariants:
+//   - A Store RPC is answered only after its batch is durable in the local
+//     store; replication to peers happens afterwards (eager push), and
+//     anything a push missed is found by the next digest sync.
+//   - Membership decides only who is alive; data never travels over
+//     memberlist, only over gRPC.
+//   - A Watch stream never sends a bookmark that covers a write it has not
+//     sent (when under its prefix), so the bookmark is a resume token valid
+//     on any server.
+//   - Every goroutine is started through Server.goFunc and is waited for by
+//     Close, which is idempotent and ordered: stop RPCs, leave membership,
+//     stop background loops, close the store.
+package server

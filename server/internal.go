@@ -1,0 +1,210 @@
+package server
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"io"
+
+	"google.golang.org/grpc/codes"
+	"google.golang.org/grpc/status"
+
+	"replds/acl"
+	repldspb "replds/proto"
+	"replds/store"
+)
+
+// Hello tells a joining peer our member name and gossip address.
+func (s *Server) Hello(ctx context.Context, req *repldspb.HelloRequest) (*repldspb.HelloResponse, error) {
+	if err := s.authorize(ctx, acl.Peer, ""); err != nil {
+		return nil, toStatus(s.log, "Hello", err)
+	}
+	return &repldspb.HelloResponse{Name: s.cfg.Name, GossipAddr: s.mem.addr(), Origin: s.store.Origin()}, nil
+}
+
+// Push receives a peer's own accepted writes, in its seq order. It ends when
+// the peer closes the stream or when this server shuts down.
+func (s *Server) Push(stream repldspb.Internal_PushServer) error {
+	const method = "Push"
+	ctx := stream.Context()
+	if err := s.authorize(ctx, acl.Peer, ""); err != nil {
+		return toStatus(s.log, method, err)
+	}
+	// Recv cannot select on shutdown, so it runs in its own goroutine. That
+	// goroutine ends when Recv fails, at the latest when this handler has
+	// returned and gRPC cancels the stream.
+	type recv struct {
+		msg *repldspb.PushRequest
+		err error
+	}
+	msgs := make(chan recv)
+	go func() {
+		for {
+			msg, err := stream.Recv()
+			select {
+			case msgs <- recv{msg, err}:
+			case <-ctx.Done():
+				return
+			}
+			if err != nil {
+				return
+			}
+		}
+	}()
+	for {
+		var r recv
+		select {
+		case <-s.done:
+			return status.Error(codes.Unavailable, "server shutting down")
+		case r = <-msgs:
+		}
+		if errors.Is(r.err, io.EOF) {
+			return stream.SendAndClose(&repldspb.PushResponse{})
+		}
+		if r.err != nil {
+			return r.err
+		}
+		msg := r.msg
+		nodes, err := nodesFromProto(msg.Origin, msg.Nodes)
+		if err != nil {
+			return toStatus(s.log, method, err)
+		}
+		var adv []store.Advance
+		if len(nodes) > 0 {
+			adv = []store.Advance{{Origin: msg.Origin, From: msg.Prev, To: nodes[len(nodes)-1].Seq}}
+		}
+		if _, err := s.store.Apply(ctx, nodes, adv); err != nil {
+			return toStatus(s.log, method, err)
+		}
+	}
+}
+
+// nodesFromProto converts replicated nodes, checking that each belongs to
+// origin (0: any) and is well formed.
+func nodesFromProto(origin uint64, pn []*repldspb.Node) ([]store.Node, error) {
+	out := make([]store.Node, len(pn))
+	for i, p := range pn {
+		if origin != 0 && p.Origin != origin {
+			return nil, status.Errorf(codes.InvalidArgument, "node %q of origin %016x in a message of origin %016x", p.Path, p.Origin, origin)
+		}
+		if p.Origin == 0 || p.Seq == 0 || p.Version == 0 {
+			return nil, status.Errorf(codes.InvalidArgument, "node %q without origin, seq or version", p.Path)
+		}
+		if p.Deleted && len(p.Data) > 0 {
+			return nil, status.Errorf(codes.InvalidArgument, "tombstone %q with data", p.Path)
+		}
+		out[i] = nodeFromProto(p)
+	}
+	return out, nil
+}
+
+// Sync answers an asker's digest: per origin where we know more, the
+// current winners it has not seen, in seq order, in pages.
+func (s *Server) Sync(req *repldspb.SyncRequest, stream repldspb.Internal_SyncServer) error {
+	const method = "Sync"
+	if err := s.authorize(stream.Context(), acl.Peer, ""); err != nil {
+		return toStatus(s.log, method, err)
+	}
+	ask := VectorFromProto(req.Vector)
+	mine := s.store.Vector()
+	for _, o := range sortedOrigins(mine) {
+		if mine[o] <= ask[o] {
+			continue
+		}
+		cursor := ask[o]
+		for {
+			nodes, last, more, err := s.store.Changes(o, cursor, pageNodes, pageBytes)
+			if err != nil {
+				return toStatus(s.log, method, err)
+			}
+			msg := &repldspb.SyncResponse{Origin: o, Nodes: nodesToProto(nodes)}
+			if !more {
+				msg.Done, msg.From, msg.Upto = true, ask[o], mine[o]
+			}
+			if err := stream.Send(msg); err != nil {
+				return err
+			}
+			if !more {
+				break
+			}
+			cursor = last
+		}
+	}
+	root := s.store.Root()
+	if vectorsEqual(ask, mine) && string(root[:]) != string(req.Root) {
+		return stream.Send(&repldspb.SyncResponse{Repair: true})
+	}
+	return nil
+}
+
+// Tree returns hash-tree children for repair.
+func (s *Server) Tree(ctx context.Context, req *repldspb.TreeRequest) (*repldspb.TreeResponse, error) {
+	if err := s.authorize(ctx, acl.Peer, ""); err != nil {
+		return nil, toStatus(s.log, "Tree", err)
+	}
+	level := int(req.Level)
+	if level >= store.TreeDepth {
+		return nil, status.Errorf(codes.InvalidArgument, "tree level %d out of range", level)
+	}
+	width := 1
+	for range level {
+		width *= store.TreeFanout
+	}
+	resp := &repldspb.TreeResponse{}
+	for _, idx := range req.Index {
+		if int(idx) >= width {
+			return nil, status.Errorf(codes.InvalidArgument, "tree index %d out of range at level %d", idx, level)
+		}
+		for _, h := range s.store.TreeChildren(level, int(idx)) {
+			resp.Hashes = append(resp.Hashes, h[:])
+		}
+	}
+	return resp, nil
+}
+
+// Buckets streams every node (live with data, or tombstone) of the given
+// hash-tree leaf buckets.
+func (s *Server) Buckets(req *repldspb.BucketRequest, stream repldspb.Internal_BucketsServer) error {
+	const method = "Buckets"
+	if err := s.authorize(stream.Context(), acl.Peer, ""); err != nil {
+		return toStatus(s.log, method, err)
+	}
+	var page []*repldspb.Node
+	size := 0
+	flush := func() error {
+		if len(page) == 0 {
+			return nil
+		}
+		err := stream.Send(&repldspb.SyncResponse{Nodes: page})
+		page, size = nil, 0
+		return err
+	}
+	for _, b := range req.Buckets {
+		if int(b) >= store.TreeLeaves {
+			return status.Errorf(codes.InvalidArgument, "bucket %d out of range", b)
+		}
+		for _, n := range s.store.Bucket(int(b)) {
+			if !n.Deleted {
+				full, err := s.store.Get(n.Path)
+				if errors.Is(err, store.ErrNotFound) {
+					continue // deleted meanwhile; the next round sees the tombstone
+				}
+				if err != nil {
+					return toStatus(s.log, method, err)
+				}
+				n = full
+			}
+			page = append(page, nodeToProto(n))
+			size += len(n.Data)
+			if len(page) >= pageNodes || size >= pageBytes {
+				if err := flush(); err != nil {
+					return err
+				}
+			}
+		}
+	}
+	if err := flush(); err != nil {
+		return fmt.Errorf("buckets: %w", err)
+	}
+	return nil
+}

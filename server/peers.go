@@ -1,0 +1,237 @@
+package server
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"io"
+	"log/slog"
+	"math/rand/v2"
+	"sync"
+	"time"
+
+	"google.golang.org/grpc"
+
+	repldspb "replds/proto"
+	"replds/store"
+)
+
+// Replication page limits: a push or sync message carries at most this
+// many nodes or bytes of data.
+const (
+	pageNodes = 1000
+	pageBytes = 4 << 20
+)
+
+// peerSet holds the gRPC connections to peers and one pusher per alive
+// peer. Membership events call changed, which must not block.
+type peerSet struct {
+	s   *Server
+	log *slog.Logger
+
+	changes chan struct{}
+
+	mu      sync.Mutex
+	conns   map[string]*grpc.ClientConn // by gRPC address
+	pushers map[string]*pusher          // by member name
+	closed  bool
+}
+
+func newPeerSet(s *Server) *peerSet {
+	return &peerSet{
+		s:       s,
+		log:     s.log.With("component", "replication"),
+		changes: make(chan struct{}, 1),
+		conns:   map[string]*grpc.ClientConn{},
+		pushers: map[string]*pusher{},
+	}
+}
+
+// start runs the loop that keeps one pusher per alive peer.
+func (p *peerSet) start() {
+	p.s.goFunc(p.reconcileLoop)
+}
+
+// changed signals a membership change. It never blocks.
+func (p *peerSet) changed() {
+	select {
+	case p.changes <- struct{}{}:
+	default:
+	}
+}
+
+// kick wakes every pusher: new local writes are committed. It never blocks.
+func (p *peerSet) kick() {
+	p.mu.Lock()
+	defer p.mu.Unlock()
+	for _, pu := range p.pushers {
+		select {
+		case pu.kick <- struct{}{}:
+		default:
+		}
+	}
+}
+
+// conn returns the (shared, lazily connecting) client connection to addr.
+func (p *peerSet) conn(addr string) (*grpc.ClientConn, error) {
+	p.mu.Lock()
+	defer p.mu.Unlock()
+	if p.closed {
+		return nil, store.ErrClosed
+	}
+	if c, ok := p.conns[addr]; ok {
+		return c, nil
+	}
+	c, err := grpc.NewClient(addr, append(p.s.dial,
+		grpc.WithDefaultCallOptions(
+			grpc.MaxCallRecvMsgSize(p.s.cfg.maxMessage()),
+			grpc.MaxCallSendMsgSize(p.s.cfg.maxMessage()),
+		))...)
+	if err != nil {
+		return nil, fmt.Errorf("dial %s: %w", addr, err)
+	}
+	p.conns[addr] = c
+	return c, nil
+}
+
+func (p *peerSet) reconcileLoop() {
+	t := time.NewTicker(time.Second)
+	defer t.Stop()
+	for {
+		p.reconcile()
+		select {
+		case <-p.s.done:
+			return
+		case <-p.changes:
+		case <-t.C:
+		}
+	}
+}
+
+// reconcile starts pushers for new alive peers and stops the others.
+func (p *peerSet) reconcile() {
+	alive := map[string]member{}
+	for _, m := range p.s.mem.alivePeers() {
+		alive[m.name] = m
+	}
+	p.mu.Lock()
+	defer p.mu.Unlock()
+	for name, pu := range p.pushers {
+		if m, ok := alive[name]; !ok || m.grpcAddr != pu.addr {
+			pu.cancel()
+			delete(p.pushers, name)
+		}
+	}
+	if p.closed {
+		return
+	}
+	for name, m := range alive {
+		if _, ok := p.pushers[name]; ok {
+			continue
+		}
+		ctx, cancel := context.WithCancel(p.s.ctx)
+		pu := &pusher{set: p, name: name, addr: m.grpcAddr, kick: make(chan struct{}, 1), cancel: cancel}
+		if !p.s.goFunc(func() { pu.run(ctx) }) {
+			cancel()
+			return
+		}
+		p.pushers[name] = pu
+	}
+}
+
+// close stops the pushers and closes the connections. The goroutines are
+// waited for by Server.Close.
+func (p *peerSet) close() {
+	p.mu.Lock()
+	defer p.mu.Unlock()
+	p.closed = true
+	for _, pu := range p.pushers {
+		pu.cancel()
+	}
+	for _, c := range p.conns {
+		c.Close()
+	}
+	p.conns = map[string]*grpc.ClientConn{}
+}
+
+// randomPeer returns the connection to a random alive peer.
+func (p *peerSet) randomPeer() (member, *grpc.ClientConn, bool) {
+	peers := p.s.mem.alivePeers()
+	if len(peers) == 0 {
+		return member{}, nil, false
+	}
+	m := peers[rand.IntN(len(peers))]
+	c, err := p.conn(m.grpcAddr)
+	if err != nil {
+		return member{}, nil, false
+	}
+	return m, c, true
+}
+
+// pusher streams this server's own accepted writes to one peer, in seq
+// order, as they are committed (eager push). A broken stream restarts from
+// the current head: what it missed is found by digest sync.
+type pusher struct {
+	set    *peerSet
+	name   string
+	addr   string
+	kick   chan struct{}
+	cancel context.CancelFunc
+}
+
+func (pu *pusher) run(ctx context.Context) {
+	backoff := 50 * time.Millisecond
+	for {
+		err := pu.session(ctx)
+		if ctx.Err() != nil {
+			return
+		}
+		pu.set.log.Debug("push stream ended", "peer", pu.name, "err", err)
+		select {
+		case <-ctx.Done():
+			return
+		case <-time.After(backoff):
+		}
+		backoff = min(backoff*2, 5*time.Second)
+	}
+}
+
+func (pu *pusher) session(ctx context.Context) error {
+	st := pu.set.s.store
+	origin := st.Origin()
+	conn, err := pu.set.conn(pu.addr)
+	if err != nil {
+		return err
+	}
+	ctx, cancel := context.WithCancel(ctx)
+	defer cancel()
+	stream, err := repldspb.NewInternalClient(conn).Push(ctx)
+	if err != nil {
+		return err
+	}
+	cursor := st.Vector()[origin]
+	for {
+		nodes, last, more, err := st.Changes(origin, cursor, pageNodes, pageBytes)
+		if err != nil {
+			return err
+		}
+		if len(nodes) > 0 {
+			msg := &repldspb.PushRequest{Origin: origin, Prev: cursor, Nodes: nodesToProto(nodes)}
+			if err := stream.Send(msg); err != nil {
+				if errors.Is(err, io.EOF) {
+					_, err = stream.CloseAndRecv()
+				}
+				return err
+			}
+			cursor = last
+		}
+		if more {
+			continue
+		}
+		select {
+		case <-ctx.Done():
+			return ctx.Err()
+		case <-pu.kick:
+		}
+	}
+}

@@ -1,0 +1,198 @@
+package server
+
+import (
+	"context"
+	"crypto/tls"
+	"encoding/base64"
+	"errors"
+	"fmt"
+	"os"
+	"slices"
+	"strings"
+
+	"google.golang.org/grpc"
+	"google.golang.org/grpc/credentials"
+	"google.golang.org/grpc/credentials/insecure"
+	"google.golang.org/grpc/peer"
+
+	"replds/acl"
+	"replds/certs"
+)
+
+// security holds the server's TLS material and ACLs. Both reload without
+// a restart (Server.Reload, on SIGHUP; certificates also when their files
+// change).
+type security struct {
+	tls  *certs.Reloader // nil in plain mode
+	acls *acl.Holder
+}
+
+func newSecurity(cfg *Config) (*security, error) {
+	if err := cfg.TLS.Validate(); err != nil {
+		return nil, err
+	}
+	sec := &security{}
+	if cfg.TLS.Enabled() {
+		r, err := certs.NewReloader(cfg.TLS, cfg.Logger.With("component", "tls"))
+		if err != nil {
+			return nil, fmt.Errorf("server: %w", err)
+		}
+		sec.tls = r
+	} else if cfg.ACLFile != "" {
+		return nil, errors.New("server: --acls needs --tls-cert, --tls-key and --tls-ca: identities come from client certificates")
+	}
+	h, err := acl.NewHolder(cfg.ACLFile)
+	if err != nil {
+		return nil, fmt.Errorf("server: %w", err)
+	}
+	sec.acls = h
+	return sec, nil
+}
+
+// serverOption returns the gRPC server credentials.
+func (sec *security) serverOption() grpc.ServerOption {
+	if sec.tls == nil {
+		return grpc.Creds(insecure.NewCredentials())
+	}
+	return grpc.Creds(credentials.NewTLS(sec.tls.ServerConfig()))
+}
+
+// dialOption returns the credentials a server uses to reach its peers. In
+// TLS mode the handshake fails unless the peer's certificate names an
+// identity with the peer permission: a server never sends data to a peer
+// the ACLs do not make one.
+func (sec *security) dialOption() grpc.DialOption {
+	if sec.tls == nil {
+		return grpc.WithTransportCredentials(insecure.NewCredentials())
+	}
+	cfg := sec.tls.ClientConfig("")
+	cfg.VerifyConnection = func(cs tls.ConnectionState) error {
+		id, ok := certs.Identity(cs)
+		if !ok {
+			return errors.New("server: peer presented no verified certificate")
+		}
+		if !sec.acls.Get().Check(id, acl.Peer, "") {
+			return fmt.Errorf("server: %q is not a peer in the ACLs", id)
+		}
+		return nil
+	}
+	return grpc.WithTransportCredentials(credentials.NewTLS(cfg))
+}
+
+// identity returns the verified client certificate's Common Name of the
+// caller of ctx ("" in plain mode).
+func identity(ctx context.Context) string {
+	p, ok := peer.FromContext(ctx)
+	if !ok {
+		return ""
+	}
+	info, ok := p.AuthInfo.(credentials.TLSInfo)
+	if !ok {
+		return ""
+	}
+	id, _ := certs.Identity(info.State)
+	return id
+}
+
+// authorize returns errPermission unless the caller of ctx may do o on path
+// (path is ignored for acl.Peer). Without ACLs everything is allowed.
+func (s *Server) authorize(ctx context.Context, o acl.Op, path string) error {
+	a := s.sec.acls.Get()
+	if a == nil {
+		return nil
+	}
+	id := identity(ctx)
+	if a.Check(id, o, path) {
+		return nil
+	}
+	s.log.Info("access denied", "identity", id, "op", o.String(), "path", path)
+	if o == acl.Peer {
+		return fmt.Errorf("%w: %q is not a peer", errPermission, id)
+	}
+	return fmt.Errorf("%w: %q may not %s %s", errPermission, id, o, path)
+}
+
+// readFilter returns a predicate telling which paths the caller of ctx may
+// read (nil: everything).
+func (s *Server) readFilter(ctx context.Context) func(path string) bool {
+	a := s.sec.acls.Get()
+	if a == nil {
+		return nil
+	}
+	id := identity(ctx)
+	return func(path string) bool { return a.Check(id, acl.Read, path) }
+}
+
+// Reload re-reads the ACL file and the TLS files. A bad ACL file keeps the
+// old rules; the error says why.
+func (s *Server) Reload() error {
+	var errs []error
+	if s.sec.acls.Path() != "" {
+		old := s.sec.acls.Get()
+		if err := s.sec.acls.Reload(); err != nil {
+			errs = append(errs, err)
+		} else {
+			s.log.Info("acls reloaded", "file", s.sec.acls.Path(), "rules", s.sec.acls.Get().Len())
+			if lost := lostPeers(old, s.sec.acls.Get()); len(lost) > 0 {
+				s.redialPeers(lost)
+			}
+		}
+	}
+	if s.sec.tls != nil {
+		if err := s.sec.tls.Reload(); err != nil {
+			errs = append(errs, err)
+		}
+	}
+	return errors.Join(errs...)
+}
+
+// lostPeers returns the identities that are peers under old but not under
+// cur.
+func lostPeers(old, cur *acl.ACL) []string {
+	var out []string
+	for _, r := range old.Rules() {
+		if r.Op == acl.Peer && !cur.Check(r.Identity, acl.Peer, "") && !slices.Contains(out, r.Identity) {
+			out = append(out, r.Identity)
+		}
+	}
+	return out
+}
+
+// redialPeers closes every connection to peers, so that each is dialed
+// again and its certificate checked against the current ACLs
+// (dialOption): the peer check happens in the handshake only, and without
+// this a push stream opened before the ACLs took the peer permission away
+// would keep sending it data. Users of a closed connection fail and retry
+// on a new one.
+func (s *Server) redialPeers(lost []string) {
+	p := s.peers
+	p.mu.Lock()
+	if p.closed {
+		p.mu.Unlock()
+		return
+	}
+	conns := p.conns
+	p.conns = map[string]*grpc.ClientConn{}
+	p.mu.Unlock()
+	s.log.Info("peer permission revoked; reconnecting to peers", "identities", lost, "connections", len(conns))
+	for _, c := range conns {
+		c.Close()
+	}
+}
+
+// readGossipKey reads a memberlist key: base64 of 16, 24 or 32 bytes.
+func readGossipKey(path string) ([]byte, error) {
+	b, err := os.ReadFile(path)
+	if err != nil {
+		return nil, fmt.Errorf("server: gossip key: %w", err)
+	}
+	key, err := base64.StdEncoding.DecodeString(strings.TrimSpace(string(b)))
+	if err != nil {
+		return nil, fmt.Errorf("server: gossip key %s: not base64: %w", path, err)
+	}
+	switch len(key) {
+	case 16, 24, 32:
+		return key, nil
+	}
+	return nil, fmt.Errorf("server: gossip key %s: %d bytes, want 16, 24 or 32", path, len(key))
+}

@@ -1,0 +1,223 @@
+package server
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"log/slog"
+	"net"
+	"os"
+	"path/filepath"
+	"sync"
+	"time"
+
+	"google.golang.org/grpc"
+	"google.golang.org/grpc/keepalive"
+
+	repldspb "replds/proto"
+	"replds/store"
+)
+
+// Server is one replds peer. Create it with New, start it with Start (or
+// Run), stop it with Close. Its methods are safe for concurrent use.
+type Server struct {
+	repldspb.UnimplementedRepldsServer
+	repldspb.UnimplementedInternalServer
+
+	cfg   Config
+	log   *slog.Logger
+	store *store.Store
+	lis   net.Listener
+	grpc  *grpc.Server
+	dial  []grpc.DialOption
+	sec   *security
+	mem   *membership
+	peers *peerSet
+
+	// ctx is the server's lifetime: cancelled when Close begins. done is
+	// its Done channel; background loops and streams select on it.
+	ctx    context.Context
+	cancel context.CancelFunc
+	done   <-chan struct{}
+
+	mu      sync.Mutex
+	closing bool
+	wg      sync.WaitGroup
+
+	closeOnce sync.Once
+	closeErr  error
+}
+
+// New opens the store in cfg.DataDir and binds the listeners. It starts
+// nothing: call Start or Run.
+func New(cfg Config) (*Server, error) {
+	if err := cfg.Validate(); err != nil {
+		return nil, err
+	}
+	log := cfg.Logger
+	if log == nil {
+		log = slog.Default()
+	}
+	cfg.Logger = log
+	sec, err := newSecurity(&cfg)
+	if err != nil {
+		return nil, err
+	}
+	if err := os.MkdirAll(cfg.DataDir, 0o700); err != nil {
+		return nil, fmt.Errorf("server: data dir: %w", err)
+	}
+	scfg := store.DefaultConfig(filepath.Join(cfg.DataDir, "replds.db"))
+	scfg.Logger = log
+	scfg.MaxNodeSize = cfg.MaxNodeSize
+	scfg.MaxBatch = cfg.MaxBatch
+	scfg.MaxBatchBytes = cfg.MaxBatchBytes
+	st, err := store.Open(scfg)
+	if err != nil {
+		return nil, fmt.Errorf("server: %w", err)
+	}
+	lis, err := net.Listen("tcp", cfg.Addr)
+	if err != nil {
+		st.Close()
+		return nil, fmt.Errorf("server: listen %s: %w", cfg.Addr, err)
+	}
+	ctx, cancel := context.WithCancel(context.Background())
+	s := &Server{
+		cfg:    cfg,
+		sec:    sec,
+		log:    log,
+		store:  st,
+		lis:    lis,
+		ctx:    ctx,
+		cancel: cancel,
+		done:   ctx.Done(),
+	}
+	if s.cfg.Name == "" {
+		s.cfg.Name = lis.Addr().String()
+	}
+	s.dial = []grpc.DialOption{sec.dialOption()}
+	s.grpc = grpc.NewServer(
+		sec.serverOption(),
+		grpc.MaxConcurrentStreams(4096),
+		grpc.MaxRecvMsgSize(cfg.maxMessage()),
+		grpc.MaxSendMsgSize(cfg.maxMessage()),
+		grpc.KeepaliveParams(keepalive.ServerParameters{
+			Time:    30 * time.Second,
+			Timeout: 10 * time.Second,
+		}),
+		grpc.KeepaliveEnforcementPolicy(keepalive.EnforcementPolicy{
+			MinTime:             10 * time.Second,
+			PermitWithoutStream: true,
+		}),
+	)
+	repldspb.RegisterRepldsServer(s.grpc, s)
+	repldspb.RegisterInternalServer(s.grpc, s)
+	s.peers = newPeerSet(s)
+	mem, err := newMembership(s)
+	if err != nil {
+		lis.Close()
+		st.Close()
+		cancel()
+		return nil, err
+	}
+	s.mem = mem
+	return s, nil
+}
+
+// Addr returns the gRPC address the server listens on.
+func (s *Server) Addr() string { return s.lis.Addr().String() }
+
+// Name returns the server's member name.
+func (s *Server) Name() string { return s.cfg.Name }
+
+// DB returns the server's store, for tests and tools in this module.
+func (s *Server) DB() *store.Store { return s.store }
+
+// Start serves RPCs and starts membership and replication in the
+// background. It returns at once.
+func (s *Server) Start() {
+	if s.sec.tls == nil {
+		s.log.Warn("PLAIN MODE: no TLS; anyone who can reach this server can read and write every node, and join the cluster",
+			"addr", s.Addr())
+	}
+	s.log.Info("server started", "addr", s.Addr(), "gossip", s.mem.addr(), "name", s.cfg.Name,
+		"origin", fmt.Sprintf("%016x", s.store.Origin()), "peers", s.cfg.Peers)
+	s.goFunc(func() {
+		if err := s.grpc.Serve(s.lis); err != nil && !errors.Is(err, grpc.ErrServerStopped) {
+			s.log.Error("grpc serve stopped", "err", err)
+		}
+	})
+	s.goFunc(s.mem.joinLoop)
+	s.goFunc(s.syncLoop)
+	s.peers.start()
+}
+
+// Run starts the server and blocks until ctx is done, then closes it.
+func (s *Server) Run(ctx context.Context) error {
+	s.Start()
+	select {
+	case <-ctx.Done():
+	case <-s.done:
+	}
+	return s.Close()
+}
+
+// goFunc runs f in a goroutine that Close waits for. It refuses (returns
+// false) once Close has begun.
+func (s *Server) goFunc(f func()) bool {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	if s.closing {
+		return false
+	}
+	s.wg.Add(1)
+	go func() {
+		defer s.wg.Done()
+		f()
+	}()
+	return true
+}
+
+// Close stops the server: it stops accepting RPCs (gracefully, within the
+// grace period), leaves the membership, stops replication and closes the
+// store. It is idempotent.
+func (s *Server) Close() error {
+	s.closeOnce.Do(func() {
+		s.mu.Lock()
+		s.closing = true
+		s.mu.Unlock()
+		s.cancel()
+
+		stopped := make(chan struct{})
+		go func() {
+			s.grpc.GracefulStop()
+			close(stopped)
+		}()
+		select {
+		case <-stopped:
+		case <-time.After(s.cfg.ShutdownGrace):
+			s.log.Warn("graceful stop timed out; closing connections")
+			s.grpc.Stop()
+			<-stopped
+		}
+		s.mem.leave()
+		s.peers.close()
+		s.wg.Wait()
+		s.closeErr = s.store.Close()
+		s.log.Info("server stopped", "name", s.cfg.Name)
+	})
+	return s.closeErr
+}
+
+// GossipAddr returns the memberlist address the server listens on.
+func (s *Server) GossipAddr() string { return s.mem.addr() }
+
+// AliveMembers returns how many members (this server included) are alive.
+func (s *Server) AliveMembers() int {
+	n := 0
+	for _, m := range s.mem.members() {
+		if m.state == "alive" {
+			n++
+		}
+	}
+	return n
+}
