@@ -1,0 +1,233 @@
+package triggers
+
+import (
+	"bytes"
+	"encoding/json"
+	"errors"
+	"fmt"
+	"io"
+	"os"
+	"path/filepath"
+	"slices"
+	"strings"
+	"time"
+
+	"replds/store"
+)
+
+// DefaultTimeout is how long a command may run when its file sets no timeout.
+const DefaultTimeout = 60 * time.Second
+
+// maxFileSize bounds a trigger file; anything larger is not a trigger.
+const maxFileSize = 64 << 10
+
+// ErrMalformed wraps every error about the content of a trigger file.
+var ErrMalformed = errors.New("triggers: malformed trigger")
+
+// Trigger is one loaded trigger file. It is a plain value: copies are
+// independent and safe to share between goroutines.
+type Trigger struct {
+	// Name is the file name; it identifies the trigger and orders the runs.
+	Name string
+	// Path is the remote prefix the trigger watches (segment-bounded).
+	Path string
+	// Argv is the command line. A command given as a string in the file is
+	// ["/bin/sh", "-c", string].
+	Argv []string
+	// Timeout bounds a run; the process group is killed when it expires.
+	Timeout time.Duration
+	// Wait, when non-zero, delays a run until changes under Path stopped
+	// for Wait.Min, but no longer than Wait.Max after the first change.
+	Wait Wait
+}
+
+// Wait is a trigger's quiescence window.
+type Wait struct {
+	Min, Max time.Duration
+}
+
+// Changes are the remote paths a run reports to its command on stdin. Each
+// list is sorted and never nil, so the JSON always has three arrays.
+type Changes struct {
+	Added   []string `json:"added"`
+	Changed []string `json:"changed"`
+	Deleted []string `json:"deleted"`
+}
+
+// Len returns the number of paths in c.
+func (c Changes) Len() int { return len(c.Added) + len(c.Changed) + len(c.Deleted) }
+
+// fileJSON is the on-disk form of a trigger.
+type fileJSON struct {
+	Path    string          `json:"path"`
+	Command json.RawMessage `json:"command"`
+	Timeout string          `json:"timeout"`
+	Wait    *struct {
+		Min string `json:"min"`
+		Max string `json:"max"`
+	} `json:"wait"`
+}
+
+// Parse decodes the trigger file called name. Unknown fields are refused so
+// that a typo does not silently disable an option. Errors wrap ErrMalformed
+// and name the file.
+func Parse(name string, data []byte) (Trigger, error) {
+	t, err := parse(name, data)
+	if err != nil {
+		return Trigger{}, fmt.Errorf("%w %q: %v", ErrMalformed, name, err)
+	}
+	return t, nil
+}
+
+func parse(name string, data []byte) (Trigger, error) {
+	var f fileJSON
+	dec := json.NewDecoder(bytes.NewReader(data))
+	dec.DisallowUnknownFields()
+	if err := dec.Decode(&f); err != nil {
+		return Trigger{}, err
+	}
+	if dec.More() {
+		return Trigger{}, errors.New("trailing data after the JSON object")
+	}
+	t := Trigger{Name: name, Path: f.Path, Timeout: DefaultTimeout}
+	if f.Path == "" {
+		return Trigger{}, errors.New(`missing "path"`)
+	}
+	if err := store.ValidatePrefix(f.Path); err != nil {
+		return Trigger{}, err
+	}
+	argv, err := parseCommand(f.Command)
+	if err != nil {
+		return Trigger{}, err
+	}
+	t.Argv = argv
+	if f.Timeout != "" {
+		d, err := positiveDuration("timeout", f.Timeout)
+		if err != nil {
+			return Trigger{}, err
+		}
+		t.Timeout = d
+	}
+	if f.Wait != nil {
+		min, err := positiveDuration("wait.min", f.Wait.Min)
+		if err != nil {
+			return Trigger{}, err
+		}
+		// Without a cap, a steady trickle of changes would postpone the
+		// run forever.
+		max := 10 * min
+		if f.Wait.Max != "" {
+			if max, err = positiveDuration("wait.max", f.Wait.Max); err != nil {
+				return Trigger{}, err
+			}
+			if max < min {
+				return Trigger{}, fmt.Errorf("wait.max %s is below wait.min %s", max, min)
+			}
+		}
+		t.Wait = Wait{Min: min, Max: max}
+	}
+	return t, nil
+}
+
+func parseCommand(raw json.RawMessage) ([]string, error) {
+	if len(raw) == 0 || string(raw) == "null" {
+		return nil, errors.New(`missing "command"`)
+	}
+	var s string
+	if err := json.Unmarshal(raw, &s); err == nil {
+		if strings.TrimSpace(s) == "" {
+			return nil, errors.New(`empty "command"`)
+		}
+		return []string{"/bin/sh", "-c", s}, nil
+	}
+	var argv []string
+	if err := json.Unmarshal(raw, &argv); err != nil {
+		return nil, errors.New(`"command" must be a string or an array of strings`)
+	}
+	if len(argv) == 0 || argv[0] == "" {
+		return nil, errors.New(`empty "command"`)
+	}
+	return argv, nil
+}
+
+func positiveDuration(field, s string) (time.Duration, error) {
+	if s == "" {
+		return 0, fmt.Errorf("missing %q", field)
+	}
+	d, err := time.ParseDuration(s)
+	if err != nil {
+		return 0, fmt.Errorf("%s: %v", field, err)
+	}
+	if d <= 0 {
+		return 0, fmt.Errorf("%s must be positive, got %s", field, s)
+	}
+	return d, nil
+}
+
+// Load reads every trigger file of dir (regular files, or symlinks to them,
+// whose name has no dot) and returns the valid ones in file-name order. A
+// malformed or unreadable file is skipped: the returned error then joins one
+// error per such file, each naming it, alongside the triggers that did load.
+// Only a failure to list dir returns no triggers at all.
+func Load(dir string) ([]Trigger, error) {
+	list, fileErrs, err := load(dir)
+	if err != nil {
+		return nil, err
+	}
+	return list, errors.Join(fileErrs...)
+}
+
+// load is Load with the per-file errors kept apart from the error of
+// listing the directory.
+func load(dir string) (list []Trigger, fileErrs []error, err error) {
+	entries, err := os.ReadDir(dir)
+	if err != nil {
+		return nil, nil, fmt.Errorf("triggers: read dir: %w", err)
+	}
+	for _, e := range entries {
+		name := e.Name()
+		if strings.Contains(name, ".") {
+			continue
+		}
+		t, err := loadFile(filepath.Join(dir, name), name)
+		if errors.Is(err, errSkip) {
+			continue
+		}
+		if err != nil {
+			fileErrs = append(fileErrs, err)
+			continue
+		}
+		list = append(list, t)
+	}
+	slices.SortFunc(list, func(a, b Trigger) int { return strings.Compare(a.Name, b.Name) })
+	return list, fileErrs, nil
+}
+
+// errSkip marks a directory entry that is not a trigger file at all.
+var errSkip = errors.New("not a trigger file")
+
+func loadFile(path, name string) (Trigger, error) {
+	fi, err := os.Stat(path)
+	if err != nil {
+		return Trigger{}, fmt.Errorf("triggers: %q: %w", name, err)
+	}
+	if fi.IsDir() {
+		return Trigger{}, errSkip
+	}
+	if !fi.Mode().IsRegular() {
+		return Trigger{}, fmt.Errorf("%w %q: not a regular file", ErrMalformed, name)
+	}
+	f, err := os.Open(path)
+	if err != nil {
+		return Trigger{}, fmt.Errorf("triggers: %q: %w", name, err)
+	}
+	defer f.Close()
+	data, err := io.ReadAll(io.LimitReader(f, maxFileSize+1))
+	if err != nil {
+		return Trigger{}, fmt.Errorf("triggers: %q: %w", name, err)
+	}
+	if len(data) > maxFileSize {
+		return Trigger{}, fmt.Errorf("%w %q: larger than %d bytes", ErrMalformed, name, maxFileSize)
+	}
+	return Parse(name, data)
+}

@@ -1,0 +1,410 @@
+package watcher
+
+import (
+	"bytes"
+	"errors"
+	"fmt"
+	"log/slog"
+	"path"
+	"time"
+
+	bolt "go.etcd.io/bbolt"
+
+	repldspb "replds/proto"
+	"replds/store"
+)
+
+// applier applies received nodes to the mirror and records them in the
+// state. It is used by one goroutine.
+type applier struct {
+	db     *bolt.DB
+	m      *mirror
+	prefix string
+	log    *slog.Logger
+	// trig runs the triggers; nil = none.
+	trig Triggers
+	// sched holds the due times of triggers with a quiescence window. It
+	// lives in memory only: after a restart, pending work runs right away.
+	sched map[string]schedule
+	// now is the clock of the quiescence windows.
+	now func() time.Time
+	// stats counts what the open batch did, for the log line that ends it.
+	stats batchStats
+}
+
+// batchStats counts what a batch did.
+type batchStats struct {
+	Written, Deleted, Skipped, Refused, Shadowed int
+}
+
+func (s batchStats) attrs() []any {
+	return []any{"written", s.Written, "deleted", s.Deleted, "skipped", s.Skipped, "refused", s.Refused, "shadowed", s.Shadowed}
+}
+
+// pageTx is one bbolt write transaction plus the directories to fsync
+// before it commits: the state never records a change that is not durable
+// on disk.
+type pageTx struct {
+	a    *applier
+	tx   *bolt.Tx
+	dirs dirty
+}
+
+func (a *applier) begin() (*pageTx, error) {
+	tx, err := a.db.Begin(true)
+	if err != nil {
+		return nil, fmt.Errorf("begin state transaction: %w", err)
+	}
+	return &pageTx{a: a, tx: tx, dirs: dirty{}}, nil
+}
+
+func (p *pageTx) commit() error {
+	if err := p.a.m.syncDirs(p.dirs); err != nil {
+		return err
+	}
+	if err := p.tx.Commit(); err != nil {
+		return fmt.Errorf("commit state: %w", err)
+	}
+	p.tx = nil
+	return nil
+}
+
+// rollback abandons the transaction if it was not committed.
+func (p *pageTx) rollback() {
+	if p.tx != nil {
+		p.tx.Rollback()
+		p.tx = nil
+	}
+}
+
+// checkpoint commits what was done so far and starts a new transaction.
+func (p *pageTx) checkpoint() error {
+	if err := p.commit(); err != nil {
+		return err
+	}
+	tx, err := p.a.db.Begin(true)
+	if err != nil {
+		return fmt.Errorf("begin state transaction: %w", err)
+	}
+	p.tx = tx
+	return nil
+}
+
+func (p *pageTx) node(path string) (nodeRec, bool, error) {
+	v := p.tx.Bucket(bucketNodes).Get([]byte(path))
+	if v == nil {
+		return nodeRec{}, false, nil
+	}
+	r, err := decodeNodeRec(v)
+	return r, err == nil, err
+}
+
+func (p *pageTx) putNode(path string, r nodeRec) error {
+	return p.tx.Bucket(bucketNodes).Put([]byte(path), r.encode())
+}
+
+func (p *pageTx) shadowed(path string) bool {
+	return p.tx.Bucket(bucketShadow).Get([]byte(path)) != nil
+}
+
+// record notes the change of path's file in the mirror in the open batch,
+// merged with earlier changes of the same path in that batch. Before and
+// After say whether the file was there: a shadowed leaf is not.
+func (p *pageTx) record(path string, c change) error {
+	b := p.tx.Bucket(bucketBatch)
+	if old := b.Get([]byte(path)); old != nil {
+		c = decodeChange(old).then(c)
+	}
+	return b.Put([]byte(path), c.encode())
+}
+
+// hasLiveDescendant reports whether a live node lies strictly under path.
+func (p *pageTx) hasLiveDescendant(path string) (bool, error) {
+	pfx := []byte(path + "/")
+	c := p.tx.Bucket(bucketNodes).Cursor()
+	for k, v := c.Seek(pfx); k != nil && bytes.HasPrefix(k, pfx); k, v = c.Next() {
+		r, err := decodeNodeRec(v)
+		if err != nil {
+			return false, err
+		}
+		if !r.Deleted {
+			return true, nil
+		}
+	}
+	return false, nil
+}
+
+// shadowValue encodes the data of a shadowed leaf: a marker byte, so that
+// an empty leaf is still a non-empty value, then the data.
+func shadowValue(data []byte) []byte { return append([]byte{1}, data...) }
+
+// localName maps a remote path (valid, under the prefix) to its name under
+// the store directory: the part below the prefix, or the last segment when
+// the path is the prefix itself (a single-leaf pull).
+func (a *applier) localName(p string) string {
+	switch {
+	case p == a.prefix:
+		return path.Base(p)
+	case a.prefix == "/":
+		return p[1:]
+	default:
+		return p[len(a.prefix)+1:]
+	}
+}
+
+// ancestors returns the remote ancestors of p that are within the prefix
+// (the prefix included), nearest first.
+func (a *applier) ancestors(p string) []string {
+	var out []string
+	for q := path.Dir(p); q != "/" && store.Under(q, a.prefix); q = path.Dir(q) {
+		out = append(out, q)
+	}
+	return out
+}
+
+// applyPage applies one page of nodes in a transaction. With full set, the
+// page is part of a complete replay and every path in it is noted as seen.
+// On error nothing of the page is recorded; files already replaced are
+// rewritten when the page is received again.
+func (a *applier) applyPage(nodes []*repldspb.Node, full bool) error {
+	p, err := a.begin()
+	if err != nil {
+		return err
+	}
+	defer p.rollback()
+	for _, n := range nodes {
+		if err := a.applyNode(p, n, full); err != nil {
+			return err
+		}
+	}
+	return p.commit()
+}
+
+func (a *applier) applyNode(p *pageTx, n *repldspb.Node, full bool) error {
+	if err := store.ValidatePath(n.Path); err != nil {
+		a.log.Warn("refused node: invalid path", "err", err)
+		a.stats.Refused++
+		return nil
+	}
+	if !store.Under(n.Path, a.prefix) {
+		a.log.Warn("refused node: outside the prefix", "path", n.Path, "prefix", a.prefix)
+		a.stats.Refused++
+		return nil
+	}
+	if full {
+		if err := p.tx.Bucket(bucketSeen).Put([]byte(n.Path), []byte{1}); err != nil {
+			return err
+		}
+	}
+	rec := nodeRec{Version: n.Version, Origin: n.Origin, Deleted: n.Deleted}
+	old, known, err := p.node(n.Path)
+	if err != nil {
+		return err
+	}
+	if known && !rec.newer(old) {
+		a.stats.Skipped++
+		return nil
+	}
+	wasLive := known && !old.Deleted
+	if n.Deleted {
+		return a.applyDelete(p, n.Path, rec, wasLive)
+	}
+	return a.applyLive(p, n.Path, rec, n.Data, wasLive)
+}
+
+// applyLive writes a live leaf, resolving leaf/directory clashes: a leaf
+// with live nodes under it is shadowed (kept in the state, not written), and
+// writing a leaf shadows any live leaf above it.
+func (a *applier) applyLive(p *pageTx, rp string, rec nodeRec, data []byte, wasLive bool) error {
+	onDisk := wasLive && !p.shadowed(rp)
+	clash, err := p.hasLiveDescendant(rp)
+	if err != nil {
+		return err
+	}
+	if clash {
+		if err := p.record(rp, change{Before: onDisk, After: false}); err != nil {
+			return err
+		}
+		if err := p.tx.Bucket(bucketShadow).Put([]byte(rp), shadowValue(data)); err != nil {
+			return err
+		}
+		if err := p.putNode(rp, rec); err != nil {
+			return err
+		}
+		a.stats.Shadowed++
+		a.log.Warn("leaf shadowed by directory", "path", rp, "version", rec.Version, "origin", rec.Origin)
+		return nil
+	}
+	for _, anc := range a.ancestors(rp) {
+		if err := a.shadowAncestor(p, anc, rp); err != nil {
+			return err
+		}
+	}
+	name := a.localName(rp)
+	if err := a.m.ensureDir(path.Dir(name), p.dirs); err != nil {
+		return err
+	}
+	if err := a.m.writeFile(name, data, p.dirs); err != nil {
+		if !errors.Is(err, errDirInTheWay) {
+			return err
+		}
+		// A local directory that is not ours: leave it, report, go on.
+		a.log.Warn("leaf not written: local directory in the way", "path", rp, "local", name)
+	} else if a.m.dry {
+		a.log.Info("would write", "path", rp, "version", rec.Version, "size", len(data))
+	} else {
+		a.log.Debug("wrote", "path", rp, "version", rec.Version, "size", len(data))
+	}
+	// p.tx may have changed (checkpoint): no bucket is kept across calls.
+	if err := p.tx.Bucket(bucketShadow).Delete([]byte(rp)); err != nil {
+		return err
+	}
+	if err := p.putNode(rp, rec); err != nil {
+		return err
+	}
+	a.stats.Written++
+	return p.record(rp, change{Before: onDisk, After: true})
+}
+
+// shadowAncestor turns the live leaf anc, if it is one and is on disk, into
+// a shadowed leaf because child is being written under it: its data moves
+// into the state (committed before the file goes, so a crash loses
+// nothing) and its file is removed to make room for the directory.
+func (a *applier) shadowAncestor(p *pageTx, anc, child string) error {
+	rec, known, err := p.node(anc)
+	if err != nil || !known || rec.Deleted || p.shadowed(anc) {
+		return err
+	}
+	name := a.localName(anc)
+	data, err := a.m.readFile(name)
+	if err != nil {
+		// Nothing usable on disk (removed by hand?): keep an empty
+		// shadow; the next write of the leaf brings it back.
+		a.log.Warn("shadowed leaf unreadable", "path", anc, "err", err)
+		data = []byte{}
+	}
+	if err := p.tx.Bucket(bucketShadow).Put([]byte(anc), shadowValue(data)); err != nil {
+		return err
+	}
+	if err := p.record(anc, change{Before: true, After: false}); err != nil {
+		return err
+	}
+	if err := p.checkpoint(); err != nil {
+		return err
+	}
+	if _, err := a.m.removeFile(name, p.dirs); err != nil {
+		return err
+	}
+	a.stats.Shadowed++
+	a.log.Warn("leaf shadowed by directory", "path", anc, "under", child, "version", rec.Version, "origin", rec.Origin)
+	return nil
+}
+
+// applyDelete applies a tombstone (or, during a full resync, the removal of
+// a path absent from the replay). The tombstone's version is kept so an
+// older write arriving later cannot resurrect the leaf.
+func (a *applier) applyDelete(p *pageTx, rp string, rec nodeRec, wasLive bool) error {
+	rec.Deleted = true
+	if err := p.putNode(rp, rec); err != nil {
+		return err
+	}
+	if !wasLive {
+		return nil
+	}
+	a.stats.Deleted++
+	if p.shadowed(rp) {
+		// Not on disk: nothing changes in the mirror.
+		return p.tx.Bucket(bucketShadow).Delete([]byte(rp))
+	}
+	if err := p.record(rp, change{Before: true, After: false}); err != nil {
+		return err
+	}
+	name := a.localName(rp)
+	isDir, err := a.m.removeFile(name, p.dirs)
+	if err != nil {
+		return err
+	}
+	switch {
+	case isDir:
+		a.log.Warn("leaf not removed: local directory in its place", "path", rp, "local", name)
+	case a.m.dry:
+		a.log.Info("would delete", "path", rp, "version", rec.Version)
+	default:
+		a.log.Debug("deleted", "path", rp, "version", rec.Version)
+	}
+	a.m.prune(path.Dir(name), p.dirs)
+	for _, anc := range a.ancestors(rp) {
+		if err := a.restoreAncestor(p, anc); err != nil {
+			return err
+		}
+	}
+	return nil
+}
+
+// restoreAncestor writes back the shadowed leaf anc once nothing live is
+// left under it.
+func (a *applier) restoreAncestor(p *pageTx, anc string) error {
+	data := p.tx.Bucket(bucketShadow).Get([]byte(anc))
+	if data == nil {
+		return nil
+	}
+	busy, err := p.hasLiveDescendant(anc)
+	if err != nil || busy {
+		return err
+	}
+	data = bytes.Clone(data[1:]) // bbolt memory is only valid in the transaction
+	name := a.localName(anc)
+	if err := a.m.ensureDir(path.Dir(name), p.dirs); err != nil {
+		return err
+	}
+	if err := a.m.writeFile(name, data, p.dirs); err != nil {
+		if errors.Is(err, errDirInTheWay) {
+			a.log.Warn("shadowed leaf not restored: local directory in the way", "path", anc, "local", name)
+			return nil
+		}
+		return err
+	}
+	if err := p.tx.Bucket(bucketShadow).Delete([]byte(anc)); err != nil {
+		return err
+	}
+	a.log.Info("shadowed leaf restored", "path", anc)
+	return p.record(anc, change{Before: false, After: true})
+}
+
+// deleteUnseen ends a full resync: every live leaf the replay did not
+// contain is gone on the servers, so it is deleted here too.
+func (a *applier) deleteUnseen() error {
+	var gone []string
+	err := a.db.View(func(tx *bolt.Tx) error {
+		seen := tx.Bucket(bucketSeen)
+		return tx.Bucket(bucketNodes).ForEach(func(k, v []byte) error {
+			r, err := decodeNodeRec(v)
+			if err != nil {
+				return err
+			}
+			if !r.Deleted && seen.Get(k) == nil {
+				gone = append(gone, string(k))
+			}
+			return nil
+		})
+	})
+	if err != nil || len(gone) == 0 {
+		return err
+	}
+	a.log.Info("removing leaves absent from the full resync", "count", len(gone))
+	p, err := a.begin()
+	if err != nil {
+		return err
+	}
+	defer p.rollback()
+	for _, rp := range gone {
+		rec, _, err := p.node(rp)
+		if err != nil {
+			return err
+		}
+		if err := a.applyDelete(p, rp, rec, true); err != nil {
+			return err
+		}
+	}
+	return p.commit()
+}

@@ -1,0 +1,144 @@
+package watcher
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"log/slog"
+	"os"
+	"path/filepath"
+	"strings"
+	"time"
+
+	"google.golang.org/grpc"
+
+	"replds/store"
+	"replds/triggers"
+)
+
+// StateSuffix is appended to the mirror directory to name the default state
+// file, which therefore sits next to the mirror, never inside it.
+const StateSuffix = ".replds-state"
+
+// Triggers is the set of commands run after each batch. *triggers.Runner
+// implements it. The watcher calls List and Run from one goroutine, one run
+// at a time; List may change between calls (a reload), so implementations
+// must be safe against a concurrent reload.
+type Triggers interface {
+	// List returns the current triggers in run order. The watcher does not
+	// modify the slice.
+	List() []triggers.Trigger
+	// Run runs t with the changes under its path and blocks until the
+	// command is done. It returns an error when the command failed, timed
+	// out or ctx ended.
+	Run(ctx context.Context, t triggers.Trigger, c triggers.Changes) error
+}
+
+var _ Triggers = (*triggers.Runner)(nil)
+
+// Config configures a Watcher.
+type Config struct {
+	// Dir is the local mirror directory. It is created (with DirMode) if
+	// missing; its parent must exist.
+	Dir string
+	// Prefix is the remote subtree to mirror ("/" for all).
+	Prefix string
+	// Servers are the gRPC addresses to watch from. The watcher starts at a
+	// random one and moves on to the next after an error.
+	Servers []string
+	// DialOptions are passed to grpc.NewClient for every server (transport
+	// credentials at least).
+	DialOptions []grpc.DialOption
+	// StateFile is the bbolt file holding versions, resume token and pending
+	// trigger work. Empty = Dir + StateSuffix. It must not be inside Dir.
+	StateFile string
+	// FileMode and DirMode are the permissions of the files and directories
+	// the watcher creates.
+	FileMode os.FileMode
+	DirMode  os.FileMode
+	// Once makes Run return after the first complete sync and its triggers.
+	Once bool
+	// DryRun logs what would change and which triggers would run, and
+	// writes nothing to Dir or StateFile.
+	DryRun bool
+	// Triggers are run after each batch; nil = none.
+	Triggers Triggers
+	// MinBackoff and MaxBackoff bound the delay between reconnections
+	// (exponential, full jitter).
+	MinBackoff time.Duration
+	MaxBackoff time.Duration
+	// MaxAttempts is, with Once, how many sessions in a row may fail before
+	// Run gives up. Without Once the watcher retries forever.
+	MaxAttempts int
+	// Logger receives the watcher's logs (paths, versions and counts, never
+	// node data). nil = slog.Default().
+	Logger *slog.Logger
+}
+
+// DefaultConfig returns the defaults: private modes, 100ms..30s backoff,
+// 10 attempts for Once.
+func DefaultConfig() Config {
+	return Config{
+		FileMode:    0o600,
+		DirMode:     0o700,
+		MinBackoff:  100 * time.Millisecond,
+		MaxBackoff:  30 * time.Second,
+		MaxAttempts: 10,
+	}
+}
+
+// Validate reports a configuration error.
+func (c Config) Validate() error {
+	if c.Dir == "" {
+		return errors.New("watcher: config: empty store directory")
+	}
+	if c.Prefix == "" {
+		return errors.New("watcher: config: empty prefix")
+	}
+	if err := store.ValidatePrefix(c.Prefix); err != nil {
+		return fmt.Errorf("watcher: config: prefix: %w", err)
+	}
+	if len(c.Servers) == 0 {
+		return errors.New("watcher: config: no server")
+	}
+	for _, s := range c.Servers {
+		if strings.TrimSpace(s) == "" {
+			return errors.New("watcher: config: empty server address")
+		}
+	}
+	if c.FileMode&^os.ModePerm != 0 || c.FileMode&0o400 == 0 {
+		return fmt.Errorf("watcher: config: file mode %#o: want permission bits including owner read", uint32(c.FileMode))
+	}
+	if c.DirMode&^os.ModePerm != 0 || c.DirMode&0o700 != 0o700 {
+		return fmt.Errorf("watcher: config: dir mode %#o: want permission bits including 0700", uint32(c.DirMode))
+	}
+	if c.MinBackoff <= 0 || c.MaxBackoff < c.MinBackoff {
+		return fmt.Errorf("watcher: config: backoff %s..%s: want 0 < min <= max", c.MinBackoff, c.MaxBackoff)
+	}
+	if c.Once && c.MaxAttempts <= 0 {
+		return errors.New("watcher: config: max attempts must be positive")
+	}
+	dir, err := filepath.Abs(c.Dir)
+	if err != nil {
+		return fmt.Errorf("watcher: config: store directory: %w", err)
+	}
+	if dir == string(filepath.Separator) {
+		return errors.New("watcher: config: the store directory cannot be /")
+	}
+	state, err := filepath.Abs(c.stateFile())
+	if err != nil {
+		return fmt.Errorf("watcher: config: state file: %w", err)
+	}
+	if rel, err := filepath.Rel(dir, state); err == nil && rel != ".." && !strings.HasPrefix(rel, ".."+string(filepath.Separator)) {
+		return fmt.Errorf("watcher: config: state file %s is inside the store directory %s", state, dir)
+	}
+	return nil
+}
+
+// stateFile returns the state file path, applying the default.
+func (c Config) stateFile() string {
+	if c.StateFile != "" {
+		return c.StateFile
+	}
+	return filepath.Clean(c.Dir) + StateSuffix
+}

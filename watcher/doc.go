@@ -1,0 +1,52 @@
+// Package watcher is the host side of replds: it mirrors a remote prefix
+// into a local directory (replds pull) and runs triggers when it changes.
+//
+// A Watcher streams Watch from one server at a time and treats every
+// message carrying a bookmark as the end of a batch (the initial replay is
+// one batch). Nodes are applied as they come, a page per state transaction,
+// and only when newer than what was applied for the path, comparing
+// (version, origin): versions never go backwards, even after failing over
+// to a server that is behind.
+//
+// Invariants:
+//   - Nothing is written outside the store directory and no symlink is ever
+//     followed: all file operations go through an os.Root, parents are
+//     checked segment by segment, leaves are replaced by rename.
+//   - A file is replaced atomically (temp file created with the final mode,
+//     written, fsynced, renamed, directory fsynced) before the state records
+//     its version, so a crash never loses a change or refetches what is on
+//     disk: at worst a replayed node is skipped as already applied.
+//   - The resume token is persisted at each bookmark, together with the
+//     hand-over of the batch's changes to the pending set of every trigger
+//     whose path covers them. A trigger's pending set is cleared in the same
+//     transaction that records its successful run, so a batch is handled
+//     once per trigger even across crashes (a crash in the instant between
+//     a command's exit and that commit runs it again: at least once).
+//   - A leaf with live nodes under it is shadowed: the directory wins on
+//     disk, the leaf's data is kept in the state and written back once the
+//     directory empties.
+//   - After a reset (and for any replay from an empty token), the replay is
+//     the complete state: leaves it lacked are deleted when it ends.
+//
+// State file (bbolt, next to the store directory, never inside):
+//
+//	meta     schema -> u64 1; prefix, dir -> what the state belongs to;
+//	         token -> proto Vector (resume token, last bookmark);
+//	         batch -> u64 number of the last sealed batch that changed
+//	         something; full -> present while a reset's full resync runs
+//	nodes    remote path -> version u64 | origin u64 | deleted u8
+//	         (tombstones included)
+//	shadow   remote path -> 0x01 | data of a leaf shadowed by a directory
+//	batch    remote path -> before u8 | after u8: changes of the open batch
+//	         (received since the last bookmark)
+//	seen     remote path -> 0x01: paths received during a full resync
+//	pending  trigger name -> bucket of remote path -> before u8 | after u8:
+//	         changes the trigger has not handled yet
+//	handled  trigger name -> u64 batch number of its last successful run
+//
+// "before"/"after" say whether the path's file was in the mirror before the
+// first and after the last change: added, changed or deleted follows. The
+// changes handed to triggers are thus what they can see on disk, named by
+// remote path; a shadowed leaf's updates are none, its shadowing and its
+// restoring are a deletion and an addition.
+package watcher

@@ -1,0 +1,87 @@
+package watcher
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"testing"
+	"time"
+
+	"google.golang.org/grpc/codes"
+	"google.golang.org/grpc/status"
+)
+
+func TestPermanent(t *testing.T) {
+	tests := []struct {
+		err  error
+		want bool
+	}{
+		{status.Error(codes.InvalidArgument, "bad prefix"), true},
+		{status.Error(codes.PermissionDenied, "no"), true},
+		{status.Error(codes.Unauthenticated, "who"), true},
+		{fmt.Errorf("watch: %w", status.Error(codes.PermissionDenied, "no")), true},
+		{status.Error(codes.Unavailable, "shutting down"), false},
+		{status.Error(codes.Internal, "oops"), false},
+		{errStreamEnded, false},
+		{errors.New("apply: no space left on device"), false},
+		{context.DeadlineExceeded, false},
+	}
+	for _, tt := range tests {
+		if got := permanent(tt.err); got != tt.want {
+			t.Errorf("permanent(%v) = %v, want %v", tt.err, got, tt.want)
+		}
+	}
+}
+
+func TestBackoff_FullJitterWithinBounds(t *testing.T) {
+	cfg := DefaultConfig()
+	cfg.MinBackoff, cfg.MaxBackoff = 100*time.Millisecond, time.Second
+	r := &run{Watcher: &Watcher{cfg: cfg}}
+	for n := 1; n <= 40; n++ {
+		ceil := min(cfg.MinBackoff<<min(n-1, 20), cfg.MaxBackoff)
+		for range 50 {
+			if d := r.backoff(n); d < 0 || d >= ceil {
+				t.Fatalf("backoff(%d) = %v, want in [0, %v)", n, d, ceil)
+			}
+		}
+	}
+}
+
+func TestConfig_Validate(t *testing.T) {
+	good := DefaultConfig()
+	good.Dir, good.Prefix, good.Servers = "/srv/mirror", "/app", []string{"a:1"}
+	if err := good.Validate(); err != nil {
+		t.Fatalf("Validate(good) = %v", err)
+	}
+	if got := good.stateFile(); got != "/srv/mirror.replds-state" {
+		t.Fatalf("default state file = %q", got)
+	}
+	tests := map[string]func(*Config){
+		"no dir":            func(c *Config) { c.Dir = "" },
+		"dir is root":       func(c *Config) { c.Dir = "/" },
+		"relative prefix":   func(c *Config) { c.Prefix = "app" },
+		"dotdot prefix":     func(c *Config) { c.Prefix = "/app/../etc" },
+		"no server":         func(c *Config) { c.Servers = nil },
+		"blank server":      func(c *Config) { c.Servers = []string{" "} },
+		"file mode bits":    func(c *Config) { c.FileMode = 0o4600 },
+		"unreadable files":  func(c *Config) { c.FileMode = 0o200 },
+		"dir mode":          func(c *Config) { c.DirMode = 0o500 },
+		"backoff":           func(c *Config) { c.MinBackoff, c.MaxBackoff = time.Second, time.Millisecond },
+		"once attempts":     func(c *Config) { c.Once, c.MaxAttempts = true, 0 },
+		"state inside":      func(c *Config) { c.StateFile = "/srv/mirror/state" },
+		"state is the dir":  func(c *Config) { c.StateFile = "/srv/mirror" },
+		"state deep inside": func(c *Config) { c.StateFile = "/srv/mirror/a/../b/state" },
+	}
+	for name, mod := range tests {
+		c := good
+		mod(&c)
+		if err := c.Validate(); err == nil {
+			t.Errorf("Validate(%s) = nil, want an error", name)
+		}
+	}
+	c := good
+	c.StateFile = "/srv/mirror-state/x" // a sibling whose name starts alike
+	if err := c.Validate(); err != nil {
+		t.Errorf("Validate(sibling state) = %v", err)
+	}
+}
