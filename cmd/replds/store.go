@@ -1,0 +1,132 @@
+package main
+
+import (
+	"context"
+	"fmt"
+	"io"
+	"io/fs"
+	"os"
+	"path"
+	"path/filepath"
+
+	"github.com/spf13/cobra"
+
+	repldspb "replds/proto"
+	"replds/store"
+)
+
+// newStoreCmd uploads a local file or tree.
+func newStoreCmd() *cobra.Command {
+	var cf clientFlags
+	cmd := &cobra.Command{
+		Use:   "store [--server=S] LOCAL REMOTE",
+		Short: "Upload a local file or directory tree (or - for stdin) to REMOTE",
+		Long: `Upload LOCAL to the path REMOTE. A directory is uploaded as one batch:
+every regular file under it becomes a node under REMOTE. With LOCAL "-",
+standard input becomes the single node REMOTE.`,
+		Args: cobra.ExactArgs(2),
+		RunE: func(cmd *cobra.Command, args []string) error {
+			local, remote := args[0], args[1]
+			if err := store.ValidatePath(remote); err != nil {
+				return err
+			}
+			writes, err := collectWrites(local, remote)
+			if err != nil {
+				return err
+			}
+			batches := splitBatches(writes, maxMessage-(1<<20))
+			changed := 0
+			for _, b := range batches {
+				err := cf.call(cmd.Context(), func(ctx context.Context, c repldspb.RepldsClient) error {
+					resp, err := c.Store(ctx, &repldspb.StoreRequest{Writes: b})
+					if err == nil {
+						changed += len(resp.Nodes)
+					}
+					return err
+				})
+				if err != nil {
+					return err
+				}
+			}
+			if len(batches) > 1 {
+				fmt.Fprintf(cmd.ErrOrStderr(), "stored %d files in %d batches (too large for one)\n", len(writes), len(batches))
+			}
+			return nil
+		},
+	}
+	cf.register(cmd)
+	return cmd
+}
+
+// collectWrites reads LOCAL into writes under remote.
+func collectWrites(local, remote string) ([]*repldspb.Write, error) {
+	if local == "-" {
+		data, err := io.ReadAll(os.Stdin)
+		if err != nil {
+			return nil, fmt.Errorf("read stdin: %w", err)
+		}
+		return []*repldspb.Write{{Path: remote, Data: data}}, nil
+	}
+	fi, err := os.Stat(local)
+	if err != nil {
+		return nil, err
+	}
+	if fi.Mode().IsRegular() {
+		data, err := os.ReadFile(local)
+		if err != nil {
+			return nil, err
+		}
+		return []*repldspb.Write{{Path: remote, Data: data}}, nil
+	}
+	if !fi.IsDir() {
+		return nil, fmt.Errorf("%s: not a regular file or directory", local)
+	}
+	var writes []*repldspb.Write
+	err = filepath.WalkDir(local, func(p string, d fs.DirEntry, err error) error {
+		if err != nil {
+			return err
+		}
+		if d.IsDir() {
+			return nil
+		}
+		if !d.Type().IsRegular() {
+			return fmt.Errorf("%s: not a regular file (symlinks and special files are not uploaded)", p)
+		}
+		rel, err := filepath.Rel(local, p)
+		if err != nil {
+			return err
+		}
+		target := path.Join(remote, filepath.ToSlash(rel))
+		if err := store.ValidatePath(target); err != nil {
+			return fmt.Errorf("%s: %w", p, err)
+		}
+		data, err := os.ReadFile(p)
+		if err != nil {
+			return err
+		}
+		writes = append(writes, &repldspb.Write{Path: target, Data: data})
+		return nil
+	})
+	if err != nil {
+		return nil, err
+	}
+	if len(writes) == 0 {
+		return nil, fmt.Errorf("%s: no files to upload", local)
+	}
+	return writes, nil
+}
+
+// splitBatches cuts writes into batches of at most max bytes of data.
+func splitBatches(writes []*repldspb.Write, max int) [][]*repldspb.Write {
+	var out [][]*repldspb.Write
+	start, size := 0, 0
+	for i, w := range writes {
+		n := len(w.Data) + len(w.Path) + 16
+		if i > start && size+n > max {
+			out = append(out, writes[start:i])
+			start, size = i, 0
+		}
+		size += n
+	}
+	return append(out, writes[start:])
+}
