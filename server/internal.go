@@ -64,6 +64,11 @@ func (s *Server) Push(stream repldspb.Internal_PushServer) error {
 		if r.err != nil {
 			return r.err
 		}
+		// The ACLs may have taken the peer permission away since the
+		// stream opened.
+		if err := s.authorize(ctx, acl.Peer, ""); err != nil {
+			return toStatus(s.log, method, err)
+		}
 		msg := r.msg
 		nodes, err := nodesFromProto(msg.Origin, msg.Nodes)
 		if err != nil {

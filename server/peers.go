@@ -154,6 +154,26 @@ func (p *peerSet) close() {
 	p.conns = map[string]*grpc.ClientConn{}
 }
 
+// redial closes every connection to peers, so that each is dialed again
+// and its certificate checked against the current ACLs (see
+// security.dialOption): the peer check happens in the handshake only, and
+// without this a push stream opened before the ACLs took the peer
+// permission away would keep sending data. Users of a closed connection
+// fail and retry on a new one.
+func (p *peerSet) redial() {
+	p.mu.Lock()
+	if p.closed {
+		p.mu.Unlock()
+		return
+	}
+	conns := p.conns
+	p.conns = map[string]*grpc.ClientConn{}
+	p.mu.Unlock()
+	for _, c := range conns {
+		c.Close()
+	}
+}
+
 // randomPeer returns the connection to a random alive peer.
 func (p *peerSet) randomPeer() (member, *grpc.ClientConn, bool) {
 	peers := p.s.mem.alivePeers()

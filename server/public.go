@@ -71,11 +71,14 @@ func (s *Server) List(req *repldspb.ListRequest, stream repldspb.Replds_ListServ
 	if err := store.ValidatePrefix(req.Path); err != nil {
 		return toStatus(s.log, method, err)
 	}
-	readable := s.readFilter(stream.Context())
+	roots, readable, err := s.readable(stream.Context(), req.Path)
+	if err != nil {
+		return toStatus(s.log, method, err)
+	}
 	var entries []*repldspb.ListEntry
 	seenDir := map[string]bool{}
 	base := strings.TrimSuffix(req.Path, "/")
-	s.store.Walk(req.Path, func(p string, m store.Meta) bool {
+	visit := func(p string, m store.Meta) bool {
 		if m.Deleted || (readable != nil && !readable(p)) {
 			return true
 		}
@@ -94,7 +97,13 @@ func (s *Server) List(req *repldspb.ListRequest, stream repldspb.Replds_ListServ
 		}
 		entries = append(entries, &repldspb.ListEntry{Path: p, Version: m.Version, Size: uint64(m.Size)})
 		return true
-	})
+	}
+	for _, r := range roots {
+		s.store.Walk(r, visit)
+	}
+	if len(roots) > 1 {
+		slices.SortFunc(entries, func(a, b *repldspb.ListEntry) int { return strings.Compare(a.Path, b.Path) })
+	}
 	if len(entries) == 0 && req.Path != "/" {
 		return toStatus(s.log, method, fmt.Errorf("list %s: %w", req.Path, store.ErrNotFound))
 	}

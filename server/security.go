@@ -112,15 +112,23 @@ func (s *Server) authorize(ctx context.Context, o acl.Op, path string) error {
 	return fmt.Errorf("%w: %q may not %s %s", errPermission, id, o, path)
 }
 
-// readFilter returns a predicate telling which paths the caller of ctx may
-// read (nil: everything).
-func (s *Server) readFilter(ctx context.Context) func(path string) bool {
+// readable returns the roots of the subtrees under prefix that the caller
+// of ctx may read (prefix itself when it may read all of it), and a
+// predicate for single paths (nil: everything). It returns errPermission
+// when nothing under prefix is readable, without saying whether anything
+// exists there.
+func (s *Server) readable(ctx context.Context, prefix string) ([]string, func(path string) bool, error) {
 	a := s.sec.acls.Get()
 	if a == nil {
-		return nil
+		return []string{prefix}, nil, nil
 	}
 	id := identity(ctx)
-	return func(path string) bool { return a.Check(id, acl.Read, path) }
+	roots := a.Readable(id, prefix)
+	if len(roots) == 0 {
+		s.log.Info("access denied", "identity", id, "op", acl.Read.String(), "path", prefix)
+		return nil, nil, fmt.Errorf("%w: %q may not read %s", errPermission, id, prefix)
+	}
+	return roots, func(path string) bool { return a.Check(id, acl.Read, path) }, nil
 }
 
 // Reload re-reads the ACL file and the TLS files. A bad ACL file keeps the
@@ -134,7 +142,8 @@ func (s *Server) Reload() error {
 		} else {
 			s.log.Info("acls reloaded", "file", s.sec.acls.Path(), "rules", s.sec.acls.Get().Len())
 			if lost := lostPeers(old, s.sec.acls.Get()); len(lost) > 0 {
-				s.redialPeers(lost)
+				s.log.Info("peer permission revoked; reconnecting to peers", "identities", lost)
+				s.peers.redial()
 			}
 		}
 	}
@@ -156,28 +165,6 @@ func lostPeers(old, cur *acl.ACL) []string {
 		}
 	}
 	return out
-}
-
-// redialPeers closes every connection to peers, so that each is dialed
-// again and its certificate checked against the current ACLs
-// (dialOption): the peer check happens in the handshake only, and without
-// this a push stream opened before the ACLs took the peer permission away
-// would keep sending it data. Users of a closed connection fail and retry
-// on a new one.
-func (s *Server) redialPeers(lost []string) {
-	p := s.peers
-	p.mu.Lock()
-	if p.closed {
-		p.mu.Unlock()
-		return
-	}
-	conns := p.conns
-	p.conns = map[string]*grpc.ClientConn{}
-	p.mu.Unlock()
-	s.log.Info("peer permission revoked; reconnecting to peers", "identities", lost, "connections", len(conns))
-	for _, c := range conns {
-		c.Close()
-	}
 }
 
 // readGossipKey reads a memberlist key: base64 of 16, 24 or 32 bytes.

@@ -19,11 +19,15 @@ func (s *Server) Watch(req *repldspb.WatchRequest, stream repldspb.Replds_WatchS
 	if err := store.ValidatePrefix(req.Prefix); err != nil {
 		return toStatus(s.log, method, err)
 	}
-	readable := s.readFilter(ctx)
+	roots, readable, err := s.readable(ctx, req.Prefix)
+	if err != nil {
+		return toStatus(s.log, method, err)
+	}
 	w := &watchStream{
 		s:        s,
 		stream:   stream,
 		prefix:   req.Prefix,
+		roots:    roots,
 		readable: readable,
 		token:    VectorFromProto(req.Token),
 	}
@@ -32,9 +36,12 @@ func (s *Server) Watch(req *repldspb.WatchRequest, stream repldspb.Replds_WatchS
 
 // watchStream is the state of one Watch RPC.
 type watchStream struct {
-	s        *Server
-	stream   repldspb.Replds_WatchServer
-	prefix   string
+	s      *Server
+	stream repldspb.Replds_WatchServer
+	prefix string
+	// roots are the readable subtrees under prefix (prefix itself when all
+	// of it is readable): replays scan only those.
+	roots    []string
 	readable func(string) bool
 	// token covers everything the client has (its resume token, then the
 	// last bookmark sent).
@@ -84,27 +91,29 @@ func (w *watchStream) keep(path string, m store.Meta, fresh bool) bool {
 // straight from the store in pages, then a bookmark at snap.
 func (w *watchStream) replay(snap store.Vector) error {
 	fresh := len(w.token) == 0
-	after := ""
-	for {
-		nodes, next, err := w.s.store.Scan(store.ScanOptions{
-			Prefix: w.prefix,
-			After:  after,
-			Keep: func(p string, m store.Meta) bool {
-				return w.keep(p, m, fresh)
-			},
-		})
-		if err != nil {
-			return err
-		}
-		if len(nodes) > 0 {
-			if err := w.stream.Send(&repldspb.WatchResponse{Nodes: nodesToProto(nodes)}); err != nil {
+	for _, root := range w.roots {
+		after := ""
+		for {
+			nodes, next, err := w.s.store.Scan(store.ScanOptions{
+				Prefix: root,
+				After:  after,
+				Keep: func(p string, m store.Meta) bool {
+					return w.keep(p, m, fresh)
+				},
+			})
+			if err != nil {
 				return err
 			}
+			if len(nodes) > 0 {
+				if err := w.stream.Send(&repldspb.WatchResponse{Nodes: nodesToProto(nodes)}); err != nil {
+					return err
+				}
+			}
+			if next == "" {
+				break
+			}
+			after = next
 		}
-		if next == "" {
-			break
-		}
-		after = next
 	}
 	w.advance(snap)
 	msg := &repldspb.WatchResponse{Bookmark: vectorToProto(w.token), Synced: !w.synced}
