@@ -3,7 +3,6 @@ package server
 import (
 	"context"
 	"errors"
-	"fmt"
 	"io"
 
 	"google.golang.org/grpc/codes"
@@ -69,16 +68,7 @@ func (s *Server) Push(stream repldspb.Internal_PushServer) error {
 		if err := s.authorize(ctx, acl.Peer, ""); err != nil {
 			return toStatus(s.log, method, err)
 		}
-		msg := r.msg
-		nodes, err := nodesFromProto(msg.Origin, msg.Nodes)
-		if err != nil {
-			return toStatus(s.log, method, err)
-		}
-		var adv []store.Advance
-		if len(nodes) > 0 {
-			adv = []store.Advance{{Origin: msg.Origin, From: msg.Prev, To: nodes[len(nodes)-1].Seq}}
-		}
-		if _, err := s.store.Apply(ctx, nodes, adv); err != nil {
+		if _, err := applyPush(ctx, s.store, r.msg); err != nil {
 			return toStatus(s.log, method, err)
 		}
 	}
@@ -110,36 +100,11 @@ func (s *Server) Sync(req *repldspb.SyncRequest, stream repldspb.Internal_SyncSe
 	if err := s.authorize(stream.Context(), acl.Peer, ""); err != nil {
 		return toStatus(s.log, method, err)
 	}
-	ask := VectorFromProto(req.Vector)
-	mine := s.store.Vector()
-	for _, o := range sortedOrigins(mine) {
-		if mine[o] <= ask[o] {
-			continue
-		}
-		cursor := ask[o]
-		for {
-			nodes, last, more, err := s.store.Changes(o, cursor, pageNodes, pageBytes)
-			if err != nil {
-				return toStatus(s.log, method, err)
-			}
-			msg := &repldspb.SyncResponse{Origin: o, Nodes: nodesToProto(nodes)}
-			if !more {
-				msg.Done, msg.From, msg.Upto = true, ask[o], mine[o]
-			}
-			if err := stream.Send(msg); err != nil {
-				return err
-			}
-			if !more {
-				break
-			}
-			cursor = last
-		}
+	err := answerSync(s.store, req, stream.Send)
+	if status.Code(err) == codes.Unknown {
+		return toStatus(s.log, method, err)
 	}
-	root := s.store.Root()
-	if vectorsEqual(ask, mine) && string(root[:]) != string(req.Root) {
-		return stream.Send(&repldspb.SyncResponse{Repair: true})
-	}
-	return nil
+	return err
 }
 
 // Tree returns hash-tree children for repair.
@@ -147,24 +112,8 @@ func (s *Server) Tree(ctx context.Context, req *repldspb.TreeRequest) (*repldspb
 	if err := s.authorize(ctx, acl.Peer, ""); err != nil {
 		return nil, toStatus(s.log, "Tree", err)
 	}
-	level := int(req.Level)
-	if level >= store.TreeDepth {
-		return nil, status.Errorf(codes.InvalidArgument, "tree level %d out of range", level)
-	}
-	width := 1
-	for range level {
-		width *= store.TreeFanout
-	}
-	resp := &repldspb.TreeResponse{}
-	for _, idx := range req.Index {
-		if int(idx) >= width {
-			return nil, status.Errorf(codes.InvalidArgument, "tree index %d out of range at level %d", idx, level)
-		}
-		for _, h := range s.store.TreeChildren(level, int(idx)) {
-			resp.Hashes = append(resp.Hashes, h[:])
-		}
-	}
-	return resp, nil
+	resp, err := answerTree(s.store, req)
+	return resp, toStatus(s.log, "Tree", err)
 }
 
 // Buckets streams every node (live with data, or tombstone) of the given
@@ -174,42 +123,9 @@ func (s *Server) Buckets(req *repldspb.BucketRequest, stream repldspb.Internal_B
 	if err := s.authorize(stream.Context(), acl.Peer, ""); err != nil {
 		return toStatus(s.log, method, err)
 	}
-	var page []*repldspb.Node
-	size := 0
-	flush := func() error {
-		if len(page) == 0 {
-			return nil
-		}
-		err := stream.Send(&repldspb.SyncResponse{Nodes: page})
-		page, size = nil, 0
-		return err
+	err := answerBuckets(s.store, req, stream.Send)
+	if status.Code(err) == codes.Unknown {
+		return toStatus(s.log, method, err)
 	}
-	for _, b := range req.Buckets {
-		if int(b) >= store.TreeLeaves {
-			return status.Errorf(codes.InvalidArgument, "bucket %d out of range", b)
-		}
-		for _, n := range s.store.Bucket(int(b)) {
-			if !n.Deleted {
-				full, err := s.store.Get(n.Path)
-				if errors.Is(err, store.ErrNotFound) {
-					continue // deleted meanwhile; the next round sees the tombstone
-				}
-				if err != nil {
-					return toStatus(s.log, method, err)
-				}
-				n = full
-			}
-			page = append(page, nodeToProto(n))
-			size += len(n.Data)
-			if len(page) >= pageNodes || size >= pageBytes {
-				if err := flush(); err != nil {
-					return err
-				}
-			}
-		}
-	}
-	if err := flush(); err != nil {
-		return fmt.Errorf("buckets: %w", err)
-	}
-	return nil
+	return err
 }

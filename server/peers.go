@@ -231,19 +231,18 @@ func (pu *pusher) session(ctx context.Context) error {
 	}
 	cursor := st.Vector()[origin]
 	for {
-		nodes, last, more, err := st.Changes(origin, cursor, pageNodes, pageBytes)
+		msg, next, more, err := pushPage(st, cursor)
 		if err != nil {
 			return err
 		}
-		if len(nodes) > 0 {
-			msg := &repldspb.PushRequest{Origin: origin, Prev: cursor, Nodes: nodesToProto(nodes)}
+		if msg != nil {
 			if err := stream.Send(msg); err != nil {
 				if errors.Is(err, io.EOF) {
 					_, err = stream.CloseAndRecv()
 				}
 				return err
 			}
-			cursor = last
+			cursor = next
 		}
 		if more {
 			continue

@@ -1,7 +1,6 @@
 package server
 
 import (
-	"bytes"
 	"context"
 	"errors"
 	"fmt"
@@ -59,11 +58,7 @@ func (s *Server) syncLoop() {
 // repair when the peer says the vectors match but the roots do not.
 func (s *Server) syncWith(ctx context.Context, conn *grpc.ClientConn) (int, error) {
 	client := repldspb.NewInternalClient(conn)
-	root := s.store.Root()
-	stream, err := client.Sync(ctx, &repldspb.SyncRequest{
-		Vector: vectorToProto(s.store.Vector()),
-		Root:   root[:],
-	})
+	stream, err := client.Sync(ctx, syncRequest(s.store))
 	if err != nil {
 		return 0, err
 	}
@@ -77,25 +72,17 @@ func (s *Server) syncWith(ctx context.Context, conn *grpc.ClientConn) (int, erro
 			return applied, err
 		}
 		if msg.Repair {
-			n, err := s.repair(ctx, client)
+			log := s.log.With("component", "repair")
+			log.Info("repair started")
+			buckets, n, err := repairFrom(ctx, s.store, grpcRepairPeer{client})
 			applied += n
 			if err != nil {
 				return applied, fmt.Errorf("repair: %w", err)
 			}
+			log.Info("repair finished", "buckets", buckets, "nodes", n)
 			continue
 		}
-		nodes, err := nodesFromProto(msg.Origin, msg.Nodes)
-		if err != nil {
-			return applied, err
-		}
-		var adv []store.Advance
-		if msg.Done {
-			adv = []store.Advance{{Origin: msg.Origin, From: msg.From, To: msg.Upto}}
-		}
-		if len(nodes) == 0 && len(adv) == 0 {
-			continue
-		}
-		n, err := s.store.Apply(ctx, nodes, adv)
+		n, err := applySyncResponse(ctx, s.store, msg)
 		applied += n
 		if err != nil {
 			return applied, err
@@ -103,60 +90,30 @@ func (s *Server) syncWith(ctx context.Context, conn *grpc.ClientConn) (int, erro
 	}
 }
 
-// repair descends the peer's hash tree where it differs from ours and
-// fetches the differing leaf buckets: O(k log N) for k differing nodes.
-func (s *Server) repair(ctx context.Context, client repldspb.InternalClient) (int, error) {
-	log := s.log.With("component", "repair")
-	log.Info("repair started")
-	diff := []uint32{0}
-	for level := 0; level < store.TreeDepth && len(diff) > 0; level++ {
-		resp, err := client.Tree(ctx, &repldspb.TreeRequest{Level: uint32(level), Index: diff})
-		if err != nil {
-			return 0, err
-		}
-		if len(resp.Hashes) != len(diff)*store.TreeFanout {
-			return 0, fmt.Errorf("tree level %d: %d hashes for %d nodes", level, len(resp.Hashes), len(diff))
-		}
-		var next []uint32
-		for i, idx := range diff {
-			local := s.store.TreeChildren(level, int(idx))
-			for c := range store.TreeFanout {
-				if !bytes.Equal(local[c][:], resp.Hashes[i*store.TreeFanout+c]) {
-					next = append(next, idx*store.TreeFanout+uint32(c))
-				}
-			}
-		}
-		diff = next
-	}
-	if len(diff) == 0 {
-		log.Info("repair finished", "buckets", 0, "nodes", 0)
-		return 0, nil
-	}
-	stream, err := client.Buckets(ctx, &repldspb.BucketRequest{Buckets: diff})
+// grpcRepairPeer runs repair requests over the internal API.
+type grpcRepairPeer struct{ c repldspb.InternalClient }
+
+func (p grpcRepairPeer) tree(ctx context.Context, req *repldspb.TreeRequest) (*repldspb.TreeResponse, error) {
+	return p.c.Tree(ctx, req)
+}
+
+func (p grpcRepairPeer) buckets(ctx context.Context, req *repldspb.BucketRequest, recv func(*repldspb.SyncResponse) error) error {
+	stream, err := p.c.Buckets(ctx, req)
 	if err != nil {
-		return 0, err
+		return err
 	}
-	applied := 0
 	for {
 		msg, err := stream.Recv()
 		if errors.Is(err, io.EOF) {
-			break
+			return nil
 		}
 		if err != nil {
-			return applied, err
+			return err
 		}
-		nodes, err := nodesFromProto(0, msg.Nodes)
-		if err != nil {
-			return applied, err
-		}
-		n, err := s.store.Apply(ctx, nodes, nil)
-		applied += n
-		if err != nil {
-			return applied, err
+		if err := recv(msg); err != nil {
+			return err
 		}
 	}
-	log.Info("repair finished", "buckets", len(diff), "nodes", applied)
-	return applied, nil
 }
 
 func sortedOrigins(v store.Vector) []uint64 {

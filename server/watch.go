@@ -160,20 +160,26 @@ func (w *watchStream) live(sub *store.Subscription) error {
 				}
 				return store.ErrClosed
 			}
-			var out []*repldspb.Node
-			for _, n := range ev.Nodes {
-				if store.Under(n.Path, w.prefix) && w.keep(n.Path, n.Meta, false) {
-					out = append(out, nodeToProto(n))
-				}
-			}
-			w.advance(ev.Vector)
-			if len(out) == 0 {
-				continue
-			}
-			w.tokenChanged = false
-			if err := w.stream.Send(&repldspb.WatchResponse{Nodes: out, Bookmark: vectorToProto(w.token)}); err != nil {
+			if err := w.onEvent(ev); err != nil {
 				return err
 			}
 		}
 	}
+}
+
+// onEvent sends what a committed batch changed under the prefix, with a
+// bookmark; a batch that changed nothing visible only moves the token.
+func (w *watchStream) onEvent(ev store.Event) error {
+	var out []*repldspb.Node
+	for _, n := range ev.Nodes {
+		if store.Under(n.Path, w.prefix) && w.keep(n.Path, n.Meta, false) {
+			out = append(out, nodeToProto(n))
+		}
+	}
+	w.advance(ev.Vector)
+	if len(out) == 0 {
+		return nil
+	}
+	w.tokenChanged = false
+	return w.stream.Send(&repldspb.WatchResponse{Nodes: out, Bookmark: vectorToProto(w.token)})
 }
