@@ -53,8 +53,11 @@ type result struct {
 //
 // Every changed node is stamped with this store's origin, the next seq and
 // a version above the path's current version and every version issued
-// before, from the HLC of Config.Now; if that version would be more than
-// MaxClockOffset ahead of the wall clock, Write fails with ErrClockSkew.
+// before, from the HLC of Config.Now. If the versions this store issued are
+// more than MaxClockOffset ahead of the wall clock (the clock went back),
+// Write fails with ErrClockSkew. A path whose current version is ahead
+// (written by a skewed peer) gets that version plus one, which does not
+// move the local clock.
 //
 // Write returns the metadata (no data) of the changed nodes in request
 // order once they are durable; nil if nothing changed. If ctx ends before
@@ -563,14 +566,19 @@ func (b *batch) stamp() error {
 	last, seq := b.lastIssued, b.vec(s.origin)
 	for _, c := range b.order {
 		v := max(wall, last+1)
-		if c.hadPrev {
-			v = max(v, c.prev.Version+1)
-		}
 		if v > limit {
+			// Versions this server issued are far ahead of its clock: the
+			// clock went back. Refuse rather than stamp on a clock known
+			// to be wrong.
 			ahead := time.Duration(int64(v>>16)-now.UnixMilli()) * time.Millisecond
 			return fmt.Errorf("%w: %s needs version %d, %s ahead of the local clock", ErrClockSkew, quotePath(c.path), v, ahead)
 		}
 		last = v
+		if c.hadPrev && c.prev.Version >= v {
+			// A skewed peer put this path ahead: keep its versions
+			// growing, without dragging the local clock along.
+			v = c.prev.Version + 1
+		}
 		seq++
 		c.meta.Version, c.meta.Origin, c.meta.Seq = v, s.origin, seq
 	}

@@ -29,6 +29,7 @@ func Run(t *testing.T, open Opener) {
 		{"Changes", testChanges},
 		{"Versions", testVersions},
 		{"ClockSkew", testClockSkew},
+		{"PathAheadOfClock", testPathAheadOfClock},
 		{"DenseSeqs", testDenseSeqs},
 		{"IdenticalNoop", testIdenticalNoop},
 		{"Delete", testDelete},
@@ -354,6 +355,25 @@ func testClockSkew(t *testing.T, open Opener) {
 	after := e.put("/b", "2")[0]
 	if after.Version <= before.Version || after.Seq != before.Seq+1 {
 		t.Errorf("write after the clock recovered = %+v, want above %+v with the next seq", after.Meta, before.Meta)
+	}
+}
+
+func testPathAheadOfClock(t *testing.T, open Opener) {
+	e := newEnv(t, open)
+	// A skewed peer wrote /a ten minutes in the future.
+	future := store.Node{Path: "/a", Meta: store.Meta{Version: uint64(e.clock.Now().Add(10*time.Minute).UnixMilli()) << 16, Origin: 7, Seq: 1, Size: 1}, Data: []byte("f")}
+	if _, err := e.s.Apply(context.Background(), []store.Node{future}, nil); err != nil {
+		t.Fatal(err)
+	}
+	// A local write of /a still wins, just above it; other paths keep
+	// versions from the local clock.
+	a := e.put("/a", "local")[0]
+	if a.Version != future.Version+1 {
+		t.Errorf("write over a future version: version %d, want %d", a.Version, future.Version+1)
+	}
+	b := e.put("/b", "x")[0]
+	if b.Version >= future.Version {
+		t.Errorf("write of another path: version %d dragged to the future (%d)", b.Version, future.Version)
 	}
 }
 
