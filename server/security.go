@@ -6,6 +6,7 @@ import (
 	"encoding/base64"
 	"errors"
 	"fmt"
+	"net"
 	"os"
 	"slices"
 	"strings"
@@ -65,6 +66,15 @@ func (sec *security) dialOption() grpc.DialOption {
 	if sec.tls == nil {
 		return grpc.WithTransportCredentials(insecure.NewCredentials())
 	}
+	return grpc.WithTransportCredentials(&peerCreds{
+		TransportCredentials: credentials.NewTLS(sec.peerTLSConfig()),
+		sec:                  sec,
+	})
+}
+
+// peerTLSConfig returns the TLS configuration for dialing a peer, built
+// from the current certificates and CA.
+func (sec *security) peerTLSConfig() *tls.Config {
 	cfg := sec.tls.ClientConfig("")
 	cfg.VerifyConnection = func(cs tls.ConnectionState) error {
 		id, ok := certs.Identity(cs)
@@ -76,7 +86,25 @@ func (sec *security) dialOption() grpc.DialOption {
 		}
 		return nil
 	}
-	return grpc.WithTransportCredentials(credentials.NewTLS(cfg))
+	return cfg
+}
+
+// peerCreds are the TLS credentials for dialing peers, rebuilt for every
+// handshake so that connections to peers follow a CA rotation as they
+// follow a certificate rotation.
+type peerCreds struct {
+	credentials.TransportCredentials
+	sec *security
+}
+
+// ClientHandshake implements credentials.TransportCredentials.
+func (c *peerCreds) ClientHandshake(ctx context.Context, authority string, conn net.Conn) (net.Conn, credentials.AuthInfo, error) {
+	return credentials.NewTLS(c.sec.peerTLSConfig()).ClientHandshake(ctx, authority, conn)
+}
+
+// Clone implements credentials.TransportCredentials.
+func (c *peerCreds) Clone() credentials.TransportCredentials {
+	return &peerCreds{TransportCredentials: c.TransportCredentials.Clone(), sec: c.sec}
 }
 
 // identity returns the verified client certificate's Common Name of the

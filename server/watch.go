@@ -76,12 +76,11 @@ func (w *watchStream) run() error {
 	}
 }
 
-// keep reports whether a node must go to the client.
-func (w *watchStream) keep(path string, m store.Meta, fresh bool) bool {
+// keep reports whether a node must go to the client. Tombstones go too,
+// even to a client that holds nothing: it needs them to refuse an older
+// version of the path should it fail over to a server that lags behind.
+func (w *watchStream) keep(path string, m store.Meta) bool {
 	if w.readable != nil && !w.readable(path) {
-		return false
-	}
-	if fresh && m.Deleted {
 		return false
 	}
 	return !w.token.Covers(m.Origin, m.Seq)
@@ -90,7 +89,6 @@ func (w *watchStream) keep(path string, m store.Meta, fresh bool) bool {
 // replay sends every node under the prefix that the token does not cover,
 // straight from the store in pages, then a bookmark at snap.
 func (w *watchStream) replay(snap store.Vector) error {
-	fresh := len(w.token) == 0
 	for _, root := range w.roots {
 		after := ""
 		for {
@@ -98,7 +96,7 @@ func (w *watchStream) replay(snap store.Vector) error {
 				Prefix: root,
 				After:  after,
 				Keep: func(p string, m store.Meta) bool {
-					return w.keep(p, m, fresh)
+					return w.keep(p, m)
 				},
 			})
 			if err != nil {
@@ -172,7 +170,7 @@ func (w *watchStream) live(sub *store.Subscription) error {
 func (w *watchStream) onEvent(ev store.Event) error {
 	var out []*repldspb.Node
 	for _, n := range ev.Nodes {
-		if store.Under(n.Path, w.prefix) && w.keep(n.Path, n.Meta, false) {
+		if store.Under(n.Path, w.prefix) && w.keep(n.Path, n.Meta) {
 			out = append(out, nodeToProto(n))
 		}
 	}

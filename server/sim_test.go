@@ -1,0 +1,575 @@
+package server
+
+// A seeded simulation of a cluster: the real replication code (replicate.go
+// and the Watch stream) and real stores, over an in-memory network that
+// drops, duplicates and reorders messages, with partitions, crashes and
+// restarts, and skewed clocks that jump. After healing, every server must
+// hold the last-write-wins result of all acknowledged writes, no server's
+// version of a path may ever have decreased, and every watcher must hold
+// exactly the live nodes under its prefix.
+//
+//	go test -run TestSimulation ./server/                      # default seeds
+//	go test -run TestSimulation ./server/ -sim.seeds=5000      # more
+//	go test -run TestSimulation ./server/ -sim.seed=1234 -v    # replay one
+
+import (
+	"bytes"
+	"context"
+	"errors"
+	"flag"
+	"fmt"
+	"log/slog"
+	"math/rand/v2"
+	"path/filepath"
+	"slices"
+	"sync/atomic"
+	"testing"
+	"time"
+
+	"google.golang.org/grpc"
+
+	repldspb "replds/proto"
+	"replds/store"
+)
+
+var (
+	simSeeds = flag.Int("sim.seeds", 0, "simulation seeds to run (0: 500, or 200 under -race)")
+	simSeed  = flag.Uint64("sim.seed", 0, "run only this simulation seed")
+	simSteps = flag.Int("sim.steps", 400, "steps per simulation seed")
+	simTrace = flag.Bool("sim.trace", false, "log every step of the simulation")
+)
+
+func TestSimulation(t *testing.T) {
+	if *simSeed != 0 {
+		runSim(t, *simSeed)
+		return
+	}
+	n := *simSeeds
+	if n == 0 {
+		n = 500
+		if raceEnabled {
+			n = 200
+		}
+		if testing.Short() {
+			n = 10
+		}
+	}
+	for seed := uint64(1); seed <= uint64(n); seed++ {
+		if !t.Run(fmt.Sprint(seed), func(t *testing.T) { runSim(t, seed) }) {
+			t.Logf("replay with: go test -run TestSimulation ./server/ -sim.seed=%d -v", seed)
+			return
+		}
+	}
+}
+
+// simServer is one server of the simulation: a real store, its clock skew,
+// and its push cursor towards each peer.
+type simServer struct {
+	dir    string
+	st     *store.Store // nil while crashed
+	skew   atomic.Int64 // nanoseconds added to the simulation clock
+	cursor map[int]uint64
+}
+
+// simMsg is a push message in flight.
+type simMsg struct {
+	from, to int
+	msg      *repldspb.PushRequest
+}
+
+// simWatcher models a pull client: it applies what a Watch stream sends by
+// the client's rule (a node only if newer than what it holds) and resumes
+// elsewhere from its last bookmark.
+type simWatcher struct {
+	prefix string
+	server int // -1 when disconnected
+	ws     *watchStream
+	out    *simStream
+	sub    *store.Subscription
+	token  *repldspb.Vector
+	held   map[string]store.Meta
+	data   map[string][]byte
+}
+
+// simStream is the in-memory end of a Watch stream.
+type simStream struct {
+	grpc.ServerStream
+	ctx  context.Context
+	msgs []*repldspb.WatchResponse
+}
+
+func (s *simStream) Context() context.Context { return s.ctx }
+
+func (s *simStream) Send(m *repldspb.WatchResponse) error {
+	s.msgs = append(s.msgs, m)
+	return nil
+}
+
+type sim struct {
+	t        *testing.T
+	step     int
+	rng      *rand.Rand
+	ctx      context.Context
+	log      *slog.Logger
+	now      atomic.Int64 // simulation clock, Unix nanoseconds
+	servers  []*simServer
+	inflight []simMsg
+	cut      map[[2]int]bool
+	// acked holds, per path, the winning acknowledged write: its metadata
+	// and data (nil for a delete).
+	acked     map[string]store.Meta
+	ackedData map[string][]byte
+	// seen is, per server and path, the highest version observed.
+	seen     []map[string]store.Meta
+	watchers []*simWatcher
+	paths    []string
+}
+
+func runSim(t *testing.T, seed uint64) {
+	s := &sim{
+		t:         t,
+		rng:       rand.New(rand.NewPCG(seed, seed^0x5eed)),
+		ctx:       context.Background(),
+		log:       slog.New(slog.DiscardHandler),
+		cut:       map[[2]int]bool{},
+		acked:     map[string]store.Meta{},
+		ackedData: map[string][]byte{},
+	}
+	s.now.Store(time.Date(2026, 1, 1, 0, 0, 0, 0, time.UTC).UnixNano())
+	for i := range 8 {
+		s.paths = append(s.paths, fmt.Sprintf("/k/%d", i), fmt.Sprintf("/d/%d", i))
+	}
+	n := 3 + s.rng.IntN(3)
+	for i := range n {
+		srv := &simServer{dir: t.TempDir(), cursor: map[int]uint64{}}
+		srv.skew.Store(int64(s.rng.IntN(4000)-2000) * int64(time.Millisecond))
+		s.servers = append(s.servers, srv)
+		s.seen = append(s.seen, map[string]store.Meta{})
+		s.start(i)
+	}
+	t.Cleanup(func() {
+		for i := range s.servers {
+			s.crash(i)
+		}
+	})
+	for _, prefix := range []string{"/", "/d", "/k/3"} {
+		w := &simWatcher{prefix: prefix, server: -1, held: map[string]store.Meta{}, data: map[string][]byte{}}
+		s.watchers = append(s.watchers, w)
+		s.connect(w, s.rng.IntN(n))
+	}
+
+	for step := range *simSteps {
+		s.step = step
+		s.now.Add(int64(s.rng.IntN(50)) * int64(time.Millisecond))
+		switch r := s.rng.IntN(100); {
+		case r < 30:
+			s.write(s.rng.IntN(n))
+		case r < 45:
+			s.push(s.rng.IntN(n), s.rng.IntN(n))
+		case r < 70:
+			s.deliver(true)
+		case r < 82:
+			s.sync(s.rng.IntN(n), s.rng.IntN(n), true)
+		case r < 85:
+			s.crash(s.rng.IntN(n))
+		case r < 89:
+			s.start(s.rng.IntN(n))
+		case r < 92:
+			a, b := s.rng.IntN(n), s.rng.IntN(n)
+			s.cut[link(a, b)] = !s.cut[link(a, b)]
+		case r < 94:
+			// A clock jumps, forwards or back.
+			s.servers[s.rng.IntN(n)].skew.Add(int64(s.rng.IntN(6000)-3000) * int64(time.Millisecond))
+		case r < 97:
+			w := s.watchers[s.rng.IntN(len(s.watchers))]
+			s.disconnect(w)
+			s.connect(w, s.rng.IntN(n))
+		default:
+			s.orphan(s.rng.IntN(n))
+		}
+		s.drainWatchers()
+		s.checkMonotonic(step)
+		if t.Failed() {
+			return
+		}
+	}
+	s.heal()
+}
+
+// tracef logs a step with -sim.trace.
+func (s *sim) tracef(format string, args ...any) {
+	if *simTrace {
+		s.t.Logf("%d: "+format, append([]any{s.step}, args...)...)
+	}
+}
+
+func link(a, b int) [2]int {
+	if a > b {
+		a, b = b, a
+	}
+	return [2]int{a, b}
+}
+
+func (s *sim) reachable(a, b int) bool {
+	return a != b && s.servers[a].st != nil && s.servers[b].st != nil && !s.cut[link(a, b)]
+}
+
+// start opens server i's store (again, after a crash).
+func (s *sim) start(i int) {
+	srv := s.servers[i]
+	if srv.st != nil {
+		return
+	}
+	cfg := store.DefaultConfig(filepath.Join(srv.dir, "replds.db"))
+	cfg.NoSync = true
+	cfg.Logger = s.log
+	cfg.Now = func() time.Time { return time.Unix(0, s.now.Load()+srv.skew.Load()) }
+	st, err := store.Open(cfg)
+	if err != nil {
+		s.t.Fatalf("open server %d: %v", i, err)
+	}
+	srv.st = st
+	// A restarted pusher starts from the head: sync fills what it missed.
+	head := st.Vector()[st.Origin()]
+	for j := range s.servers {
+		srv.cursor[j] = head
+	}
+}
+
+// crash stops server i; its watchers lose their streams.
+func (s *sim) crash(i int) {
+	srv := s.servers[i]
+	if srv.st == nil {
+		return
+	}
+	s.tracef("crash %d", i)
+	for _, w := range s.watchers {
+		if w.server == i {
+			s.disconnect(w)
+		}
+	}
+	if err := srv.st.Close(); err != nil {
+		s.t.Errorf("close server %d: %v", i, err)
+	}
+	srv.st = nil
+}
+
+// write makes a client write a random batch on server i and records what
+// was acknowledged.
+func (s *sim) write(i int) {
+	st := s.servers[i].st
+	if st == nil {
+		return
+	}
+	var ws []store.Write
+	data := map[string][]byte{}
+	if s.rng.IntN(10) == 0 {
+		ws = append(ws, store.Write{Path: "/d", Delete: true, Recursive: true})
+	} else {
+		used := map[string]bool{}
+		for range 1 + s.rng.IntN(3) {
+			p := s.paths[s.rng.IntN(len(s.paths))]
+			if used[p] {
+				continue
+			}
+			used[p] = true
+			if s.rng.IntN(5) == 0 {
+				ws = append(ws, store.Write{Path: p, Delete: true})
+				continue
+			}
+			d := []byte(fmt.Sprintf("v%d", s.rng.IntN(4)))
+			data[p] = d
+			ws = append(ws, store.Write{Path: p, Data: d})
+		}
+	}
+	nodes, err := st.Write(s.ctx, ws)
+	if errors.Is(err, store.ErrClockSkew) {
+		return // refused: nothing was acknowledged
+	}
+	if err != nil {
+		s.t.Fatalf("write on server %d: %v", i, err)
+	}
+	for _, n := range nodes {
+		s.tracef("write on %d: %s v%d o%x s%d deleted=%v", i, n.Path, n.Version, n.Origin, n.Seq, n.Deleted)
+		if cur, ok := s.acked[n.Path]; !ok || n.Meta.Newer(cur) {
+			s.acked[n.Path] = n.Meta
+			s.ackedData[n.Path] = nil
+			if !n.Deleted {
+				s.ackedData[n.Path] = data[n.Path]
+			}
+		}
+	}
+}
+
+// push sends server a's next push page towards b; the network may
+// duplicate it.
+func (s *sim) push(a, b int) {
+	src := s.servers[a]
+	if src.st == nil || a == b {
+		return
+	}
+	msg, next, _, err := pushPage(src.st, src.cursor[b])
+	if err != nil {
+		s.t.Fatalf("push page on %d: %v", a, err)
+	}
+	if msg == nil {
+		return
+	}
+	src.cursor[b] = next
+	s.inflight = append(s.inflight, simMsg{a, b, msg})
+	if s.rng.IntN(10) == 0 {
+		s.inflight = append(s.inflight, simMsg{a, b, msg})
+	}
+}
+
+// deliver delivers one random message in flight (so messages overtake
+// each other); when lossy, some are dropped.
+func (s *sim) deliver(lossy bool) {
+	if len(s.inflight) == 0 {
+		return
+	}
+	k := s.rng.IntN(len(s.inflight))
+	m := s.inflight[k]
+	s.inflight = slices.Delete(s.inflight, k, k+1)
+	if !s.reachable(m.from, m.to) || (lossy && s.rng.IntN(10) == 0) {
+		return
+	}
+	s.tracef("deliver push %d->%d prev %d, %d nodes", m.from, m.to, m.msg.Prev, len(m.msg.Nodes))
+	if _, err := applyPush(s.ctx, s.servers[m.to].st, m.msg); err != nil {
+		s.t.Fatalf("apply push %d->%d: %v", m.from, m.to, err)
+	}
+}
+
+// sync runs a digest round of a against b. When lossy, the answer may be
+// cut short, as by a broken stream.
+func (s *sim) sync(a, b int, lossy bool) {
+	if !s.reachable(a, b) {
+		return
+	}
+	asker, responder := s.servers[a].st, s.servers[b].st
+	var answer []*repldspb.SyncResponse
+	if err := answerSync(responder, syncRequest(asker), func(m *repldspb.SyncResponse) error {
+		answer = append(answer, m)
+		return nil
+	}); err != nil {
+		s.t.Fatalf("answer sync %d->%d: %v", b, a, err)
+	}
+	if lossy && len(answer) > 0 && s.rng.IntN(8) == 0 {
+		answer = answer[:s.rng.IntN(len(answer))]
+	}
+	s.tracef("sync %d<-%d: %d messages", a, b, len(answer))
+	for _, m := range answer {
+		if m.Repair {
+			if _, _, err := repairFrom(s.ctx, asker, simRepairPeer{responder}); err != nil {
+				s.t.Fatalf("repair %d from %d: %v", a, b, err)
+			}
+			continue
+		}
+		if _, err := applySyncResponse(s.ctx, asker, m); err != nil {
+			s.t.Fatalf("apply sync %d<-%d: %v", a, b, err)
+		}
+	}
+}
+
+// simRepairPeer answers repair requests straight from another store.
+type simRepairPeer struct{ st *store.Store }
+
+func (p simRepairPeer) tree(_ context.Context, req *repldspb.TreeRequest) (*repldspb.TreeResponse, error) {
+	return answerTree(p.st, req)
+}
+
+func (p simRepairPeer) buckets(_ context.Context, req *repldspb.BucketRequest, recv func(*repldspb.SyncResponse) error) error {
+	return answerBuckets(p.st, req, recv)
+}
+
+// orphan puts a node on server i that no vector accounts for, as a restore
+// from an old backup would: only hash-tree repair can spread it. It is an
+// acknowledged write like any other.
+func (s *sim) orphan(i int) {
+	st := s.servers[i].st
+	if st == nil {
+		return
+	}
+	p := s.paths[s.rng.IntN(len(s.paths))]
+	n := store.Node{
+		Path: p,
+		Meta: store.Meta{Version: uint64(s.now.Load()/int64(time.Millisecond)) << 16, Origin: 1 + s.rng.Uint64N(1000), Seq: 1 << 40, Size: 1},
+		Data: []byte("o"),
+	}
+	if _, err := st.Apply(s.ctx, []store.Node{n}, nil); err != nil {
+		s.t.Fatalf("orphan on %d: %v", i, err)
+	}
+	if cur, ok := s.acked[p]; !ok || n.Meta.Newer(cur) {
+		s.acked[p] = n.Meta
+		s.ackedData[p] = n.Data
+	}
+}
+
+// connect opens a Watch stream of w on server i, resuming from w's token,
+// and runs its replay.
+func (s *sim) connect(w *simWatcher, i int) {
+	st := s.servers[i].st
+	if st == nil {
+		return
+	}
+	s.tracef("watcher %s connects to %d with token %v, holding %d", w.prefix, i, VectorFromProto(w.token), len(w.held))
+	w.server = i
+	w.out = &simStream{ctx: s.ctx}
+	w.ws = &watchStream{
+		s:      &Server{store: st, log: s.log},
+		stream: w.out,
+		prefix: w.prefix,
+		roots:  []string{w.prefix},
+		token:  VectorFromProto(w.token),
+	}
+	w.sub = st.Subscribe(1 << 16)
+	if err := w.ws.replay(st.Vector()); err != nil {
+		s.t.Fatalf("watch replay: %v", err)
+	}
+	s.receive(w)
+}
+
+func (s *sim) disconnect(w *simWatcher) {
+	if w.sub != nil {
+		w.sub.Close()
+	}
+	w.server, w.sub, w.ws = -1, nil, nil
+}
+
+// drainWatchers passes every committed batch to the watch streams, as
+// their live loops do, and lets the watchers apply what was sent.
+func (s *sim) drainWatchers() {
+	for _, w := range s.watchers {
+		if w.sub == nil {
+			continue
+		}
+		for more := true; more; {
+			select {
+			case ev, ok := <-w.sub.C():
+				if !ok {
+					s.t.Fatalf("watch subscription closed (overflow %v)", w.sub.Overflowed())
+				}
+				if err := w.ws.onEvent(ev); err != nil {
+					s.t.Fatal(err)
+				}
+			default:
+				more = false
+			}
+		}
+		s.receive(w)
+	}
+}
+
+// receive applies what w's stream sent, by the pull client's rules.
+func (s *sim) receive(w *simWatcher) {
+	for _, m := range w.out.msgs {
+		for _, n := range m.Nodes {
+			if !store.Under(n.Path, w.prefix) {
+				s.t.Fatalf("watch of %s sent %s", w.prefix, n.Path)
+			}
+			node := nodeFromProto(n)
+			s.tracef("watcher %s on %d gets %s v%d o%x s%d deleted=%v", w.prefix, w.server, n.Path, n.Version, n.Origin, n.Seq, n.Deleted)
+			if cur, ok := w.held[n.Path]; ok && !node.Meta.Newer(cur) {
+				continue
+			}
+			w.held[n.Path] = node.Meta
+			w.data[n.Path] = n.Data
+		}
+		if m.Bookmark != nil {
+			w.token = m.Bookmark
+			s.tracef("watcher %s on %d bookmark %v", w.prefix, w.server, VectorFromProto(m.Bookmark))
+		}
+	}
+	w.out.msgs = nil
+}
+
+// checkMonotonic fails if any server's version of any path went down.
+func (s *sim) checkMonotonic(step int) {
+	for i, srv := range s.servers {
+		if srv.st == nil {
+			continue
+		}
+		for _, p := range s.paths {
+			m, ok := srv.st.Lookup(p)
+			if !ok {
+				if prev, had := s.seen[i][p]; had {
+					s.t.Fatalf("step %d: server %d lost %s (had version %d)", step, i, p, prev.Version)
+				}
+				continue
+			}
+			if prev, had := s.seen[i][p]; had && prev.Newer(m) {
+				s.t.Fatalf("step %d: server %d: %s went from version %d/%x back to %d/%x", step, i, p, prev.Version, prev.Origin, m.Version, m.Origin)
+			}
+			s.seen[i][p] = m
+		}
+	}
+}
+
+// heal restarts every server, ends partitions and loss, lets the network
+// settle, then checks the outcome.
+func (s *sim) heal() {
+	for i := range s.servers {
+		s.start(i)
+	}
+	clear(s.cut)
+	for len(s.inflight) > 0 {
+		s.deliver(false)
+	}
+	n := len(s.servers)
+	converged := false
+	for round := 0; round < 10 && !converged; round++ {
+		for a := range n {
+			for b := range n {
+				s.sync(a, b, false)
+			}
+		}
+		converged = true
+		for i := 1; i < n; i++ {
+			if s.servers[i].st.Root() != s.servers[0].st.Root() {
+				converged = false
+			}
+		}
+	}
+	if !converged {
+		s.t.Fatalf("servers did not converge after 10 full sync rounds")
+	}
+	s.drainWatchers()
+	s.checkMonotonic(-1)
+	for i, srv := range s.servers {
+		for p, want := range s.acked {
+			got, ok := srv.st.Lookup(p)
+			if !ok || got.Version != want.Version || got.Origin != want.Origin || got.Deleted != want.Deleted {
+				s.t.Errorf("server %d: %s = %+v (present %v), want the last acknowledged write %+v", i, p, got, ok, want)
+				continue
+			}
+			if !want.Deleted {
+				n, err := srv.st.Get(p)
+				if err != nil || !bytes.Equal(n.Data, s.ackedData[p]) {
+					s.t.Errorf("server %d: %s = %q (%v), want %q", i, p, n.Data, err, s.ackedData[p])
+				}
+			}
+		}
+		srv.st.Walk("/", func(p string, m store.Meta) bool {
+			if _, ok := s.acked[p]; !ok {
+				s.t.Errorf("server %d holds %s, never written", i, p)
+			}
+			return true
+		})
+	}
+	for _, w := range s.watchers {
+		if w.sub == nil {
+			s.connect(w, s.rng.IntN(n))
+			s.drainWatchers()
+		}
+		for p, want := range s.acked {
+			if !store.Under(p, w.prefix) {
+				continue
+			}
+			got, ok := w.held[p]
+			live := ok && !got.Deleted
+			if live != !want.Deleted || (live && !bytes.Equal(w.data[p], s.ackedData[p])) {
+				s.t.Errorf("watcher of %s: %s = %+v %q (held %v), want %+v %q", w.prefix, p, got, w.data[p], ok, want, s.ackedData[p])
+			}
+		}
+	}
+}
