@@ -43,10 +43,7 @@ func newCertCACmd() *cobra.Command {
 			if err != nil {
 				return err
 			}
-			if err := certs.WriteFile(opts.key, keyPEM, 0o600); err != nil {
-				return err
-			}
-			return certs.WriteFile(opts.cert, certPEM, 0o644)
+			return writePair(opts.cert, opts.key, certPEM, keyPEM)
 		},
 	}
 	f := cmd.Flags()
@@ -100,10 +97,7 @@ certificates get the --host names and IPs as SANs (default: localhost,
 			if err != nil {
 				return err
 			}
-			if err := certs.WriteFile(opts.key, keyPEM, 0o600); err != nil {
-				return err
-			}
-			return certs.WriteFile(opts.cert, certPEM, 0o644)
+			return writePair(opts.cert, opts.key, certPEM, keyPEM)
 		},
 	}
 	f := cmd.Flags()
@@ -136,6 +130,14 @@ func newCertGossipKeyCmd() *cobra.Command {
 	}
 	cmd.Flags().StringVar(&out, "out", out, "where to write the key")
 	return cmd
+}
+
+// writePair writes a private key (0600, first) and its certificate (0644).
+func writePair(certPath, keyPath string, certPEM, keyPEM []byte) error {
+	if err := certs.WriteFile(keyPath, keyPEM, 0o600); err != nil {
+		return err
+	}
+	return certs.WriteFile(certPath, certPEM, 0o644)
 }
 
 // refuseOverwrite fails if any of the files exists: keys are never
