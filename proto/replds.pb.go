@@ -860,22 +860,107 @@ func (x *Member) GetState() string {
 	return ""
 }
 
+// PeerLag is how far behind a peer this server was at its last sync round
+// with it.
+type PeerLag struct {
+	state protoimpl.MessageState `protogen:"open.v1"`
+	// name is the peer's member name.
+	Name string `protobuf:"bytes,1,opt,name=name,proto3" json:"name,omitempty"`
+	// changes counts the peer's writes this server lacked when the round
+	// began: the sum over origins of max(0, peer[origin] - ours[origin]).
+	Changes uint64 `protobuf:"varint,2,opt,name=changes,proto3" json:"changes,omitempty"`
+	// seconds is the age (now minus the wall clock part of its version) of
+	// the oldest node the round brought; 0 when it brought none.
+	Seconds float64 `protobuf:"fixed64,3,opt,name=seconds,proto3" json:"seconds,omitempty"`
+	// last_sync_unix_ms is when the last successful round with the peer
+	// ended (Unix milliseconds); 0 if none has yet.
+	LastSyncUnixMs int64 `protobuf:"varint,4,opt,name=last_sync_unix_ms,json=lastSyncUnixMs,proto3" json:"last_sync_unix_ms,omitempty"`
+	unknownFields  protoimpl.UnknownFields
+	sizeCache      protoimpl.SizeCache
+}
+
+func (x *PeerLag) Reset() {
+	*x = PeerLag{}
+	mi := &file_replds_proto_msgTypes[15]
+	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+	ms.StoreMessageInfo(mi)
+}
+
+func (x *PeerLag) String() string {
+	return protoimpl.X.MessageStringOf(x)
+}
+
+func (*PeerLag) ProtoMessage() {}
+
+func (x *PeerLag) ProtoReflect() protoreflect.Message {
+	mi := &file_replds_proto_msgTypes[15]
+	if x != nil {
+		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+		if ms.LoadMessageInfo() == nil {
+			ms.StoreMessageInfo(mi)
+		}
+		return ms
+	}
+	return mi.MessageOf(x)
+}
+
+// Deprecated: Use PeerLag.ProtoReflect.Descriptor instead.
+func (*PeerLag) Descriptor() ([]byte, []int) {
+	return file_replds_proto_rawDescGZIP(), []int{15}
+}
+
+func (x *PeerLag) GetName() string {
+	if x != nil {
+		return x.Name
+	}
+	return ""
+}
+
+func (x *PeerLag) GetChanges() uint64 {
+	if x != nil {
+		return x.Changes
+	}
+	return 0
+}
+
+func (x *PeerLag) GetSeconds() float64 {
+	if x != nil {
+		return x.Seconds
+	}
+	return 0
+}
+
+func (x *PeerLag) GetLastSyncUnixMs() int64 {
+	if x != nil {
+		return x.LastSyncUnixMs
+	}
+	return 0
+}
+
 type StatusResponse struct {
-	state         protoimpl.MessageState `protogen:"open.v1"`
-	Name          string                 `protobuf:"bytes,1,opt,name=name,proto3" json:"name,omitempty"`
-	Origin        uint64                 `protobuf:"varint,2,opt,name=origin,proto3" json:"origin,omitempty"`
-	Vector        *Vector                `protobuf:"bytes,3,opt,name=vector,proto3" json:"vector,omitempty"`
-	Root          []byte                 `protobuf:"bytes,4,opt,name=root,proto3" json:"root,omitempty"`
-	Nodes         uint64                 `protobuf:"varint,5,opt,name=nodes,proto3" json:"nodes,omitempty"`
-	Bytes         uint64                 `protobuf:"varint,6,opt,name=bytes,proto3" json:"bytes,omitempty"`
-	Members       []*Member              `protobuf:"bytes,7,rep,name=members,proto3" json:"members,omitempty"`
+	state   protoimpl.MessageState `protogen:"open.v1"`
+	Name    string                 `protobuf:"bytes,1,opt,name=name,proto3" json:"name,omitempty"`
+	Origin  uint64                 `protobuf:"varint,2,opt,name=origin,proto3" json:"origin,omitempty"`
+	Vector  *Vector                `protobuf:"bytes,3,opt,name=vector,proto3" json:"vector,omitempty"`
+	Root    []byte                 `protobuf:"bytes,4,opt,name=root,proto3" json:"root,omitempty"`
+	Nodes   uint64                 `protobuf:"varint,5,opt,name=nodes,proto3" json:"nodes,omitempty"`
+	Bytes   uint64                 `protobuf:"varint,6,opt,name=bytes,proto3" json:"bytes,omitempty"`
+	Members []*Member              `protobuf:"bytes,7,rep,name=members,proto3" json:"members,omitempty"`
+	// peers holds the replication lag behind each peer synced with.
+	Peers []*PeerLag `protobuf:"bytes,8,rep,name=peers,proto3" json:"peers,omitempty"`
+	// version describes the server's build (module version, vcs revision).
+	Version    string `protobuf:"bytes,9,opt,name=version,proto3" json:"version,omitempty"`
+	Tombstones uint64 `protobuf:"varint,10,opt,name=tombstones,proto3" json:"tombstones,omitempty"`
+	// ready is what /readyz says: joined and caught up with a peer, or
+	// alone by configuration.
+	Ready         bool `protobuf:"varint,11,opt,name=ready,proto3" json:"ready,omitempty"`
 	unknownFields protoimpl.UnknownFields
 	sizeCache     protoimpl.SizeCache
 }
 
 func (x *StatusResponse) Reset() {
 	*x = StatusResponse{}
-	mi := &file_replds_proto_msgTypes[15]
+	mi := &file_replds_proto_msgTypes[16]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -887,7 +972,7 @@ func (x *StatusResponse) String() string {
 func (*StatusResponse) ProtoMessage() {}
 
 func (x *StatusResponse) ProtoReflect() protoreflect.Message {
-	mi := &file_replds_proto_msgTypes[15]
+	mi := &file_replds_proto_msgTypes[16]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -900,7 +985,7 @@ func (x *StatusResponse) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use StatusResponse.ProtoReflect.Descriptor instead.
 func (*StatusResponse) Descriptor() ([]byte, []int) {
-	return file_replds_proto_rawDescGZIP(), []int{15}
+	return file_replds_proto_rawDescGZIP(), []int{16}
 }
 
 func (x *StatusResponse) GetName() string {
@@ -952,6 +1037,34 @@ func (x *StatusResponse) GetMembers() []*Member {
 	return nil
 }
 
+func (x *StatusResponse) GetPeers() []*PeerLag {
+	if x != nil {
+		return x.Peers
+	}
+	return nil
+}
+
+func (x *StatusResponse) GetVersion() string {
+	if x != nil {
+		return x.Version
+	}
+	return ""
+}
+
+func (x *StatusResponse) GetTombstones() uint64 {
+	if x != nil {
+		return x.Tombstones
+	}
+	return 0
+}
+
+func (x *StatusResponse) GetReady() bool {
+	if x != nil {
+		return x.Ready
+	}
+	return false
+}
+
 // PushRequest carries writes of the sender's own origin, in seq order.
 type PushRequest struct {
 	state protoimpl.MessageState `protogen:"open.v1"`
@@ -968,7 +1081,7 @@ type PushRequest struct {
 
 func (x *PushRequest) Reset() {
 	*x = PushRequest{}
-	mi := &file_replds_proto_msgTypes[16]
+	mi := &file_replds_proto_msgTypes[17]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -980,7 +1093,7 @@ func (x *PushRequest) String() string {
 func (*PushRequest) ProtoMessage() {}
 
 func (x *PushRequest) ProtoReflect() protoreflect.Message {
-	mi := &file_replds_proto_msgTypes[16]
+	mi := &file_replds_proto_msgTypes[17]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -993,7 +1106,7 @@ func (x *PushRequest) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use PushRequest.ProtoReflect.Descriptor instead.
 func (*PushRequest) Descriptor() ([]byte, []int) {
-	return file_replds_proto_rawDescGZIP(), []int{16}
+	return file_replds_proto_rawDescGZIP(), []int{17}
 }
 
 func (x *PushRequest) GetOrigin() uint64 {
@@ -1025,7 +1138,7 @@ type PushResponse struct {
 
 func (x *PushResponse) Reset() {
 	*x = PushResponse{}
-	mi := &file_replds_proto_msgTypes[17]
+	mi := &file_replds_proto_msgTypes[18]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -1037,7 +1150,7 @@ func (x *PushResponse) String() string {
 func (*PushResponse) ProtoMessage() {}
 
 func (x *PushResponse) ProtoReflect() protoreflect.Message {
-	mi := &file_replds_proto_msgTypes[17]
+	mi := &file_replds_proto_msgTypes[18]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -1050,7 +1163,7 @@ func (x *PushResponse) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use PushResponse.ProtoReflect.Descriptor instead.
 func (*PushResponse) Descriptor() ([]byte, []int) {
-	return file_replds_proto_rawDescGZIP(), []int{17}
+	return file_replds_proto_rawDescGZIP(), []int{18}
 }
 
 type SyncRequest struct {
@@ -1065,7 +1178,7 @@ type SyncRequest struct {
 
 func (x *SyncRequest) Reset() {
 	*x = SyncRequest{}
-	mi := &file_replds_proto_msgTypes[18]
+	mi := &file_replds_proto_msgTypes[19]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -1077,7 +1190,7 @@ func (x *SyncRequest) String() string {
 func (*SyncRequest) ProtoMessage() {}
 
 func (x *SyncRequest) ProtoReflect() protoreflect.Message {
-	mi := &file_replds_proto_msgTypes[18]
+	mi := &file_replds_proto_msgTypes[19]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -1090,7 +1203,7 @@ func (x *SyncRequest) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use SyncRequest.ProtoReflect.Descriptor instead.
 func (*SyncRequest) Descriptor() ([]byte, []int) {
-	return file_replds_proto_rawDescGZIP(), []int{18}
+	return file_replds_proto_rawDescGZIP(), []int{19}
 }
 
 func (x *SyncRequest) GetVector() *Vector {
@@ -1128,7 +1241,7 @@ type SyncResponse struct {
 
 func (x *SyncResponse) Reset() {
 	*x = SyncResponse{}
-	mi := &file_replds_proto_msgTypes[19]
+	mi := &file_replds_proto_msgTypes[20]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -1140,7 +1253,7 @@ func (x *SyncResponse) String() string {
 func (*SyncResponse) ProtoMessage() {}
 
 func (x *SyncResponse) ProtoReflect() protoreflect.Message {
-	mi := &file_replds_proto_msgTypes[19]
+	mi := &file_replds_proto_msgTypes[20]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -1153,7 +1266,7 @@ func (x *SyncResponse) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use SyncResponse.ProtoReflect.Descriptor instead.
 func (*SyncResponse) Descriptor() ([]byte, []int) {
-	return file_replds_proto_rawDescGZIP(), []int{19}
+	return file_replds_proto_rawDescGZIP(), []int{20}
 }
 
 func (x *SyncResponse) GetOrigin() uint64 {
@@ -1207,7 +1320,7 @@ type HelloRequest struct {
 
 func (x *HelloRequest) Reset() {
 	*x = HelloRequest{}
-	mi := &file_replds_proto_msgTypes[20]
+	mi := &file_replds_proto_msgTypes[21]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -1219,7 +1332,7 @@ func (x *HelloRequest) String() string {
 func (*HelloRequest) ProtoMessage() {}
 
 func (x *HelloRequest) ProtoReflect() protoreflect.Message {
-	mi := &file_replds_proto_msgTypes[20]
+	mi := &file_replds_proto_msgTypes[21]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -1232,7 +1345,7 @@ func (x *HelloRequest) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use HelloRequest.ProtoReflect.Descriptor instead.
 func (*HelloRequest) Descriptor() ([]byte, []int) {
-	return file_replds_proto_rawDescGZIP(), []int{20}
+	return file_replds_proto_rawDescGZIP(), []int{21}
 }
 
 type HelloResponse struct {
@@ -1248,7 +1361,7 @@ type HelloResponse struct {
 
 func (x *HelloResponse) Reset() {
 	*x = HelloResponse{}
-	mi := &file_replds_proto_msgTypes[21]
+	mi := &file_replds_proto_msgTypes[22]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -1260,7 +1373,7 @@ func (x *HelloResponse) String() string {
 func (*HelloResponse) ProtoMessage() {}
 
 func (x *HelloResponse) ProtoReflect() protoreflect.Message {
-	mi := &file_replds_proto_msgTypes[21]
+	mi := &file_replds_proto_msgTypes[22]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -1273,7 +1386,7 @@ func (x *HelloResponse) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use HelloResponse.ProtoReflect.Descriptor instead.
 func (*HelloResponse) Descriptor() ([]byte, []int) {
-	return file_replds_proto_rawDescGZIP(), []int{21}
+	return file_replds_proto_rawDescGZIP(), []int{22}
 }
 
 func (x *HelloResponse) GetName() string {
@@ -1309,7 +1422,7 @@ type TreeRequest struct {
 
 func (x *TreeRequest) Reset() {
 	*x = TreeRequest{}
-	mi := &file_replds_proto_msgTypes[22]
+	mi := &file_replds_proto_msgTypes[23]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -1321,7 +1434,7 @@ func (x *TreeRequest) String() string {
 func (*TreeRequest) ProtoMessage() {}
 
 func (x *TreeRequest) ProtoReflect() protoreflect.Message {
-	mi := &file_replds_proto_msgTypes[22]
+	mi := &file_replds_proto_msgTypes[23]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -1334,7 +1447,7 @@ func (x *TreeRequest) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use TreeRequest.ProtoReflect.Descriptor instead.
 func (*TreeRequest) Descriptor() ([]byte, []int) {
-	return file_replds_proto_rawDescGZIP(), []int{22}
+	return file_replds_proto_rawDescGZIP(), []int{23}
 }
 
 func (x *TreeRequest) GetLevel() uint32 {
@@ -1362,7 +1475,7 @@ type TreeResponse struct {
 
 func (x *TreeResponse) Reset() {
 	*x = TreeResponse{}
-	mi := &file_replds_proto_msgTypes[23]
+	mi := &file_replds_proto_msgTypes[24]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -1374,7 +1487,7 @@ func (x *TreeResponse) String() string {
 func (*TreeResponse) ProtoMessage() {}
 
 func (x *TreeResponse) ProtoReflect() protoreflect.Message {
-	mi := &file_replds_proto_msgTypes[23]
+	mi := &file_replds_proto_msgTypes[24]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -1387,7 +1500,7 @@ func (x *TreeResponse) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use TreeResponse.ProtoReflect.Descriptor instead.
 func (*TreeResponse) Descriptor() ([]byte, []int) {
-	return file_replds_proto_rawDescGZIP(), []int{23}
+	return file_replds_proto_rawDescGZIP(), []int{24}
 }
 
 func (x *TreeResponse) GetHashes() [][]byte {
@@ -1407,7 +1520,7 @@ type BucketRequest struct {
 
 func (x *BucketRequest) Reset() {
 	*x = BucketRequest{}
-	mi := &file_replds_proto_msgTypes[24]
+	mi := &file_replds_proto_msgTypes[25]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -1419,7 +1532,7 @@ func (x *BucketRequest) String() string {
 func (*BucketRequest) ProtoMessage() {}
 
 func (x *BucketRequest) ProtoReflect() protoreflect.Message {
-	mi := &file_replds_proto_msgTypes[24]
+	mi := &file_replds_proto_msgTypes[25]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -1432,7 +1545,7 @@ func (x *BucketRequest) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use BucketRequest.ProtoReflect.Descriptor instead.
 func (*BucketRequest) Descriptor() ([]byte, []int) {
-	return file_replds_proto_rawDescGZIP(), []int{24}
+	return file_replds_proto_rawDescGZIP(), []int{25}
 }
 
 func (x *BucketRequest) GetBuckets() []uint32 {
@@ -1495,7 +1608,12 @@ const file_replds_proto_rawDesc = "" +
 	"\x06Member\x12\x12\n" +
 	"\x04name\x18\x01 \x01(\tR\x04name\x12\x12\n" +
 	"\x04addr\x18\x02 \x01(\tR\x04addr\x12\x14\n" +
-	"\x05state\x18\x03 \x01(\tR\x05state\"\xd4\x01\n" +
+	"\x05state\x18\x03 \x01(\tR\x05state\"|\n" +
+	"\aPeerLag\x12\x12\n" +
+	"\x04name\x18\x01 \x01(\tR\x04name\x12\x18\n" +
+	"\achanges\x18\x02 \x01(\x04R\achanges\x12\x18\n" +
+	"\aseconds\x18\x03 \x01(\x01R\aseconds\x12)\n" +
+	"\x11last_sync_unix_ms\x18\x04 \x01(\x03R\x0elastSyncUnixMs\"\xce\x02\n" +
 	"\x0eStatusResponse\x12\x12\n" +
 	"\x04name\x18\x01 \x01(\tR\x04name\x12\x16\n" +
 	"\x06origin\x18\x02 \x01(\x04R\x06origin\x12)\n" +
@@ -1503,7 +1621,14 @@ const file_replds_proto_rawDesc = "" +
 	"\x04root\x18\x04 \x01(\fR\x04root\x12\x14\n" +
 	"\x05nodes\x18\x05 \x01(\x04R\x05nodes\x12\x14\n" +
 	"\x05bytes\x18\x06 \x01(\x04R\x05bytes\x12+\n" +
-	"\amembers\x18\a \x03(\v2\x11.replds.v1.MemberR\amembers\"`\n" +
+	"\amembers\x18\a \x03(\v2\x11.replds.v1.MemberR\amembers\x12(\n" +
+	"\x05peers\x18\b \x03(\v2\x12.replds.v1.PeerLagR\x05peers\x12\x18\n" +
+	"\aversion\x18\t \x01(\tR\aversion\x12\x1e\n" +
+	"\n" +
+	"tombstones\x18\n" +
+	" \x01(\x04R\n" +
+	"tombstones\x12\x14\n" +
+	"\x05ready\x18\v \x01(\bR\x05ready\"`\n" +
 	"\vPushRequest\x12\x16\n" +
 	"\x06origin\x18\x01 \x01(\x04R\x06origin\x12\x12\n" +
 	"\x04prev\x18\x02 \x01(\x04R\x04prev\x12%\n" +
@@ -1557,7 +1682,7 @@ func file_replds_proto_rawDescGZIP() []byte {
 	return file_replds_proto_rawDescData
 }
 
-var file_replds_proto_msgTypes = make([]protoimpl.MessageInfo, 25)
+var file_replds_proto_msgTypes = make([]protoimpl.MessageInfo, 26)
 var file_replds_proto_goTypes = []any{
 	(*Node)(nil),           // 0: replds.v1.Node
 	(*VectorEntry)(nil),    // 1: replds.v1.VectorEntry
@@ -1574,16 +1699,17 @@ var file_replds_proto_goTypes = []any{
 	(*WatchResponse)(nil),  // 12: replds.v1.WatchResponse
 	(*StatusRequest)(nil),  // 13: replds.v1.StatusRequest
 	(*Member)(nil),         // 14: replds.v1.Member
-	(*StatusResponse)(nil), // 15: replds.v1.StatusResponse
-	(*PushRequest)(nil),    // 16: replds.v1.PushRequest
-	(*PushResponse)(nil),   // 17: replds.v1.PushResponse
-	(*SyncRequest)(nil),    // 18: replds.v1.SyncRequest
-	(*SyncResponse)(nil),   // 19: replds.v1.SyncResponse
-	(*HelloRequest)(nil),   // 20: replds.v1.HelloRequest
-	(*HelloResponse)(nil),  // 21: replds.v1.HelloResponse
-	(*TreeRequest)(nil),    // 22: replds.v1.TreeRequest
-	(*TreeResponse)(nil),   // 23: replds.v1.TreeResponse
-	(*BucketRequest)(nil),  // 24: replds.v1.BucketRequest
+	(*PeerLag)(nil),        // 15: replds.v1.PeerLag
+	(*StatusResponse)(nil), // 16: replds.v1.StatusResponse
+	(*PushRequest)(nil),    // 17: replds.v1.PushRequest
+	(*PushResponse)(nil),   // 18: replds.v1.PushResponse
+	(*SyncRequest)(nil),    // 19: replds.v1.SyncRequest
+	(*SyncResponse)(nil),   // 20: replds.v1.SyncResponse
+	(*HelloRequest)(nil),   // 21: replds.v1.HelloRequest
+	(*HelloResponse)(nil),  // 22: replds.v1.HelloResponse
+	(*TreeRequest)(nil),    // 23: replds.v1.TreeRequest
+	(*TreeResponse)(nil),   // 24: replds.v1.TreeResponse
+	(*BucketRequest)(nil),  // 25: replds.v1.BucketRequest
 }
 var file_replds_proto_depIdxs = []int32{
 	1,  // 0: replds.v1.Vector.entries:type_name -> replds.v1.VectorEntry
@@ -1596,34 +1722,35 @@ var file_replds_proto_depIdxs = []int32{
 	2,  // 7: replds.v1.WatchResponse.bookmark:type_name -> replds.v1.Vector
 	2,  // 8: replds.v1.StatusResponse.vector:type_name -> replds.v1.Vector
 	14, // 9: replds.v1.StatusResponse.members:type_name -> replds.v1.Member
-	0,  // 10: replds.v1.PushRequest.nodes:type_name -> replds.v1.Node
-	2,  // 11: replds.v1.SyncRequest.vector:type_name -> replds.v1.Vector
-	0,  // 12: replds.v1.SyncResponse.nodes:type_name -> replds.v1.Node
-	4,  // 13: replds.v1.Replds.Store:input_type -> replds.v1.StoreRequest
-	6,  // 14: replds.v1.Replds.Get:input_type -> replds.v1.GetRequest
-	8,  // 15: replds.v1.Replds.List:input_type -> replds.v1.ListRequest
-	11, // 16: replds.v1.Replds.Watch:input_type -> replds.v1.WatchRequest
-	13, // 17: replds.v1.Replds.Status:input_type -> replds.v1.StatusRequest
-	20, // 18: replds.v1.Internal.Hello:input_type -> replds.v1.HelloRequest
-	16, // 19: replds.v1.Internal.Push:input_type -> replds.v1.PushRequest
-	18, // 20: replds.v1.Internal.Sync:input_type -> replds.v1.SyncRequest
-	22, // 21: replds.v1.Internal.Tree:input_type -> replds.v1.TreeRequest
-	24, // 22: replds.v1.Internal.Buckets:input_type -> replds.v1.BucketRequest
-	5,  // 23: replds.v1.Replds.Store:output_type -> replds.v1.StoreResponse
-	7,  // 24: replds.v1.Replds.Get:output_type -> replds.v1.GetResponse
-	10, // 25: replds.v1.Replds.List:output_type -> replds.v1.ListResponse
-	12, // 26: replds.v1.Replds.Watch:output_type -> replds.v1.WatchResponse
-	15, // 27: replds.v1.Replds.Status:output_type -> replds.v1.StatusResponse
-	21, // 28: replds.v1.Internal.Hello:output_type -> replds.v1.HelloResponse
-	17, // 29: replds.v1.Internal.Push:output_type -> replds.v1.PushResponse
-	19, // 30: replds.v1.Internal.Sync:output_type -> replds.v1.SyncResponse
-	23, // 31: replds.v1.Internal.Tree:output_type -> replds.v1.TreeResponse
-	19, // 32: replds.v1.Internal.Buckets:output_type -> replds.v1.SyncResponse
-	23, // [23:33] is the sub-list for method output_type
-	13, // [13:23] is the sub-list for method input_type
-	13, // [13:13] is the sub-list for extension type_name
-	13, // [13:13] is the sub-list for extension extendee
-	0,  // [0:13] is the sub-list for field type_name
+	15, // 10: replds.v1.StatusResponse.peers:type_name -> replds.v1.PeerLag
+	0,  // 11: replds.v1.PushRequest.nodes:type_name -> replds.v1.Node
+	2,  // 12: replds.v1.SyncRequest.vector:type_name -> replds.v1.Vector
+	0,  // 13: replds.v1.SyncResponse.nodes:type_name -> replds.v1.Node
+	4,  // 14: replds.v1.Replds.Store:input_type -> replds.v1.StoreRequest
+	6,  // 15: replds.v1.Replds.Get:input_type -> replds.v1.GetRequest
+	8,  // 16: replds.v1.Replds.List:input_type -> replds.v1.ListRequest
+	11, // 17: replds.v1.Replds.Watch:input_type -> replds.v1.WatchRequest
+	13, // 18: replds.v1.Replds.Status:input_type -> replds.v1.StatusRequest
+	21, // 19: replds.v1.Internal.Hello:input_type -> replds.v1.HelloRequest
+	17, // 20: replds.v1.Internal.Push:input_type -> replds.v1.PushRequest
+	19, // 21: replds.v1.Internal.Sync:input_type -> replds.v1.SyncRequest
+	23, // 22: replds.v1.Internal.Tree:input_type -> replds.v1.TreeRequest
+	25, // 23: replds.v1.Internal.Buckets:input_type -> replds.v1.BucketRequest
+	5,  // 24: replds.v1.Replds.Store:output_type -> replds.v1.StoreResponse
+	7,  // 25: replds.v1.Replds.Get:output_type -> replds.v1.GetResponse
+	10, // 26: replds.v1.Replds.List:output_type -> replds.v1.ListResponse
+	12, // 27: replds.v1.Replds.Watch:output_type -> replds.v1.WatchResponse
+	16, // 28: replds.v1.Replds.Status:output_type -> replds.v1.StatusResponse
+	22, // 29: replds.v1.Internal.Hello:output_type -> replds.v1.HelloResponse
+	18, // 30: replds.v1.Internal.Push:output_type -> replds.v1.PushResponse
+	20, // 31: replds.v1.Internal.Sync:output_type -> replds.v1.SyncResponse
+	24, // 32: replds.v1.Internal.Tree:output_type -> replds.v1.TreeResponse
+	20, // 33: replds.v1.Internal.Buckets:output_type -> replds.v1.SyncResponse
+	24, // [24:34] is the sub-list for method output_type
+	14, // [14:24] is the sub-list for method input_type
+	14, // [14:14] is the sub-list for extension type_name
+	14, // [14:14] is the sub-list for extension extendee
+	0,  // [0:14] is the sub-list for field type_name
 }
 
 func init() { file_replds_proto_init() }
@@ -1637,7 +1764,7 @@ func file_replds_proto_init() {
 			GoPackagePath: reflect.TypeOf(x{}).PkgPath(),
 			RawDescriptor: unsafe.Slice(unsafe.StringData(file_replds_proto_rawDesc), len(file_replds_proto_rawDesc)),
 			NumEnums:      0,
-			NumMessages:   25,
+			NumMessages:   26,
 			NumExtensions: 0,
 			NumServices:   2,
 		},

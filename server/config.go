@@ -18,6 +18,10 @@ type Config struct {
 	// GossipAddr is the memberlist listen address. Empty means the host of
 	// Addr with the port of Addr plus one (port 0 when Addr's port is 0).
 	GossipAddr string
+	// AdvertiseAddr is the gRPC address announced to peers through
+	// membership, for when they must reach this server at another address
+	// than Addr (NAT, a proxy). Empty means the listen address.
+	AdvertiseAddr string
 	// Name is this server's member name. Empty means the gRPC address.
 	Name string
 	// DataDir holds the store file.
@@ -50,6 +54,13 @@ type Config struct {
 	GossipKeyFile string
 	// ShutdownGrace bounds how long Close waits for RPCs to finish.
 	ShutdownGrace time.Duration
+	// HTTPAddr, when set, serves /metrics, /healthz and /readyz on
+	// HOST:PORT (port 0 picks one). With TLS, it serves HTTPS with the
+	// server's certificate and requires a client certificate of the CA.
+	HTTPAddr string
+	// HTTPHealthzNoCert lets /healthz answer clients without a
+	// certificate, for local probes; the other paths still require one.
+	HTTPHealthzNoCert bool
 	// Logger receives the server's logs (never node data); nil = slog.Default().
 	Logger *slog.Logger
 }
@@ -79,6 +90,16 @@ func (c *Config) Validate() error {
 	if c.GossipAddr != "" {
 		if _, _, err := splitHostPort(c.GossipAddr); err != nil {
 			return fmt.Errorf("server: --gossip-addr %q: %w", c.GossipAddr, err)
+		}
+	}
+	if c.AdvertiseAddr != "" {
+		if _, _, err := splitHostPort(c.AdvertiseAddr); err != nil {
+			return fmt.Errorf("server: --advertise-addr %q: %w", c.AdvertiseAddr, err)
+		}
+	}
+	if c.HTTPAddr != "" {
+		if _, _, err := splitHostPort(c.HTTPAddr); err != nil {
+			return fmt.Errorf("server: --http-addr %q: %w", c.HTTPAddr, err)
 		}
 	}
 	for _, p := range c.Peers {

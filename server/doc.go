@@ -1,7 +1,9 @@
 // Package server runs one replds peer: the public gRPC API (Store, Get,
 // List, Watch, Status), the internal replication API (Hello, Push, Sync,
 // Tree, Buckets), cluster membership through memberlist, and the three
-// replication layers of DESIGN.md.
+// replication layers of DESIGN.md, and, with Config.HTTPAddr, the
+// operations endpoints /metrics, /healthz and /readyz (metrics.go, http.go;
+// each Server has its own Prometheus registry).
 //
 // Invariants:
 //   - A Store RPC is answered only after its batch is durable in the local
@@ -14,5 +16,5 @@
 //     on any server.
 //   - Every goroutine is started through Server.goFunc and is waited for by
 //     Close, which is idempotent and ordered: stop RPCs, leave membership,
-//     stop background loops, close the store.
+//     stop background loops and the HTTP listener, close the store.
 package server

@@ -4,6 +4,7 @@ import (
 	"context"
 	"errors"
 	"io"
+	"time"
 
 	"google.golang.org/grpc/codes"
 	"google.golang.org/grpc/status"
@@ -68,9 +69,12 @@ func (s *Server) Push(stream repldspb.Internal_PushServer) error {
 		if err := s.authorize(ctx, acl.Peer, ""); err != nil {
 			return toStatus(s.log, method, err)
 		}
+		s.metrics.pushReceived(r.msg)
+		start := time.Now()
 		if _, err := applyPush(ctx, s.store, r.msg); err != nil {
 			return toStatus(s.log, method, err)
 		}
+		s.metrics.committed("apply", start, nil)
 	}
 }
 
@@ -100,7 +104,7 @@ func (s *Server) Sync(req *repldspb.SyncRequest, stream repldspb.Internal_SyncSe
 	if err := s.authorize(stream.Context(), acl.Peer, ""); err != nil {
 		return toStatus(s.log, method, err)
 	}
-	err := answerSync(s.store, req, stream.Send)
+	err := answerSync(s.store, req, s.metrics.syncServed(req, stream).Send)
 	if status.Code(err) == codes.Unknown {
 		return toStatus(s.log, method, err)
 	}

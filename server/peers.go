@@ -242,6 +242,7 @@ func (pu *pusher) session(ctx context.Context) error {
 				}
 				return err
 			}
+			pu.set.s.metrics.pushSent(pu.name, msg)
 			cursor = next
 		}
 		if more {

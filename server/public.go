@@ -30,7 +30,7 @@ func (s *Server) Store(ctx context.Context, req *repldspb.StoreRequest) (*replds
 		ws[i] = store.Write{Path: w.Path, Data: w.Data, Delete: w.Delete, Recursive: w.Recursive}
 		size += len(w.Data)
 	}
-	nodes, err := s.store.Write(ctx, ws)
+	nodes, err := s.writeNodes(ctx, ws)
 	if err != nil {
 		return nil, toStatus(s.log, method, err)
 	}
@@ -128,8 +128,13 @@ func (s *Server) Status(ctx context.Context, req *repldspb.StatusRequest) (*repl
 		Root:   root[:],
 		Nodes:  st.Nodes,
 		Bytes:  st.Bytes,
+
+		Peers:      s.metrics.peerLags(),
+		Version:    ReadBuildInfo().String(),
+		Tombstones: st.Tombstones,
 	}
-	for _, m := range s.mem.members() {
+	resp.Ready, _ = s.readiness()
+	for _, m := range append(s.mem.members(), s.mem.departed()...) {
 		resp.Members = append(resp.Members, &repldspb.Member{Name: m.name, Addr: m.grpcAddr, State: m.state})
 	}
 	return resp, nil

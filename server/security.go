@@ -134,6 +134,7 @@ func (s *Server) authorize(ctx context.Context, o acl.Op, path string) error {
 		return nil
 	}
 	s.log.Info("access denied", "identity", id, "op", o.String(), "path", path)
+	s.metrics.aclDenial(o.String())
 	if o == acl.Peer {
 		return fmt.Errorf("%w: %q is not a peer", errPermission, id)
 	}
@@ -154,6 +155,7 @@ func (s *Server) readable(ctx context.Context, prefix string) ([]string, func(pa
 	roots := a.Readable(id, prefix)
 	if len(roots) == 0 {
 		s.log.Info("access denied", "identity", id, "op", acl.Read.String(), "path", prefix)
+		s.metrics.aclDenial(acl.Read.String())
 		return nil, nil, fmt.Errorf("%w: %q may not read %s", errPermission, id, prefix)
 	}
 	return roots, func(path string) bool { return a.Check(id, acl.Read, path) }, nil

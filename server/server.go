@@ -33,6 +33,10 @@ type Server struct {
 	sec   *security
 	mem   *membership
 	peers *peerSet
+	// metrics holds the Prometheus collectors; http serves them (nil
+	// without Config.HTTPAddr).
+	metrics *metrics
+	http    *httpServer
 
 	// ctx is the server's lifetime: cancelled when Close begins. done is
 	// its Done channel; background loops and streams select on it.
@@ -94,9 +98,12 @@ func New(cfg Config) (*Server, error) {
 	if s.cfg.Name == "" {
 		s.cfg.Name = lis.Addr().String()
 	}
+	s.metrics = newMetrics(s)
 	s.dial = []grpc.DialOption{sec.dialOption()}
 	s.grpc = grpc.NewServer(
 		sec.serverOption(),
+		grpc.ChainUnaryInterceptor(s.metrics.unaryInterceptor),
+		grpc.ChainStreamInterceptor(s.metrics.streamInterceptor),
 		grpc.MaxConcurrentStreams(4096),
 		grpc.MaxRecvMsgSize(cfg.maxMessage()),
 		grpc.MaxSendMsgSize(cfg.maxMessage()),
@@ -112,8 +119,19 @@ func New(cfg Config) (*Server, error) {
 	repldspb.RegisterRepldsServer(s.grpc, s)
 	repldspb.RegisterInternalServer(s.grpc, s)
 	s.peers = newPeerSet(s)
+	if cfg.HTTPAddr != "" {
+		if s.http, err = newHTTPServer(s); err != nil {
+			lis.Close()
+			st.Close()
+			cancel()
+			return nil, err
+		}
+	}
 	mem, err := newMembership(s)
 	if err != nil {
+		if s.http != nil {
+			s.http.lis.Close()
+		}
 		lis.Close()
 		st.Close()
 		cancel()
@@ -149,6 +167,10 @@ func (s *Server) Start() {
 	s.goFunc(s.mem.joinLoop)
 	s.goFunc(s.syncLoop)
 	s.peers.start()
+	if s.http != nil {
+		s.log.Info("http serving", "addr", s.http.addr(), "paths", "/metrics /healthz /readyz")
+		s.goFunc(s.http.serve)
+	}
 }
 
 // Run starts the server and blocks until ctx is done, then closes it.
@@ -201,6 +223,9 @@ func (s *Server) Close() error {
 		}
 		s.mem.leave()
 		s.peers.close()
+		if s.http != nil {
+			s.http.close()
+		}
 		s.wg.Wait()
 		s.closeErr = s.store.Close()
 		s.log.Info("server stopped", "name", s.cfg.Name)

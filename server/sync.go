@@ -32,12 +32,14 @@ func (s *Server) syncLoop() {
 			continue
 		}
 		ctx, cancel := context.WithTimeout(s.ctx, 5*time.Minute)
-		applied, err := s.syncWith(ctx, conn)
+		round := &syncRound{}
+		applied, err := s.syncWith(ctx, conn, round)
 		cancel()
 		if err != nil {
 			if s.ctx.Err() != nil {
 				return
 			}
+			s.metrics.syncDone(m.name, round, err)
 			failures++
 			if failures == 3 {
 				log.Warn("sync failing", "peer", m.name, "err", err)
@@ -45,6 +47,10 @@ func (s *Server) syncLoop() {
 				log.Debug("sync failed", "peer", m.name, "err", err)
 			}
 			continue
+		}
+		s.metrics.syncDone(m.name, round, nil)
+		if failures >= 3 {
+			log.Info("sync recovered", "peer", m.name)
 		}
 		failures = 0
 		if applied > 0 {
@@ -55,10 +61,13 @@ func (s *Server) syncLoop() {
 
 // syncWith runs one digest sync round against a peer: it sends our vector
 // and hash root, applies what the peer sends back, and starts a hash-tree
-// repair when the peer says the vectors match but the roots do not.
-func (s *Server) syncWith(ctx context.Context, conn *grpc.ClientConn) (int, error) {
+// repair when the peer says the vectors match but the roots do not. It
+// records what the round exchanged in r (nil: nowhere).
+func (s *Server) syncWith(ctx context.Context, conn *grpc.ClientConn, r *syncRound) (int, error) {
 	client := repldspb.NewInternalClient(conn)
-	stream, err := client.Sync(ctx, syncRequest(s.store))
+	req := syncRequest(s.store)
+	r.sent(req)
+	stream, err := client.Sync(ctx, req)
 	if err != nil {
 		return 0, err
 	}
@@ -71,10 +80,12 @@ func (s *Server) syncWith(ctx context.Context, conn *grpc.ClientConn) (int, erro
 		if err != nil {
 			return applied, err
 		}
+		r.received(msg)
 		if msg.Repair {
 			log := s.log.With("component", "repair")
 			log.Info("repair started")
 			buckets, n, err := repairFrom(ctx, s.store, grpcRepairPeer{client})
+			s.metrics.repaired(n, err)
 			applied += n
 			if err != nil {
 				return applied, fmt.Errorf("repair: %w", err)
@@ -82,7 +93,9 @@ func (s *Server) syncWith(ctx context.Context, conn *grpc.ClientConn) (int, erro
 			log.Info("repair finished", "buckets", buckets, "nodes", n)
 			continue
 		}
+		start := time.Now()
 		n, err := applySyncResponse(ctx, s.store, msg)
+		s.metrics.committed("apply", start, err)
 		applied += n
 		if err != nil {
 			return applied, err

@@ -23,6 +23,8 @@ func (s *Server) Watch(req *repldspb.WatchRequest, stream repldspb.Replds_WatchS
 	if err != nil {
 		return toStatus(s.log, method, err)
 	}
+	stream = s.metrics.watchOpened(stream)
+	defer s.metrics.watchClosed()
 	w := &watchStream{
 		s:        s,
 		stream:   stream,
@@ -144,9 +146,9 @@ func (w *watchStream) live(sub *store.Subscription) error {
 		case <-w.s.done:
 			return store.ErrClosed
 		case <-tick.C:
-			if !w.tokenChanged {
-				continue
-			}
+			// A bookmark every tick, even when nothing changed: it is
+			// also the heartbeat that lets a client tell a quiet stream
+			// from a server that stopped answering (watcher IdleTimeout).
 			w.tokenChanged = false
 			if err := w.stream.Send(&repldspb.WatchResponse{Bookmark: vectorToProto(w.token)}); err != nil {
 				return err

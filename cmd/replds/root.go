@@ -20,6 +20,8 @@ func newRootCmd() *cobra.Command {
 		newLsCmd(),
 		newRmCmd(),
 		newCertCmd(),
+		newStatusCmd(),
 	)
+	setVersion(root)
 	return root
 }

@@ -39,6 +39,7 @@ func newServerCmd() *cobra.Command {
 	f := cmd.Flags()
 	f.StringVar(&cfg.Addr, "addr", cfg.Addr, "gRPC listen address HOST:PORT")
 	f.StringVar(&cfg.GossipAddr, "gossip-addr", "", "membership listen address HOST:PORT (default: --addr with port+1)")
+	f.StringVar(&cfg.AdvertiseAddr, "advertise-addr", "", "gRPC address HOST:PORT peers reach this server at (default: --addr)")
 	f.StringVar(&cfg.Name, "name", "", "member name (default: the gRPC address)")
 	f.StringVar(&cfg.DataDir, "data-dir", "", "directory of the server's database (required)")
 	f.StringArrayVar(&cfg.Peers, "peer", nil, "gRPC address HOST:PORT of another server (repeatable)")
@@ -50,6 +51,9 @@ func newServerCmd() *cobra.Command {
 	f.StringVar(&cfg.TLS.CA, "tls-ca", "", "CA certificate that signs servers and clients (PEM)")
 	f.StringVar(&cfg.ACLFile, "acls", "", "ACL file (identity path read|write, identity peer); reloaded on SIGHUP")
 	f.StringVar(&cfg.GossipKeyFile, "gossip-key-file", "", "membership encryption key (base64; required with TLS)")
+	f.StringVar(&cfg.HTTPAddr, "http-addr", "", "serve /metrics, /healthz and /readyz on HOST:PORT (HTTPS with --tls-*)")
+	f.BoolVar(&cfg.HTTPHealthzNoCert, "http-healthz-no-cert", false, "with TLS, answer /healthz without a client certificate (local probes)")
+	f.DurationVar(&cfg.ShutdownGrace, "shutdown-grace", cfg.ShutdownGrace, "on SIGTERM, how long in-flight requests may take to finish")
 	logf.register(cmd)
 	return cmd
 }
