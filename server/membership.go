@@ -397,7 +397,7 @@ func (m *membership) NotifyJoin(n *memberlist.Node) {
 		m.log.Info("member joined", "member", n.Name, "addr", string(n.Meta))
 	}
 	m.mu.Lock()
-	m.live[n.Name] = string(n.Meta)
+	m.live[n.Name] = grpcAddrOf(n)
 	delete(m.gone, n.Name)
 	delete(m.leavingAt, n.Name)
 	m.mu.Unlock()
@@ -419,7 +419,7 @@ func (m *membership) NotifyLeave(n *memberlist.Node) {
 	}
 	delete(m.leavingAt, n.Name)
 	delete(m.live, n.Name)
-	m.gone[n.Name] = goneMember{member{name: n.Name, grpcAddr: string(n.Meta), state: state}, time.Now()}
+	m.gone[n.Name] = goneMember{member{name: n.Name, grpcAddr: grpcAddrOf(n), state: state}, time.Now()}
 	m.mu.Unlock()
 	switch {
 	case n.Name == m.s.cfg.Name:
@@ -456,9 +456,21 @@ func (m *membership) NotifyUpdate(n *memberlist.Node) {
 	}
 	defer m.gate.exit()
 	m.mu.Lock()
-	m.live[n.Name] = string(n.Meta)
+	m.live[n.Name] = grpcAddrOf(n)
 	m.mu.Unlock()
 	m.s.peers.changed()
+}
+
+// grpcAddrOf returns the gRPC address a member advertises. A member that
+// listens on all addresses (--addr=:12100) advertises no host: it is then
+// reached at the address its membership traffic comes from.
+func grpcAddrOf(n *memberlist.Node) string {
+	addr := string(n.Meta)
+	h, p, err := net.SplitHostPort(addr)
+	if err != nil || (h != "" && !net.ParseIP(h).IsUnspecified()) || n.Addr == nil {
+		return addr
+	}
+	return net.JoinHostPort(n.Addr.String(), p)
 }
 
 // slogWriter turns memberlist's log lines ("[LEVEL] memberlist: msg") into
