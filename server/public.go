@@ -119,6 +119,15 @@ func (s *Server) List(req *repldspb.ListRequest, stream repldspb.Replds_ListServ
 
 // Status describes this server.
 func (s *Server) Status(ctx context.Context, req *repldspb.StatusRequest) (*repldspb.StatusResponse, error) {
+	// Members, addresses and vectors are for the cluster's own identities:
+	// peers, and identities that may read something.
+	if a := s.sec.acls.Get(); a != nil {
+		id := identity(ctx)
+		if !a.Check(id, acl.Peer, "") && len(a.Readable(id, "/")) == 0 {
+			s.metrics.aclDenial(acl.Read.String())
+			return nil, toStatus(s.log, "Status", fmt.Errorf("%w: %q may not see the cluster status", errPermission, id))
+		}
+	}
 	st := s.store.Stats()
 	root := s.store.Root()
 	resp := &repldspb.StatusResponse{

@@ -244,6 +244,15 @@ func TestSecurity_ACLs(t *testing.T) {
 		}
 	})
 
+	t.Run("Status is for peers and readers", func(t *testing.T) {
+		if _, err := clientAs(t, c, pki, 0, "nobody").Status(timeout(t), &repldspb.StatusRequest{}); status.Code(err) != codes.PermissionDenied {
+			t.Errorf("Status as nobody = %v, want PermissionDenied", err)
+		}
+		if _, err := clientAs(t, c, pki, 0, "host1").Status(timeout(t), &repldspb.StatusRequest{}); err != nil {
+			t.Errorf("Status as host1, a reader: %v", err)
+		}
+	})
+
 	t.Run("batch with one forbidden path", func(t *testing.T) {
 		client := clientAs(t, c, pki, 0, "seg")
 		_, err := client.Store(timeout(t), storeReq("/a/b/batch1", "/a/bc/batch", "/a/b/batch2"))
