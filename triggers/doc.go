@@ -14,8 +14,10 @@
 //
 // A string command runs under /bin/sh -c, an array runs as is. The command
 // gets REPLDS_PATH (the trigger's prefix) and REPLDS_STORE (the local mirror
-// directory) in its environment and, on stdin, the changed remote paths as
-// {"added": [...], "changed": [...], "deleted": [...]}.
+// directory; with pull --atomic, the symlink to the current snapshot, which
+// does not move while a command runs) in its environment and, on stdin, the
+// changed remote paths as {"added": [...], "changed": [...], "deleted":
+// [...]}.
 //
 // Invariants:
 //   - A malformed file never stops the others: it is reported by name and

@@ -1,6 +1,7 @@
 package watcher
 
 import (
+	"fmt"
 	"os"
 	"path/filepath"
 	"strings"
@@ -95,49 +96,62 @@ func TestApply_RefusesBadPaths(t *testing.T) {
 	}
 }
 
+// TestApply_SymlinksAreNeverFollowed, in both modes: in atomic mode the
+// links are planted in the current snapshot and left out of the next one.
 func TestApply_SymlinksAreNeverFollowed(t *testing.T) {
-	outside := t.TempDir()
-	victim := filepath.Join(outside, "victim")
-	if err := os.WriteFile(victim, []byte("precious"), 0o644); err != nil {
-		t.Fatal(err)
-	}
-	h := newHarness(t, "/p")
-	// Someone plants symlinks inside the mirror, pointing outside.
-	for name, target := range map[string]string{"dir": outside, "file": victim, "gone": victim} {
-		if err := os.Symlink(target, h.local(name)); err != nil {
-			t.Fatal(err)
-		}
-	}
-	if err := os.Mkdir(h.local("sub"), 0o700); err != nil {
-		t.Fatal(err)
-	}
-	if err := os.Symlink("../dir", h.local("sub/rel")); err != nil {
-		t.Fatal(err)
-	}
-	h.bookmark(1, true,
-		live("/p/dir/victim", 1, "through a dir link"),
-		live("/p/file", 1, "over a file link"),
-		live("/p/sub/rel/x", 1, "through a relative link"),
-	)
-	h.page(live("/p/gone", 2, "G"))
-	os.Remove(h.local("gone"))
-	if err := os.Symlink(victim, h.local("gone")); err != nil {
-		t.Fatal(err)
-	}
-	h.bookmark(2, false, tomb("/p/gone", 3))
+	for _, atomic := range []bool{false, true} {
+		t.Run(fmt.Sprint("atomic=", atomic), func(t *testing.T) {
+			outside := t.TempDir()
+			victim := filepath.Join(outside, "victim")
+			if err := os.WriteFile(victim, []byte("precious"), 0o644); err != nil {
+				t.Fatal(err)
+			}
+			h := newHarness(t, "/p", func(c *Config) { c.Atomic = atomic })
+			// Someone plants symlinks inside the mirror, pointing outside.
+			for name, target := range map[string]string{"dir": outside, "file": victim, "gone": victim} {
+				if err := os.Symlink(target, h.local(name)); err != nil {
+					t.Fatal(err)
+				}
+			}
+			if err := os.Mkdir(h.local("sub"), 0o700); err != nil {
+				t.Fatal(err)
+			}
+			if err := os.Symlink("../dir", h.local("sub/rel")); err != nil {
+				t.Fatal(err)
+			}
+			h.bookmark(1, true,
+				live("/p/dir/victim", 1, "through a dir link"),
+				live("/p/file", 1, "over a file link"),
+				live("/p/sub/rel/x", 1, "through a relative link"),
+			)
+			h.page(live("/p/gone", 2, "G"))
+			os.Remove(h.local("gone"))
+			if err := os.Symlink(victim, h.local("gone")); err != nil {
+				t.Fatal(err)
+			}
+			h.bookmark(2, false, tomb("/p/gone", 3))
 
-	if b, err := os.ReadFile(victim); err != nil || string(b) != "precious" {
-		t.Fatalf("file outside the mirror = %q, %v; want it untouched", b, err)
+			if b, err := os.ReadFile(victim); err != nil || string(b) != "precious" {
+				t.Fatalf("file outside the mirror = %q, %v; want it untouched", b, err)
+			}
+			entries, _ := os.ReadDir(outside)
+			if len(entries) != 1 {
+				t.Fatalf("outside dir has %d entries, want only the victim", len(entries))
+			}
+			want := map[string]string{
+				"dir/": "", "dir/victim": "through a dir link",
+				"file": "over a file link",
+				"sub/": "", "sub/rel/": "", "sub/rel/x": "through a relative link",
+			}
+			if atomic {
+				// The second link went into the current snapshot, which
+				// the watcher never writes; the batch (gone added and
+				// deleted) changed nothing, so no new snapshot replaced it.
+				want["gone"] = "-> " + victim
+			}
+			h.wantTree(want)
+		})
 	}
-	entries, _ := os.ReadDir(outside)
-	if len(entries) != 1 {
-		t.Fatalf("outside dir has %d entries, want only the victim", len(entries))
-	}
-	h.wantTree(map[string]string{
-		"dir/": "", "dir/victim": "through a dir link",
-		"file": "over a file link",
-		"sub/": "", "sub/rel/": "", "sub/rel/x": "through a relative link",
-	})
 }
 
 func TestApply_SingleLeafPrefix(t *testing.T) {

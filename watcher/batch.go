@@ -1,6 +1,7 @@
 package watcher
 
 import (
+	"bytes"
 	"context"
 	"errors"
 	"fmt"
@@ -24,10 +25,12 @@ type schedule struct {
 
 // seal ends the open batch at a bookmark. In one transaction it persists
 // the bookmark as the resume token, ends a full resync when endFull is set,
-// and, if the batch changed anything, numbers it and hands its changes to
-// the pending set of every current trigger whose path covers them. It
-// returns the number of changed paths and the triggers that got some.
-func (a *applier) seal(bookmark *repldspb.Vector, endFull bool) (changed int, touched map[string]bool, err error) {
+// and, if the batch changed anything, numbers it, records snap (the staging
+// snapshot of atomic mode, 0 = none) as the sealed snapshot, and hands its
+// changes to the pending set of every current trigger whose path covers
+// them. It returns the number of changed paths and the triggers that got
+// some. A bookmark that changes nothing (a heartbeat) writes nothing.
+func (a *applier) seal(bookmark *repldspb.Vector, endFull bool, snap uint64) (changed int, touched map[string]bool, err error) {
 	var list []triggers.Trigger
 	if a.trig != nil {
 		list = a.trig.List()
@@ -37,6 +40,17 @@ func (a *applier) seal(bookmark *repldspb.Vector, endFull bool) (changed int, to
 		return 0, nil, fmt.Errorf("encode token: %w", err)
 	}
 	touched = map[string]bool{}
+	if !endFull {
+		idle := false
+		a.db.View(func(tx *bolt.Tx) error {
+			k, _ := tx.Bucket(bucketBatch).Cursor().First()
+			idle = k == nil && bytes.Equal(tx.Bucket(bucketMeta).Get(keyToken), token)
+			return nil
+		})
+		if idle {
+			return 0, touched, nil
+		}
+	}
 	err = a.db.Update(func(tx *bolt.Tx) error {
 		meta := tx.Bucket(bucketMeta)
 		if err := meta.Put(keyToken, token); err != nil {
@@ -72,6 +86,11 @@ func (a *applier) seal(bookmark *repldspb.Vector, endFull bool) (changed int, to
 		}
 		if err := meta.Put(keyBatch, u64(getU64(meta, keyBatch)+1)); err != nil {
 			return err
+		}
+		if snap != 0 {
+			if err := meta.Put(keySnap, u64(snap)); err != nil {
+				return err
+			}
 		}
 		pending := tx.Bucket(bucketPending)
 		for _, t := range list {

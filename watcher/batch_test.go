@@ -124,7 +124,7 @@ func TestTriggers_CrashBeforeBookmarkRunsOnce(t *testing.T) {
 func TestTriggers_CrashAfterBookmarkRunsAtStart(t *testing.T) {
 	h := newHarness(t, "/p", withTriggers(t, t.TempDir(), map[string]string{"t": "/p"}))
 	h.page(live("/p/a", 1, "A"))
-	if _, _, err := h.a.seal(vec(1), true); err != nil { // the bookmark, without its triggers
+	if _, _, err := h.a.seal(vec(1), true, 0); err != nil { // the bookmark, without its triggers
 		t.Fatal(err)
 	}
 	h.reopen()

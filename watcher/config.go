@@ -70,13 +70,39 @@ type Config struct {
 	// MaxAttempts is, with Once, how many sessions in a row may fail before
 	// Run gives up. Without Once the watcher retries forever.
 	MaxAttempts int
+	// IdleTimeout is how long a Watch stream may stay silent before the
+	// watcher gives up on its server and reconnects to the next one. A
+	// server sends a bookmark at least every BookmarkInterval (5s by
+	// default) even when nothing changes, so about three times that tells
+	// a stuck server or a black-holed connection from a quiet tree.
+	IdleTimeout time.Duration
+	// Atomic makes Dir a symlink to a complete snapshot directory beside
+	// it, replaced by one rename per batch, so that a reader that resolves
+	// Dir once sees every file of one batch or none of them. See
+	// snapshot.go.
+	Atomic bool
+	// Owner, when set, owns every file and directory the watcher creates
+	// (the store directory, and in atomic mode the snapshots and the
+	// symlink, included). It needs root.
+	Owner *Owner
+	// Metrics, when set, records the watcher's progress (see Metrics).
+	Metrics *Metrics
 	// Logger receives the watcher's logs (paths, versions and counts, never
 	// node data). nil = slog.Default().
 	Logger *slog.Logger
 }
 
+// Owner is the ownership given to what the watcher creates. -1 leaves an
+// id unchanged (the process's own).
+type Owner struct {
+	UID, GID int
+}
+
+// DefaultIdleTimeout is three times the servers' default bookmark interval.
+const DefaultIdleTimeout = 15 * time.Second
+
 // DefaultConfig returns the defaults: private modes, 100ms..30s backoff,
-// 10 attempts for Once.
+// 10 attempts for Once, a 15s idle timeout, files owned by the process.
 func DefaultConfig() Config {
 	return Config{
 		FileMode:    0o600,
@@ -84,8 +110,13 @@ func DefaultConfig() Config {
 		MinBackoff:  100 * time.Millisecond,
 		MaxBackoff:  30 * time.Second,
 		MaxAttempts: 10,
+		IdleTimeout: DefaultIdleTimeout,
 	}
 }
+
+// geteuid is os.Geteuid, replaced in tests that check the refusal to
+// change ownership without root.
+var geteuid = os.Geteuid
 
 // Validate reports a configuration error.
 func (c Config) Validate() error {
@@ -117,6 +148,17 @@ func (c Config) Validate() error {
 	}
 	if c.Once && c.MaxAttempts <= 0 {
 		return errors.New("watcher: config: max attempts must be positive")
+	}
+	if c.IdleTimeout <= 0 {
+		return fmt.Errorf("watcher: config: idle timeout %s: want > 0", c.IdleTimeout)
+	}
+	if o := c.Owner; o != nil {
+		if o.UID < -1 || o.GID < -1 || (o.UID == -1 && o.GID == -1) {
+			return fmt.Errorf("watcher: config: owner %d:%d: want ids >= 0, -1 for unchanged, not both -1", o.UID, o.GID)
+		}
+		if euid := geteuid(); euid != 0 {
+			return fmt.Errorf("watcher: config: setting the owner or group of mirrored files needs root (running as uid %d)", euid)
+		}
 	}
 	dir, err := filepath.Abs(c.Dir)
 	if err != nil {

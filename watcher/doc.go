@@ -6,7 +6,16 @@
 // one batch). Nodes are applied as they come, a page per state transaction,
 // and only when newer than what was applied for the path, comparing
 // (version, origin): versions never go backwards, even after failing over
-// to a server that is behind.
+// to a server that is behind. A stream that fails, or stays silent for
+// IdleTimeout (servers send a bookmark at least every BookmarkInterval),
+// is replaced by one to the next server after a backoff with full jitter.
+//
+// In atomic mode (Config.Atomic, see snapshot.go) the store directory is a
+// symlink to a snapshot directory beside it. A batch is written into a new
+// snapshot, a copy of the current one with unchanged files hard-linked,
+// and published after the bookmark's state commit by renaming a new
+// symlink over the store directory; then the old snapshot is removed and
+// the triggers run.
 //
 // Invariants:
 //   - Nothing is written outside the store directory and no symlink is ever
@@ -27,13 +36,18 @@
 //     directory empties.
 //   - After a reset (and for any replay from an empty token), the replay is
 //     the complete state: leaves it lacked are deleted when it ends.
+//   - Atomic mode: the current snapshot is never written (only tidied at
+//     start); a snapshot directory under its final name is complete; the
+//     store directory links to the sealed snapshot, or to the one before
+//     it until the next start or session completes the swap.
 //
 // State file (bbolt, next to the store directory, never inside):
 //
 //	meta     schema -> u64 1; prefix, dir -> what the state belongs to;
 //	         token -> proto Vector (resume token, last bookmark);
 //	         batch -> u64 number of the last sealed batch that changed
-//	         something; full -> present while a reset's full resync runs
+//	         something; full -> present while a reset's full resync runs;
+//	         snap -> u64 number of the last sealed snapshot (atomic mode)
 //	nodes    remote path -> version u64 | origin u64 | deleted u8
 //	         (tombstones included)
 //	shadow   remote path -> 0x01 | data of a leaf shadowed by a directory

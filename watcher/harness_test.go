@@ -205,11 +205,16 @@ func (h *harness) wantGone(name string) {
 func (h *harness) tree() map[string]string {
 	h.t.Helper()
 	out := map[string]string{}
-	err := filepath.Walk(h.cfg.Dir, func(p string, fi os.FileInfo, err error) error {
+	// In atomic mode the store directory is a symlink: walk its target.
+	dir, err := filepath.EvalSymlinks(h.cfg.Dir)
+	if err != nil {
+		h.t.Fatal(err)
+	}
+	err = filepath.Walk(dir, func(p string, fi os.FileInfo, err error) error {
 		if err != nil {
 			return err
 		}
-		rel, _ := filepath.Rel(h.cfg.Dir, p)
+		rel, _ := filepath.Rel(dir, p)
 		if rel == "." {
 			return nil
 		}
@@ -296,7 +301,9 @@ func (h *harness) check() {
 			if h.cfg.DryRun {
 				return nil
 			}
-			fi, err := os.Lstat(h.local(h.a.localName(p)))
+			// In atomic mode, during a batch, the state is ahead of the
+			// visible snapshot: look at the staging one.
+			fi, err := h.a.m.root.Lstat(h.a.localName(p))
 			if err != nil || !fi.Mode().IsRegular() {
 				h.t.Errorf("state: live leaf %s has no regular file (%v)", p, err)
 			}
@@ -311,4 +318,54 @@ func (h *harness) check() {
 			h.t.Errorf("temporary file left over: %s", name)
 		}
 	}
+	if h.cfg.Atomic && !h.cfg.DryRun {
+		h.checkSnapshots()
+	}
 }
+
+// checkSnapshots verifies the atomic layout: the store directory links to
+// a snapshot beside it, and the only other entries of ours are the staging
+// snapshot of an open batch.
+func (h *harness) checkSnapshots() {
+	h.t.Helper()
+	snaps := h.a.m.snaps
+	target, err := os.Readlink(h.cfg.Dir)
+	if err != nil {
+		h.t.Fatalf("store directory: %v, want a symlink", err)
+	}
+	if want := snaps.snapName(snaps.cur); target != want {
+		h.t.Errorf("store directory links to %s, want %s", target, want)
+	}
+	var ours []string
+	for _, name := range h.siblings() {
+		if _, snap := snaps.parseSnap(name); (snap || snaps.isTemp(name)) && name != target {
+			ours = append(ours, name)
+		}
+	}
+	switch {
+	case snaps.staging == nil && len(ours) > 0:
+		h.t.Errorf("between batches, entries beside the current snapshot: %v", ours)
+	case snaps.staging != nil && (len(ours) != 1 || ours[0] != snaps.snapName(snaps.next)):
+		h.t.Errorf("during a batch, entries beside the current snapshot: %v, want only %s", ours, snaps.snapName(snaps.next))
+	}
+}
+
+// siblings lists the snapshot and temporary entries beside the store
+// directory.
+func (h *harness) siblings() []string {
+	h.t.Helper()
+	entries, err := os.ReadDir(filepath.Dir(h.cfg.Dir))
+	if err != nil {
+		h.t.Fatal(err)
+	}
+	var out []string
+	for _, e := range entries {
+		if strings.HasPrefix(e.Name(), "."+filepath.Base(h.cfg.Dir)+".replds-") {
+			out = append(out, e.Name())
+		}
+	}
+	return out
+}
+
+// atomicMode is a harnessOpt for atomic mode.
+func atomicMode(c *Config) { c.Atomic = true }

@@ -32,12 +32,85 @@ var errDirInTheWay = errors.New("watcher: a non-empty directory is in the way")
 //
 // In dry-run mode (root == nil or dry set) nothing is written; reads still
 // look at the directory if it exists. A mirror is used by one goroutine.
+//
+// In atomic mode (snaps set) root is the current snapshot until the first
+// change of a batch, which calls stage: from then on root is a new
+// snapshot, a copy of the current one, that publish swaps in at the end of
+// the batch. The current snapshot is never written.
 type mirror struct {
 	root     *os.Root
+	snaps    *snapshots
 	dry      bool
 	fileMode os.FileMode
 	dirMode  os.FileMode
-	log      *slog.Logger
+	// owner, when set, owns what the mirror creates (chown needs root).
+	owner *Owner
+	log   *slog.Logger
+}
+
+// stage makes root writable: in atomic mode, the staging snapshot of the
+// open batch, created on first use. Every method calls it before its first
+// change to the directory.
+func (m *mirror) stage() error {
+	if m.snaps == nil || m.dry || m.snaps.staging != nil {
+		return nil
+	}
+	r, err := m.snaps.stage()
+	if err != nil {
+		return err
+	}
+	m.root = r
+	return nil
+}
+
+// staged reports whether root may be written now without staging.
+func (m *mirror) staged() bool { return m.snaps == nil || m.snaps.staging != nil }
+
+// publish ends a batch in atomic mode: the staging snapshot, if any, is
+// swapped in when the batch changed something, thrown away otherwise.
+func (m *mirror) publish(changed bool) error {
+	if m.snaps == nil || m.snaps.staging == nil {
+		return nil
+	}
+	var err error
+	if changed {
+		err = m.snaps.swap()
+	} else {
+		err = m.snaps.discard()
+	}
+	m.root = m.snaps.root()
+	return err
+}
+
+// chown gives name (not following a symlink) to the configured owner.
+func (m *mirror) chown(r *os.Root, name string) error {
+	if m.owner == nil {
+		return nil
+	}
+	if err := r.Lchown(name, m.owner.UID, m.owner.GID); err != nil {
+		return fmt.Errorf("chown %s: %w", name, err)
+	}
+	return nil
+}
+
+// mkdir creates dir in r with dirMode and the configured owner, whatever
+// the umask, before anything is put in it.
+func (m *mirror) mkdir(r *os.Root, dir string) error {
+	if err := r.Mkdir(dir, m.dirMode); err != nil {
+		return fmt.Errorf("mkdir %s: %w", dir, err)
+	}
+	if err := m.chown(r, dir); err != nil {
+		return err
+	}
+	// The umask may have taken bits away.
+	if fi, err := r.Lstat(dir); err != nil {
+		return fmt.Errorf("lstat %s: %w", dir, err)
+	} else if fi.Mode().Perm() != m.dirMode {
+		if err := r.Chmod(dir, m.dirMode); err != nil {
+			return fmt.Errorf("chmod %s: %w", dir, err)
+		}
+	}
+	return nil
 }
 
 // dirty collects the directories whose entries changed and must be fsynced
@@ -69,24 +142,21 @@ func (m *mirror) ensureDir(dir string, d dirty) error {
 		switch {
 		case err == nil && fi.IsDir():
 			continue
-		case err == nil:
+		case err != nil && !errors.Is(err, fs.ErrNotExist):
+			return fmt.Errorf("lstat %s: %w", cur, err)
+		}
+		if serr := m.stage(); serr != nil {
+			return serr
+		}
+		if err == nil {
 			m.log.Warn("replacing non-directory in the way", "local", cur, "type", fi.Mode().Type().String())
-			if err := m.root.Remove(cur); err != nil {
+			// Not found: a symlink the staging snapshot left out.
+			if err := m.root.Remove(cur); err != nil && !errors.Is(err, fs.ErrNotExist) {
 				return fmt.Errorf("remove %s: %w", cur, err)
 			}
-		case !errors.Is(err, fs.ErrNotExist):
-			return fmt.Errorf("lstat %s: %w", cur, err)
 		}
-		if err := m.root.Mkdir(cur, m.dirMode); err != nil {
-			return fmt.Errorf("mkdir %s: %w", cur, err)
-		}
-		// The umask may have taken bits away.
-		if fi, err := m.root.Lstat(cur); err != nil {
-			return fmt.Errorf("lstat %s: %w", cur, err)
-		} else if fi.Mode().Perm() != m.dirMode {
-			if err := m.root.Chmod(cur, m.dirMode); err != nil {
-				return fmt.Errorf("chmod %s: %w", cur, err)
-			}
+		if err := m.mkdir(m.root, cur); err != nil {
+			return err
 		}
 		d.add(parent)
 		d.add(cur)
@@ -104,6 +174,9 @@ func (m *mirror) writeFile(name string, data []byte, d dirty) error {
 	if m.dry {
 		return nil
 	}
+	if err := m.stage(); err != nil {
+		return err
+	}
 	dir := path.Dir(name)
 	f, tmp, err := m.createTemp(dir)
 	if err != nil {
@@ -116,6 +189,13 @@ func (m *mirror) writeFile(name string, data []byte, d dirty) error {
 			m.root.Remove(tmp)
 		}
 	}()
+	// Owner first: chown clears set-id bits, and nobody else may read the
+	// data, not even for an instant.
+	if m.owner != nil {
+		if err := f.Chown(m.owner.UID, m.owner.GID); err != nil {
+			return fmt.Errorf("chown %s: %w", tmp, err)
+		}
+	}
 	if err := f.Chmod(m.fileMode); err != nil {
 		return fmt.Errorf("chmod %s: %w", tmp, err)
 	}
@@ -174,6 +254,9 @@ func (m *mirror) removeFile(name string, d dirty) (isDir bool, err error) {
 	if m.dry {
 		return false, nil
 	}
+	if err := m.stage(); err != nil {
+		return false, err
+	}
 	if err := m.root.Remove(name); err != nil && !errors.Is(err, fs.ErrNotExist) {
 		return false, fmt.Errorf("remove %s: %w", name, err)
 	}
@@ -182,9 +265,10 @@ func (m *mirror) removeFile(name string, d dirty) (isDir bool, err error) {
 }
 
 // prune removes dir and its parents while they are empty directories,
-// stopping below the store directory itself.
+// stopping below the store directory itself. In atomic mode it only acts
+// on a staging snapshot: nothing was removed otherwise.
 func (m *mirror) prune(dir string, d dirty) {
-	if m.dry {
+	if m.dry || !m.staged() {
 		return
 	}
 	for ; dir != "." && dir != "/"; dir = path.Dir(dir) {
@@ -244,10 +328,12 @@ func (m *mirror) syncDirs(d dirty) error {
 	return nil
 }
 
-// removeTemps deletes temporary files left by a crash, anywhere under the
-// store directory, except names in keep (leaves that happen to be called
-// like that). Symlinked directories are not entered.
-func (m *mirror) removeTemps(keep func(name string) bool) error {
+// tidy runs at start: it deletes temporary files left by a crash, anywhere
+// under the directory, except names in keep (leaves that happen to be
+// called like that), and with an owner configured gives it whatever it does
+// not own yet (a mirror made before --owner was set). Symlinked
+// directories are not entered.
+func (m *mirror) tidy(keep func(name string) bool) error {
 	if m.dry || m.root == nil {
 		return nil
 	}
@@ -261,6 +347,12 @@ func (m *mirror) removeTemps(keep func(name string) bool) error {
 				m.log.Info("removed leftover temporary file", "local", name)
 				d.add(path.Dir(name))
 			}
+			return nil
+		}
+		if m.owner != nil && (e.IsDir() || e.Type().IsRegular()) && !m.owns(e) {
+			if err := m.chown(m.root, name); err != nil {
+				return err
+			}
 		}
 		return nil
 	})
@@ -268,4 +360,17 @@ func (m *mirror) removeTemps(keep func(name string) bool) error {
 		return err
 	}
 	return m.syncDirs(d)
+}
+
+// owns reports whether e already has the configured owner.
+func (m *mirror) owns(e fs.DirEntry) bool {
+	fi, err := e.Info()
+	if err != nil {
+		return true // gone: nothing to do
+	}
+	st, ok := fi.Sys().(*syscall.Stat_t)
+	if !ok {
+		return true
+	}
+	return (m.owner.UID == -1 || int(st.Uid) == m.owner.UID) && (m.owner.GID == -1 || int(st.Gid) == m.owner.GID)
 }

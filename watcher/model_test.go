@@ -16,12 +16,34 @@ import (
 // is exactly what the last-write-wins map implies: every live leaf with no
 // live node under it is a file with its data, nothing else exists but
 // their parent directories.
+//
+// In atomic mode (fewer seeds: each batch copies the tree) the same holds
+// of the published snapshot, and the layout beside it is checked too.
 func TestApply_RandomOpsMatchModel(t *testing.T) {
+	t.Parallel() // I/O bound, as are its subtests and the e2e tests
 	paths := []string{"/p/a", "/p/a/b", "/p/a/b/c", "/p/a/d", "/p/e", "/p/e/f", "/p/g"}
+	type run struct {
+		name   string
+		seed   uint64
+		atomic bool
+	}
+	var runs []run
 	for seed := range uint64(10) {
-		t.Run(fmt.Sprint(seed), func(t *testing.T) {
+		runs = append(runs, run{fmt.Sprint(seed), seed, false})
+	}
+	for seed := range uint64(2) {
+		runs = append(runs, run{fmt.Sprint("atomic/", seed), seed, true})
+	}
+	for _, r := range runs {
+		seed := r.seed
+		t.Run(r.name, func(t *testing.T) {
+			t.Parallel()
 			rng := rand.New(rand.NewPCG(seed, 42))
-			h := newHarness(t, "/p", withTriggers(t, t.TempDir(), map[string]string{"all": "/p"}))
+			opts := []harnessOpt{withTriggers(t, t.TempDir(), map[string]string{"all": "/p"})}
+			if r.atomic {
+				opts = append(opts, atomicMode)
+			}
+			h := newHarness(t, "/p", opts...)
 			// The files as the trigger knows them, from the changes it got.
 			known := map[string]bool{}
 			consumed := 0

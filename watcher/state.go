@@ -31,6 +31,7 @@ var (
 	keyToken  = []byte("token")
 	keyBatch  = []byte("batch")
 	keyFull   = []byte("full")
+	keySnap   = []byte("snap")
 )
 
 const schemaVersion = 1
@@ -225,6 +226,23 @@ func readToken(db *bolt.DB) (token *repldspb.Vector, full bool, err error) {
 		return nil
 	})
 	return token, full, err
+}
+
+// readSealed returns the number of the last sealed snapshot (atomic mode;
+// 0 if none).
+func readSealed(db *bolt.DB) (n uint64, err error) {
+	err = db.View(func(tx *bolt.Tx) error {
+		n = getU64(tx.Bucket(bucketMeta), keySnap)
+		return nil
+	})
+	return n, err
+}
+
+// writeSealed records n as the last sealed snapshot (atomic mode).
+func writeSealed(db *bolt.DB, n uint64) error {
+	return db.Update(func(tx *bolt.Tx) error {
+		return tx.Bucket(bucketMeta).Put(keySnap, u64(n))
+	})
 }
 
 // clearBucket empties a top-level bucket.

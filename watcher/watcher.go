@@ -9,12 +9,15 @@ import (
 	"log/slog"
 	"math/rand/v2"
 	"os"
+	"slices"
 	"sync"
+	"sync/atomic"
 	"time"
 
 	bolt "go.etcd.io/bbolt"
 	"google.golang.org/grpc"
 	"google.golang.org/grpc/codes"
+	"google.golang.org/grpc/keepalive"
 	"google.golang.org/grpc/status"
 
 	repldspb "replds/proto"
@@ -31,6 +34,17 @@ const maxRecvMsg = 128 << 20
 
 // errStreamEnded: the server closed the stream without an error.
 var errStreamEnded = errors.New("watcher: stream closed by the server")
+
+// errIdle: the server sent nothing for IdleTimeout.
+var errIdle = errors.New("watcher: server silent for longer than the idle timeout")
+
+// Client keepalive: gRPC refuses a ping interval below 10s, which is also
+// the servers' enforcement minimum; the timeout is how long an unanswered
+// ping waits before the connection is closed.
+const (
+	keepaliveMinTime = 10 * time.Second
+	keepaliveTimeout = 10 * time.Second
+)
 
 // Watcher mirrors a remote prefix into a local directory. Create it with
 // New; Run does the work.
@@ -74,8 +88,14 @@ func (w *Watcher) Run(ctx context.Context) (err error) {
 		return w.stopped(ctx, err)
 	}
 	clients := make([]repldspb.RepldsClient, len(w.cfg.Servers))
+	// Keepalive pings find a dead connection even when the idle timer is
+	// not running (a long trigger); servers accept pings every 10s.
+	opts := append(slices.Clip(w.cfg.DialOptions), grpc.WithKeepaliveParams(keepalive.ClientParameters{
+		Time:    max(keepaliveMinTime, w.cfg.IdleTimeout),
+		Timeout: keepaliveTimeout,
+	}))
 	for i, addr := range w.cfg.Servers {
-		conn, err := grpc.NewClient(addr, w.cfg.DialOptions...)
+		conn, err := grpc.NewClient(addr, opts...)
 		if err != nil {
 			return fmt.Errorf("watcher: server %s: %w", addr, err)
 		}
@@ -100,9 +120,17 @@ func (w *Watcher) stopped(ctx context.Context, err error) error {
 // openLocal opens the mirror directory and the state. The returned func
 // closes them (and removes a dry run's throw-away state).
 func (w *Watcher) openLocal() (*applier, func() error, error) {
-	m := &mirror{dry: w.cfg.DryRun, fileMode: w.cfg.FileMode, dirMode: w.cfg.DirMode, log: w.log}
-	if !w.cfg.DryRun {
+	m := &mirror{dry: w.cfg.DryRun, fileMode: w.cfg.FileMode, dirMode: w.cfg.DirMode, owner: w.cfg.Owner, log: w.log}
+	// A dry run reads the current snapshot through the symlink, as any
+	// reader does, and needs no snapshot management.
+	snapshotted := w.cfg.Atomic && !w.cfg.DryRun
+	if !w.cfg.DryRun && !snapshotted {
 		if err := os.Mkdir(w.cfg.Dir, w.cfg.DirMode); err == nil {
+			if m.owner != nil {
+				if err := os.Lchown(w.cfg.Dir, m.owner.UID, m.owner.GID); err != nil {
+					return nil, nil, fmt.Errorf("watcher: %w", err)
+				}
+			}
 			if err := os.Chmod(w.cfg.Dir, w.cfg.DirMode); err != nil {
 				return nil, nil, fmt.Errorf("watcher: %w", err)
 			}
@@ -110,23 +138,31 @@ func (w *Watcher) openLocal() (*applier, func() error, error) {
 			return nil, nil, fmt.Errorf("watcher: store directory: %w", err)
 		}
 	}
-	root, err := os.OpenRoot(w.cfg.Dir)
-	switch {
-	case err == nil:
-		m.root = root
-	case w.cfg.DryRun && errors.Is(err, fs.ErrNotExist):
-		// Nothing to read; a dry run writes nothing anyway.
-	default:
-		return nil, nil, fmt.Errorf("watcher: store directory: %w", err)
+	var root *os.Root
+	if !snapshotted {
+		var err error
+		root, err = os.OpenRoot(w.cfg.Dir)
+		switch {
+		case err == nil:
+			m.root = root
+		case w.cfg.DryRun && errors.Is(err, fs.ErrNotExist):
+			// Nothing to read; a dry run writes nothing anyway.
+		default:
+			return nil, nil, fmt.Errorf("watcher: store directory: %w", err)
+		}
 	}
 	closeRoot := func() {
 		if root != nil {
 			root.Close()
 		}
+		if m.snaps != nil {
+			m.snaps.close()
+		}
 	}
 	var (
 		db  *bolt.DB
 		tmp string
+		err error
 	)
 	if w.cfg.DryRun {
 		db, tmp, err = openDryState(w.cfg.stateFile(), w.cfg.Prefix, w.cfg.Dir)
@@ -157,11 +193,39 @@ func (w *Watcher) openLocal() (*applier, func() error, error) {
 		}
 		return nil
 	}
-	if err := m.removeTemps(a.tracked); err != nil {
+	if snapshotted {
+		sealed, err := readSealed(db)
+		if err == nil {
+			m.snaps, err = openSnapshots(w.cfg.Dir, sealed, func(n uint64) error { return writeSealed(db, n) }, m)
+		}
+		if err != nil {
+			closeAll()
+			return nil, nil, fmt.Errorf("watcher: atomic store directory: %w", err)
+		}
+		m.root = m.snaps.root()
+	}
+	if err := m.tidy(a.tracked); err != nil {
 		closeAll()
-		return nil, nil, fmt.Errorf("watcher: remove temporary files: %w", err)
+		return nil, nil, fmt.Errorf("watcher: tidy store directory: %w", err)
 	}
 	return a, closeAll, nil
+}
+
+// settle re-checks the snapshots of atomic mode before a session, so that
+// a swap that failed in the previous one is completed.
+func (a *applier) settle() error {
+	if a.m.snaps == nil {
+		return nil
+	}
+	sealed, err := readSealed(a.db)
+	if err == nil {
+		err = a.m.snaps.settle(sealed)
+	}
+	a.m.root = a.m.snaps.root()
+	if err != nil {
+		return fmt.Errorf("watcher: atomic store directory: %w", err)
+	}
+	return nil
 }
 
 // tracked reports whether the local name is a leaf the state knows, so that
@@ -205,7 +269,7 @@ func (r *run) loop(ctx context.Context) error {
 	failures := 0
 	for i := rand.IntN(len(r.clients)); ; i = (i + 1) % len(r.clients) {
 		addr := r.cfg.Servers[i]
-		progress, err := r.session(ctx, r.clients[i])
+		progress, err := r.session(ctx, r.clients[i], addr)
 		switch {
 		case errors.Is(err, errSynced):
 			if r.failed > 0 {
@@ -261,10 +325,14 @@ type recvResult struct {
 	err error
 }
 
-// session runs one Watch stream until it fails, ctx ends, or (Once) the
-// first sync is done (errSynced). progress reports whether a bookmark was
-// received, i.e. the server was useful.
-func (r *run) session(ctx context.Context, client repldspb.RepldsClient) (progress bool, err error) {
+// session runs one Watch stream until it fails, ctx ends, the server stays
+// silent for IdleTimeout (errIdle), or (Once) the first sync is done
+// (errSynced). progress reports whether a bookmark was received, i.e. the
+// server was useful.
+func (r *run) session(ctx context.Context, client repldspb.RepldsClient, addr string) (progress bool, err error) {
+	if err := r.a.settle(); err != nil {
+		return false, err
+	}
 	token, full, err := r.a.startSession()
 	if err != nil {
 		return false, err
@@ -275,15 +343,30 @@ func (r *run) session(ctx context.Context, client repldspb.RepldsClient) (progre
 		cancel()
 		wg.Wait()
 	}()
+	// Opening the stream waits for a connection: a server that accepts
+	// TCP but never answers must not hold it for gRPC's 20s connect
+	// timeout.
+	opening := time.AfterFunc(r.cfg.IdleTimeout, cancel)
 	stream, err := client.Watch(sctx, &repldspb.WatchRequest{Prefix: r.cfg.Prefix, Token: token},
 		grpc.MaxCallRecvMsgSize(maxRecvMsg))
+	if !opening.Stop() && ctx.Err() == nil {
+		return false, fmt.Errorf("%w: opening the stream", errIdle)
+	}
 	if err != nil {
 		return false, err
 	}
+	r.log.Info("watching", "server", addr, "resume", token != nil)
+	// waiting holds when the receiver started waiting for a message (unix
+	// ns), 0 while it hands one over: the silence the idle timer measures
+	// is the server's, not the time spent applying a batch or running a
+	// trigger.
+	var waiting atomic.Int64
 	msgs := make(chan recvResult)
 	wg.Go(func() {
 		for {
+			waiting.Store(time.Now().UnixNano())
 			m, err := stream.Recv()
+			waiting.Store(0)
 			select {
 			case msgs <- recvResult{m, err}:
 			case <-sctx.Done():
@@ -294,6 +377,8 @@ func (r *run) session(ctx context.Context, client repldspb.RepldsClient) (progre
 			}
 		}
 	})
+	idle := time.NewTimer(r.cfg.IdleTimeout)
+	defer idle.Stop()
 	timer := time.NewTimer(time.Hour)
 	timer.Stop()
 	for {
@@ -323,6 +408,16 @@ func (r *run) session(ctx context.Context, client repldspb.RepldsClient) (progre
 			if _, err := r.a.runTriggers(ctx, false); err != nil {
 				return progress, err
 			}
+		case <-idle.C:
+			wait := r.cfg.IdleTimeout
+			if since := waiting.Load(); since != 0 {
+				silent := time.Since(time.Unix(0, since))
+				if silent >= r.cfg.IdleTimeout {
+					return progress, fmt.Errorf("%w: nothing for %s", errIdle, silent.Round(time.Millisecond))
+				}
+				wait -= silent
+			}
+			idle.Reset(wait)
 		case <-ctx.Done():
 			return progress, ctx.Err()
 		}
@@ -381,9 +476,18 @@ func (r *run) handle(ctx context.Context, msg *repldspb.WatchResponse, full *boo
 			return false, fmt.Errorf("watcher: apply: %w", err)
 		}
 	}
-	changed, touched, err := a.seal(msg.Bookmark, endFull)
+	var snap uint64
+	if a.m.snaps != nil && a.m.snaps.staging != nil {
+		snap = a.m.snaps.next
+	}
+	changed, touched, err := a.seal(msg.Bookmark, endFull, snap)
 	if err != nil {
 		return false, fmt.Errorf("watcher: %w", err)
+	}
+	// Atomic mode: the batch becomes visible here, in one rename, before
+	// any trigger runs.
+	if err := a.m.publish(changed > 0); err != nil {
+		return false, fmt.Errorf("watcher: publish snapshot: %w", err)
 	}
 	if endFull {
 		*full = false
@@ -392,6 +496,7 @@ func (r *run) handle(ctx context.Context, msg *repldspb.WatchResponse, full *boo
 		r.log.Info("batch applied", append([]any{"changes", changed}, a.stats.attrs()...)...)
 	}
 	a.stats = batchStats{}
+	r.cfg.Metrics.bookmarkApplied(msg.Bookmark, changed)
 	if msg.Synced {
 		r.log.Info("synced")
 	}

@@ -4,6 +4,7 @@ import (
 	"context"
 	"errors"
 	"fmt"
+	"strings"
 	"testing"
 	"time"
 
@@ -39,10 +40,19 @@ func TestBackoff_FullJitterWithinBounds(t *testing.T) {
 	r := &run{Watcher: &Watcher{cfg: cfg}}
 	for n := 1; n <= 40; n++ {
 		ceil := min(cfg.MinBackoff<<min(n-1, 20), cfg.MaxBackoff)
-		for range 50 {
-			if d := r.backoff(n); d < 0 || d >= ceil {
+		lo, hi := ceil, time.Duration(0)
+		for range 200 {
+			d := r.backoff(n)
+			if d < 0 || d >= ceil {
 				t.Fatalf("backoff(%d) = %v, want in [0, %v)", n, d, ceil)
 			}
+			lo, hi = min(lo, d), max(hi, d)
+		}
+		// Full jitter: the whole range is used, from near zero (not
+		// ceil/2 + jitter) to near the ceiling. Failing by chance takes
+		// 200 draws all in one quarter: (3/4)^200.
+		if lo >= ceil/4 || hi < ceil*3/4 {
+			t.Errorf("backoff(%d) spans [%v, %v] of [0, %v): not full jitter", n, lo, hi, ceil)
 		}
 	}
 }
@@ -71,6 +81,9 @@ func TestConfig_Validate(t *testing.T) {
 		"state inside":      func(c *Config) { c.StateFile = "/srv/mirror/state" },
 		"state is the dir":  func(c *Config) { c.StateFile = "/srv/mirror" },
 		"state deep inside": func(c *Config) { c.StateFile = "/srv/mirror/a/../b/state" },
+		"idle timeout":      func(c *Config) { c.IdleTimeout = 0 },
+		"owner unchanged":   func(c *Config) { c.Owner = &Owner{UID: -1, GID: -1} },
+		"owner bad uid":     func(c *Config) { c.Owner = &Owner{UID: -2, GID: 0} },
 	}
 	for name, mod := range tests {
 		c := good
@@ -83,5 +96,22 @@ func TestConfig_Validate(t *testing.T) {
 	c.StateFile = "/srv/mirror-state/x" // a sibling whose name starts alike
 	if err := c.Validate(); err != nil {
 		t.Errorf("Validate(sibling state) = %v", err)
+	}
+}
+
+func TestConfig_OwnerNeedsRoot(t *testing.T) {
+	cfg := DefaultConfig()
+	cfg.Dir, cfg.Prefix, cfg.Servers = "/srv/mirror", "/app", []string{"a:1"}
+	cfg.Owner = &Owner{UID: 33, GID: -1}
+	old := geteuid
+	t.Cleanup(func() { geteuid = old })
+	geteuid = func() int { return 0 }
+	if err := cfg.Validate(); err != nil {
+		t.Fatalf("Validate(owner) as root = %v", err)
+	}
+	geteuid = func() int { return 1000 }
+	err := cfg.Validate()
+	if err == nil || !strings.Contains(err.Error(), "needs root") || !strings.Contains(err.Error(), "1000") {
+		t.Fatalf("Validate(owner) as uid 1000 = %v, want an error saying root is needed", err)
 	}
 }

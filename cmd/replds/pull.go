@@ -1,8 +1,10 @@
 package main
 
 import (
+	"errors"
 	"fmt"
 	"os"
+	"os/user"
 	"path/filepath"
 	"strconv"
 
@@ -17,21 +19,31 @@ import (
 func newPullCmd() *cobra.Command {
 	cfg := watcher.DefaultConfig()
 	var (
-		cf          clientFlags
-		logf        logFlags
-		triggersDir string
+		cf           clientFlags
+		logf         logFlags
+		triggersDir  string
+		owner, group string
 	)
 	fileMode := modeFlag{&cfg.FileMode}
 	dirMode := modeFlag{&cfg.DirMode}
+	var httpAddr string
 	cmd := &cobra.Command{
-		Use:   "pull --store=DIR [--server=S ...] [--triggers-dir=D] [--once] [--dry-run] REMOTE",
+		Use:   "pull --store=DIR [--server=S ...] [--triggers-dir=D] [--atomic] [--owner=U] [--group=G] [--once] [--dry-run] REMOTE",
 		Short: "Mirror the remote prefix REMOTE into a local directory, running triggers on changes",
 		Long: `Mirror everything under REMOTE into --store and keep it up to date, running
 the triggers of --triggers-dir after each change that concerns them. Files are
 replaced atomically, with private modes by default. Progress is kept in a state
 file next to the store directory (DIR.replds-state), so a restart resumes where
-it stopped, from any server. With --once, exit after the first complete sync
-and its triggers. SIGHUP re-reads the triggers directory.`,
+it stopped, from any server. A server silent for --idle-timeout (servers send a
+bookmark every 5s) is left for the next one.
+
+With --atomic, DIR is a symlink to a complete snapshot directory beside it
+(.DIR.replds-snap-N), replaced in one rename per batch: a reader that opens DIR
+once sees all the files of a batch or none. --owner and --group (names or
+numeric ids; root only) own the files and directories pull creates.
+
+With --once, exit after the first complete sync and its triggers. SIGHUP
+re-reads the triggers directory.`,
 		Args: cobra.ExactArgs(1),
 		RunE: func(cmd *cobra.Command, args []string) error {
 			log, err := logf.logger()
@@ -44,6 +56,9 @@ and its triggers. SIGHUP re-reads the triggers directory.`,
 				return err
 			}
 			if cfg.DialOptions, err = cf.dialOptions(); err != nil {
+				return err
+			}
+			if cfg.Owner, err = parseOwner(owner, group); err != nil {
 				return err
 			}
 			if err := cfg.Validate(); err != nil {
@@ -72,6 +87,13 @@ and its triggers. SIGHUP re-reads the triggers directory.`,
 				}
 			})
 			defer stop()
+			if httpAddr != "" {
+				stopHTTP, err := instrumentPull(&cfg, httpAddr, log)
+				if err != nil {
+					return err
+				}
+				defer stopHTTP()
+			}
 			w, err := watcher.New(cfg)
 			if err != nil {
 				return err
@@ -86,11 +108,72 @@ and its triggers. SIGHUP re-reads the triggers directory.`,
 	f.BoolVar(&cfg.DryRun, "dry-run", false, "log what would change and which triggers would run; write nothing")
 	f.Var(fileMode, "file-mode", "permissions of mirrored files (octal)")
 	f.Var(dirMode, "dir-mode", "permissions of created directories (octal)")
+	f.StringVar(&httpAddr, "http-addr", "", "serve the client's /metrics on HOST:PORT (plain HTTP: keep it local)")
 	f.StringVar(&cfg.StateFile, "state-file", "", "state file (default: the store directory + "+watcher.StateSuffix+")")
+	f.BoolVar(&cfg.Atomic, "atomic", false, "make the store directory a symlink to a snapshot swapped in one rename per batch")
+	f.StringVar(&owner, "owner", "", "user (name or uid) owning mirrored files and directories (root only)")
+	f.StringVar(&group, "group", "", "group (name or gid) owning mirrored files and directories (root only)")
+	f.DurationVar(&cfg.IdleTimeout, "idle-timeout", cfg.IdleTimeout, "reconnect elsewhere when a server sends nothing for this long")
 	cmd.MarkFlagRequired("store")
 	cf.register(cmd)
 	logf.register(cmd)
 	return cmd
+}
+
+// parseOwner resolves --owner and --group, names or numeric ids, to the
+// watcher's Owner: nil when neither is given, -1 for the one not given.
+func parseOwner(owner, group string) (*watcher.Owner, error) {
+	if owner == "" && group == "" {
+		return nil, nil
+	}
+	o := &watcher.Owner{UID: -1, GID: -1}
+	var err error
+	if owner != "" {
+		o.UID, err = lookupID(owner, func(name string) (string, error) {
+			u, err := user.Lookup(name)
+			if err != nil {
+				return "", err
+			}
+			return u.Uid, nil
+		})
+		if err != nil {
+			return nil, fmt.Errorf("--owner %q: %w", owner, err)
+		}
+	}
+	if group != "" {
+		o.GID, err = lookupID(group, func(name string) (string, error) {
+			g, err := user.LookupGroup(name)
+			if err != nil {
+				return "", err
+			}
+			return g.Gid, nil
+		})
+		if err != nil {
+			return nil, fmt.Errorf("--group %q: %w", group, err)
+		}
+	}
+	return o, nil
+}
+
+// lookupID returns s as a numeric id, or the id lookup finds for the name
+// s.
+func lookupID(s string, lookup func(string) (string, error)) (int, error) {
+	if s[0] >= '0' && s[0] <= '9' {
+		id, err := strconv.ParseUint(s, 10, 31)
+		if err != nil {
+			return 0, errors.New("not a valid numeric id")
+		}
+		return int(id), nil
+	}
+	idStr, err := lookup(s)
+	if err != nil {
+		return 0, err
+	}
+	id, err := strconv.Atoi(idStr)
+	if err != nil {
+		return 0, fmt.Errorf("non-numeric id %q", idStr)
+	}
+	return id, nil
 }
 
 // modeFlag is a file mode flag written in octal.

@@ -1,14 +1,26 @@
 package main
 
 import (
+	"context"
 	"encoding/json"
 	"fmt"
 	"os"
 	"path/filepath"
+	"reflect"
 	"regexp"
+	"strconv"
 	"strings"
 	"syscall"
 	"testing"
+	"time"
+
+	"google.golang.org/grpc"
+	"google.golang.org/grpc/credentials/insecure"
+
+	repldspb "replds/proto"
+	"replds/server/servertest"
+	"replds/triggers"
+	"replds/watcher"
 )
 
 func TestModeFlag(t *testing.T) {
@@ -128,6 +140,231 @@ func TestE2E_PullReloadsTriggersOnSIGHUP(t *testing.T) {
 	waitFile(t, filepath.Join(mirror, "k"), []byte("v1"))
 	waitFile(t, out, []byte(`/app {"added":["/app/k"],"changed":[],"deleted":[]}`+"\n"))
 
+	pull.kill(syscall.SIGTERM)
+	if pull.err != nil {
+		t.Fatalf("pull after SIGTERM: %v", pull.err)
+	}
+}
+
+func TestParseOwner(t *testing.T) {
+	tests := []struct {
+		owner, group string
+		want         *watcher.Owner
+		ok           bool
+	}{
+		{"", "", nil, true},
+		{"0", "", &watcher.Owner{UID: 0, GID: -1}, true},
+		{"root", "root", &watcher.Owner{UID: 0, GID: 0}, true},
+		{"", "12345", &watcher.Owner{UID: -1, GID: 12345}, true},
+		{"4242", "4343", &watcher.Owner{UID: 4242, GID: 4343}, true},
+		{"no-such-user-here", "", nil, false},
+		{"", "no-such-group-here", nil, false},
+		{"12x", "", nil, false},
+		{"99999999999", "", nil, false},
+	}
+	for _, tt := range tests {
+		got, err := parseOwner(tt.owner, tt.group)
+		if (err == nil) != tt.ok || !reflect.DeepEqual(got, tt.want) {
+			t.Errorf("parseOwner(%q, %q) = %+v, %v; want %+v, ok=%v", tt.owner, tt.group, got, err, tt.want, tt.ok)
+		}
+	}
+}
+
+// TestE2E_PullAtomicWithOwner: --atomic makes the store directory a link
+// to the one snapshot; --owner/--group own everything it created.
+func TestE2E_PullAtomicWithOwner(t *testing.T) {
+	if os.Geteuid() != 0 {
+		t.Skip("--owner needs root")
+	}
+	s := startServer(t, "solo", "127.0.0.1:0", t.TempDir())
+	run(t, strings.NewReader("cert 1"), "store", "--server="+s.addr, "-", "/tls/cert")
+	work := t.TempDir()
+	mirror := filepath.Join(work, "mirror")
+	pull := func() {
+		t.Helper()
+		mustRun(t, "pull", "--once", "--atomic", "--owner=4242", "--group=4343", "--server="+s.addr, "--store="+mirror, "/tls")
+	}
+	pull()
+	run(t, strings.NewReader("cert 2"), "store", "--server="+s.addr, "-", "/tls/cert")
+	run(t, strings.NewReader("key 2"), "store", "--server="+s.addr, "-", "/tls/sub/key")
+	pull()
+
+	target, err := os.Readlink(mirror)
+	if err != nil {
+		t.Fatalf("store directory: %v, want a symlink", err)
+	}
+	entries, _ := os.ReadDir(work)
+	var names []string
+	for _, e := range entries {
+		names = append(names, e.Name())
+	}
+	if want := []string{target, "mirror", "mirror.replds-state"}; !reflect.DeepEqual(names, want) {
+		t.Errorf("beside the store directory: %v, want %v", names, want)
+	}
+	waitFile(t, filepath.Join(mirror, "cert"), []byte("cert 2"))
+	waitFile(t, filepath.Join(mirror, "sub/key"), []byte("key 2"))
+	for _, p := range []string{mirror, filepath.Join(work, target), filepath.Join(mirror, "cert"), filepath.Join(mirror, "sub"), filepath.Join(mirror, "sub/key")} {
+		fi, err := os.Lstat(p)
+		if err != nil {
+			t.Fatal(err)
+		}
+		if st := fi.Sys().(*syscall.Stat_t); st.Uid != 4242 || st.Gid != 4343 {
+			t.Errorf("%s owned by %d:%d, want 4242:4343", p, st.Uid, st.Gid)
+		}
+	}
+	_, errOut, code := run(t, nil, "pull", "--once", "--owner=no-such-user-here", "--server="+s.addr, "--store="+mirror, "/tls")
+	if code == 0 || !strings.Contains(errOut, "no-such-user-here") {
+		t.Errorf("pull with an unknown owner: exit %d, %q", code, errOut)
+	}
+}
+
+// TestE2E_PullFailoverKill9 kills the server a pull follows, with SIGKILL,
+// in the middle of a stream of writes made on the other server: the pull
+// resumes there, and its trigger sees every change exactly once, with
+// versions never going back.
+func TestE2E_PullFailoverKill9(t *testing.T) {
+	servers := startCluster(t, 2)
+	work := t.TempDir()
+	trig := filepath.Join(work, "triggers")
+	if err := os.Mkdir(trig, 0o700); err != nil {
+		t.Fatal(err)
+	}
+	out := filepath.Join(work, "runs")
+	// Each run logs the counter it sees on disk and its changes. The
+	// wait window lets changes pile up rather than fork a shell per write.
+	cmd := fmt.Sprintf(`printf '%%s %%s\n' "$(cat "$REPLDS_STORE/counter")" "$(cat)" >> '%s'`, out)
+	b, _ := json.Marshal(map[string]any{"path": "/f", "command": cmd, "wait": map[string]string{"min": "20ms", "max": "100ms"}})
+	if err := os.WriteFile(filepath.Join(trig, "log"), b, 0o600); err != nil {
+		t.Fatal(err)
+	}
+	mirror := filepath.Join(work, "mirror")
+	pull := start(t, "pull", "pull", "--server="+servers[0].addr, "--server="+servers[1].addr,
+		"--store="+mirror, "--triggers-dir="+trig, "--log-level=debug", "/f")
+	watching := pull.waitLine(regexp.MustCompile(`msg=watching .*server=(\S+)`))[1]
+	a, bs := servers[0], servers[1]
+	if watching == bs.addr {
+		a, bs = bs, a
+	}
+	t.Logf("pull follows %s; writing on %s", a.name, bs.name)
+
+	conn := servertest.Dial(t, bs.addr, grpc.WithTransportCredentials(insecure.NewCredentials()))
+	client := repldspb.NewRepldsClient(conn)
+	const writes, killAt = 150, 50
+	for i := 1; i <= writes; i++ {
+		ctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
+		_, err := client.Store(ctx, &repldspb.StoreRequest{Writes: []*repldspb.Write{
+			{Path: fmt.Sprintf("/f/k%03d", i), Data: []byte(fmt.Sprint(i))},
+			{Path: "/f/counter", Data: []byte(fmt.Sprint(i))},
+		}})
+		cancel()
+		if err != nil {
+			t.Fatalf("write %d on %s: %v", i, bs.name, err)
+		}
+		if i == killAt {
+			a.kill(syscall.SIGKILL)
+		}
+	}
+	pull.waitLine(regexp.MustCompile(`msg=watching .*server=` + regexp.QuoteMeta(bs.addr) + ` resume=true`))
+	waitFile(t, filepath.Join(mirror, "counter"), []byte(fmt.Sprint(writes)))
+
+	type runLine struct {
+		counter int
+		triggers.Changes
+	}
+	var runs []runLine
+	err := servertest.Eventually(context.Background(), 20*time.Second, func() error {
+		b, err := os.ReadFile(out)
+		if err != nil {
+			return err
+		}
+		runs = nil
+		for _, l := range strings.Split(strings.TrimSpace(string(b)), "\n") {
+			n, js, _ := strings.Cut(l, " ")
+			var r runLine
+			var err error
+			if r.counter, err = strconv.Atoi(n); err != nil {
+				return fmt.Errorf("run line %q: %v", l, err)
+			}
+			if err := json.Unmarshal([]byte(js), &r.Changes); err != nil {
+				return fmt.Errorf("run line %q: %v", l, err)
+			}
+			runs = append(runs, r)
+		}
+		if last := runs[len(runs)-1].counter; last != writes {
+			return fmt.Errorf("last trigger run saw counter %d, want %d", last, writes)
+		}
+		return nil
+	})
+	if err != nil {
+		t.Fatal(err)
+	}
+	added := map[string]int{}
+	prev := 0
+	for i, r := range runs {
+		if r.counter < prev {
+			t.Errorf("run %d saw counter %d after %d: went back", i, r.counter, prev)
+		}
+		prev = r.counter
+		for _, p := range r.Added {
+			added[p]++
+		}
+		for _, p := range r.Changed {
+			if p != "/f/counter" {
+				t.Errorf("run %d: %s reported changed; it was written once", i, p)
+			}
+		}
+		if len(r.Deleted) > 0 {
+			t.Errorf("run %d: deleted %v", i, r.Deleted)
+		}
+	}
+	for i := 1; i <= writes; i++ {
+		p := fmt.Sprintf("/f/k%03d", i)
+		if added[p] != 1 {
+			t.Errorf("%s reported added %d times, want once", p, added[p])
+		}
+		waitFile(t, filepath.Join(mirror, p[len("/f/"):]), []byte(fmt.Sprint(i)))
+	}
+	if added["/f/counter"] != 1 || len(added) != writes+1 {
+		t.Errorf("added: counter %d times, %d paths in all; want once and %d", added["/f/counter"], len(added), writes+1)
+	}
+
+	// The pull's own account: each leaf written to disk once, the counter
+	// only ever to a higher version, though the other server replayed
+	// what the pull may already have had.
+	wrote := regexp.MustCompile(`msg=wrote .*path=(\S+) version=(\d+)`)
+	skipped := regexp.MustCompile(`msg="batch applied" .*skipped=(\d+)`)
+	written := map[string]int{}
+	var lastVersion uint64
+	var skips int
+	pull.mu.Lock()
+	for _, l := range pull.lines {
+		if m := skipped.FindStringSubmatch(l); m != nil {
+			n, _ := strconv.Atoi(m[1])
+			skips += n
+		}
+		m := wrote.FindStringSubmatch(l)
+		if m == nil {
+			continue
+		}
+		written[m[1]]++
+		if m[1] == "/f/counter" {
+			v, _ := strconv.ParseUint(m[2], 10, 64)
+			if v <= lastVersion {
+				t.Errorf("counter written at version %d after %d", v, lastVersion)
+			}
+			lastVersion = v
+		}
+	}
+	pull.mu.Unlock()
+	for p, n := range written {
+		if n != 1 && p != "/f/counter" {
+			t.Errorf("%s written %d times", p, n)
+		}
+	}
+	if len(written) != writes+1 {
+		t.Errorf("%d paths written, want %d", len(written), writes+1)
+	}
+	t.Logf("%d writes, %d trigger runs, counter written %d times, %d replayed nodes skipped", writes, len(runs), written["/f/counter"], skips)
 	pull.kill(syscall.SIGTERM)
 	if pull.err != nil {
 		t.Fatalf("pull after SIGTERM: %v", pull.err)

@@ -1,0 +1,448 @@
+package watcher
+
+import (
+	"crypto/rand"
+	"encoding/hex"
+	"errors"
+	"fmt"
+	"io"
+	"io/fs"
+	"os"
+	"path"
+	"path/filepath"
+	"slices"
+	"strconv"
+	"strings"
+	"syscall"
+	"time"
+)
+
+// Atomic mode (Config.Atomic) lays the mirror out as
+//
+//	PARENT/DIR                     symlink to .DIR.replds-snap-N
+//	PARENT/.DIR.replds-snap-N      the current snapshot: a complete tree
+//	PARENT/.DIR.replds-snap-N+1    the staging snapshot of the open batch
+//
+// The first change of a batch creates the staging snapshot as a copy of the
+// current one (files hard-linked, directories created anew), under a
+// temporary name renamed into place once complete and durable. The batch
+// is written into it; at the bookmark the state records the batch and
+// the staging number ("snap" in meta, the sealed snapshot) in one
+// transaction, then a new symlink is renamed over DIR and the old snapshot
+// is removed. A reader that resolves DIR once (opens the directory, or
+// readlink) sees one complete batch; the triggers run after the swap.
+//
+// Recovery (settle, at start and at each session) relies on two facts: a
+// snapshot directory with its final name is complete, and the staging
+// snapshot is numbered max(current, sealed)+1. So: the sealed snapshot, if
+// newer than the current one, is swapped in (a crash between the state
+// commit and the rename); the snapshot numbered max(current, sealed)+1 is
+// the staging snapshot of a batch the state has partly recorded, and is
+// kept; every other snapshot and temporary entry of DIR is removed.
+
+const (
+	snapInfix    = ".replds-snap-"
+	snapTmpInfix = ".replds-tmp-"
+)
+
+// snapshots manages the snapshot directories of an atomic mirror. It is
+// used by the mirror's goroutine only.
+type snapshots struct {
+	m      *mirror  // modes, owner and log
+	parent *os.Root // the store directory's parent
+	base   string   // the store directory's name (the symlink)
+	// seal records n as the sealed snapshot in the state.
+	seal func(n uint64) error
+
+	cur     uint64   // number of the current snapshot
+	curRoot *os.Root // the current snapshot, never written
+	sealed  uint64   // number of the last snapshot the state sealed
+	staging *os.Root // the staging snapshot; nil between batches
+	next    uint64   // number of the staging snapshot
+}
+
+// openSnapshots opens the atomic layout of dir, creating or repairing it
+// (settle) with sealed, the state's last sealed snapshot number. seal
+// records a new sealed number in the state (when a plain directory is
+// adopted).
+func openSnapshots(dir string, sealed uint64, seal func(uint64) error, m *mirror) (*snapshots, error) {
+	abs, err := filepath.Abs(dir)
+	if err != nil {
+		return nil, err
+	}
+	parent, err := os.OpenRoot(filepath.Dir(abs))
+	if err != nil {
+		return nil, fmt.Errorf("parent of the store directory: %w", err)
+	}
+	s := &snapshots{m: m, parent: parent, base: filepath.Base(abs), seal: seal}
+	if err := s.settle(sealed); err != nil {
+		s.close()
+		return nil, err
+	}
+	return s, nil
+}
+
+// root returns where the mirror works: the staging snapshot during a
+// batch, else the current one.
+func (s *snapshots) root() *os.Root {
+	if s.staging != nil {
+		return s.staging
+	}
+	return s.curRoot
+}
+
+func (s *snapshots) snapName(n uint64) string {
+	return "." + s.base + snapInfix + strconv.FormatUint(n, 10)
+}
+
+// parseSnap returns the number of a snapshot name of this directory.
+func (s *snapshots) parseSnap(name string) (uint64, bool) {
+	rest, ok := strings.CutPrefix(name, "."+s.base+snapInfix)
+	if !ok || rest == "" || rest[0] == '0' || strings.Trim(rest, "0123456789") != "" {
+		return 0, false
+	}
+	n, err := strconv.ParseUint(rest, 10, 64)
+	return n, err == nil
+}
+
+func (s *snapshots) isTemp(name string) bool {
+	return strings.HasPrefix(name, "."+s.base+snapTmpInfix)
+}
+
+func (s *snapshots) tempName() string {
+	var b [8]byte
+	rand.Read(b[:])
+	return "." + s.base + snapTmpInfix + hex.EncodeToString(b[:])
+}
+
+// close closes the open snapshots and the parent.
+func (s *snapshots) close() {
+	s.closeSnaps()
+	s.parent.Close()
+}
+
+func (s *snapshots) closeSnaps() {
+	if s.staging != nil {
+		s.staging.Close()
+		s.staging = nil
+	}
+	if s.curRoot != nil {
+		s.curRoot.Close()
+		s.curRoot = nil
+	}
+}
+
+// settle brings the layout to a consistent state and opens it: the store
+// directory is a symlink to a complete snapshot, the newest sealed one;
+// a staging snapshot left by an interrupted batch is reopened; leftovers
+// are removed. A plain directory in place of the symlink (a mirror made
+// without --atomic) becomes the first snapshot.
+func (s *snapshots) settle(sealed uint64) error {
+	s.closeSnaps()
+	f, err := s.parent.Open(".")
+	if err != nil {
+		return fmt.Errorf("open parent directory: %w", err)
+	}
+	entries, err := f.ReadDir(-1)
+	f.Close()
+	if err != nil {
+		return fmt.Errorf("read parent directory: %w", err)
+	}
+	snaps := map[uint64]bool{}
+	var temps []string
+	for _, e := range entries {
+		if n, ok := s.parseSnap(e.Name()); ok && e.IsDir() {
+			snaps[n] = true
+		} else if s.isTemp(e.Name()) {
+			temps = append(temps, e.Name())
+		}
+	}
+	highest := sealed
+	for n := range snaps {
+		highest = max(highest, n)
+	}
+
+	var (
+		cur    uint64
+		linked bool // the symlink points to an existing snapshot
+		plain  bool // a plain directory stands where the symlink goes
+	)
+	fi, err := s.parent.Lstat(s.base)
+	switch {
+	case errors.Is(err, fs.ErrNotExist):
+	case err != nil:
+		return fmt.Errorf("lstat store directory: %w", err)
+	case fi.Mode()&fs.ModeSymlink != 0:
+		target, err := s.parent.Readlink(s.base)
+		if err != nil {
+			return fmt.Errorf("read store directory link: %w", err)
+		}
+		n, ok := s.parseSnap(target)
+		if !ok {
+			return fmt.Errorf("the store directory %s is a symlink to %s, not to a snapshot of an atomic pull", s.base, target)
+		}
+		cur, linked = n, snaps[n]
+		if !linked {
+			s.m.log.Warn("store directory links to a missing snapshot; recreating it", "target", target)
+		}
+	case fi.IsDir():
+		plain = true
+	default:
+		return fmt.Errorf("the store directory %s is a %v, not a directory or a snapshot symlink", s.base, fi.Mode().Type())
+	}
+
+	switch {
+	case plain:
+		cur = highest + 1
+		if err := s.adopt(cur); err != nil {
+			return err
+		}
+		snaps[cur] = true
+		sealed = cur
+	case sealed > 0 && snaps[sealed] && (!linked || sealed > cur):
+		// The state sealed this snapshot, the crash came before the swap.
+		s.m.log.Info("swapping in the last sealed snapshot", "snapshot", sealed, "was", cur)
+		cur = sealed
+		if err := s.setLink(cur); err != nil {
+			return err
+		}
+	case !linked:
+		cur = highest + 1
+		if err := s.m.mkdir(s.parent, s.snapName(cur)); err != nil {
+			return err
+		}
+		if err := s.setLink(cur); err != nil {
+			return err
+		}
+		snaps[cur] = true
+	default:
+		if s.m.owner != nil {
+			// Converge the symlink's own ownership too.
+			if err := s.m.chown(s.parent, s.base); err != nil {
+				return err
+			}
+		}
+	}
+
+	s.sealed = sealed
+	stagingN := max(cur, sealed) + 1
+	for n := range snaps {
+		if n == cur || n == stagingN {
+			continue
+		}
+		if err := s.parent.RemoveAll(s.snapName(n)); err != nil {
+			return fmt.Errorf("remove stale snapshot: %w", err)
+		}
+		s.m.log.Info("removed stale snapshot", "snapshot", n)
+	}
+	for _, name := range temps {
+		if err := s.parent.RemoveAll(name); err != nil {
+			return fmt.Errorf("remove leftover %s: %w", name, err)
+		}
+		s.m.log.Info("removed leftover temporary entry", "name", name)
+	}
+
+	if s.curRoot, err = s.parent.OpenRoot(s.snapName(cur)); err != nil {
+		return fmt.Errorf("open snapshot: %w", err)
+	}
+	s.cur = cur
+	if snaps[stagingN] {
+		if s.staging, err = s.parent.OpenRoot(s.snapName(stagingN)); err != nil {
+			return fmt.Errorf("open staging snapshot: %w", err)
+		}
+		s.next = stagingN
+		s.m.log.Info("resuming the staging snapshot of an interrupted batch", "snapshot", stagingN)
+	}
+	return nil
+}
+
+// adopt turns the plain store directory into snapshot n: sealed in the
+// state first, so that a crash between the two renames that follow (when
+// the store directory does not exist) is completed by the next settle.
+func (s *snapshots) adopt(n uint64) error {
+	s.m.log.Warn("turning the store directory into the first atomic snapshot", "snapshot", n)
+	if err := s.seal(n); err != nil {
+		return fmt.Errorf("record adopted snapshot: %w", err)
+	}
+	if err := s.parent.Rename(s.base, s.snapName(n)); err != nil {
+		return fmt.Errorf("move store directory to a snapshot: %w", err)
+	}
+	return s.setLink(n)
+}
+
+// setLink atomically points the store directory to snapshot n: a new
+// symlink renamed over it, the parent fsynced.
+func (s *snapshots) setLink(n uint64) error {
+	tmp := s.tempName()
+	if err := s.parent.Symlink(s.snapName(n), tmp); err != nil {
+		return fmt.Errorf("symlink: %w", err)
+	}
+	if err := s.m.chown(s.parent, tmp); err != nil {
+		s.parent.Remove(tmp)
+		return err
+	}
+	if err := s.parent.Rename(tmp, s.base); err != nil {
+		s.parent.Remove(tmp)
+		return fmt.Errorf("rename symlink over the store directory: %w", err)
+	}
+	return s.syncParent()
+}
+
+func (s *snapshots) syncParent() error {
+	return syncDir(s.parent, ".")
+}
+
+func syncDir(r *os.Root, name string) error {
+	f, err := r.Open(name)
+	if err != nil {
+		return fmt.Errorf("open %s: %w", name, err)
+	}
+	err = f.Sync()
+	f.Close()
+	if err != nil {
+		return fmt.Errorf("fsync %s: %w", name, err)
+	}
+	return nil
+}
+
+// stage creates the staging snapshot, a durable copy of the current one,
+// and returns it opened.
+func (s *snapshots) stage() (*os.Root, error) {
+	start := time.Now()
+	n := max(s.cur, s.sealed) + 1
+	name := s.snapName(n)
+	// Left by a discard that failed half-way.
+	if err := s.parent.RemoveAll(name); err != nil {
+		return nil, fmt.Errorf("remove old staging snapshot: %w", err)
+	}
+	tmp := s.tempName()
+	files, err := s.copyTree(tmp)
+	if err != nil {
+		s.parent.RemoveAll(tmp)
+		return nil, fmt.Errorf("copy snapshot: %w", err)
+	}
+	if err := s.parent.Rename(tmp, name); err != nil {
+		s.parent.RemoveAll(tmp)
+		return nil, fmt.Errorf("rename staging snapshot: %w", err)
+	}
+	if err := s.syncParent(); err != nil {
+		return nil, err
+	}
+	r, err := s.parent.OpenRoot(name)
+	if err != nil {
+		return nil, fmt.Errorf("open staging snapshot: %w", err)
+	}
+	s.staging, s.next = r, n
+	s.m.log.Debug("staging snapshot created", "snapshot", n, "files", files, "duration", time.Since(start))
+	return r, nil
+}
+
+// copyTree makes dst (a new entry of the parent) a copy of the current
+// snapshot: directories are created with the mirror's mode and owner,
+// regular files are hard-linked (copied if linking fails), anything else
+// is left out. Every directory is fsynced before it returns.
+func (s *snapshots) copyTree(dst string) (files int, err error) {
+	if err := s.m.mkdir(s.parent, dst); err != nil {
+		return 0, err
+	}
+	dirs := []string{dst}
+	src := s.snapName(s.cur)
+	err = fs.WalkDir(s.curRoot.FS(), ".", func(name string, e fs.DirEntry, err error) error {
+		if err != nil {
+			return err // a snapshot that cannot be read cannot be copied
+		}
+		if name == "." {
+			return nil
+		}
+		to := path.Join(dst, name)
+		switch {
+		case e.IsDir():
+			if err := s.m.mkdir(s.parent, to); err != nil {
+				return err
+			}
+			dirs = append(dirs, to)
+		case e.Type().IsRegular():
+			files++
+			if err := s.parent.Link(path.Join(src, name), to); err != nil {
+				if err := s.copyFile(name, to); err != nil {
+					return err
+				}
+			}
+		default:
+			s.m.log.Warn("left out of the new snapshot: not a regular file or directory", "local", name, "type", e.Type().String())
+		}
+		return nil
+	})
+	if err != nil {
+		return files, err
+	}
+	// Deepest first, though any order is durable once all are done.
+	slices.Reverse(dirs)
+	for _, d := range dirs {
+		if err := syncDir(s.parent, d); err != nil {
+			return files, err
+		}
+	}
+	return files, nil
+}
+
+// copyFile copies the current snapshot's file name to the parent's entry
+// to, with the same mode and (as root) owner, fsynced.
+func (s *snapshots) copyFile(name, to string) error {
+	in, err := s.curRoot.OpenFile(name, os.O_RDONLY|syscall.O_NOFOLLOW|syscall.O_NONBLOCK, 0)
+	if err != nil {
+		return err
+	}
+	defer in.Close()
+	fi, err := in.Stat()
+	if err != nil {
+		return err
+	}
+	out, err := s.parent.OpenFile(to, os.O_WRONLY|os.O_CREATE|os.O_EXCL, 0o600)
+	if err != nil {
+		return err
+	}
+	defer out.Close()
+	if st, ok := fi.Sys().(*syscall.Stat_t); ok && os.Geteuid() == 0 {
+		if err := out.Chown(int(st.Uid), int(st.Gid)); err != nil {
+			return fmt.Errorf("chown %s: %w", to, err)
+		}
+	}
+	if err := out.Chmod(fi.Mode().Perm()); err != nil {
+		return fmt.Errorf("chmod %s: %w", to, err)
+	}
+	if _, err := io.Copy(out, in); err != nil {
+		return fmt.Errorf("copy %s: %w", name, err)
+	}
+	if err := out.Sync(); err != nil {
+		return fmt.Errorf("fsync %s: %w", to, err)
+	}
+	return out.Close()
+}
+
+// swap publishes the staging snapshot (already sealed in the state): the
+// symlink is replaced, then the old snapshot removed.
+func (s *snapshots) swap() error {
+	if err := s.setLink(s.next); err != nil {
+		return err
+	}
+	old := s.cur
+	s.curRoot.Close()
+	s.cur, s.curRoot, s.sealed = s.next, s.staging, s.next
+	s.staging = nil
+	if err := s.parent.RemoveAll(s.snapName(old)); err != nil {
+		// Harmless: the next settle removes it.
+		s.m.log.Warn("old snapshot not removed", "snapshot", old, "err", err)
+	}
+	return nil
+}
+
+// discard drops the staging snapshot of a batch that changed nothing.
+func (s *snapshots) discard() error {
+	s.staging.Close()
+	s.staging = nil
+	if err := s.parent.RemoveAll(s.snapName(s.next)); err != nil {
+		return fmt.Errorf("remove staging snapshot: %w", err)
+	}
+	return nil
+}
