@@ -47,10 +47,8 @@ type watchStream struct {
 	readable func(string) bool
 	// token covers everything the client has (its resume token, then the
 	// last bookmark sent).
-	token store.Vector
-	// tokenChanged records that token moved since the last bookmark sent.
-	tokenChanged bool
-	synced       bool
+	token  store.Vector
+	synced bool
 }
 
 func (w *watchStream) run() error {
@@ -118,7 +116,6 @@ func (w *watchStream) replay(snap store.Vector) error {
 	w.advance(snap)
 	msg := &repldspb.WatchResponse{Bookmark: vectorToProto(w.token), Synced: !w.synced}
 	w.synced = true
-	w.tokenChanged = false
 	return w.stream.Send(msg)
 }
 
@@ -128,7 +125,6 @@ func (w *watchStream) advance(v store.Vector) {
 	for o, seq := range v {
 		if seq > w.token[o] {
 			w.token[o] = seq
-			w.tokenChanged = true
 		}
 	}
 }
@@ -149,7 +145,6 @@ func (w *watchStream) live(sub *store.Subscription) error {
 			// A bookmark every tick, even when nothing changed: it is
 			// also the heartbeat that lets a client tell a quiet stream
 			// from a server that stopped answering (watcher IdleTimeout).
-			w.tokenChanged = false
 			if err := w.stream.Send(&repldspb.WatchResponse{Bookmark: vectorToProto(w.token)}); err != nil {
 				return err
 			}
@@ -180,6 +175,5 @@ func (w *watchStream) onEvent(ev store.Event) error {
 	if len(out) == 0 {
 		return nil
 	}
-	w.tokenChanged = false
 	return w.stream.Send(&repldspb.WatchResponse{Nodes: out, Bookmark: vectorToProto(w.token)})
 }
