@@ -104,7 +104,14 @@ func (s *Server) Sync(req *repldspb.SyncRequest, stream repldspb.Internal_SyncSe
 	if err := s.authorize(stream.Context(), acl.Peer, ""); err != nil {
 		return toStatus(s.log, method, err)
 	}
-	err := answerSync(s.store, req, s.metrics.syncServed(req, stream).Send)
+	send := s.metrics.syncServed(req, stream).Send
+	err := answerSync(s.store, req, func(m *repldspb.SyncResponse) error {
+		// An ACL reload may take the peer permission away mid-stream.
+		if err := s.authorize(stream.Context(), acl.Peer, ""); err != nil {
+			return toStatus(s.log, method, err)
+		}
+		return send(m)
+	})
 	if status.Code(err) == codes.Unknown {
 		return toStatus(s.log, method, err)
 	}
@@ -127,7 +134,12 @@ func (s *Server) Buckets(req *repldspb.BucketRequest, stream repldspb.Internal_B
 	if err := s.authorize(stream.Context(), acl.Peer, ""); err != nil {
 		return toStatus(s.log, method, err)
 	}
-	err := answerBuckets(s.store, req, stream.Send)
+	err := answerBuckets(s.store, req, func(m *repldspb.SyncResponse) error {
+		if err := s.authorize(stream.Context(), acl.Peer, ""); err != nil {
+			return toStatus(s.log, method, err)
+		}
+		return stream.Send(m)
+	})
 	if status.Code(err) == codes.Unknown {
 		return toStatus(s.log, method, err)
 	}

@@ -726,3 +726,90 @@ func TestConfig_ValidateSecurity(t *testing.T) {
 		})
 	}
 }
+
+// TestSecurity_ACLChangesReachWatches checks that a Watch follows ACL
+// reloads: an open stream ends so that its client reconnects under the new
+// rules, and a client resuming with a token issued under other rules gets a
+// reset and a full replay of what it may read now, gaining a newly granted
+// subtree and dropping a revoked one.
+func TestSecurity_ACLChangesReachWatches(t *testing.T) {
+	const base = "client / write\nclient / read\nhost1 /data/a read\n"
+	const granted = base + "host1 /data/b read\n"
+	pki := servertest.NewPKI(t)
+	c := servertest.NewCluster(t, 1, servertest.WithTLS(pki, base))
+	put(t, c.Client(0), "/data/a/x", "1", "/data/b/y", "2")
+	host1 := clientAs(t, c, pki, 0, "host1")
+
+	// replay reads a stream up to its synced bookmark.
+	replay := func(stream repldspb.Replds_WatchClient) (got []string, reset bool, token *repldspb.Vector) {
+		t.Helper()
+		for {
+			msg, err := stream.Recv()
+			if err != nil {
+				t.Fatalf("Watch: %v", err)
+			}
+			reset = reset || msg.Reset_
+			got = append(got, paths(msg)...)
+			if msg.Synced {
+				return got, reset, msg.Bookmark
+			}
+		}
+	}
+	// ended waits for an open stream to end with Unavailable.
+	ended := func(stream repldspb.Replds_WatchClient) {
+		t.Helper()
+		for {
+			msg, err := stream.Recv()
+			if err != nil {
+				if status.Code(err) != codes.Unavailable {
+					t.Fatalf("Watch ended with %v, want Unavailable", err)
+				}
+				return
+			}
+			for _, n := range msg.Nodes {
+				if n.Path == "/data/b/y" && n.Version > 0 && string(n.Data) == "after-revoke" {
+					t.Fatalf("open Watch sent %s written after read on /data/b was revoked", n.Path)
+				}
+			}
+		}
+	}
+	open := func(token *repldspb.Vector) repldspb.Replds_WatchClient {
+		t.Helper()
+		ctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
+		t.Cleanup(cancel)
+		stream, err := host1.Watch(ctx, &repldspb.WatchRequest{Prefix: "/data", Token: token})
+		if err != nil {
+			t.Fatal(err)
+		}
+		return stream
+	}
+
+	s := open(nil)
+	got, _, token := replay(s)
+	if strings.Join(got, ",") != "/data/a/x" {
+		t.Fatalf("first replay = %v, want /data/a/x", got)
+	}
+
+	// Grant: the open stream ends; resuming gets a reset and /data/b too.
+	if err := c.SetACL(granted); err != nil {
+		t.Fatal(err)
+	}
+	ended(s)
+	s = open(token)
+	got, reset, token := replay(s)
+	if !reset || strings.Join(got, ",") != "/data/a/x,/data/b/y" {
+		t.Errorf("resumed after a grant: reset %v, replay %v; want a reset and /data/a/x,/data/b/y", reset, got)
+	}
+
+	// Revoke: the open stream ends before it can carry a new write under
+	// /data/b; resuming gets a reset without /data/b.
+	if err := c.SetACL(base); err != nil {
+		t.Fatal(err)
+	}
+	put(t, c.Client(0), "/data/b/y", "after-revoke")
+	ended(s)
+	got, reset, _ = replay(open(token))
+	if !reset || strings.Join(got, ",") != "/data/a/x" {
+		t.Errorf("resumed after a revoke: reset %v, replay %v; want a reset and /data/a/x only", reset, got)
+	}
+}

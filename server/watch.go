@@ -1,15 +1,23 @@
 package server
 
 import (
+	"hash/fnv"
+	"strings"
 	"time"
 
+	"google.golang.org/grpc/codes"
+	"google.golang.org/grpc/status"
+
+	"replds/acl"
 	repldspb "replds/proto"
 	"replds/store"
 )
 
 // watchBuffer is how many committed batches a Watch stream may fall behind
 // before it drops its subscription and catches up from the store instead.
-const watchBuffer = 1024
+// The buffer is allocated up front (32 bytes an event) for every stream,
+// idle or not, so it stays small: a stream that overflows loses nothing.
+const watchBuffer = 64
 
 // Watch replays what the client lacks under a prefix, then streams live
 // changes. See the Watch section of DESIGN.md for the protocol.
@@ -19,6 +27,7 @@ func (s *Server) Watch(req *repldspb.WatchRequest, stream repldspb.Replds_WatchS
 	if err := store.ValidatePrefix(req.Prefix); err != nil {
 		return toStatus(s.log, method, err)
 	}
+	rules := s.sec.acls.Get()
 	roots, readable, err := s.readable(ctx, req.Prefix)
 	if err != nil {
 		return toStatus(s.log, method, err)
@@ -31,10 +40,43 @@ func (s *Server) Watch(req *repldspb.WatchRequest, stream repldspb.Replds_WatchS
 		prefix:   req.Prefix,
 		roots:    roots,
 		readable: readable,
+		rules:    rules,
 		token:    VectorFromProto(req.Token),
+	}
+	// The token records what the client could read when it was issued
+	// (aclOrigin). If that changed, what the token covers is not what the
+	// client holds: replay everything readable now, as a reset, so the
+	// client drops what it may no longer read and gets what it newly may.
+	fp := aclFingerprint(rules, roots)
+	if len(w.token) > 0 && w.token[aclOrigin] != fp {
+		w.token = store.Vector{}
+		w.reset = true
+	}
+	delete(w.token, aclOrigin)
+	if fp != 0 {
+		w.token[aclOrigin] = fp
 	}
 	return toStatus(s.log, method, w.run())
 }
+
+// aclOrigin is the pseudo-origin under which a Watch token carries the
+// fingerprint of what its client may read. No server has origin 0.
+const aclOrigin = 0
+
+// aclFingerprint identifies the readable roots of a Watch under ACLs (0
+// without ACLs: everything readable).
+func aclFingerprint(rules *acl.ACL, roots []string) uint64 {
+	if rules == nil {
+		return 0
+	}
+	h := fnv.New64a()
+	h.Write([]byte(strings.Join(roots, "\x00")))
+	return h.Sum64() | 1
+}
+
+// errRulesChanged ends a Watch stream when the ACLs change, so that the
+// client reconnects under the new rules.
+var errRulesChanged = status.Error(codes.Unavailable, "access rules changed; reconnect")
 
 // watchStream is the state of one Watch RPC.
 type watchStream struct {
@@ -45,6 +87,10 @@ type watchStream struct {
 	// of it is readable): replays scan only those.
 	roots    []string
 	readable func(string) bool
+	// rules are the ACLs the stream was opened under.
+	rules *acl.ACL
+	// reset makes the next replay a reset: the client's state is replaced.
+	reset bool
 	// token covers everything the client has (its resume token, then the
 	// last bookmark sent).
 	token  store.Vector
@@ -89,6 +135,12 @@ func (w *watchStream) keep(path string, m store.Meta) bool {
 // replay sends every node under the prefix that the token does not cover,
 // straight from the store in pages, then a bookmark at snap.
 func (w *watchStream) replay(snap store.Vector) error {
+	if w.reset {
+		if err := w.stream.Send(&repldspb.WatchResponse{Reset_: true}); err != nil {
+			return err
+		}
+		w.reset = false
+	}
 	for _, root := range w.roots {
 		after := ""
 		for {
@@ -142,6 +194,9 @@ func (w *watchStream) live(sub *store.Subscription) error {
 		case <-w.s.done:
 			return store.ErrClosed
 		case <-tick.C:
+			if w.rulesChanged() {
+				return errRulesChanged
+			}
 			// A bookmark every tick, even when nothing changed: it is
 			// also the heartbeat that lets a client tell a quiet stream
 			// from a server that stopped answering (watcher IdleTimeout).
@@ -162,9 +217,17 @@ func (w *watchStream) live(sub *store.Subscription) error {
 	}
 }
 
+// rulesChanged reports whether the ACLs changed since the stream opened.
+func (w *watchStream) rulesChanged() bool {
+	return w.s.sec != nil && w.s.sec.acls.Get() != w.rules
+}
+
 // onEvent sends what a committed batch changed under the prefix, with a
 // bookmark; a batch that changed nothing visible only moves the token.
 func (w *watchStream) onEvent(ev store.Event) error {
+	if w.rulesChanged() {
+		return errRulesChanged
+	}
 	var out []*repldspb.Node
 	for _, n := range ev.Nodes {
 		if store.Under(n.Path, w.prefix) && w.keep(n.Path, n.Meta) {
