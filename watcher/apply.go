@@ -308,7 +308,11 @@ func (a *applier) applyDelete(p *pageTx, rp string, rec nodeRec, wasLive bool) e
 	if err := p.putNode(rp, rec); err != nil {
 		return err
 	}
-	if !wasLive {
+	// A file the state does not know may still be on disk: a page's files
+	// are renamed into place before its state commits, and a crash or an
+	// error in between leaves them. The mirror owns DIR, so the tombstone
+	// removes it all the same (and triggers hear of it).
+	if !wasLive && (p.shadowed(rp) || !a.m.isFile(a.localName(rp))) {
 		return nil
 	}
 	a.stats.Deleted++

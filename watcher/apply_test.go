@@ -276,3 +276,31 @@ func TestApply_DryRunWritesNothing(t *testing.T) {
 	h.cfg.DryRun = false
 	h.open()
 }
+
+// TestApply_TombstoneRemovesFileStateDoesNotKnow covers a crash between a
+// page's files being renamed into place and its state commit: if the node
+// is deleted on the servers before the page comes again, only its
+// tombstone comes, and it must still remove the file.
+func TestApply_TombstoneRemovesFileStateDoesNotKnow(t *testing.T) {
+	for _, mode := range []struct {
+		name string
+		opts []harnessOpt
+	}{{"plain", nil}, {"atomic", []harnessOpt{atomicMode}}} {
+		t.Run(mode.name, func(t *testing.T) {
+			h := newHarness(t, "/p", mode.opts...)
+			h.bookmark(1, true, live("/p/x", 1, "X"))
+			// What the crash left: the file on disk, the state unaware.
+			if err := os.WriteFile(h.local("a"), []byte("secret"), 0o600); err != nil {
+				t.Fatal(err)
+			}
+			h.reopen()
+			h.bookmark(2, false, tomb("/p/a", 3))
+			if b, err := os.ReadFile(h.local("a")); !os.IsNotExist(err) {
+				t.Errorf("after the tombstone of /p/a the mirror still holds a = %q (%v)", b, err)
+			}
+			if b, err := os.ReadFile(h.local("x")); err != nil || string(b) != "X" {
+				t.Errorf("x = %q (%v), want X untouched", b, err)
+			}
+		})
+	}
+}

@@ -237,6 +237,12 @@ func (m *mirror) createTemp(dir string) (*os.File, string, error) {
 	}
 }
 
+// isFile reports whether name is a regular file in the mirror.
+func (m *mirror) isFile(name string) bool {
+	fi, err := m.lstat(name)
+	return err == nil && fi.Mode().IsRegular()
+}
+
 // removeFile removes the non-directory entry at name (a symlink itself, not
 // its target). A missing entry is not an error; a directory is left alone
 // and reported with isDir.

@@ -333,6 +333,12 @@ func (r *run) session(ctx context.Context, client repldspb.RepldsClient, addr st
 	if err := r.a.settle(); err != nil {
 		return false, err
 	}
+	// A batch sealed in a session that then failed (before its triggers
+	// ran, or before settle finished its swap) has its triggers pending:
+	// run them now rather than at the next change.
+	if _, err := r.a.runTriggers(ctx, false); err != nil {
+		return false, err
+	}
 	token, full, err := r.a.startSession()
 	if err != nil {
 		return false, err
