@@ -200,9 +200,14 @@ type pusher struct {
 }
 
 func (pu *pusher) run(ctx context.Context) {
-	backoff := 50 * time.Millisecond
+	const minBackoff = 50 * time.Millisecond
+	backoff := minBackoff
 	for {
+		start := time.Now()
 		err := pu.session(ctx)
+		if time.Since(start) > time.Minute {
+			backoff = minBackoff // a healthy stream broke: retry soon
+		}
 		if ctx.Err() != nil {
 			return
 		}

@@ -34,16 +34,15 @@ standard input becomes the single node REMOTE.`,
 			if err != nil {
 				return err
 			}
-			batches := splitBatches(writes, maxMessage-(1<<20))
-			changed := 0
-			for _, b := range batches {
+			batches := splitBatches(writes, maxMessage-(1<<20), maxBatchWrites)
+			for i, b := range batches {
 				err := cf.call(cmd.Context(), func(ctx context.Context, c repldspb.RepldsClient) error {
-					resp, err := c.Store(ctx, &repldspb.StoreRequest{Writes: b})
-					if err == nil {
-						changed += len(resp.Nodes)
-					}
+					_, err := c.Store(ctx, &repldspb.StoreRequest{Writes: b})
 					return err
 				})
+				if err != nil && i > 0 {
+					return fmt.Errorf("%w (%d of %d batches were stored before)", err, i, len(batches))
+				}
 				if err != nil {
 					return err
 				}
@@ -116,13 +115,18 @@ func collectWrites(local, remote string) ([]*repldspb.Write, error) {
 	return writes, nil
 }
 
-// splitBatches cuts writes into batches of at most max bytes of data.
-func splitBatches(writes []*repldspb.Write, max int) [][]*repldspb.Write {
+// maxBatchWrites is the most writes a server takes in one batch (its
+// default limit).
+const maxBatchWrites = 100000
+
+// splitBatches cuts writes into batches of at most maxBytes of data and
+// maxWrites writes.
+func splitBatches(writes []*repldspb.Write, maxBytes, maxWrites int) [][]*repldspb.Write {
 	var out [][]*repldspb.Write
 	start, size := 0, 0
 	for i, w := range writes {
 		n := len(w.Data) + len(w.Path) + 16
-		if i > start && size+n > max {
+		if i > start && (size+n > maxBytes || i-start >= maxWrites) {
 			out = append(out, writes[start:i])
 			start, size = i, 0
 		}
