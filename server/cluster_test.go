@@ -303,3 +303,53 @@ func TestSync_RepairWhenVectorsMatchButTreesDiffer(t *testing.T) {
 }
 
 var _ = io.EOF
+
+// TestCluster_CloseHandsOverAcknowledgedWrites stops a server while clients
+// write to it: every write it acknowledged reaches its peer, although the
+// server never comes back.
+func TestCluster_CloseHandsOverAcknowledgedWrites(t *testing.T) {
+	c := servertest.NewCluster(t, 2)
+	var (
+		mu    sync.Mutex
+		acked []string
+		wg    sync.WaitGroup
+	)
+	started := make(chan struct{}, 64)
+	for g := range 4 {
+		wg.Add(1)
+		go func() {
+			defer wg.Done()
+			client := c.Client(0)
+			for i := 0; ; i++ {
+				p := fmt.Sprintf("/w/%d/%d", g, i)
+				_, err := client.Store(context.Background(), &repldspb.StoreRequest{Writes: []*repldspb.Write{{Path: p, Data: []byte("x")}}})
+				if err != nil {
+					return // the server is gone
+				}
+				mu.Lock()
+				acked = append(acked, p)
+				mu.Unlock()
+				select {
+				case started <- struct{}{}:
+				default:
+				}
+			}
+		}()
+	}
+	for range 40 {
+		<-started
+	}
+	c.Stop(0)
+	wg.Wait()
+	mu.Lock()
+	defer mu.Unlock()
+	t.Logf("%d writes acknowledged before the stop", len(acked))
+	c.Wait(10*time.Second, "acknowledged writes on server 1", func() error {
+		for _, p := range acked {
+			if _, err := c.Server(1).DB().Get(p); err != nil {
+				return fmt.Errorf("server 1: Get(%s) of a write server 0 acknowledged: %v", p, err)
+			}
+		}
+		return nil
+	})
+}

@@ -54,7 +54,7 @@ func (s *Server) Push(stream repldspb.Internal_PushServer) error {
 	for {
 		var r recv
 		select {
-		case <-s.done:
+		case <-s.stopping:
 			return status.Error(codes.Unavailable, "server shutting down")
 		case r = <-msgs:
 		}

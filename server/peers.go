@@ -130,7 +130,7 @@ func (p *peerSet) reconcile() {
 			continue
 		}
 		ctx, cancel := context.WithCancel(p.s.ctx)
-		pu := &pusher{set: p, name: name, addr: m.grpcAddr, kick: make(chan struct{}, 1), cancel: cancel}
+		pu := &pusher{set: p, name: name, addr: m.grpcAddr, kick: make(chan struct{}, 1), cancel: cancel, done: make(chan struct{})}
 		if !p.s.goFunc(func() { pu.run(ctx) }) {
 			cancel()
 			return
@@ -197,9 +197,37 @@ type pusher struct {
 	addr   string
 	kick   chan struct{}
 	cancel context.CancelFunc
+	// done is closed when run returns.
+	done chan struct{}
+}
+
+// errDrained ends a push session that handed every write to the peer at
+// shutdown.
+var errDrained = errors.New("server: pushed everything before shutdown")
+
+// drained waits until every pusher has handed this server's writes to its
+// peer and stopped (see Server.draining), or until deadline. It reports
+// whether all did.
+func (p *peerSet) drained(deadline time.Time) bool {
+	p.mu.Lock()
+	var pushers []*pusher
+	for _, pu := range p.pushers {
+		pushers = append(pushers, pu)
+	}
+	p.mu.Unlock()
+	timeout := time.After(time.Until(deadline))
+	for _, pu := range pushers {
+		select {
+		case <-pu.done:
+		case <-timeout:
+			return false
+		}
+	}
+	return true
 }
 
 func (pu *pusher) run(ctx context.Context) {
+	defer close(pu.done)
 	const minBackoff = 50 * time.Millisecond
 	backoff := minBackoff
 	for {
@@ -208,12 +236,19 @@ func (pu *pusher) run(ctx context.Context) {
 		if time.Since(start) > time.Minute {
 			backoff = minBackoff // a healthy stream broke: retry soon
 		}
-		if ctx.Err() != nil {
+		if ctx.Err() != nil || errors.Is(err, errDrained) {
 			return
+		}
+		select {
+		case <-pu.set.s.draining:
+			return // shutting down: no new stream
+		default:
 		}
 		pu.set.log.Debug("push stream ended", "peer", pu.name, "err", err)
 		select {
 		case <-ctx.Done():
+			return
+		case <-pu.set.s.draining:
 			return
 		case <-time.After(backoff):
 		}
@@ -254,6 +289,17 @@ func (pu *pusher) session(ctx context.Context) error {
 			continue
 		}
 		select {
+		case <-pu.set.s.draining:
+			// No write can come any more, and every one up to the head
+			// was sent: the peer's answer to the end of the stream says
+			// it applied them all.
+			if _, last, _, err := pushPage(st, cursor); err != nil || last != cursor {
+				continue
+			}
+			if _, err := stream.CloseAndRecv(); err != nil {
+				return err
+			}
+			return errDrained
 		case <-ctx.Done():
 			return ctx.Err()
 		case <-pu.kick:

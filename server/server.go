@@ -43,6 +43,13 @@ type Server struct {
 	ctx    context.Context
 	cancel context.CancelFunc
 	done   <-chan struct{}
+	// stopping is closed first in Close: long-lived streams (Watch, and
+	// peers' Push into this server) end on it, so that the graceful stop
+	// waits only for requests such as Store. draining is closed once no
+	// more writes can be accepted: pushers then hand the last of them to
+	// their peers and stop.
+	stopping chan struct{}
+	draining chan struct{}
 
 	mu      sync.Mutex
 	closing bool
@@ -94,6 +101,9 @@ func New(cfg Config) (*Server, error) {
 		ctx:    ctx,
 		cancel: cancel,
 		done:   ctx.Done(),
+
+		stopping: make(chan struct{}),
+		draining: make(chan struct{}),
 	}
 	if s.cfg.Name == "" {
 		s.cfg.Name = lis.Addr().String()
@@ -207,7 +217,8 @@ func (s *Server) Close() error {
 		s.mu.Lock()
 		s.closing = true
 		s.mu.Unlock()
-		s.cancel()
+		deadline := time.Now().Add(s.cfg.ShutdownGrace)
+		close(s.stopping)
 
 		stopped := make(chan struct{})
 		go func() {
@@ -216,11 +227,18 @@ func (s *Server) Close() error {
 		}()
 		select {
 		case <-stopped:
-		case <-time.After(s.cfg.ShutdownGrace):
+		case <-time.After(time.Until(deadline)):
 			s.log.Warn("graceful stop timed out; closing connections")
 			s.grpc.Stop()
 			<-stopped
 		}
+		// Writes acknowledged until now must not wait for this server to
+		// come back: push them to the peers before going.
+		close(s.draining)
+		if !s.peers.drained(deadline) {
+			s.log.Warn("shutdown: some peers did not take the last writes; they will get them by sync once this server is back")
+		}
+		s.cancel()
 		s.mem.leave()
 		s.peers.close()
 		if s.http != nil {

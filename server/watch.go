@@ -191,7 +191,7 @@ func (w *watchStream) live(sub *store.Subscription) error {
 		select {
 		case <-ctx.Done():
 			return ctx.Err()
-		case <-w.s.done:
+		case <-w.s.stopping:
 			return store.ErrClosed
 		case <-tick.C:
 			if w.rulesChanged() {
