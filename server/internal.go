@@ -104,6 +104,11 @@ func (s *Server) Sync(req *repldspb.SyncRequest, stream repldspb.Internal_SyncSe
 	if err := s.authorize(stream.Context(), acl.Peer, ""); err != nil {
 		return toStatus(s.log, method, err)
 	}
+	// An asker that has seen more of our own writes than we hold means we
+	// were restored from an older state.
+	if o := s.store.Origin(); req.Vector != nil {
+		s.checkIncarnation(stream.Context(), o, VectorFromProto(req.Vector)[o])
+	}
 	send := s.metrics.syncServed(req, stream).Send
 	err := answerSync(s.store, req, func(m *repldspb.SyncResponse) error {
 		// An ACL reload may take the peer permission away mid-stream.

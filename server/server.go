@@ -51,6 +51,9 @@ type Server struct {
 	stopping chan struct{}
 	draining chan struct{}
 
+	// incMu serializes incarnation checks (checkIncarnation).
+	incMu sync.Mutex
+
 	mu      sync.Mutex
 	closing bool
 	wg      sync.WaitGroup

@@ -94,6 +94,14 @@ func (s *Server) syncWith(ctx context.Context, conn *grpc.ClientConn, r *syncRou
 			continue
 		}
 		start := time.Now()
+		if o := s.store.Origin(); msg.Origin == o {
+			// The peer holds writes of our own origin that we lack.
+			seen := msg.Upto
+			for _, n := range msg.Nodes {
+				seen = max(seen, n.Seq)
+			}
+			s.checkIncarnation(ctx, o, seen)
+		}
 		n, err := applySyncResponse(ctx, s.store, msg)
 		s.metrics.committed("apply", start, err)
 		applied += n
@@ -150,4 +158,26 @@ func vectorsEqual(a, b store.Vector) bool {
 		}
 	}
 	return true
+}
+
+// checkIncarnation takes a new incarnation when a peer has seen up to seq
+// seen of origin, this server's own origin, and the server holds less: it
+// was restored from a backup or lost its last writes. Its next writes would
+// otherwise reuse seqs its peers already cover, and never reach them; its
+// old writes, of a foreign origin from now on, come back by sync.
+func (s *Server) checkIncarnation(ctx context.Context, origin, seen uint64) {
+	s.incMu.Lock()
+	defer s.incMu.Unlock()
+	if s.store.Origin() != origin || seen <= s.store.Vector()[origin] {
+		return
+	}
+	old, cur, err := s.store.Reincarnate(ctx)
+	if err != nil {
+		s.log.Error("new incarnation failed", "err", err)
+		return
+	}
+	s.log.Warn("peers have seen more of this server's writes than it holds (restored from an older state?): new incarnation",
+		"old_origin", fmt.Sprintf("%016x", old), "origin", fmt.Sprintf("%016x", cur), "held", s.store.Vector()[old], "seen", seen)
+	// Pushers follow the origin's seqs: restart them on the new one.
+	s.peers.redial()
 }

@@ -178,6 +178,8 @@ func (s *Store) run() {
 			return
 		case r := <-s.reqs:
 			s.commitGroup(s.gather(r))
+		case answer := <-s.reinc:
+			answer <- s.reincarnate()
 		}
 	}
 }

@@ -37,11 +37,14 @@ type Store struct {
 	log    *slog.Logger
 	now    func() time.Time
 	db     *bolt.DB
+	// origin is written by the committer goroutine only (Open,
+	// Reincarnate), under mu; others read it under mu.
 	origin uint64
 
 	// reqs is unbuffered: a request is either taken by the committer, which
 	// then always answers it, or not sent at all (see submit).
 	reqs      chan *request
+	reinc     chan chan reincarnation
 	closing   chan struct{}
 	closeOnce sync.Once
 	closeErr  error
@@ -104,6 +107,7 @@ func Open(cfg Config) (*Store, error) {
 		now:     now,
 		db:      db,
 		reqs:    make(chan *request),
+		reinc:   make(chan chan reincarnation),
 		closing: make(chan struct{}),
 		tree:    radix.New(),
 		hash:    newHashTree(),
@@ -282,7 +286,54 @@ func (s *Store) view(fn func(tx *bolt.Tx) error) error {
 
 // Origin returns the store's incarnation id: random, non-zero, created when
 // the file was and kept in it.
-func (s *Store) Origin() uint64 { return s.origin }
+func (s *Store) Origin() uint64 {
+	s.mu.RLock()
+	defer s.mu.RUnlock()
+	return s.origin
+}
+
+// reincarnation is the committer's answer to Reincarnate.
+type reincarnation struct {
+	old, new uint64
+	err      error
+}
+
+// Reincarnate gives the store a new origin, durably, between two commits.
+// A server does so when its peers have seen more of its own writes than it
+// holds (it was restored from a backup, or lost its last writes): its new
+// writes must not reuse seqs its peers already cover, and its old writes,
+// now of a foreign origin, come back through Apply. It returns the old and
+// the new origin.
+func (s *Store) Reincarnate(ctx context.Context) (old, new uint64, err error) {
+	answer := make(chan reincarnation, 1)
+	select {
+	case s.reinc <- answer:
+		r := <-answer
+		return r.old, r.new, r.err
+	case <-s.closing:
+		return 0, 0, ErrClosed
+	case <-ctx.Done():
+		return 0, 0, ctx.Err()
+	}
+}
+
+// reincarnate runs on the committer goroutine (see Reincarnate).
+func (s *Store) reincarnate() reincarnation {
+	o, err := newOrigin()
+	if err != nil {
+		return reincarnation{err: err}
+	}
+	if err := s.db.Update(func(tx *bolt.Tx) error {
+		return tx.Bucket(bucketState).Put(keyOrigin, u64(o))
+	}); err != nil {
+		return reincarnation{err: fmt.Errorf("store: new origin: %w", err)}
+	}
+	s.mu.Lock()
+	old := s.origin
+	s.origin = o
+	s.mu.Unlock()
+	return reincarnation{old: old, new: o}
+}
 
 // Get returns the live leaf at path with a copy of its data. It returns an
 // error wrapping ErrNotFound if there is none (missing or deleted), and one

@@ -32,6 +32,7 @@ type Store interface {
 	Bucket(b int) []store.Node
 	Subscribe(buf int) *store.Subscription
 	Stats() store.Stats
+	Reincarnate(ctx context.Context) (old, new uint64, err error)
 	Close() error
 }
 

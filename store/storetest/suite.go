@@ -30,6 +30,7 @@ func Run(t *testing.T, open Opener) {
 		{"Versions", testVersions},
 		{"ClockSkew", testClockSkew},
 		{"PathAheadOfClock", testPathAheadOfClock},
+		{"Reincarnate", testReincarnate},
 		{"DenseSeqs", testDenseSeqs},
 		{"IdenticalNoop", testIdenticalNoop},
 		{"Delete", testDelete},
@@ -374,6 +375,34 @@ func testPathAheadOfClock(t *testing.T, open Opener) {
 	b := e.put("/b", "x")[0]
 	if b.Version >= future.Version {
 		t.Errorf("write of another path: version %d dragged to the future (%d)", b.Version, future.Version)
+	}
+}
+
+func testReincarnate(t *testing.T, open Opener) {
+	e := newEnv(t, open)
+	a := e.put("/a", "1", "/b", "2")
+	old, cur, err := e.s.Reincarnate(context.Background())
+	if err != nil {
+		t.Fatal(err)
+	}
+	if old != a[0].Origin || cur == old || e.s.Origin() != cur {
+		t.Fatalf("Reincarnate = %x, %x; Origin() = %x; want old %x and a new one", old, cur, e.s.Origin(), a[0].Origin)
+	}
+	// New writes start a new sequence; the old origin's writes are now
+	// foreign: one the store lacked (a restore lost it) is applied.
+	if c := e.put("/c", "3")[0]; c.Origin != cur || c.Seq != 1 {
+		t.Errorf("write after Reincarnate = origin %x seq %d, want %x seq 1", c.Origin, c.Seq, cur)
+	}
+	lost := store.Node{Path: "/lost", Meta: store.Meta{Version: a[1].Version + 1, Origin: old, Seq: 3, Size: 1}, Data: []byte("l")}
+	if n, err := e.s.Apply(context.Background(), []store.Node{lost}, nil); err != nil || n != 1 {
+		t.Errorf("Apply of a write of the old origin = %d, %v; want it applied", n, err)
+	}
+	if v := e.s.Vector(); v[old] != 3 || v[cur] != 1 {
+		t.Errorf("vector = %v, want %x:3 and %x:1", v, old, cur)
+	}
+	e.reopen()
+	if e.s.Origin() != cur {
+		t.Errorf("after reopen, origin %x, want %x", e.s.Origin(), cur)
 	}
 }
 
