@@ -33,10 +33,10 @@ const openTimeout = 5 * time.Second
 // committer goroutine that group-commits them; reads of metadata are served
 // from memory, reads of data from short bbolt read transactions.
 type Store struct {
-	cfg    Config
-	log    *slog.Logger
-	now    func() time.Time
-	db     *bolt.DB
+	cfg Config
+	log *slog.Logger
+	now func() time.Time
+	db  *bolt.DB
 	// origin is written by the committer goroutine only (Open,
 	// Reincarnate), under mu; others read it under mu.
 	origin uint64
