@@ -21,6 +21,13 @@ proto:
 		--go-grpc_out=proto --go-grpc_opt=paths=source_relative \
 		proto/replds.proto
 
+# bench builds replds and measures it with real processes on loopback
+# (see bench/doc.go). BENCHFLAGS=--quick for a small run; add
+# --compare-etcd to run etcd 3.4 (Debian's package) through the same rows.
+BENCHFLAGS ?=
+bench:
+	$(GO) run ./bench $(BENCHFLAGS)
+
 lint:
 	@out=$$(gofmt -l $$(git ls-files '*.go')); if [ -n "$$out" ]; then echo "gofmt: $$out"; exit 1; fi
 	$(GO) vet ./...

@@ -31,15 +31,41 @@ const flagDeleted = 1 << 0
 // encodeNode returns the value stored under a node's path: header + data.
 func encodeNode(m Meta, data []byte) []byte {
 	v := make([]byte, headerLen+len(data))
+	putHeader(v, m)
+	copy(v[headerLen:], data)
+	return v
+}
+
+// putHeader writes the header of m into the first headerLen bytes of v.
+func putHeader(v []byte, m Meta) {
 	binary.BigEndian.PutUint64(v[0:8], m.Version)
 	binary.BigEndian.PutUint64(v[8:16], m.Origin)
 	binary.BigEndian.PutUint64(v[16:24], m.Seq)
 	binary.BigEndian.PutUint32(v[24:28], m.Size)
+	v[28] = 0
 	if m.Deleted {
 		v[28] = flagDeleted
 	}
-	copy(v[headerLen:], data)
-	return v
+}
+
+// valueArena holds the copies a Write or Apply call makes of its data,
+// laid out as the values bbolt stores (a header, then the data): flush
+// writes the header in place rather than copying every node's data once
+// more. One allocation serves a whole call.
+type valueArena struct{ buf []byte }
+
+// newValueArena returns an arena for up to n values holding total bytes of
+// data.
+func newValueArena(n, total int) *valueArena {
+	return &valueArena{buf: make([]byte, 0, n*headerLen+total)}
+}
+
+// add copies data behind room for a header and returns the value, whose
+// capacity ends with it.
+func (a *valueArena) add(data []byte) []byte {
+	start := len(a.buf)
+	a.buf = append(a.buf[:start+headerLen], data...)
+	return a.buf[start:len(a.buf):len(a.buf)]
 }
 
 // decodeNode splits a stored value into its metadata and data. The data

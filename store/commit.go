@@ -19,6 +19,10 @@ const (
 	maxGroupBytes = 64 << 20
 )
 
+// fillPercent is how full bbolt packs the pages it splits in the nodes and
+// log buckets.
+const fillPercent = 0.9
+
 // request is one Write or Apply call waiting for the committer.
 type request struct {
 	ctx context.Context
@@ -27,6 +31,9 @@ type request struct {
 	apply  bool
 	nodes  []Node
 	adv    []Advance
+	// vals[i] is the bbolt value of writes[i] or nodes[i] (see
+	// valueArena); nil for deletes and tombstones.
+	vals [][]byte
 	// size is the request's data in bytes.
 	size int
 	// done receives the one answer (buffered).
@@ -95,19 +102,26 @@ func (s *Store) Write(ctx context.Context, ws []Write) ([]Node, error) {
 	if total > s.cfg.MaxBatchBytes {
 		return nil, fmt.Errorf("%w: batch of %d bytes, limit %d", ErrTooLarge, total, s.cfg.MaxBatchBytes)
 	}
-	// One copy of all the data: the caller keeps its slices, subscribers
-	// get ours.
-	arena := make([]byte, 0, total)
+	r := s.submit(ctx, writeRequest(ctx, ws, total))
+	return r.nodes, r.err
+}
+
+// writeRequest returns the request of a Write call of ws, whose data
+// total bytes. It holds one copy of all the data, laid out as the values
+// bbolt stores: the caller keeps its slices, subscribers and bbolt get
+// ours.
+func writeRequest(ctx context.Context, ws []Write, total int) *request {
+	arena := newValueArena(len(ws), total)
 	own := make([]Write, len(ws))
+	vals := make([][]byte, len(ws))
 	for i, w := range ws {
 		own[i] = Write{Path: w.Path, Delete: w.Delete, Recursive: w.Recursive}
 		if !w.Delete {
-			arena = append(arena, w.Data...)
-			own[i].Data = arena[len(arena)-len(w.Data) : len(arena) : len(arena)]
+			vals[i] = arena.add(w.Data)
+			own[i].Data = vals[i][headerLen:]
 		}
 	}
-	r := s.submit(ctx, &request{ctx: ctx, writes: own, size: total, done: make(chan result, 1)})
-	return r.nodes, r.err
+	return &request{ctx: ctx, writes: own, vals: vals, size: total, done: make(chan result, 1)}
 }
 
 // Apply stores nodes replicated from peers, each carrying its version,
@@ -152,19 +166,20 @@ func (s *Store) Apply(ctx context.Context, nodes []Node, adv []Advance) (int, er
 			total += len(n.Data)
 		}
 	}
-	arena := make([]byte, 0, total)
+	arena := newValueArena(len(nodes), total)
 	own := make([]Node, len(nodes))
+	vals := make([][]byte, len(nodes))
 	for i, n := range nodes {
 		m := n.Meta
 		m.Size = 0
 		own[i] = Node{Path: n.Path, Meta: m}
 		if !n.Deleted {
-			arena = append(arena, n.Data...)
-			own[i].Data = arena[len(arena)-len(n.Data) : len(arena) : len(arena)]
+			vals[i] = arena.add(n.Data)
+			own[i].Data = vals[i][headerLen:]
 			own[i].Size = uint32(len(n.Data))
 		}
 	}
-	r := s.submit(ctx, &request{ctx: ctx, apply: true, nodes: own, adv: slices.Clone(adv), size: total, done: make(chan result, 1)})
+	r := s.submit(ctx, &request{ctx: ctx, apply: true, nodes: own, adv: slices.Clone(adv), vals: vals, size: total, done: make(chan result, 1)})
 	return r.n, r.err
 }
 
@@ -231,6 +246,11 @@ func (s *Store) commitTx(reqs []*request, results []result) ([]Event, error) {
 	if err != nil {
 		return nil, fmt.Errorf("store: begin: %w", err)
 	}
+	// Keys mostly arrive in order (a tree upload, a replication page, the
+	// log's sequential seqs); with bbolt's default fill of 50% every page
+	// such a batch splits off would stay half empty on disk.
+	tx.Bucket(bucketNodes).FillPercent = fillPercent
+	tx.Bucket(bucketLog).FillPercent = fillPercent
 	g := &group{
 		s:          s,
 		tx:         tx,
@@ -248,9 +268,9 @@ func (s *Store) commitTx(reqs []*request, results []result) ([]Event, error) {
 		b := g.newBatch()
 		var reqErr error
 		if r.apply {
-			results[i].n = b.apply(r.nodes, r.adv)
+			results[i].n = b.apply(r.nodes, r.vals, r.adv)
 		} else {
-			reqErr = b.write(r.writes)
+			reqErr = b.write(r.writes, r.vals)
 		}
 		if reqErr != nil {
 			if b.storageErr != nil {
@@ -347,7 +367,7 @@ func (g *group) get(path string) (Meta, bool) {
 		return v.(*change).meta, true
 	}
 	if v, ok := g.s.tree.Get(path); ok {
-		return v.(entry).meta, true
+		return v.(*entry).meta(), true
 	}
 	return Meta{}, false
 }
@@ -358,7 +378,9 @@ type change struct {
 	// meta is the new metadata; for a Write, Version, Origin and Seq are
 	// set by stamp once the batch is known to succeed.
 	meta Meta
-	data []byte
+	// val is the bbolt value from the request's arena (header room, then
+	// the data); nil for a tombstone.
+	val []byte
 	// prev is the state before the request (none if !hadPrev).
 	prev    Meta
 	hadPrev bool
@@ -403,15 +425,24 @@ func (b *batch) setVec(origin, seq uint64) {
 	b.vector[origin] = seq
 }
 
-// set records the new state of path, keeping its first position if the
+// data returns the node data of c (nil for a tombstone).
+func (c *change) data() []byte {
+	if c.val == nil {
+		return nil
+	}
+	return c.val[headerLen:]
+}
+
+// set records the new state of path, with val its value from the
+// request's arena (nil for a tombstone), keeping its first position if the
 // request already changed it.
-func (b *batch) set(path string, m Meta, data []byte) {
+func (b *batch) set(path string, m Meta, val []byte) {
 	if v, ok := b.changes.Get(path); ok {
 		c := v.(*change)
-		c.meta, c.data = m, data
+		c.meta, c.val = m, val
 		return
 	}
-	c := &change{path: path, meta: m, data: data}
+	c := &change{path: path, meta: m, val: val}
 	c.prev, c.hadPrev = b.g.get(path)
 	b.changes.Insert(path, c)
 	b.order = append(b.order, c)
@@ -451,17 +482,17 @@ func (b *batch) liveUnder(p string) string {
 
 func metaOf(v any) Meta {
 	switch v := v.(type) {
-	case entry:
-		return v.meta
+	case *entry:
+		return v.meta()
 	case *change:
 		return v.meta
 	}
 	panic(fmt.Sprintf("store: unexpected tree value %T", v))
 }
 
-// write processes the writes of a Write request.
-func (b *batch) write(ws []Write) error {
-	for _, w := range ws {
+// write processes the writes of a Write request; vals are their values.
+func (b *batch) write(ws []Write, vals [][]byte) error {
+	for i, w := range ws {
 		switch {
 		case w.Delete && w.Recursive:
 			var paths []string
@@ -480,7 +511,7 @@ func (b *batch) write(ws []Write) error {
 				return fmt.Errorf("%w: delete %s: %s lies under it", ErrIsDir, quotePath(w.Path), quotePath(under))
 			}
 		default:
-			b.set(w.Path, Meta{Size: uint32(len(w.Data))}, w.Data)
+			b.set(w.Path, Meta{Size: uint32(len(w.Data))}, vals[i])
 		}
 	}
 	if err := b.dropNoops(); err != nil {
@@ -515,7 +546,7 @@ func (b *batch) dropNoops() error {
 				b.storageErr = fmt.Errorf("store: node %s: %w", quotePath(c.path), err)
 				return b.storageErr
 			}
-			noop = bytes.Equal(data, c.data)
+			noop = bytes.Equal(data, c.data())
 		}
 		if noop {
 			b.changes.Delete(c.path)
@@ -591,12 +622,12 @@ func (b *batch) stamp() error {
 	return nil
 }
 
-// apply processes the nodes and advances of an Apply request and returns
-// the number of changed nodes.
-func (b *batch) apply(nodes []Node, adv []Advance) int {
+// apply processes the nodes (vals are their values) and advances of an
+// Apply request and returns the number of changed nodes.
+func (b *batch) apply(nodes []Node, vals [][]byte, adv []Advance) int {
 	s := b.g.s
 	limit := hlcLimit(s.now())
-	for _, n := range nodes {
+	for i, n := range nodes {
 		if n.Origin == s.origin {
 			continue
 		}
@@ -604,7 +635,7 @@ func (b *batch) apply(nodes []Node, adv []Advance) int {
 			b.lastIssued = max(b.lastIssued, n.Version)
 		}
 		if cur, ok := b.get(n.Path); !ok || n.Newer(cur) {
-			b.set(n.Path, n.Meta, n.Data)
+			b.set(n.Path, n.Meta, vals[i])
 		}
 		if n.Seq == b.vec(n.Origin)+1 {
 			b.setVec(n.Origin, n.Seq)
@@ -628,7 +659,13 @@ func (b *batch) flush() error {
 	logb := b.g.tx.Bucket(bucketLog)
 	for _, c := range b.order {
 		key := []byte(c.path)
-		if err := nodes.Put(key, encodeNode(c.meta, c.data)); err != nil {
+		val := c.val
+		if val == nil {
+			val = encodeNode(c.meta, nil)
+		} else {
+			putHeader(val, c.meta)
+		}
+		if err := nodes.Put(key, val); err != nil {
 			return fmt.Errorf("store: put node %s: %w", quotePath(c.path), err)
 		}
 		if c.hadPrev {
@@ -665,7 +702,7 @@ func (b *batch) merge() (Event, bool) {
 	g.dirty = true
 	ev := Event{Nodes: make([]Node, len(b.order)), Vector: g.vector.Clone()}
 	for i, c := range b.order {
-		ev.Nodes[i] = Node{Path: c.path, Meta: c.meta, Data: c.data}
+		ev.Nodes[i] = Node{Path: c.path, Meta: c.meta, Data: c.data()}
 	}
 	return ev, true
 }

@@ -63,7 +63,7 @@ func (s *Store) CheckConsistency() error {
 			switch {
 			case !ok:
 				fail("node %q in file, not in memory", path)
-			case got.(entry).meta != m || got.(entry).bucket != b:
+			case got.(*entry).meta() != m || int(got.(*entry).bucket) != b:
 				fail("node %q: memory %+v, file %+v (bucket %d)", path, got, m, b)
 			}
 			lp := tx.Bucket(bucketLog).Get(logKey(m.Origin, m.Seq))

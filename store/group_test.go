@@ -32,7 +32,15 @@ func openInternal(t *testing.T) *Store {
 }
 
 func writeReq(ws ...Write) *request {
-	return &request{ctx: context.Background(), writes: ws, done: make(chan result, 1)}
+	return writeReqCtx(context.Background(), ws...)
+}
+
+func writeReqCtx(ctx context.Context, ws ...Write) *request {
+	total := 0
+	for _, w := range ws {
+		total += len(w.Data)
+	}
+	return writeRequest(ctx, ws, total)
 }
 
 // TestCommitGroup_Isolation hands the committer's group function one group
@@ -49,7 +57,7 @@ func TestCommitGroup_Isolation(t *testing.T) {
 		writeReq(Write{Path: "/a/b", Data: []byte("2")}), // /a is a leaf now
 		writeReq(Write{Path: "/c", Data: []byte("3")}),
 		writeReq(Write{Path: "/a", Data: []byte("1")}), // identical to request 0
-		{ctx: canceled, writes: []Write{{Path: "/d"}}, done: make(chan result, 1)},
+		writeReqCtx(canceled, Write{Path: "/d"}),
 		writeReq(Write{Path: "/a", Delete: true}, Write{Path: "/c", Data: []byte("4")}),
 	}
 	commits := s.CommitCount()

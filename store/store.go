@@ -8,6 +8,7 @@ import (
 	"errors"
 	"fmt"
 	"log/slog"
+	"math"
 	"sync"
 	"sync/atomic"
 	"time"
@@ -26,6 +27,20 @@ const (
 // openTimeout bounds the wait for the bbolt file lock, so that a second
 // process opening the same file fails instead of hanging.
 const openTimeout = 5 * time.Second
+
+// initialMmapSize is the address space bbolt maps up front. A write
+// transaction that grows the file past the mapping remaps it, which copies
+// every node the transaction touched out of the old mapping and waits for
+// all read transactions to end: mapping generously (address space, not
+// memory) keeps large batches fast and writers from stalling behind
+// readers. 32-bit platforms keep bbolt's default.
+func initialMmapSize() int {
+	size := int64(8) << 30
+	if int64(math.MaxInt) < size {
+		return 0
+	}
+	return int(size)
+}
 
 // Store is a tree of nodes kept in a bbolt file, with the metadata, the hash
 // tree and the replication state mirrored in memory. All methods are safe
@@ -59,7 +74,8 @@ type Store struct {
 	// mu guards the in-memory state. Only the committer changes it, under
 	// the write lock, so the committer reads it without locking.
 	mu         sync.RWMutex
-	tree       *radix.Tree // path -> entry, tombstones included
+	tree       *radix.Tree // path -> *entry, tombstones included
+	slab       []entry     // unused tail of the slab newEntry allocates from
 	hash       *hashTree
 	stats      Stats
 	vector     Vector
@@ -70,11 +86,42 @@ type Store struct {
 	subsClosed bool                       // guarded by subMu
 }
 
-// entry is the value of a path in the radix tree.
+// entry is the value of a path in the radix tree: the node's metadata and
+// its hash-tree bucket (bucketOf, cached), packed into 32 bytes. The tree
+// holds pointers into slabs of entries (newEntry): an interface holding a
+// pointer needs no allocation of its own, so a node costs 32 bytes here
+// rather than a separately allocated, boxed 48-byte value, and the slabs
+// hold no pointers for the garbage collector to scan. An entry changes in
+// place, under Store.mu, when its path gets a new version; nothing outside
+// the lock keeps a pointer to one.
 type entry struct {
-	meta Meta
-	// bucket caches bucketOf(path).
-	bucket int
+	version, origin, seq uint64
+	size                 uint32
+	bucket               uint16
+	deleted              bool
+}
+
+// entrySlab is how many entries newEntry allocates at once.
+const entrySlab = 1024
+
+// newEntry returns a zero entry from the current slab. The caller holds mu
+// for writing (or is load). Entries are never freed one by one: the store
+// never forgets a path (tombstones stay).
+func (s *Store) newEntry() *entry {
+	if len(s.slab) == 0 {
+		s.slab = make([]entry, entrySlab)
+	}
+	e := &s.slab[0]
+	s.slab = s.slab[1:]
+	return e
+}
+
+func (e *entry) meta() Meta {
+	return Meta{Version: e.version, Origin: e.origin, Seq: e.seq, Deleted: e.deleted, Size: e.size}
+}
+
+func (e *entry) setMeta(m Meta) {
+	e.version, e.origin, e.seq, e.deleted, e.size = m.Version, m.Origin, m.Seq, m.Deleted, m.Size
 }
 
 // Open opens or creates the store file cfg.Path, rebuilds the in-memory
@@ -93,10 +140,11 @@ func Open(cfg Config) (*Store, error) {
 		now = time.Now
 	}
 	db, err := bolt.Open(cfg.Path, 0o600, &bolt.Options{
-		Timeout:        openTimeout,
-		FreelistType:   bolt.FreelistMapType,
-		NoFreelistSync: true,
-		NoSync:         cfg.NoSync,
+		Timeout:         openTimeout,
+		FreelistType:    bolt.FreelistMapType,
+		NoFreelistSync:  true,
+		NoSync:          cfg.NoSync,
+		InitialMmapSize: initialMmapSize(),
 	})
 	if err != nil {
 		return nil, fmt.Errorf("store: open %s: %w", cfg.Path, err)
@@ -209,18 +257,20 @@ func newOrigin() (uint64, error) {
 // insert sets the metadata of path in the radix tree, the hash tree and the
 // stats. The caller holds mu for writing (or is load).
 func (s *Store) insert(path string, m Meta) {
-	var b int
+	var e *entry
 	if v, ok := s.tree.Get(path); ok {
-		old := v.(entry)
-		b = old.bucket
-		s.hash.toggle(b, nodeHash(path, old.meta))
-		s.stats.remove(old.meta)
+		e = v.(*entry)
+		old := e.meta()
+		s.hash.toggle(int(e.bucket), nodeHash(path, old))
+		s.stats.remove(old)
 	} else {
-		b = bucketOf(path)
+		e = s.newEntry()
+		e.bucket = uint16(bucketOf(path))
+		s.tree.Insert(path, e)
 	}
-	s.hash.toggle(b, nodeHash(path, m))
+	e.setMeta(m)
+	s.hash.toggle(int(e.bucket), nodeHash(path, m))
 	s.stats.add(m)
-	s.tree.Insert(path, entry{meta: m, bucket: b})
 }
 
 // add counts node m in st.
@@ -372,7 +422,7 @@ func (s *Store) Lookup(path string) (Meta, bool) {
 	if !ok {
 		return Meta{}, false
 	}
-	return v.(entry).meta, true
+	return v.(*entry).meta(), true
 }
 
 // Walk calls fn for every node at or under prefix ("/" = all), live ones and
@@ -386,7 +436,7 @@ func (s *Store) Walk(prefix string, fn func(path string, m Meta) bool) {
 	s.mu.RLock()
 	defer s.mu.RUnlock()
 	walkUnder(s.tree, prefix, true, func(path string, v any) bool {
-		return fn(path, v.(entry).meta)
+		return fn(path, v.(*entry).meta())
 	})
 }
 
@@ -424,6 +474,7 @@ func (s *Store) Scan(opts ScanOptions) (nodes []Node, next string, err error) {
 	err = s.view(func(tx *bolt.Tx) error {
 		nodes, next = nil, ""
 		size := 0
+		var arena copyArena
 		// visit handles one candidate; it returns false to stop the scan.
 		visit := func(k, v []byte) (bool, error) {
 			path := string(k)
@@ -440,7 +491,7 @@ func (s *Store) Scan(opts ScanOptions) (nodes []Node, next string, err error) {
 				next = nodes[len(nodes)-1].Path
 				return false, nil
 			}
-			nodes = append(nodes, Node{Path: path, Meta: m, Data: copyData(data)})
+			nodes = append(nodes, Node{Path: path, Meta: m, Data: arena.copy(data)})
 			size += len(data)
 			return true, nil
 		}
@@ -488,6 +539,30 @@ func copyData(data []byte) []byte {
 	return bytes.Clone(data)
 }
 
+// copyArena copies the data of a page of nodes out of a bbolt
+// transaction into shared chunks: one allocation for many small nodes
+// rather than one each. A Data slice keeps its whole chunk alive, which
+// suits pages that are sent and dropped.
+type copyArena struct{ buf []byte }
+
+// copyChunk is the size of a copyArena chunk; data over a quarter of it
+// gets an allocation of its own.
+const copyChunk = 64 << 10
+
+func (a *copyArena) copy(data []byte) []byte {
+	if len(data) == 0 {
+		return nil
+	}
+	if len(data) > cap(a.buf)-len(a.buf) {
+		if len(data) > copyChunk/4 {
+			return bytes.Clone(data)
+		}
+		a.buf = make([]byte, 0, copyChunk)
+	}
+	a.buf = append(a.buf, data...)
+	return a.buf[len(a.buf)-len(data) : len(a.buf) : len(a.buf)]
+}
+
 // pageLimits applies the page defaults.
 func pageLimits(maxNodes, maxBytes int) (int, int) {
 	if maxNodes <= 0 {
@@ -512,9 +587,10 @@ func (s *Store) Changes(origin, after uint64, maxNodes, maxBytes int) (nodes []N
 		if after == ^uint64(0) {
 			return nil
 		}
-		bn := tx.Bucket(bucketNodes)
+		bn := newNodeCursor(tx.Bucket(bucketNodes))
 		c := tx.Bucket(bucketLog).Cursor()
 		size := 0
+		var arena copyArena
 		for k, v := c.Seek(logKey(origin, after+1)); k != nil; k, v = c.Next() {
 			o, seq, err := decodeLogKey(k)
 			if err != nil {
@@ -524,7 +600,7 @@ func (s *Store) Changes(origin, after uint64, maxNodes, maxBytes int) (nodes []N
 				break
 			}
 			path := string(v)
-			val := bn.Get(v)
+			val := bn.get(v)
 			if val == nil {
 				return fmt.Errorf("store: log entry %d/%d: node %s missing", o, seq, quotePath(path))
 			}
@@ -539,7 +615,7 @@ func (s *Store) Changes(origin, after uint64, maxNodes, maxBytes int) (nodes []N
 				more = true
 				break
 			}
-			nodes = append(nodes, Node{Path: path, Meta: m, Data: copyData(data)})
+			nodes = append(nodes, Node{Path: path, Meta: m, Data: arena.copy(data)})
 			size += len(data)
 			last = seq
 		}
@@ -549,6 +625,43 @@ func (s *Store) Changes(origin, after uint64, maxNodes, maxBytes int) (nodes []N
 		return nil, 0, false, err
 	}
 	return nodes, last, more, nil
+}
+
+// nodeCursor looks nodes up by path with one cursor. Lookups in ascending
+// path order, which is how the winners of a bulk write follow each other
+// in the log, step forward from the previous one instead of descending from
+// the root each time. Valid only inside its transaction.
+type nodeCursor struct {
+	c    *bolt.Cursor
+	k, v []byte
+}
+
+// nodeCursorSteps bounds the steps forward tried before seeking.
+const nodeCursorSteps = 4
+
+func newNodeCursor(b *bolt.Bucket) *nodeCursor { return &nodeCursor{c: b.Cursor()} }
+
+// get returns the value stored under path, or nil.
+func (nc *nodeCursor) get(path []byte) []byte {
+	if nc.k == nil || bytes.Compare(nc.k, path) > 0 || !nc.stepTo(path) {
+		nc.k, nc.v = nc.c.Seek(path)
+	}
+	if nc.k != nil && bytes.Equal(nc.k, path) {
+		return nc.v
+	}
+	return nil
+}
+
+// stepTo moves forward to the first key at or after path if that takes at
+// most nodeCursorSteps steps, and reports whether it did.
+func (nc *nodeCursor) stepTo(path []byte) bool {
+	for range nodeCursorSteps + 1 {
+		if nc.k == nil || bytes.Compare(nc.k, path) >= 0 {
+			return true
+		}
+		nc.k, nc.v = nc.c.Next()
+	}
+	return false
 }
 
 // Vector returns a copy of the store's version vector.
@@ -585,8 +698,8 @@ func (s *Store) Bucket(b int) []Node {
 	defer s.mu.RUnlock()
 	var out []Node
 	s.tree.Walk(func(path string, v any) bool {
-		if e := v.(entry); e.bucket == b {
-			out = append(out, Node{Path: path, Meta: e.meta})
+		if e := v.(*entry); int(e.bucket) == b {
+			out = append(out, Node{Path: path, Meta: e.meta()})
 		}
 		return false
 	})

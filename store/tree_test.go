@@ -4,6 +4,7 @@ import (
 	"fmt"
 	"math/rand/v2"
 	"testing"
+	"unsafe"
 )
 
 func TestHashTree_OrderIndependent(t *testing.T) {
@@ -74,5 +75,12 @@ func BenchmarkTree_Update(b *testing.B) {
 		bucket := bucketOf(p)
 		t.toggle(bucket, nodeHash(p, Meta{Version: uint64(i), Origin: 1}))
 		t.toggle(bucket, nodeHash(p, Meta{Version: uint64(i + 1), Origin: 1}))
+	}
+}
+
+func TestEntry_Size(t *testing.T) {
+	// The radix tree holds one entry per node: keep it at 32 bytes.
+	if got := unsafe.Sizeof(entry{}); got != 32 {
+		t.Errorf("entry is %d bytes, want 32", got)
 	}
 }

@@ -1,0 +1,147 @@
+package store_test
+
+import (
+	"context"
+	"fmt"
+	"runtime"
+	"testing"
+
+	"replds/store"
+)
+
+// BenchmarkStore_WriteBatch writes batches of new 1 KiB leaves, as
+// `replds store` of a directory tree does.
+func BenchmarkStore_WriteBatch(b *testing.B) {
+	for _, batch := range []int{1000, 10000} {
+		b.Run(fmt.Sprintf("batch=%d", batch), func(b *testing.B) {
+			cfg := store.DefaultConfig(b.TempDir() + "/store.db")
+			cfg.Logger = discard
+			s := openStore(b, cfg)
+			data := make([]byte, 1024)
+			ws := make([]store.Write, batch)
+			b.SetBytes(int64(batch * len(data)))
+			b.ResetTimer()
+			for i := range b.N {
+				for j := range ws {
+					ws[j] = store.Write{Path: fmt.Sprintf("/bench/d%04d/f%07d", (i*batch+j)/1000, i*batch+j), Data: data}
+				}
+				if _, err := s.Write(context.Background(), ws); err != nil {
+					b.Fatal(err)
+				}
+			}
+			b.ReportMetric(float64(b.Elapsed().Nanoseconds())/float64(b.N*batch), "ns/node")
+		})
+	}
+}
+
+// BenchmarkStore_ApplyPages applies pages of 1000 new 1 KiB nodes, as a
+// server receiving a push or a sync does.
+func BenchmarkStore_ApplyPages(b *testing.B) {
+	const page = 1000
+	cfg := store.DefaultConfig(b.TempDir() + "/store.db")
+	cfg.Logger = discard
+	s := openStore(b, cfg)
+	data := make([]byte, 1024)
+	nodes := make([]store.Node, page)
+	b.SetBytes(page * int64(len(data)))
+	b.ResetTimer()
+	seq := uint64(0)
+	for i := range b.N {
+		for j := range nodes {
+			seq++
+			nodes[j] = store.Node{
+				Path: fmt.Sprintf("/bench/d%04d/f%07d", i, j),
+				Meta: store.Meta{Version: seq, Origin: 7, Seq: seq, Size: uint32(len(data))},
+				Data: data,
+			}
+		}
+		if n, err := s.Apply(context.Background(), nodes, nil); err != nil || n != page {
+			b.Fatalf("Apply = %d, %v", n, err)
+		}
+	}
+	b.ReportMetric(float64(b.Elapsed().Nanoseconds())/float64(b.N*page), "ns/node")
+}
+
+// BenchmarkStore_MemoryPerNode reports the Go heap a store keeps per node
+// (radix tree, metadata, hash tree) once 100k nodes are loaded. Data stays
+// in bbolt's file mapping, which is not heap.
+func BenchmarkStore_MemoryPerNode(b *testing.B) {
+	const total, page = 100000, 5000
+	data := make([]byte, 16)
+	for range b.N {
+		cfg := store.DefaultConfig(b.TempDir() + "/store.db")
+		cfg.Logger = discard
+		cfg.NoSync = true
+		runtime.GC()
+		var before runtime.MemStats
+		runtime.ReadMemStats(&before)
+		s, err := store.Open(cfg)
+		if err != nil {
+			b.Fatal(err)
+		}
+		nodes := make([]store.Node, page)
+		seq := uint64(0)
+		for i := 0; i < total; i += page {
+			for j := range nodes {
+				seq++
+				nodes[j] = store.Node{
+					Path: fmt.Sprintf("/bench/data/d%04d/f%07d", (i+j)/1000, i+j),
+					Meta: store.Meta{Version: seq, Origin: 7, Seq: seq},
+					Data: data,
+				}
+			}
+			if _, err := s.Apply(context.Background(), nodes, nil); err != nil {
+				b.Fatal(err)
+			}
+		}
+		nodes = nil
+		runtime.GC()
+		var after runtime.MemStats
+		runtime.ReadMemStats(&after)
+		b.ReportMetric(float64(after.HeapAlloc-before.HeapAlloc)/total, "heapB/node")
+		runtime.KeepAlive(s)
+		if err := s.Close(); err != nil {
+			b.Fatal(err)
+		}
+	}
+}
+
+// BenchmarkStore_Changes pages through the winners of 100k nodes written
+// in path order, as a pusher or a Sync responder does after a bulk load.
+func BenchmarkStore_Changes(b *testing.B) {
+	const total, page = 100000, 5000
+	cfg := store.DefaultConfig(b.TempDir() + "/store.db")
+	cfg.Logger = discard
+	cfg.NoSync = true
+	s := openStore(b, cfg)
+	data := make([]byte, 1024)
+	ws := make([]store.Write, page)
+	for i := 0; i < total; i += page {
+		for j := range ws {
+			ws[j] = store.Write{Path: fmt.Sprintf("/bench/d%04d/f%07d", (i+j)/1000, i+j), Data: data}
+		}
+		if _, err := s.Write(context.Background(), ws); err != nil {
+			b.Fatal(err)
+		}
+	}
+	b.SetBytes(total * int64(len(data)))
+	b.ResetTimer()
+	for range b.N {
+		after, n := uint64(0), 0
+		for {
+			nodes, last, more, err := s.Changes(s.Origin(), after, 1000, 4<<20)
+			if err != nil {
+				b.Fatal(err)
+			}
+			n += len(nodes)
+			after = last
+			if !more {
+				break
+			}
+		}
+		if n != total {
+			b.Fatalf("Changes returned %d nodes, want %d", n, total)
+		}
+	}
+	b.ReportMetric(float64(b.Elapsed().Nanoseconds())/float64(b.N*total), "ns/node")
+}
