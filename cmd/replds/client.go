@@ -120,9 +120,13 @@ func cliError(addr string, err error) error {
 	}
 	switch st.Code() {
 	case codes.Unavailable:
-		return fmt.Errorf("server %s unavailable: %s", addr, st.Message())
+		msg := st.Message()
+		if strings.Contains(msg, "server preface") || strings.Contains(msg, "handshake") {
+			msg += " (does the server require TLS? give --tls-cert, --tls-key and --tls-ca)"
+		}
+		return fmt.Errorf("server %s unavailable: %s", addr, msg)
 	case codes.PermissionDenied:
-		return fmt.Errorf("permission denied: %s", st.Message())
+		return errors.New(strings.TrimPrefix(st.Message(), "server: "))
 	case codes.NotFound:
 		return fmt.Errorf("not found: %s", st.Message())
 	case codes.InvalidArgument, codes.FailedPrecondition:
