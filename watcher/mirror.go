@@ -318,17 +318,9 @@ func (m *mirror) syncDirs(d dirty) error {
 		return nil
 	}
 	for dir := range d {
-		f, err := m.root.Open(dir)
-		if errors.Is(err, fs.ErrNotExist) {
-			continue
-		}
-		if err != nil {
-			return fmt.Errorf("open %s: %w", dir, err)
-		}
-		err = f.Sync()
-		f.Close()
-		if err != nil {
-			return fmt.Errorf("fsync %s: %w", dir, err)
+		// A directory pruned since it was marked needs no sync.
+		if err := syncDir(m.root, dir); err != nil && !errors.Is(err, fs.ErrNotExist) {
+			return err
 		}
 	}
 	return nil
