@@ -202,6 +202,20 @@ func watch(t *testing.T, c repldspb.RepldsClient, prefix string, token *repldspb
 	}
 }
 
+// untilSynced reads a Watch stream up to the end of its replay and returns
+// the paths it carried (see paths).
+func untilSynced(next func() *repldspb.WatchResponse) []string {
+	var got []string
+	for {
+		msg := next()
+		got = append(got, paths(msg)...)
+		if msg.Synced {
+			return got
+		}
+	}
+}
+
+// paths lists a message's nodes, tombstones as -path.
 func paths(msg *repldspb.WatchResponse) []string {
 	var out []string
 	for _, n := range msg.Nodes {
@@ -255,14 +269,7 @@ func TestWatch_ReplayLiveAndResume(t *testing.T) {
 	}
 	waitData(t, c, "/data/sub/two", nil)
 	next = watch(t, c.Client(0), "/data/sub", token)
-	got = nil
-	for {
-		msg := next()
-		got = append(got, paths(msg)...)
-		if msg.Synced {
-			break
-		}
-	}
+	got = untilSynced(next)
 	if want := "/data/sub/one,/data/sub/three,-/data/sub/two"; strings.Join(got, ",") != want {
 		t.Errorf("resumed replay = %v, want %s", got, want)
 	}
@@ -389,14 +396,7 @@ func TestCluster_RestoredServerTakesNewIncarnation(t *testing.T) {
 	c.WaitConverged(10 * time.Second)
 
 	next = watch(t, c.Client(1), "/r", token)
-	var got []string
-	for {
-		msg := next()
-		got = append(got, paths(msg)...)
-		if msg.Synced {
-			break
-		}
-	}
+	got := untilSynced(next)
 	if !slices.Contains(got, "/r/new") {
 		t.Errorf("Watch resumed on server 1 replayed %v, want /r/new among them", got)
 	}

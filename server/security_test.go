@@ -301,14 +301,7 @@ func TestSecurity_WatchShowsOnlyReadableNodes(t *testing.T) {
 		"/data/host2/d", "4", "/other", "5")
 
 	next := watch(t, clientAs(t, c, pki, 0, "host1"), "/", nil)
-	var got []string
-	for {
-		msg := next()
-		got = append(got, paths(msg)...)
-		if msg.Synced {
-			break
-		}
-	}
+	got := untilSynced(next)
 	if want := "/data/host1/a,/data/host1/sub/b"; strings.Join(got, ",") != want {
 		t.Errorf("replay of / as host1 = %v, want %s", got, want)
 	}
