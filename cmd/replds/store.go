@@ -8,6 +8,8 @@ import (
 	"os"
 	"path"
 	"path/filepath"
+	"sync"
+	"sync/atomic"
 
 	"github.com/spf13/cobra"
 
@@ -80,7 +82,10 @@ func collectWrites(local, remote string) ([]*repldspb.Write, error) {
 	if !fi.IsDir() {
 		return nil, fmt.Errorf("%s: not a regular file or directory", local)
 	}
+	// Walk first, then read the files in parallel: for a large tree the
+	// reads dominate, and they wait on the disk one by one otherwise.
 	var writes []*repldspb.Write
+	var files []string
 	err = filepath.WalkDir(local, func(p string, d fs.DirEntry, err error) error {
 		if err != nil {
 			return err
@@ -99,14 +104,14 @@ func collectWrites(local, remote string) ([]*repldspb.Write, error) {
 		if err := store.ValidatePath(target); err != nil {
 			return fmt.Errorf("%s: %w", p, err)
 		}
-		data, err := os.ReadFile(p)
-		if err != nil {
-			return err
-		}
-		writes = append(writes, &repldspb.Write{Path: target, Data: data})
+		writes = append(writes, &repldspb.Write{Path: target})
+		files = append(files, p)
 		return nil
 	})
 	if err != nil {
+		return nil, err
+	}
+	if err := readAll(files, writes); err != nil {
 		return nil, err
 	}
 	if len(writes) == 0 {
@@ -118,6 +123,33 @@ func collectWrites(local, remote string) ([]*repldspb.Write, error) {
 // maxBatchWrites is the most writes a server takes in one batch (its
 // default limit).
 const maxBatchWrites = 100000
+
+// readAll reads files[i] into writes[i].Data, a few files at a time, and
+// returns the first error.
+func readAll(files []string, writes []*repldspb.Write) error {
+	const readers = 8
+	errs := make([]error, len(files))
+	var next atomic.Int64
+	var wg sync.WaitGroup
+	for range min(readers, len(files)) {
+		wg.Go(func() {
+			for {
+				i := int(next.Add(1)) - 1
+				if i >= len(files) {
+					return
+				}
+				writes[i].Data, errs[i] = os.ReadFile(files[i])
+			}
+		})
+	}
+	wg.Wait()
+	for _, err := range errs {
+		if err != nil {
+			return err
+		}
+	}
+	return nil
+}
 
 // splitBatches cuts writes into batches of at most maxBytes of data and
 // maxWrites writes.
