@@ -1171,7 +1171,10 @@ type SyncRequest struct {
 	// vector is the asker's version vector.
 	Vector *Vector `protobuf:"bytes,1,opt,name=vector,proto3" json:"vector,omitempty"`
 	// root is the asker's hash-tree root.
-	Root          []byte `protobuf:"bytes,2,opt,name=root,proto3" json:"root,omitempty"`
+	Root []byte `protobuf:"bytes,2,opt,name=root,proto3" json:"root,omitempty"`
+	// name is the asker's member name: the responder skips what its push
+	// stream to the asker is already carrying.
+	Name          string `protobuf:"bytes,3,opt,name=name,proto3" json:"name,omitempty"`
 	unknownFields protoimpl.UnknownFields
 	sizeCache     protoimpl.SizeCache
 }
@@ -1218,6 +1221,13 @@ func (x *SyncRequest) GetRoot() []byte {
 		return x.Root
 	}
 	return nil
+}
+
+func (x *SyncRequest) GetName() string {
+	if x != nil {
+		return x.Name
+	}
+	return ""
 }
 
 // SyncResponse is one page of the responder's answer. Per origin, pages come
@@ -1633,10 +1643,11 @@ const file_replds_proto_rawDesc = "" +
 	"\x06origin\x18\x01 \x01(\x04R\x06origin\x12\x12\n" +
 	"\x04prev\x18\x02 \x01(\x04R\x04prev\x12%\n" +
 	"\x05nodes\x18\x03 \x03(\v2\x0f.replds.v1.NodeR\x05nodes\"\x0e\n" +
-	"\fPushResponse\"L\n" +
+	"\fPushResponse\"`\n" +
 	"\vSyncRequest\x12)\n" +
 	"\x06vector\x18\x01 \x01(\v2\x11.replds.v1.VectorR\x06vector\x12\x12\n" +
-	"\x04root\x18\x02 \x01(\fR\x04root\"\xa1\x01\n" +
+	"\x04root\x18\x02 \x01(\fR\x04root\x12\x12\n" +
+	"\x04name\x18\x03 \x01(\tR\x04name\"\xa1\x01\n" +
 	"\fSyncResponse\x12\x16\n" +
 	"\x06origin\x18\x01 \x01(\x04R\x06origin\x12%\n" +
 	"\x05nodes\x18\x02 \x03(\v2\x0f.replds.v1.NodeR\x05nodes\x12\x12\n" +

@@ -50,12 +50,14 @@ func syncRequest(st *store.Store) *repldspb.SyncRequest {
 // answerSync answers a digest: for each origin where st knows more, the
 // current winners the asker has not seen, in seq order and pages, the last
 // page of each origin marked done; then, if the vectors are equal but the
-// roots differ, a repair message.
-func answerSync(st *store.Store, req *repldspb.SyncRequest, send func(*repldspb.SyncResponse) error) error {
+// roots differ, a repair message. An origin for which carried(origin,
+// from) is true is left out: a live push stream already carries all of it
+// after from (nil: none is).
+func answerSync(st *store.Store, req *repldspb.SyncRequest, carried func(origin, from uint64) bool, send func(*repldspb.SyncResponse) error) error {
 	ask := VectorFromProto(req.Vector)
 	mine := st.Vector()
 	for _, o := range sortedOrigins(mine) {
-		if mine[o] <= ask[o] {
+		if mine[o] <= ask[o] || (carried != nil && carried(o, ask[o])) {
 			continue
 		}
 		cursor := ask[o]

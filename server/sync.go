@@ -66,6 +66,7 @@ func (s *Server) syncLoop() {
 func (s *Server) syncWith(ctx context.Context, conn *grpc.ClientConn, r *syncRound) (int, error) {
 	client := repldspb.NewInternalClient(conn)
 	req := syncRequest(s.store)
+	req.Name = s.cfg.Name
 	r.sent(req)
 	stream, err := client.Sync(ctx, req)
 	if err != nil {
