@@ -175,8 +175,11 @@ func (x *VectorEntry) GetSeq() uint64 {
 
 // Vector is a version vector. Origins absent from it count as seq 0.
 type Vector struct {
-	state         protoimpl.MessageState `protogen:"open.v1"`
-	Entries       []*VectorEntry         `protobuf:"bytes,1,rep,name=entries,proto3" json:"entries,omitempty"`
+	state   protoimpl.MessageState `protogen:"open.v1"`
+	Entries []*VectorEntry         `protobuf:"bytes,1,rep,name=entries,proto3" json:"entries,omitempty"`
+	// scope, in a Watch token, identifies what its holder could read when
+	// it was issued (0: everything, no ACLs). Servers compare it on resume.
+	Scope         uint64 `protobuf:"fixed64,2,opt,name=scope,proto3" json:"scope,omitempty"`
 	unknownFields protoimpl.UnknownFields
 	sizeCache     protoimpl.SizeCache
 }
@@ -216,6 +219,13 @@ func (x *Vector) GetEntries() []*VectorEntry {
 		return x.Entries
 	}
 	return nil
+}
+
+func (x *Vector) GetScope() uint64 {
+	if x != nil {
+		return x.Scope
+	}
+	return 0
 }
 
 // Write is one change requested by a client.
@@ -1579,9 +1589,10 @@ const file_replds_proto_rawDesc = "" +
 	"\x04data\x18\x06 \x01(\fR\x04data\"7\n" +
 	"\vVectorEntry\x12\x16\n" +
 	"\x06origin\x18\x01 \x01(\x06R\x06origin\x12\x10\n" +
-	"\x03seq\x18\x02 \x01(\x06R\x03seq\":\n" +
+	"\x03seq\x18\x02 \x01(\x06R\x03seq\"P\n" +
 	"\x06Vector\x120\n" +
-	"\aentries\x18\x01 \x03(\v2\x16.replds.v1.VectorEntryR\aentries\"e\n" +
+	"\aentries\x18\x01 \x03(\v2\x16.replds.v1.VectorEntryR\aentries\x12\x14\n" +
+	"\x05scope\x18\x02 \x01(\x06R\x05scope\"e\n" +
 	"\x05Write\x12\x12\n" +
 	"\x04path\x18\x01 \x01(\tR\x04path\x12\x12\n" +
 	"\x04data\x18\x02 \x01(\fR\x04data\x12\x16\n" +

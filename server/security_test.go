@@ -782,6 +782,15 @@ func TestSecurity_ACLChangesReachWatches(t *testing.T) {
 	if strings.Join(got, ",") != "/data/a/x" {
 		t.Fatalf("first replay = %v, want /data/a/x", got)
 	}
+	// What host1 may read rides beside the vector, not as an entry of it.
+	if token.Scope == 0 {
+		t.Errorf("bookmark under ACLs has no scope")
+	}
+	for _, e := range token.Entries {
+		if e.Origin == 0 {
+			t.Errorf("bookmark has an entry for origin 0: %v", token.Entries)
+		}
+	}
 
 	// Grant: the open stream ends; resuming gets a reset and /data/b too.
 	if err := c.SetACL(granted); err != nil {

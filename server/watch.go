@@ -42,26 +42,18 @@ func (s *Server) Watch(req *repldspb.WatchRequest, stream repldspb.Replds_WatchS
 		readable: readable,
 		rules:    rules,
 		token:    VectorFromProto(req.Token),
+		scope:    aclFingerprint(rules, roots),
 	}
 	// The token records what the client could read when it was issued
-	// (aclOrigin). If that changed, what the token covers is not what the
+	// (its scope). If that changed, what the token covers is not what the
 	// client holds: replay everything readable now, as a reset, so the
 	// client drops what it may no longer read and gets what it newly may.
-	fp := aclFingerprint(rules, roots)
-	if len(w.token) > 0 && w.token[aclOrigin] != fp {
+	if len(w.token) > 0 && req.Token.GetScope() != w.scope {
 		w.token = store.Vector{}
 		w.reset = true
 	}
-	delete(w.token, aclOrigin)
-	if fp != 0 {
-		w.token[aclOrigin] = fp
-	}
 	return toStatus(s.log, method, w.run())
 }
-
-// aclOrigin is the pseudo-origin under which a Watch token carries the
-// fingerprint of what its client may read. No server has origin 0.
-const aclOrigin = 0
 
 // aclFingerprint identifies the readable roots of a Watch under ACLs (0
 // without ACLs: everything readable).
@@ -91,6 +83,9 @@ type watchStream struct {
 	rules *acl.ACL
 	// reset makes the next replay a reset: the client's state is replaced.
 	reset bool
+	// scope fingerprints what the client may read (see aclFingerprint);
+	// every bookmark carries it.
+	scope uint64
 	// token covers everything the client has (its resume token, then the
 	// last bookmark sent).
 	token  store.Vector
@@ -166,7 +161,7 @@ func (w *watchStream) replay(snap store.Vector) error {
 		}
 	}
 	w.advance(snap)
-	msg := &repldspb.WatchResponse{Bookmark: vectorToProto(w.token), Synced: !w.synced}
+	msg := &repldspb.WatchResponse{Bookmark: w.bookmark(), Synced: !w.synced}
 	w.synced = true
 	return w.stream.Send(msg)
 }
@@ -200,7 +195,7 @@ func (w *watchStream) live(sub *store.Subscription) error {
 			// A bookmark every tick, even when nothing changed: it is
 			// also the heartbeat that lets a client tell a quiet stream
 			// from a server that stopped answering (watcher IdleTimeout).
-			if err := w.stream.Send(&repldspb.WatchResponse{Bookmark: vectorToProto(w.token)}); err != nil {
+			if err := w.stream.Send(&repldspb.WatchResponse{Bookmark: w.bookmark()}); err != nil {
 				return err
 			}
 		case ev, ok := <-sub.C():
@@ -238,5 +233,12 @@ func (w *watchStream) onEvent(ev store.Event) error {
 	if len(out) == 0 {
 		return nil
 	}
-	return w.stream.Send(&repldspb.WatchResponse{Nodes: out, Bookmark: vectorToProto(w.token)})
+	return w.stream.Send(&repldspb.WatchResponse{Nodes: out, Bookmark: w.bookmark()})
+}
+
+// bookmark returns the resume token covering everything sent so far.
+func (w *watchStream) bookmark() *repldspb.Vector {
+	v := vectorToProto(w.token)
+	v.Scope = w.scope
+	return v
 }
