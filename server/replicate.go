@@ -10,6 +10,8 @@ import (
 	"context"
 	"errors"
 	"fmt"
+	"maps"
+	"slices"
 
 	"google.golang.org/grpc/codes"
 	"google.golang.org/grpc/status"
@@ -56,7 +58,7 @@ func syncRequest(st *store.Store) *repldspb.SyncRequest {
 func answerSync(st *store.Store, req *repldspb.SyncRequest, carried func(origin, from uint64) bool, send func(*repldspb.SyncResponse) error) error {
 	ask := VectorFromProto(req.Vector)
 	mine := st.Vector()
-	for _, o := range sortedOrigins(mine) {
+	for _, o := range slices.Sorted(maps.Keys(mine)) {
 		if mine[o] <= ask[o] || (carried != nil && carried(o, ask[o])) {
 			continue
 		}
@@ -80,7 +82,7 @@ func answerSync(st *store.Store, req *repldspb.SyncRequest, carried func(origin,
 		}
 	}
 	root := st.Root()
-	if vectorsEqual(ask, mine) && !bytes.Equal(root[:], req.Root) {
+	if maps.Equal(ask, mine) && !bytes.Equal(root[:], req.Root) {
 		return send(&repldspb.SyncResponse{Repair: true})
 	}
 	return nil

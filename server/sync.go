@@ -6,13 +6,11 @@ import (
 	"fmt"
 	"io"
 	"math/rand/v2"
-	"slices"
 	"time"
 
 	"google.golang.org/grpc"
 
 	repldspb "replds/proto"
-	"replds/store"
 )
 
 // syncLoop runs a digest sync round with a random alive peer every
@@ -136,29 +134,6 @@ func (p grpcRepairPeer) buckets(ctx context.Context, req *repldspb.BucketRequest
 			return err
 		}
 	}
-}
-
-func sortedOrigins(v store.Vector) []uint64 {
-	out := make([]uint64, 0, len(v))
-	for o := range v {
-		out = append(out, o)
-	}
-	slices.Sort(out)
-	return out
-}
-
-func vectorsEqual(a, b store.Vector) bool {
-	for o, s := range a {
-		if b[o] != s {
-			return false
-		}
-	}
-	for o, s := range b {
-		if a[o] != s {
-			return false
-		}
-	}
-	return true
 }
 
 // checkIncarnation takes a new incarnation when a peer has seen up to seq

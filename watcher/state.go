@@ -13,6 +13,7 @@ import (
 	"google.golang.org/protobuf/proto"
 
 	repldspb "replds/proto"
+	"replds/store"
 )
 
 // Layout of the state file (see doc.go for what each bucket means).
@@ -47,12 +48,9 @@ type nodeRec struct {
 	Deleted bool
 }
 
-// newer reports whether a beats b under last-write-wins.
+// newer reports whether a beats b under last-write-wins, the servers' rule.
 func (a nodeRec) newer(b nodeRec) bool {
-	if a.Version != b.Version {
-		return a.Version > b.Version
-	}
-	return a.Origin > b.Origin
+	return store.Meta{Version: a.Version, Origin: a.Origin}.Newer(store.Meta{Version: b.Version, Origin: b.Origin})
 }
 
 func (a nodeRec) encode() []byte {
