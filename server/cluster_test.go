@@ -412,3 +412,18 @@ func copyFile(t *testing.T, from, to string) {
 		t.Fatal(err)
 	}
 }
+
+// TestCluster_PeerCatchesUpFromTheOriginAlone restarts one of two servers:
+// what the other wrote meanwhile exists only there, and its new push
+// stream starts after it, so only its digest answers can deliver it (they
+// must not count on the push stream for it).
+func TestCluster_PeerCatchesUpFromTheOriginAlone(t *testing.T) {
+	c := servertest.NewCluster(t, 2)
+	c.Stop(1)
+	for i := range 20 {
+		put(t, c.Client(0), fmt.Sprintf("/alone/%d", i), "x")
+	}
+	c.Restart(1)
+	waitData(t, c, "/alone/19", []byte("x"))
+	c.WaitConverged(10 * time.Second)
+}
