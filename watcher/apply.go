@@ -71,6 +71,7 @@ func (p *pageTx) commit() error {
 
 // rollback abandons the transaction if it was not committed.
 func (p *pageTx) rollback() {
+	p.a.m.dropPending()
 	if p.tx != nil {
 		p.tx.Rollback()
 		p.tx = nil
@@ -276,6 +277,10 @@ func (a *applier) shadowAncestor(p *pageTx, anc, child string) error {
 		return err
 	}
 	name := a.localName(anc)
+	// The leaf may have been written in this very page.
+	if err := a.m.flush(); err != nil {
+		return err
+	}
 	data, err := a.m.readFile(name)
 	if err != nil {
 		// Nothing usable on disk (removed by hand?): keep an empty
@@ -312,8 +317,14 @@ func (a *applier) applyDelete(p *pageTx, rp string, rec nodeRec, wasLive bool) e
 	// are renamed into place before its state commits, and a crash or an
 	// error in between leaves them. The mirror owns DIR, so the tombstone
 	// removes it all the same (and triggers hear of it).
-	if !wasLive && (p.shadowed(rp) || !a.m.isFile(a.localName(rp))) {
-		return nil
+	if !wasLive {
+		if p.shadowed(rp) {
+			return nil
+		}
+		onDisk, err := a.m.isFile(a.localName(rp))
+		if err != nil || !onDisk {
+			return err
+		}
 	}
 	a.stats.Deleted++
 	if p.shadowed(rp) {

@@ -22,9 +22,12 @@
 //     followed: all file operations go through an os.Root, parents are
 //     checked segment by segment, leaves are replaced by rename.
 //   - A file is replaced atomically (temp file created with the final mode,
-//     written, fsynced, renamed, directory fsynced) before the state records
-//     its version, so a crash never loses a change or refetches what is on
-//     disk: at worst a replayed node is skipped as already applied.
+//     written, made durable, renamed, directory fsynced) before the state
+//     records its version, so a crash never loses a change or refetches what
+//     is on disk: at worst a replayed node is skipped as already applied.
+//     The files of a page are made durable together before any of them is
+//     renamed: an fsync each for a few, one syncfs(2) for many (Linux).
+//     A page whose sync fails commits nothing and leaves no temp file.
 //   - The resume token is persisted at each bookmark, together with the
 //     hand-over of the batch's changes to the pending set of every trigger
 //     whose path covers them. A trigger's pending set is cleared in the same

@@ -46,7 +46,46 @@ type mirror struct {
 	// owner, when set, owns what the mirror creates (chown needs root).
 	owner *Owner
 	log   *slog.Logger
+
+	// With batchedSync, the files written in the open page wait in pending
+	// as temporary files, not synced yet: flush makes them all durable,
+	// then renames them into place, in order, and marks their directories
+	// in pendingDirs for the page's directory fsyncs. Up to fsyncFew files
+	// stay open and are fsynced one by one (a live update touches few
+	// files, and syncfs would flush the whole filesystem for them); past
+	// that, all are closed and one syncfs, through fsHandle (opened before
+	// the first of them was written), makes them durable.
+	pending     []pendingFile
+	pendingDirs dirty
+	fsHandle    *os.File
+	// dirs caches the open directories of root (dirsOf) that the page
+	// wrote in, so that a file's create, stat and rename each cost one
+	// system call whatever its depth; see dir.
+	dirs   map[string]*os.Root
+	dirsOf *os.Root
+	// flushErr is the error of a failed flush, returned by every flush
+	// until the page is abandoned (dropPending), so that nothing commits a
+	// page whose files were lost.
+	flushErr error
 }
+
+// pendingFile is a written temporary file waiting for its rename: dir/tmp
+// becomes dir/base. f is the file, still open, while the page has no more
+// than fsyncFew files.
+type pendingFile struct {
+	dir, tmp, base string
+	f              *os.File
+}
+
+// syncFile is fsync, replaced in tests by a failing disk.
+var syncFile = (*os.File).Sync
+
+// fsyncFew is the most files a page fsyncs one by one before it turns to
+// syncfs.
+const fsyncFew = 8
+
+// maxOpenDirs bounds the directories a mirror keeps open.
+const maxOpenDirs = 64
 
 // stage makes root writable: in atomic mode, the staging snapshot of the
 // open batch, created on first use. Every method calls it before its first
@@ -134,6 +173,9 @@ func (m *mirror) ensureDir(dir string, d dirty) error {
 	if dir == "." || m.dry {
 		return nil
 	}
+	if m.dirsOf == m.root && m.dirs[dir] != nil {
+		return nil // checked and opened in this page, unchanged since
+	}
 	cur := "."
 	for _, seg := range strings.Split(dir, "/") {
 		parent := cur
@@ -164,12 +206,16 @@ func (m *mirror) ensureDir(dir string, d dirty) error {
 	return nil
 }
 
-// writeFile atomically replaces name with data: a temporary file in the same
-// directory, created with fileMode (and chmod-ed to it before any data is
-// written, whatever the umask), written, fsynced, then renamed over name.
-// The caller fsyncs the directory (recorded in d). Its parents must exist
-// (ensureDir). An empty directory in the way is removed; a non-empty one
-// yields errDirInTheWay.
+// writeFile replaces name with data, atomically and durably once the page
+// is flushed: a temporary file in the same directory, created with fileMode
+// (and chmod-ed to it before any data is written, whatever the umask),
+// written, then, by flush, synced and renamed over name. Without
+// batchedSync it is fsynced and renamed at once. The caller fsyncs the
+// directory (recorded in d). Its parents must exist (ensureDir). An empty
+// directory in the way is removed; a non-empty one yields errDirInTheWay.
+//
+// Until the flush, name still shows its previous content: every method
+// that looks at or changes an existing entry flushes first.
 func (m *mirror) writeFile(name string, data []byte, d dirty) error {
 	if m.dry {
 		return nil
@@ -177,8 +223,20 @@ func (m *mirror) writeFile(name string, data []byte, d dirty) error {
 	if err := m.stage(); err != nil {
 		return err
 	}
-	dir := path.Dir(name)
-	f, tmp, err := m.createTemp(dir)
+	if batchedSync && m.fsHandle == nil {
+		f, err := m.root.Open(".")
+		if err != nil {
+			return fmt.Errorf("open store directory: %w", err)
+		}
+		m.fsHandle = f
+	}
+	dir, base := path.Split(name)
+	dir = path.Clean(dir)
+	r, err := m.dir(dir)
+	if err != nil {
+		return err
+	}
+	f, tmp, err := createTemp(r, m.fileMode)
 	if err != nil {
 		return err
 	}
@@ -186,7 +244,7 @@ func (m *mirror) writeFile(name string, data []byte, d dirty) error {
 	defer func() {
 		if !ok {
 			f.Close()
-			m.root.Remove(tmp)
+			r.Remove(tmp)
 		}
 	}()
 	// Owner first: chown clears set-id bits, and nobody else may read the
@@ -202,18 +260,34 @@ func (m *mirror) writeFile(name string, data []byte, d dirty) error {
 	if _, err := f.Write(data); err != nil {
 		return fmt.Errorf("write %s: %w", tmp, err)
 	}
+	if fi, err := r.Lstat(base); err == nil && fi.IsDir() {
+		m.forgetDir(name)
+		if err := r.Remove(base); err != nil {
+			return fmt.Errorf("%w: %s", errDirInTheWay, name)
+		}
+	}
+	if batchedSync {
+		if len(m.pending) >= fsyncFew {
+			if err := m.closePending(); err != nil {
+				return err
+			}
+			if err := f.Close(); err != nil {
+				return fmt.Errorf("close %s: %w", tmp, err)
+			}
+			f = nil
+		}
+		ok = true
+		m.pending = append(m.pending, pendingFile{dir: dir, tmp: tmp, base: base, f: f})
+		m.pendingDirs = d
+		return nil
+	}
 	if err := f.Sync(); err != nil {
 		return fmt.Errorf("fsync %s: %w", tmp, err)
 	}
 	if err := f.Close(); err != nil {
 		return fmt.Errorf("close %s: %w", tmp, err)
 	}
-	if fi, err := m.root.Lstat(name); err == nil && fi.IsDir() {
-		if err := m.root.Remove(name); err != nil {
-			return fmt.Errorf("%w: %s", errDirInTheWay, name)
-		}
-	}
-	if err := m.root.Rename(tmp, name); err != nil {
+	if err := r.Rename(tmp, base); err != nil {
 		return fmt.Errorf("rename to %s: %w", name, err)
 	}
 	ok = true
@@ -221,32 +295,164 @@ func (m *mirror) writeFile(name string, data []byte, d dirty) error {
 	return nil
 }
 
-func (m *mirror) createTemp(dir string) (*os.File, string, error) {
+// dir returns the directory dir of root (which must exist), opened. Opened
+// directories are cached until the page ends or a directory is removed.
+// The cache never holds more than maxOpenDirs.
+func (m *mirror) dir(dir string) (*os.Root, error) {
+	if dir == "." {
+		return m.root, nil
+	}
+	if m.dirsOf != m.root {
+		m.forgetDirs()
+	}
+	if r := m.dirs[dir]; r != nil {
+		return r, nil
+	}
+	if len(m.dirs) >= maxOpenDirs {
+		m.forgetDirs()
+	}
+	r, err := m.root.OpenRoot(dir)
+	if err != nil {
+		return nil, fmt.Errorf("open %s: %w", dir, err)
+	}
+	if m.dirs == nil {
+		m.dirs = map[string]*os.Root{}
+	}
+	m.dirs[dir], m.dirsOf = r, m.root
+	return r, nil
+}
+
+// forgetDir closes the cached directory dir and those under it, before dir
+// is removed.
+func (m *mirror) forgetDir(dir string) {
+	for name, r := range m.dirs {
+		if name == dir || strings.HasPrefix(name, dir+"/") {
+			r.Close()
+			delete(m.dirs, name)
+		}
+	}
+}
+
+// forgetDirs closes the cached directories.
+func (m *mirror) forgetDirs() {
+	for _, r := range m.dirs {
+		r.Close()
+	}
+	clear(m.dirs)
+	m.dirsOf = nil
+}
+
+// flush makes the pending files durable and renames them into place. On
+// error the files not renamed yet are removed: the page fails, and is
+// received again.
+func (m *mirror) flush() error {
+	if m.flushErr != nil || len(m.pending) == 0 {
+		return m.flushErr
+	}
+	if m.pending[0].f != nil {
+		for i := range m.pending {
+			p := &m.pending[i]
+			err := syncFile(p.f)
+			if cerr := p.f.Close(); err == nil {
+				err = cerr
+			}
+			p.f = nil
+			if err != nil {
+				m.flushErr = fmt.Errorf("fsync %s: %w", path.Join(p.dir, p.base), err)
+				return m.flushErr
+			}
+		}
+	} else if err := syncFS(m.fsHandle); err != nil {
+		m.flushErr = err
+		return err
+	}
+	for i, p := range m.pending {
+		r, err := m.dir(p.dir)
+		if err == nil {
+			err = r.Rename(p.tmp, p.base)
+		}
+		if err != nil {
+			m.pending = m.pending[i:]
+			m.flushErr = fmt.Errorf("rename to %s: %w", path.Join(p.dir, p.base), err)
+			return m.flushErr
+		}
+		m.pendingDirs.add(p.dir)
+	}
+	m.pending = m.pending[:0]
+	m.fsHandle.Close()
+	m.fsHandle = nil
+	return nil
+}
+
+// closePending closes the pending files still open: the page has too many
+// to fsync one by one.
+func (m *mirror) closePending() error {
+	for i := range m.pending {
+		p := &m.pending[i]
+		if p.f == nil {
+			continue
+		}
+		err := p.f.Close()
+		p.f = nil
+		if err != nil {
+			return fmt.Errorf("close %s: %w", path.Join(p.dir, p.tmp), err)
+		}
+	}
+	return nil
+}
+
+// dropPending abandons the page: it removes the temporary files still
+// pending, releases the page's filesystem handle and forgets a flush error.
+func (m *mirror) dropPending() {
+	m.flushErr = nil
+	for _, p := range m.pending {
+		if p.f != nil {
+			p.f.Close()
+		}
+		m.root.Remove(path.Join(p.dir, p.tmp))
+	}
+	m.forgetDirs()
+	m.pending = m.pending[:0]
+	m.pendingDirs = nil
+	if m.fsHandle != nil {
+		m.fsHandle.Close()
+		m.fsHandle = nil
+	}
+}
+
+// createTemp creates a new temporary file in r, with mode.
+func createTemp(r *os.Root, mode os.FileMode) (*os.File, string, error) {
 	for try := 0; ; try++ {
 		var b [8]byte
 		rand.Read(b[:])
-		tmp := path.Join(dir, tmpPrefix+hex.EncodeToString(b[:]))
-		f, err := m.root.OpenFile(tmp, os.O_WRONLY|os.O_CREATE|os.O_EXCL, m.fileMode)
+		tmp := tmpPrefix + hex.EncodeToString(b[:])
+		f, err := r.OpenFile(tmp, os.O_WRONLY|os.O_CREATE|os.O_EXCL, mode)
 		if errors.Is(err, fs.ErrExist) && try < 3 {
 			continue
 		}
 		if err != nil {
-			return nil, "", fmt.Errorf("create temp in %s: %w", dir, err)
+			return nil, "", fmt.Errorf("create temp in %s: %w", r.Name(), err)
 		}
 		return f, tmp, nil
 	}
 }
 
 // isFile reports whether name is a regular file in the mirror.
-func (m *mirror) isFile(name string) bool {
+func (m *mirror) isFile(name string) (bool, error) {
+	if err := m.flush(); err != nil {
+		return false, err
+	}
 	fi, err := m.lstat(name)
-	return err == nil && fi.Mode().IsRegular()
+	return err == nil && fi.Mode().IsRegular(), nil
 }
 
 // removeFile removes the non-directory entry at name (a symlink itself, not
 // its target). A missing entry is not an error; a directory is left alone
 // and reported with isDir.
 func (m *mirror) removeFile(name string, d dirty) (isDir bool, err error) {
+	if err := m.flush(); err != nil {
+		return false, err
+	}
 	fi, err := m.lstat(name)
 	if errors.Is(err, fs.ErrNotExist) {
 		return false, nil
@@ -282,6 +488,7 @@ func (m *mirror) prune(dir string, d dirty) {
 		if err != nil || !fi.IsDir() {
 			return
 		}
+		m.forgetDir(dir)
 		if err := m.root.Remove(dir); err != nil {
 			return // not empty (or gone): nothing more to prune
 		}
@@ -293,6 +500,9 @@ func (m *mirror) prune(dir string, d dirty) {
 // readFile returns the content of the regular file at name, refusing a
 // symlink.
 func (m *mirror) readFile(name string) ([]byte, error) {
+	if err := m.flush(); err != nil {
+		return nil, err
+	}
 	if m.root == nil {
 		return nil, fs.ErrNotExist
 	}
@@ -311,9 +521,13 @@ func (m *mirror) readFile(name string) ([]byte, error) {
 	return io.ReadAll(io.LimitReader(f, maxShadowRead))
 }
 
-// syncDirs fsyncs every directory of d that still exists, and empties d.
+// syncDirs flushes the pending files, then fsyncs every directory of d that
+// still exists, and empties d.
 func (m *mirror) syncDirs(d dirty) error {
 	defer clear(d)
+	if err := m.flush(); err != nil {
+		return err
+	}
 	if m.dry {
 		return nil
 	}
