@@ -1,10 +1,19 @@
 package main
 
 import (
+	"bytes"
+	"context"
 	"fmt"
+	"os"
+	"path/filepath"
+	"strings"
 	"testing"
 
+	"google.golang.org/grpc/codes"
+	"google.golang.org/grpc/status"
+
 	repldspb "replds/proto"
+	"replds/server/servertest"
 )
 
 func TestSplitBatches(t *testing.T) {
@@ -28,5 +37,89 @@ func TestSplitBatches(t *testing.T) {
 		if fmt.Sprint(got) != fmt.Sprint(tc.want) {
 			t.Errorf("splitBatches(10 x 100 B, %d bytes, %d writes) = %v, want %v", tc.maxBytes, tc.maxWrites, got, tc.want)
 		}
+	}
+}
+
+// TestStoreBatches: every batch reaches the server and is marked; when one
+// fails, storeBatches returns the server's error, never marks that batch,
+// and every batch it marked is really stored.
+func TestStoreBatches(t *testing.T) {
+	c := servertest.NewCluster(t, 1)
+	client := c.Client(0)
+	ctx := context.Background()
+	batch := func(dir string, n int) []*repldspb.Write {
+		var ws []*repldspb.Write
+		for i := range n {
+			ws = append(ws, &repldspb.Write{Path: fmt.Sprintf("%s/%d", dir, i), Data: []byte(dir)})
+		}
+		return ws
+	}
+	stored := func(dir string) bool {
+		_, err := client.Get(ctx, &repldspb.GetRequest{Path: dir + "/0"})
+		return err == nil
+	}
+
+	var batches [][]*repldspb.Write
+	for i := range 5 {
+		batches = append(batches, batch(fmt.Sprintf("/ok/%d", i), 3))
+	}
+	marked := make([]bool, len(batches))
+	if err := storeBatches(ctx, client, batches, marked); err != nil {
+		t.Fatalf("storeBatches(5 batches) = %v", err)
+	}
+	for i := range batches {
+		if !marked[i] || !stored(fmt.Sprintf("/ok/%d", i)) {
+			t.Errorf("batch %d: marked %v, stored %v; want both", i, marked[i], stored(fmt.Sprintf("/ok/%d", i)))
+		}
+	}
+
+	// /leaf is a leaf: a batch writing under it conflicts.
+	if _, err := client.Store(ctx, &repldspb.StoreRequest{Writes: []*repldspb.Write{{Path: "/leaf", Data: []byte("x")}}}); err != nil {
+		t.Fatal(err)
+	}
+	batches = [][]*repldspb.Write{batch("/b/0", 2), batch("/leaf", 2), batch("/b/2", 2), batch("/b/3", 2), batch("/b/4", 2)}
+	marked = make([]bool, len(batches))
+	err := storeBatches(ctx, client, batches, marked)
+	if status.Code(err) != codes.FailedPrecondition && status.Code(err) != codes.InvalidArgument {
+		t.Fatalf("storeBatches(with a conflicting batch) = %v, want the server's conflict error", err)
+	}
+	if marked[1] || stored("/leaf") {
+		t.Errorf("conflicting batch: marked %v, stored %v; want neither", marked[1], stored("/leaf"))
+	}
+	if !marked[0] {
+		t.Errorf("batch 0, sent before the failing one, not marked")
+	}
+	for i, m := range marked {
+		if m && !stored(fmt.Sprintf("/b/%d", i)) {
+			t.Errorf("batch %d marked but not stored", i)
+		}
+	}
+}
+
+// TestReadFile: readFile returns what os.ReadFile does, for sizes around
+// its buffer, and refuses a symlink.
+func TestReadFile(t *testing.T) {
+	dir := t.TempDir()
+	buf := make([]byte, 4096)
+	for _, n := range []int{0, 1, 4095, 4096, 4097, 3*4096 + 5} {
+		p := filepath.Join(dir, fmt.Sprint(n))
+		want := make([]byte, n)
+		for i := range want {
+			want[i] = byte(i * 7)
+		}
+		if err := os.WriteFile(p, want, 0o600); err != nil {
+			t.Fatal(err)
+		}
+		got, err := readFile(p, buf)
+		if err != nil || !bytes.Equal(got, want) || got == nil {
+			t.Errorf("readFile(%d bytes) = %d bytes (nil %v), %v; want the file's content", n, len(got), got == nil, err)
+		}
+	}
+	link := filepath.Join(dir, "link")
+	if err := os.Symlink(filepath.Join(dir, "1"), link); err != nil {
+		t.Fatal(err)
+	}
+	if _, err := readFile(link, buf); err == nil || !strings.Contains(err.Error(), link) {
+		t.Errorf("readFile(symlink) = %v, want an error naming it", err)
 	}
 }
