@@ -20,7 +20,7 @@ import (
 // Replication page limits: a push or sync message carries at most this
 // many nodes or bytes of data.
 const (
-	pageNodes = 1000
+	pageNodes = 8192
 	pageBytes = 4 << 20
 )
 
