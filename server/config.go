@@ -54,6 +54,9 @@ type Config struct {
 	GossipKeyFile string
 	// ShutdownGrace bounds how long Close waits for RPCs to finish.
 	ShutdownGrace time.Duration
+	// MemoryTrimInterval is how often an idle server checks whether the Go
+	// runtime holds freed memory to return to the system; 0 never does.
+	MemoryTrimInterval time.Duration
 	// HTTPAddr, when set, serves /metrics, /healthz and /readyz on
 	// HOST:PORT (port 0 picks one). With TLS, it serves HTTPS with the
 	// server's certificate and requires a client certificate of the CA.
@@ -76,6 +79,8 @@ func DefaultConfig() Config {
 		MaxBatch:         100000,
 		MaxBatchBytes:    64 << 20,
 		ShutdownGrace:    10 * time.Second,
+
+		MemoryTrimInterval: 10 * time.Second,
 	}
 }
 
@@ -123,6 +128,9 @@ func (c *Config) Validate() error {
 	}
 	if c.ACLFile != "" && !c.TLS.Enabled() {
 		return errors.New("server: --acls needs --tls-cert, --tls-key and --tls-ca: identities come from client certificates")
+	}
+	if c.MemoryTrimInterval < 0 {
+		return fmt.Errorf("server: --memory-trim-interval %v: must be 0 (off) or positive", c.MemoryTrimInterval)
 	}
 	if c.MaxNodeSize <= 0 || c.MaxBatch <= 0 || c.MaxBatchBytes <= 0 {
 		return errors.New("server: limits must be positive")

@@ -179,6 +179,9 @@ func (s *Server) Start() {
 	})
 	s.goFunc(s.mem.joinLoop)
 	s.goFunc(s.syncLoop)
+	if s.cfg.MemoryTrimInterval > 0 {
+		s.goFunc(s.trimLoop)
+	}
 	s.peers.start()
 	if s.http != nil {
 		s.log.Info("http serving", "addr", s.http.addr(), "paths", "/metrics /healthz /readyz")
