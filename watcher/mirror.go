@@ -215,7 +215,8 @@ func (m *mirror) ensureDir(dir string, d dirty) error {
 // directory in the way is removed; a non-empty one yields errDirInTheWay.
 //
 // Until the flush, name still shows its previous content: every method
-// that looks at or changes an existing entry flushes first.
+// that looks at or changes an existing entry flushes first (readFile: its
+// caller).
 func (m *mirror) writeFile(name string, data []byte, d dirty) error {
 	if m.dry {
 		return nil
@@ -498,11 +499,10 @@ func (m *mirror) prune(dir string, d dirty) {
 }
 
 // readFile returns the content of the regular file at name, refusing a
-// symlink.
+// symlink. The caller flushes first, so that a file written in the open
+// page is read, not its predecessor, and a failed flush is not taken for an
+// unreadable file.
 func (m *mirror) readFile(name string) ([]byte, error) {
-	if err := m.flush(); err != nil {
-		return nil, err
-	}
 	if m.root == nil {
 		return nil, fs.ErrNotExist
 	}
