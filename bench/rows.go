@@ -139,28 +139,53 @@ func (b *bench) scalePhase(ctx context.Context, n int) error {
 // loadAndConverge stores n generated nodes on the first server through
 // the API and waits until all servers hold them.
 func (b *bench) loadAndConverge(ctx context.Context, c *cluster, n int) error {
-	start := time.Now()
+	m, err := b.measureLoad(ctx, c, fmt.Sprintf("load-%d", n), n, func() error {
+		return load(ctx, c.servers[0], dataPrefix, n, b.opts.size)
+	})
+	if err != nil {
+		return err
+	}
+	b.logf("loaded %d nodes: acknowledged in %v, on all servers in %v (%.0f nodes/s), peak RssAnon %.0f MiB; between servers: %s",
+		n, m.acked.Round(time.Millisecond), m.took.Round(time.Millisecond), float64(n)/m.took.Seconds(), m.peakMiB, m.traffic.summary())
+	b.res.Loads = append(b.res.Loads, m.result(n, "Store RPCs of 32 MiB"))
+	return nil
+}
+
+// loadMeasure is what measureLoad saw of one load.
+type loadMeasure struct {
+	acked, took time.Duration // until the upload returned; until all servers held it
+	peakMiB     float64       // the largest server RssAnon meanwhile
+	traffic     traffic       // between the servers
+}
+
+func (m loadMeasure) result(n int, via string) loadResult {
+	return loadResult{Nodes: n, Acked: m.acked.Seconds(), Converged: m.took.Seconds(),
+		PeakRssAnonMiB: m.peakMiB, Via: via, Traffic: m.traffic.methods}
+}
+
+// measureLoad runs upload (profiled as name), then waits until every
+// server holds n nodes, sampling the servers' memory and the traffic
+// between them meanwhile.
+func (b *bench) measureLoad(ctx context.Context, c *cluster, name string, n int, upload func() error) (loadMeasure, error) {
+	var m loadMeasure
 	peaks := sampleMem(250*time.Millisecond, c.pids)
 	before := c.traffic()
-	var acked time.Duration
-	err := b.profiled(ctx, fmt.Sprintf("load-%d", n), c.servers, func() error {
-		if err := load(ctx, c.servers[0], dataPrefix, n, b.opts.size); err != nil {
+	start := time.Now()
+	err := b.profiled(ctx, name, c.servers, func() error {
+		if err := upload(); err != nil {
 			return err
 		}
-		acked = time.Since(start)
+		m.acked = time.Since(start)
 		return c.waitConverged(ctx, uint64(n), convergeTimeout)
 	})
 	peak := peaks.finish()
 	if err != nil {
-		return err
+		return m, err
 	}
-	took := time.Since(start)
-	d := c.traffic().sub(before)
-	b.logf("loaded %d nodes: acknowledged in %v, on all servers in %v (%.0f nodes/s), peak RssAnon %.0f MiB; between servers: %s",
-		n, acked.Round(time.Millisecond), took.Round(time.Millisecond), float64(n)/took.Seconds(), mib(maxOf(peak)), d.summary())
-	b.res.Loads = append(b.res.Loads, loadResult{Nodes: n, Acked: acked.Seconds(), Converged: took.Seconds(),
-		PeakRssAnonMiB: mib(maxOf(peak)), Via: "Store RPCs of 32 MiB", Traffic: d.methods})
-	return nil
+	m.took = time.Since(start)
+	m.peakMiB = mib(maxOf(peak))
+	m.traffic = c.traffic().sub(before)
+	return m, nil
 }
 
 func maxOf(m map[int]int64) int64 {
@@ -185,37 +210,25 @@ func (b *bench) storeRow(ctx context.Context, c *cluster) error {
 	// dirty_expire_centisecs read as seconds (50 min by default) when it
 	// allocates new ones, so deleting 100k files here would slow every file
 	// the pull row creates later (15.6 s instead of 6.5 s, measured).
-	peaks := sampleMem(250*time.Millisecond, c.pids)
-	before := c.traffic()
-	start := time.Now()
-	var acked time.Duration
-	err := b.profiled(ctx, "store", c.servers, func() error {
+	m, err := b.measureLoad(ctx, c, "store", n, func() error {
 		p, err := b.procs.start("store", filepath.Join(c.dir, "store.log"), nil, nil, b.bin,
 			"store", "--server="+c.servers[0].addr, tree, dataPrefix)
 		if err != nil {
 			return err
 		}
-		if err := p.wait(ctx); err != nil {
-			return err
-		}
-		acked = time.Since(start)
-		return c.waitConverged(ctx, uint64(n), convergeTimeout)
+		return p.wait(ctx)
 	})
-	peak := peaks.finish()
 	if err != nil {
 		return err
 	}
-	took := time.Since(start)
-	d := c.traffic().sub(before)
 	b.logf("store: %d files acknowledged in %v, on all 3 servers in %v; between servers: %s",
-		n, acked.Round(time.Millisecond), took.Round(time.Millisecond), d.summary())
+		n, m.acked.Round(time.Millisecond), m.took.Round(time.Millisecond), m.traffic.summary())
 	b.res.add(&metric{ID: "store", Row: "store", Order: 10, Nodes: n,
 		Name:  fmt.Sprintf("`store` of a %s-file tree (%s each) until all 3 servers hold it", count(n), size(b.opts.size)),
-		Value: took.Seconds(), Unit: "s", Target: 5, TargetFor: 100000,
+		Value: m.took.Seconds(), Unit: "s", Target: 5, TargetFor: 100000,
 		Note: fmt.Sprintf("acknowledged by s1 after %.2f s; peak server RssAnon %.0f MiB; between servers %s",
-			acked.Seconds(), mib(maxOf(peak)), d.summary())})
-	b.res.Loads = append(b.res.Loads, loadResult{Nodes: n, Acked: acked.Seconds(), Converged: took.Seconds(),
-		PeakRssAnonMiB: mib(maxOf(peak)), Via: "replds store", Traffic: d.methods})
+			m.acked.Seconds(), m.peakMiB, m.traffic.summary())})
+	b.res.Loads = append(b.res.Loads, m.result(n, "replds store"))
 	return nil
 }
 
