@@ -532,9 +532,14 @@ func (m *mirror) syncDirs(d dirty) error {
 		return nil
 	}
 	for dir := range d {
+		// Through the directory the page wrote in, when it is open.
+		r, name := m.root, dir
+		if m.dirsOf == m.root && m.dirs[dir] != nil {
+			r, name = m.dirs[dir], "."
+		}
 		// A directory pruned since it was marked needs no sync.
-		if err := syncDir(m.root, dir); err != nil && !errors.Is(err, fs.ErrNotExist) {
-			return err
+		if err := syncDir(r, name); err != nil && !errors.Is(err, fs.ErrNotExist) {
+			return fmt.Errorf("directory %s: %w", dir, err)
 		}
 	}
 	return nil
