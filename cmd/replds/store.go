@@ -37,7 +37,7 @@ standard input becomes the single node REMOTE.`,
 			if err != nil {
 				return err
 			}
-			batches := splitBatches(writes, maxMessage-(1<<20), maxBatchWrites)
+			batches := planBatches(writes)
 			stored := make([]bool, len(batches))
 			err = cf.call(cmd.Context(), func(ctx context.Context, c repldspb.RepldsClient) error {
 				return storeBatches(ctx, c, batches, stored)
@@ -154,6 +154,26 @@ func readAll(files []string, writes []*repldspb.Write) error {
 // batchesInFlight is how many batches store sends at once: the next one
 // travels while the server commits the previous one.
 const batchesInFlight = 2
+
+// splitBatchBytes is the size of the batches of an upload too large for
+// one. Small batches keep every stage busy: the server commits one and
+// pushes it to its peers while the next one travels. They also keep each
+// server's memory for the upload small, which matters beyond the memory
+// itself: on a virtual machine, touching fresh pages can cost more than
+// the copies into them. With batches of 8 MiB instead of 64, a 100 MiB
+// tree reached all 3 servers of the benchmark in about 4.1 s instead of
+// 5.3 s, the first server using 2.2 s of CPU instead of 3.9 s.
+const splitBatchBytes = 8 << 20
+
+// planBatches returns writes as one batch, which the server stores
+// atomically, when it takes them in one; otherwise in batches of
+// splitBatchBytes.
+func planBatches(writes []*repldspb.Write) [][]*repldspb.Write {
+	if b := splitBatches(writes, maxMessage-(1<<20), maxBatchWrites); len(b) <= 1 {
+		return b
+	}
+	return splitBatches(writes, splitBatchBytes, maxBatchWrites)
+}
 
 // storeBatches stores the batches not marked in stored yet, a few at a
 // time, and marks those the server acknowledged. It returns the first

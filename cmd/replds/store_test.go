@@ -40,6 +40,37 @@ func TestSplitBatches(t *testing.T) {
 	}
 }
 
+// TestPlanBatches: a tree the server takes in one batch goes as one, to
+// be stored atomically; a larger one goes in batches of splitBatchBytes.
+func TestPlanBatches(t *testing.T) {
+	mib := make([]byte, 1<<20)
+	tree := func(n int) []*repldspb.Write {
+		ws := make([]*repldspb.Write, n)
+		for i := range ws {
+			ws[i] = &repldspb.Write{Path: fmt.Sprintf("/t/%d", i), Data: mib}
+		}
+		return ws
+	}
+	if got := planBatches(tree(60)); len(got) != 1 || len(got[0]) != 60 {
+		t.Errorf("planBatches(60 x 1 MiB) = %d batches, want 1 of 60 writes", len(got))
+	}
+	got := planBatches(tree(70))
+	total := 0
+	for i, b := range got {
+		size := 0
+		for _, w := range b {
+			size += len(w.Data)
+		}
+		if size > splitBatchBytes {
+			t.Errorf("planBatches(70 x 1 MiB): batch %d holds %d bytes, more than %d", i, size, splitBatchBytes)
+		}
+		total += len(b)
+	}
+	if total != 70 || len(got) < 70/(splitBatchBytes>>20) {
+		t.Errorf("planBatches(70 x 1 MiB) = %d writes in %d batches, want 70 in batches of at most %d MiB", total, len(got), splitBatchBytes>>20)
+	}
+}
+
 // TestStoreBatches: every batch reaches the server and is marked; when one
 // fails, storeBatches returns the server's error, never marks that batch,
 // and every batch it marked is really stored.
