@@ -166,6 +166,18 @@ func (c *cluster) close() {
 	}
 }
 
+// cpu returns the CPU time used so far by each server, by name, and by
+// the bench process as "bench". A server it cannot read is left out.
+func (c *cluster) cpu() map[string]time.Duration {
+	out := map[string]time.Duration{"bench": selfCPU()}
+	for _, s := range c.servers {
+		if d, err := cpuTime(s.p.pid()); err == nil {
+			out[s.name] = d
+		}
+	}
+	return out
+}
+
 func (c *cluster) pids() []int {
 	var out []int
 	for _, s := range c.servers {

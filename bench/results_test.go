@@ -59,3 +59,15 @@ func TestParseStatus(t *testing.T) {
 		t.Errorf("parseStatus = %d, %d, %v; want 1 MiB, 2 MiB", anon, rss, err)
 	}
 }
+
+func TestParseStat(t *testing.T) {
+	// The command name may hold spaces and parentheses.
+	line := "4242 (re pl) ds) S 1 4242 4242 0 -1 4194560 900 0 0 0 123 45 0 0 20 0 9 0 100 0 0\n"
+	d, err := parseStat(line)
+	if err != nil || d != 1680*time.Millisecond {
+		t.Errorf("parseStat = %v, %v; want 1.68s", d, err)
+	}
+	if _, err := parseStat("4242 (replds) S 1 2"); err == nil {
+		t.Error("parseStat of a short line: no error")
+	}
+}

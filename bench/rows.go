@@ -4,11 +4,13 @@ import (
 	"context"
 	"errors"
 	"fmt"
+	"maps"
 	"math"
 	"os"
 	"path/filepath"
 	"slices"
 	"sort"
+	"strings"
 	"sync"
 	"time"
 
@@ -156,6 +158,22 @@ type loadMeasure struct {
 	acked, took time.Duration // until the upload returned; until all servers held it
 	peakMiB     float64       // the largest server RssAnon meanwhile
 	traffic     traffic       // between the servers
+	// cpu is the CPU time each server used meanwhile, by name, and
+	// "bench" that of the bench process (its proxies relay the traffic
+	// between the servers).
+	cpu map[string]time.Duration
+}
+
+// cpuSummary formats m.cpu, and the uploading client's CPU time if known.
+func (m loadMeasure) cpuSummary(client time.Duration) string {
+	var parts []string
+	for _, k := range slices.Sorted(maps.Keys(m.cpu)) {
+		parts = append(parts, fmt.Sprintf("%s %.2f", k, m.cpu[k].Seconds()))
+	}
+	if client > 0 {
+		parts = append(parts, fmt.Sprintf("client %.2f", client.Seconds()))
+	}
+	return "CPU s: " + strings.Join(parts, ", ")
 }
 
 func (m loadMeasure) result(n int, via string) loadResult {
@@ -170,6 +188,7 @@ func (b *bench) measureLoad(ctx context.Context, c *cluster, name string, n int,
 	var m loadMeasure
 	peaks := sampleMem(250*time.Millisecond, c.pids)
 	before := c.traffic()
+	cpuBefore := c.cpu()
 	start := time.Now()
 	err := b.profiled(ctx, name, c.servers, func() error {
 		if err := upload(); err != nil {
@@ -183,6 +202,10 @@ func (b *bench) measureLoad(ctx context.Context, c *cluster, name string, n int,
 		return m, err
 	}
 	m.took = time.Since(start)
+	m.cpu = c.cpu()
+	for k, v := range cpuBefore {
+		m.cpu[k] -= v
+	}
 	m.peakMiB = mib(maxOf(peak))
 	m.traffic = c.traffic().sub(before)
 	return m, nil
@@ -210,24 +233,27 @@ func (b *bench) storeRow(ctx context.Context, c *cluster) error {
 	// dirty_expire_centisecs read as seconds (50 min by default) when it
 	// allocates new ones, so deleting 100k files here would slow every file
 	// the pull row creates later (15.6 s instead of 6.5 s, measured).
+	var client time.Duration
 	m, err := b.measureLoad(ctx, c, "store", n, func() error {
 		p, err := b.procs.start("store", filepath.Join(c.dir, "store.log"), nil, nil, b.bin,
 			"store", "--server="+c.servers[0].addr, tree, dataPrefix)
 		if err != nil {
 			return err
 		}
-		return p.wait(ctx)
+		err = p.wait(ctx)
+		client = p.cpu()
+		return err
 	})
 	if err != nil {
 		return err
 	}
-	b.logf("store: %d files acknowledged in %v, on all 3 servers in %v; between servers: %s",
-		n, m.acked.Round(time.Millisecond), m.took.Round(time.Millisecond), m.traffic.summary())
+	b.logf("store: %d files acknowledged in %v, on all 3 servers in %v; between servers: %s; %s",
+		n, m.acked.Round(time.Millisecond), m.took.Round(time.Millisecond), m.traffic.summary(), m.cpuSummary(client))
 	b.res.add(&metric{ID: "store", Row: "store", Order: 10, Nodes: n,
 		Name:  fmt.Sprintf("`store` of a %s-file tree (%s each) until all 3 servers hold it", count(n), size(b.opts.size)),
 		Value: m.took.Seconds(), Unit: "s", Target: 5, TargetFor: 100000,
-		Note: fmt.Sprintf("acknowledged by s1 after %.2f s; peak server RssAnon %.0f MiB; between servers %s",
-			m.acked.Seconds(), m.peakMiB, m.traffic.summary())})
+		Note: fmt.Sprintf("acknowledged by s1 after %.2f s; peak server RssAnon %.0f MiB; between servers %s; %s",
+			m.acked.Seconds(), m.peakMiB, m.traffic.summary(), m.cpuSummary(client))})
 	b.res.Loads = append(b.res.Loads, m.result(n, "replds store"))
 	return nil
 }
