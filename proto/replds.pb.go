@@ -1184,7 +1184,12 @@ type SyncRequest struct {
 	Root []byte `protobuf:"bytes,2,opt,name=root,proto3" json:"root,omitempty"`
 	// name is the asker's member name: the responder skips what its push
 	// stream to the asker is already carrying.
-	Name          string `protobuf:"bytes,3,opt,name=name,proto3" json:"name,omitempty"`
+	Name string `protobuf:"bytes,3,opt,name=name,proto3" json:"name,omitempty"`
+	// pushed_since holds, for each push stream into the asker that is open
+	// and delivering, its origin and the seq it started after: it carries
+	// every write of that origin after that seq, so a responder need not
+	// relay them once the asker's vector has reached it.
+	PushedSince   []*VectorEntry `protobuf:"bytes,4,rep,name=pushed_since,json=pushedSince,proto3" json:"pushed_since,omitempty"`
 	unknownFields protoimpl.UnknownFields
 	sizeCache     protoimpl.SizeCache
 }
@@ -1238,6 +1243,13 @@ func (x *SyncRequest) GetName() string {
 		return x.Name
 	}
 	return ""
+}
+
+func (x *SyncRequest) GetPushedSince() []*VectorEntry {
+	if x != nil {
+		return x.PushedSince
+	}
+	return nil
 }
 
 // SyncResponse is one page of the responder's answer. Per origin, pages come
@@ -1654,11 +1666,12 @@ const file_replds_proto_rawDesc = "" +
 	"\x06origin\x18\x01 \x01(\x04R\x06origin\x12\x12\n" +
 	"\x04prev\x18\x02 \x01(\x04R\x04prev\x12%\n" +
 	"\x05nodes\x18\x03 \x03(\v2\x0f.replds.v1.NodeR\x05nodes\"\x0e\n" +
-	"\fPushResponse\"`\n" +
+	"\fPushResponse\"\x9b\x01\n" +
 	"\vSyncRequest\x12)\n" +
 	"\x06vector\x18\x01 \x01(\v2\x11.replds.v1.VectorR\x06vector\x12\x12\n" +
 	"\x04root\x18\x02 \x01(\fR\x04root\x12\x12\n" +
-	"\x04name\x18\x03 \x01(\tR\x04name\"\xa1\x01\n" +
+	"\x04name\x18\x03 \x01(\tR\x04name\x129\n" +
+	"\fpushed_since\x18\x04 \x03(\v2\x16.replds.v1.VectorEntryR\vpushedSince\"\xa1\x01\n" +
 	"\fSyncResponse\x12\x16\n" +
 	"\x06origin\x18\x01 \x01(\x04R\x06origin\x12%\n" +
 	"\x05nodes\x18\x02 \x03(\v2\x0f.replds.v1.NodeR\x05nodes\x12\x12\n" +
@@ -1747,32 +1760,33 @@ var file_replds_proto_depIdxs = []int32{
 	15, // 10: replds.v1.StatusResponse.peers:type_name -> replds.v1.PeerLag
 	0,  // 11: replds.v1.PushRequest.nodes:type_name -> replds.v1.Node
 	2,  // 12: replds.v1.SyncRequest.vector:type_name -> replds.v1.Vector
-	0,  // 13: replds.v1.SyncResponse.nodes:type_name -> replds.v1.Node
-	4,  // 14: replds.v1.Replds.Store:input_type -> replds.v1.StoreRequest
-	6,  // 15: replds.v1.Replds.Get:input_type -> replds.v1.GetRequest
-	8,  // 16: replds.v1.Replds.List:input_type -> replds.v1.ListRequest
-	11, // 17: replds.v1.Replds.Watch:input_type -> replds.v1.WatchRequest
-	13, // 18: replds.v1.Replds.Status:input_type -> replds.v1.StatusRequest
-	21, // 19: replds.v1.Internal.Hello:input_type -> replds.v1.HelloRequest
-	17, // 20: replds.v1.Internal.Push:input_type -> replds.v1.PushRequest
-	19, // 21: replds.v1.Internal.Sync:input_type -> replds.v1.SyncRequest
-	23, // 22: replds.v1.Internal.Tree:input_type -> replds.v1.TreeRequest
-	25, // 23: replds.v1.Internal.Buckets:input_type -> replds.v1.BucketRequest
-	5,  // 24: replds.v1.Replds.Store:output_type -> replds.v1.StoreResponse
-	7,  // 25: replds.v1.Replds.Get:output_type -> replds.v1.GetResponse
-	10, // 26: replds.v1.Replds.List:output_type -> replds.v1.ListResponse
-	12, // 27: replds.v1.Replds.Watch:output_type -> replds.v1.WatchResponse
-	16, // 28: replds.v1.Replds.Status:output_type -> replds.v1.StatusResponse
-	22, // 29: replds.v1.Internal.Hello:output_type -> replds.v1.HelloResponse
-	18, // 30: replds.v1.Internal.Push:output_type -> replds.v1.PushResponse
-	20, // 31: replds.v1.Internal.Sync:output_type -> replds.v1.SyncResponse
-	24, // 32: replds.v1.Internal.Tree:output_type -> replds.v1.TreeResponse
-	20, // 33: replds.v1.Internal.Buckets:output_type -> replds.v1.SyncResponse
-	24, // [24:34] is the sub-list for method output_type
-	14, // [14:24] is the sub-list for method input_type
-	14, // [14:14] is the sub-list for extension type_name
-	14, // [14:14] is the sub-list for extension extendee
-	0,  // [0:14] is the sub-list for field type_name
+	1,  // 13: replds.v1.SyncRequest.pushed_since:type_name -> replds.v1.VectorEntry
+	0,  // 14: replds.v1.SyncResponse.nodes:type_name -> replds.v1.Node
+	4,  // 15: replds.v1.Replds.Store:input_type -> replds.v1.StoreRequest
+	6,  // 16: replds.v1.Replds.Get:input_type -> replds.v1.GetRequest
+	8,  // 17: replds.v1.Replds.List:input_type -> replds.v1.ListRequest
+	11, // 18: replds.v1.Replds.Watch:input_type -> replds.v1.WatchRequest
+	13, // 19: replds.v1.Replds.Status:input_type -> replds.v1.StatusRequest
+	21, // 20: replds.v1.Internal.Hello:input_type -> replds.v1.HelloRequest
+	17, // 21: replds.v1.Internal.Push:input_type -> replds.v1.PushRequest
+	19, // 22: replds.v1.Internal.Sync:input_type -> replds.v1.SyncRequest
+	23, // 23: replds.v1.Internal.Tree:input_type -> replds.v1.TreeRequest
+	25, // 24: replds.v1.Internal.Buckets:input_type -> replds.v1.BucketRequest
+	5,  // 25: replds.v1.Replds.Store:output_type -> replds.v1.StoreResponse
+	7,  // 26: replds.v1.Replds.Get:output_type -> replds.v1.GetResponse
+	10, // 27: replds.v1.Replds.List:output_type -> replds.v1.ListResponse
+	12, // 28: replds.v1.Replds.Watch:output_type -> replds.v1.WatchResponse
+	16, // 29: replds.v1.Replds.Status:output_type -> replds.v1.StatusResponse
+	22, // 30: replds.v1.Internal.Hello:output_type -> replds.v1.HelloResponse
+	18, // 31: replds.v1.Internal.Push:output_type -> replds.v1.PushResponse
+	20, // 32: replds.v1.Internal.Sync:output_type -> replds.v1.SyncResponse
+	24, // 33: replds.v1.Internal.Tree:output_type -> replds.v1.TreeResponse
+	20, // 34: replds.v1.Internal.Buckets:output_type -> replds.v1.SyncResponse
+	25, // [25:35] is the sub-list for method output_type
+	15, // [15:25] is the sub-list for method input_type
+	15, // [15:15] is the sub-list for extension type_name
+	15, // [15:15] is the sub-list for extension extendee
+	0,  // [0:15] is the sub-list for field type_name
 }
 
 func init() { file_replds_proto_init() }

@@ -38,6 +38,8 @@ func (s *Server) Push(stream repldspb.Internal_PushServer) error {
 		err error
 	}
 	msgs := make(chan recv)
+	in := s.inbound.open()
+	defer s.inbound.close(in)
 	go func() {
 		for {
 			msg, err := stream.Recv()
@@ -71,9 +73,11 @@ func (s *Server) Push(stream repldspb.Internal_PushServer) error {
 		}
 		s.metrics.pushReceived(r.msg)
 		start := time.Now()
+		s.inbound.delivered(in, r.msg.Origin, r.msg.Prev, start)
 		if _, err := applyPush(ctx, s.store, r.msg); err != nil {
 			return toStatus(s.log, method, err)
 		}
+		s.inbound.delivered(in, r.msg.Origin, r.msg.Prev, time.Now())
 		s.metrics.committed("apply", start, nil)
 	}
 }

@@ -52,14 +52,24 @@ func syncRequest(st *store.Store) *repldspb.SyncRequest {
 // answerSync answers a digest: for each origin where st knows more, the
 // current winners the asker has not seen, in seq order and pages, the last
 // page of each origin marked done; then, if the vectors are equal but the
-// roots differ, a repair message. An origin for which carried(origin,
-// from) is true is left out: a live push stream already carries all of it
-// after from (nil: none is).
+// roots differ, a repair message. An origin is left out when a live push
+// stream already carries all of it after the asker's vector: one into the
+// asker that the asker names (pushed_since), or, when carried(origin, from)
+// is true, one from this server (nil: none is).
 func answerSync(st *store.Store, req *repldspb.SyncRequest, carried func(origin, from uint64) bool, send func(*repldspb.SyncResponse) error) error {
 	ask := VectorFromProto(req.Vector)
 	mine := st.Vector()
+	pushed := map[uint64]uint64{}
+	for _, e := range req.PushedSince {
+		if since, ok := pushed[e.Origin]; !ok || e.Seq < since {
+			pushed[e.Origin] = e.Seq
+		}
+	}
 	for _, o := range slices.Sorted(maps.Keys(mine)) {
 		if mine[o] <= ask[o] || (carried != nil && carried(o, ask[o])) {
+			continue
+		}
+		if since, ok := pushed[o]; ok && since <= ask[o] {
 			continue
 		}
 		cursor := ask[o]

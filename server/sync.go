@@ -65,6 +65,7 @@ func (s *Server) syncWith(ctx context.Context, conn *grpc.ClientConn, r *syncRou
 	client := repldspb.NewInternalClient(conn)
 	req := syncRequest(s.store)
 	req.Name = s.cfg.Name
+	req.PushedSince = vectorToProto(s.inbound.claims(time.Now())).Entries
 	r.sent(req)
 	stream, err := client.Sync(ctx, req)
 	if err != nil {

@@ -1,0 +1,106 @@
+package server
+
+import (
+	"context"
+	"fmt"
+	"log/slog"
+	"maps"
+	"path/filepath"
+	"testing"
+	"time"
+
+	repldspb "replds/proto"
+	"replds/store"
+)
+
+func TestInbound_ClaimsFreshStreamsOnly(t *testing.T) {
+	var in inbound
+	now := time.Unix(1000, 0)
+	a, b := in.open(), in.open()
+	in.open() // a third stream, that has delivered nothing yet
+	in.delivered(a, 7, 10, now)
+	in.delivered(a, 7, 20, now.Add(time.Second)) // a later page: a still started after 10
+	in.delivered(b, 7, 4, now)                   // a second stream from 7 (a reconnect)
+	in.delivered(b, 9, 30, now)                  // that now carries another origin
+	if got, want := in.claims(now.Add(time.Second)), (store.Vector{7: 10, 9: 30}); !maps.Equal(got, want) {
+		t.Errorf("claims = %v, want %v", got, want)
+	}
+	// b has delivered nothing for longer than pushFresh: it may be cut off
+	// by a partition that its keepalives have not noticed yet.
+	if got, want := in.claims(now.Add(pushFresh+time.Millisecond)), (store.Vector{7: 10}); !maps.Equal(got, want) {
+		t.Errorf("claims after pushFresh = %v, want %v", got, want)
+	}
+	in.close(a)
+	if got := in.claims(now.Add(time.Second)); !maps.Equal(got, store.Vector{9: 30}) {
+		t.Errorf("claims after closing a = %v, want only origin 9", got)
+	}
+}
+
+// TestAnswerSync_SkipsWhatAPushStreamCarries: a responder does not relay
+// an origin's writes to an asker that a push stream from that origin
+// serves, unless the stream started after what the asker holds.
+func TestAnswerSync_SkipsWhatAPushStreamCarries(t *testing.T) {
+	ctx := context.Background()
+	open := func(name string) *store.Store {
+		cfg := store.DefaultConfig(filepath.Join(t.TempDir(), name+".db"))
+		cfg.NoSync = true
+		cfg.Logger = slog.New(slog.DiscardHandler)
+		st, err := store.Open(cfg)
+		if err != nil {
+			t.Fatal(err)
+		}
+		t.Cleanup(func() { st.Close() })
+		return st
+	}
+	origin, relay, asker := open("origin"), open("relay"), open("asker")
+	for i := range 6 {
+		if _, err := origin.Write(ctx, []store.Write{{Path: fmt.Sprintf("/n/%d", i), Data: []byte("x")}}); err != nil {
+			t.Fatal(err)
+		}
+	}
+	// The relay holds all 6 writes, the asker the first 2.
+	copyUpTo := func(dst *store.Store, upto uint64) {
+		msg, _, _, err := pushPage(origin, 0)
+		if err != nil {
+			t.Fatal(err)
+		}
+		msg.Nodes = msg.Nodes[:upto]
+		if _, err := applyPush(ctx, dst, msg); err != nil {
+			t.Fatal(err)
+		}
+	}
+	copyUpTo(relay, 6)
+	copyUpTo(asker, 2)
+	o := origin.Origin()
+	relayed := func(pushedSince ...*repldspb.VectorEntry) int {
+		req := syncRequest(asker)
+		req.PushedSince = pushedSince
+		n := 0
+		if err := answerSync(relay, req, nil, func(m *repldspb.SyncResponse) error {
+			n += len(m.Nodes)
+			return nil
+		}); err != nil {
+			t.Fatal(err)
+		}
+		return n
+	}
+	since := func(origin, seq uint64) *repldspb.VectorEntry {
+		return &repldspb.VectorEntry{Origin: origin, Seq: seq}
+	}
+	for _, tc := range []struct {
+		name   string
+		claims []*repldspb.VectorEntry
+		want   int
+	}{
+		{"no push stream", nil, 4},
+		{"a stream since seq 2", []*repldspb.VectorEntry{since(o, 2)}, 0},
+		{"a stream since seq 1", []*repldspb.VectorEntry{since(o, 1)}, 0},
+		{"a stream since seq 4: a gap before it", []*repldspb.VectorEntry{since(o, 4)}, 4},
+		{"two streams, since 4 and since 2", []*repldspb.VectorEntry{since(o, 4), since(o, 2)}, 0},
+		{"a stream of another origin", []*repldspb.VectorEntry{since(o+1, 0)}, 4},
+	} {
+		if got := relayed(tc.claims...); got != tc.want {
+			t.Errorf("%s: relayed %d nodes, want %d", tc.name, got, tc.want)
+		}
+	}
+}
