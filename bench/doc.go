@@ -20,7 +20,9 @@
 //
 //   - store: `replds store` of a generated tree of --nodes files (--size
 //     bytes each) to server 1, timed from the command's start until all
-//     three servers report the nodes (Status) with equal hash roots.
+//     three servers report the nodes (Status) with equal hash roots. The
+//     row is the median of --store-runs uploads (3), each into an empty
+//     cluster; the note lists every run and the CPU time of each process.
 //   - latency: a running `replds pull` on server 3 mirrors a prefix; the
 //     bench writes one node at a time on server 1 and times until inotify
 //     reports the file renamed into place (IN_MOVED_TO): the write, its

@@ -37,6 +37,7 @@ type options struct {
 	quick          bool
 	rows           map[string]bool
 	nodes          int
+	storeRuns      int
 	scales         []int
 	size           int
 	streams        int
@@ -64,6 +65,7 @@ func parseOptions(args []string, stderr io.Writer) (*options, error) {
 	fs.StringVar(&rows, "rows", strings.Join(allRows, ","), "rows to measure, comma-separated: "+strings.Join(allRows, ","))
 	fs.IntVar(&o.nodes, "nodes", 0, "nodes of the store, pull, memory and disk rows (default 100000; --quick 10000)")
 	fs.StringVar(&scales, "scales", "", "store sizes of the idle-round and memory rows; the largest also serves the join row (default 10000,100000,1000000; --quick 1000,10000)")
+	fs.IntVar(&o.storeRuns, "store-runs", 0, "uploads of the store row, each into an empty cluster; the row reports the median (default 3; --quick 1)")
 	fs.IntVar(&o.size, "size", 1024, "bytes of data per node")
 	fs.IntVar(&o.streams, "streams", 0, "concurrent Watch streams (default 10000; --quick 1000)")
 	fs.IntVar(&o.samples, "samples", 0, "write-to-pull latency samples (default 500; --quick 100)")
@@ -117,6 +119,7 @@ func parseOptions(args []string, stderr io.Writer) (*options, error) {
 		}
 	}
 	def(&o.nodes, 100000, 10000)
+	def(&o.storeRuns, 3, 1)
 	def(&o.streams, 10000, 1000)
 	def(&o.samples, 500, 100)
 	if scales == "" {
