@@ -221,9 +221,17 @@ func (s *Store) gather(first *request) []*request {
 // then updates memory, publishes the events and answers every request. A
 // request that fails validation fails alone; a storage error fails them
 // all and leaves memory unchanged.
+//
+// A group made of Apply calls only is published before its commit, while
+// its fsyncs run: replicated changes are durable at their origin already,
+// which sends a change only once it committed it, so a watcher need not
+// wait for this copy. Should this server crash before the commit, it gets
+// the changes again from its peers; should the commit fail, the sender
+// sends them again. Changes this store stamps (Write) are published only
+// once durable here, where they are acknowledged.
 func (s *Store) commitGroup(reqs []*request) {
 	results := make([]result, len(reqs))
-	events, err := s.commitTx(reqs, results)
+	events, published, err := s.commitTx(reqs, results)
 	if err != nil {
 		for i := range results {
 			if results[i].err == nil {
@@ -231,7 +239,7 @@ func (s *Store) commitGroup(reqs []*request) {
 			}
 		}
 	}
-	if len(events) > 0 {
+	if len(events) > 0 && !published {
 		s.publish(events)
 	}
 	for i, r := range reqs {
@@ -240,11 +248,12 @@ func (s *Store) commitGroup(reqs []*request) {
 }
 
 // commitTx does the transactional part of commitGroup: it fills results
-// and, on success, updates memory and returns the events to publish.
-func (s *Store) commitTx(reqs []*request, results []result) ([]Event, error) {
+// and, on success, updates memory and returns the events, and whether it
+// published them already (a group of Apply calls only).
+func (s *Store) commitTx(reqs []*request, results []result) (events []Event, published bool, err error) {
 	tx, err := s.db.Begin(true)
 	if err != nil {
-		return nil, fmt.Errorf("store: begin: %w", err)
+		return nil, false, fmt.Errorf("store: begin: %w", err)
 	}
 	// Keys mostly arrive in order (a tree upload, a replication page, the
 	// log's sequential seqs); with bbolt's default fill of 50% every page
@@ -259,7 +268,6 @@ func (s *Store) commitTx(reqs []*request, results []result) ([]Event, error) {
 		dirtyVec:   make(map[uint64]struct{}),
 		lastIssued: s.lastIssued,
 	}
-	var events []Event
 	for i, r := range reqs {
 		if err := r.ctx.Err(); err != nil {
 			results[i].err = err
@@ -275,14 +283,14 @@ func (s *Store) commitTx(reqs []*request, results []result) ([]Event, error) {
 		if reqErr != nil {
 			if b.storageErr != nil {
 				_ = tx.Rollback()
-				return nil, b.storageErr
+				return nil, false, b.storageErr
 			}
 			results[i] = result{err: reqErr}
 			continue
 		}
 		if err := b.flush(); err != nil {
 			_ = tx.Rollback()
-			return nil, err
+			return nil, false, err
 		}
 		if ev, ok := b.merge(); ok {
 			events = append(events, ev)
@@ -298,20 +306,29 @@ func (s *Store) commitTx(reqs []*request, results []result) ([]Event, error) {
 		s.mu.Lock()
 		s.lastIssued = g.lastIssued
 		s.mu.Unlock()
-		return nil, nil
+		return nil, false, nil
 	}
 	if err := g.persistState(); err != nil {
 		_ = tx.Rollback()
-		return nil, err
+		return nil, false, err
+	}
+	if len(events) > 0 && !slices.ContainsFunc(reqs, func(r *request) bool { return !r.apply }) {
+		// Published before the commit (see commitGroup). Subscribe waits
+		// for subMu until memory holds these changes, so that a reader
+		// who subscribes and then reads the state misses nothing.
+		s.subMu.Lock()
+		defer s.subMu.Unlock()
+		s.publishLocked(events)
+		published = true
 	}
 	if fail := s.failCommit.Load(); fail != nil {
 		if err := (*fail)(); err != nil {
 			_ = tx.Rollback()
-			return nil, fmt.Errorf("store: commit: %w", err)
+			return nil, published, fmt.Errorf("store: commit: %w", err)
 		}
 	}
 	if err := tx.Commit(); err != nil {
-		return nil, fmt.Errorf("store: commit: %w", err)
+		return nil, published, fmt.Errorf("store: commit: %w", err)
 	}
 	s.commits.Add(1)
 
@@ -323,7 +340,7 @@ func (s *Store) commitTx(reqs []*request, results []result) ([]Event, error) {
 	s.vector = g.vector
 	s.lastIssued = g.lastIssued
 	s.mu.Unlock()
-	return events, nil
+	return events, published, nil
 }
 
 // group is the state of one transaction: the committed memory state plus

@@ -24,6 +24,17 @@ func (s *Store) SetCommitFailure(err error) {
 	s.failCommit.Store(&fail)
 }
 
+// SetCommitHook makes every later commit call f first, and fail with its
+// error if not nil; nil f restores normal commits. A hook that blocks
+// holds the committer as a slow fsync would.
+func (s *Store) SetCommitHook(f func() error) {
+	if f == nil {
+		s.failCommit.Store(nil)
+		return
+	}
+	s.failCommit.Store(&f)
+}
+
 // CheckConsistency reports every difference between memory and the file:
 // the radix tree against the nodes bucket, the log against the nodes, the
 // hash tree and stats against a rebuild, the vector and the clock against

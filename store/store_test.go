@@ -66,6 +66,89 @@ func TestOpen_BadConfig(t *testing.T) {
 	}
 }
 
+// TestStore_ApplyPublishedBeforeItsCommit: a replicated change reaches
+// subscribers while its commit (the fsyncs) runs; a write of this store's
+// own only once durable; and a reader who subscribes meanwhile, then reads
+// the state, still misses nothing.
+func TestStore_ApplyPublishedBeforeItsCommit(t *testing.T) {
+	clock := storetest.NewClock(storetest.Epoch)
+	s := openStore(t, storetest.Config(t, t.TempDir(), clock))
+	ctx := context.Background()
+	sub := s.Subscribe(10)
+	defer sub.Close()
+	entered, release := make(chan struct{}), make(chan struct{})
+	s.SetCommitHook(func() error {
+		entered <- struct{}{}
+		<-release
+		return nil
+	})
+	deadline := time.After(10 * time.Second)
+	wait := func(what string, c <-chan store.Event) store.Event {
+		t.Helper()
+		select {
+		case ev := <-c:
+			return ev
+		case <-deadline:
+			select {
+			case <-release:
+			default:
+				close(release) // let the commit finish, and Close with it
+			}
+			t.Fatalf("no event for %s", what)
+			return store.Event{}
+		}
+	}
+
+	peer := store.Node{Path: "/r", Meta: store.Meta{Version: 1 << 40, Origin: 42, Seq: 1}, Data: []byte("r")}
+	applied := make(chan error, 1)
+	go func() {
+		_, err := s.Apply(ctx, []store.Node{peer}, nil)
+		applied <- err
+	}()
+	<-entered // the commit has begun and waits
+	if ev := wait("an Apply whose commit runs", sub.C()); len(ev.Nodes) != 1 || ev.Nodes[0].Path != "/r" {
+		t.Errorf("event = %+v, want /r", ev)
+	}
+	found := make(chan bool, 1)
+	go func() {
+		late := s.Subscribe(10)
+		defer late.Close()
+		_, ok := s.Lookup("/r")
+		found <- ok
+	}()
+	close(release)
+	if err := <-applied; err != nil {
+		t.Fatal(err)
+	}
+	if !<-found {
+		t.Errorf("a subscriber that came during the commit read a state without /r, and missed its event")
+	}
+
+	release = make(chan struct{})
+	written := make(chan error, 1)
+	go func() {
+		_, err := s.Write(ctx, []store.Write{{Path: "/w", Data: []byte("w")}})
+		written <- err
+	}()
+	<-entered
+	select {
+	case ev := <-sub.C():
+		t.Errorf("event %+v for a write not yet durable", ev)
+	default:
+	}
+	close(release)
+	if err := <-written; err != nil {
+		t.Fatal(err)
+	}
+	if ev := wait("a committed Write", sub.C()); len(ev.Nodes) != 1 || ev.Nodes[0].Path != "/w" {
+		t.Errorf("event = %+v, want /w", ev)
+	}
+	s.SetCommitHook(nil)
+	if err := s.CheckConsistency(); err != nil {
+		t.Error(err)
+	}
+}
+
 func TestStore_CommitFailure(t *testing.T) {
 	clock := storetest.NewClock(storetest.Epoch)
 	s := openStore(t, storetest.Config(t, t.TempDir(), clock))
@@ -82,6 +165,13 @@ func TestStore_CommitFailure(t *testing.T) {
 	if _, err := s.Write(ctx, []store.Write{{Path: "/b", Data: []byte("2")}}); !errors.Is(err, boom) {
 		t.Errorf("Write with a failing commit = %v, want %v", err, boom)
 	}
+	select {
+	case ev := <-sub.C():
+		t.Errorf("event %+v for a failed commit", ev)
+	default:
+	}
+	// A replicated change is published before its commit (see
+	// TestStore_ApplyPublishedBeforeItsCommit): its event went out.
 	adv := []store.Advance{{Origin: 5, To: 3}}
 	if _, err := s.Apply(ctx, nil, adv); !errors.Is(err, boom) {
 		t.Errorf("Apply with a failing commit = %v, want %v", err, boom)
@@ -91,11 +181,6 @@ func TestStore_CommitFailure(t *testing.T) {
 	}
 	if _, ok := s.Lookup("/b"); ok {
 		t.Errorf("Lookup(/b) found a node whose commit failed")
-	}
-	select {
-	case ev := <-sub.C():
-		t.Errorf("event %+v for a failed commit", ev)
-	default:
 	}
 
 	s.SetCommitFailure(nil)

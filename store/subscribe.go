@@ -62,6 +62,11 @@ func (sub *Subscription) closeLocked() {
 func (s *Store) publish(events []Event) {
 	s.subMu.Lock()
 	defer s.subMu.Unlock()
+	s.publishLocked(events)
+}
+
+// publishLocked is publish for a caller that holds s.subMu.
+func (s *Store) publishLocked(events []Event) {
 	for sub := range s.subs {
 	send:
 		for _, ev := range events {
