@@ -131,10 +131,13 @@ type Advance struct {
 	Origin, From, To uint64
 }
 
-// Event is one committed batch, delivered to subscribers in commit order.
-// Nodes hold only what the batch changed (winners), with data (tombstones
-// without). Vector is the store's vector right after the commit. Events are
-// shared between subscribers: read-only.
+// Event is one batch, delivered to subscribers in commit order. Nodes hold
+// only what the batch changed (winners), with data (tombstones without).
+// Vector is the store's vector right after the batch. An Apply's event may
+// arrive while its commit still runs, before the store's state shows it,
+// and again after a failed commit when the sender retries (commitGroup);
+// a Write's arrives once it is committed. Events are shared between
+// subscribers: read-only.
 type Event struct {
 	Nodes  []Node
 	Vector Vector

@@ -166,6 +166,13 @@ func (s *Store) Apply(ctx context.Context, nodes []Node, adv []Advance) (int, er
 			total += len(n.Data)
 		}
 	}
+	r := s.submit(ctx, applyRequest(ctx, nodes, adv, total))
+	return r.n, r.err
+}
+
+// applyRequest returns the request of an Apply call of nodes and adv,
+// whose data total bytes, copied as writeRequest copies a Write's.
+func applyRequest(ctx context.Context, nodes []Node, adv []Advance, total int) *request {
 	arena := newValueArena(len(nodes), total)
 	own := make([]Node, len(nodes))
 	vals := make([][]byte, len(nodes))
@@ -179,8 +186,7 @@ func (s *Store) Apply(ctx context.Context, nodes []Node, adv []Advance) (int, er
 			own[i].Size = uint32(len(n.Data))
 		}
 	}
-	r := s.submit(ctx, &request{ctx: ctx, apply: true, nodes: own, adv: slices.Clone(adv), vals: vals, size: total, done: make(chan result, 1)})
-	return r.n, r.err
+	return &request{ctx: ctx, apply: true, nodes: own, adv: slices.Clone(adv), vals: vals, size: total, done: make(chan result, 1)}
 }
 
 // run is the committer: it takes requests in arrival order and commits
@@ -222,25 +228,22 @@ func (s *Store) gather(first *request) []*request {
 // request that fails validation fails alone; a storage error fails them
 // all and leaves memory unchanged.
 //
-// A group made of Apply calls only is published before its commit, while
-// its fsyncs run: replicated changes are durable at their origin already,
-// which sends a change only once it committed it, so a watcher need not
-// wait for this copy. Should this server crash before the commit, it gets
-// the changes again from its peers; should the commit fail, the sender
-// sends them again. Changes this store stamps (Write) are published only
-// once durable here, where they are acknowledged.
+// The events of the group's leading Apply calls are published before the
+// commit, while its fsyncs run: replicated changes are durable at their
+// origin already, which sends a change only once it committed it, so a
+// watcher need not wait for this copy. Should this server crash before the
+// commit, it gets the changes again from its peers; should the commit
+// fail, the sender sends them again, and they are published again. Changes
+// this store stamps (Write), and whatever follows them in the group, are
+// published only once durable here, where they are acknowledged.
 func (s *Store) commitGroup(reqs []*request) {
 	results := make([]result, len(reqs))
-	events, published, err := s.commitTx(reqs, results)
-	if err != nil {
+	if err := s.commitTx(reqs, results); err != nil {
 		for i := range results {
 			if results[i].err == nil {
 				results[i] = result{err: err}
 			}
 		}
-	}
-	if len(events) > 0 && !published {
-		s.publish(events)
 	}
 	for i, r := range reqs {
 		r.done <- results[i]
@@ -248,12 +251,11 @@ func (s *Store) commitGroup(reqs []*request) {
 }
 
 // commitTx does the transactional part of commitGroup: it fills results
-// and, on success, updates memory and returns the events, and whether it
-// published them already (a group of Apply calls only).
-func (s *Store) commitTx(reqs []*request, results []result) (events []Event, published bool, err error) {
+// and, on success, updates memory; it publishes the events.
+func (s *Store) commitTx(reqs []*request, results []result) error {
 	tx, err := s.db.Begin(true)
 	if err != nil {
-		return nil, false, fmt.Errorf("store: begin: %w", err)
+		return fmt.Errorf("store: begin: %w", err)
 	}
 	// Keys mostly arrive in order (a tree upload, a replication page, the
 	// log's sequential seqs); with bbolt's default fill of 50% every page
@@ -268,6 +270,10 @@ func (s *Store) commitTx(reqs []*request, results []result) (events []Event, pub
 		dirtyVec:   make(map[uint64]struct{}),
 		lastIssued: s.lastIssued,
 	}
+	// events[:early] come from Apply calls that no Write with an event
+	// precedes: they may go out before the commit.
+	var events []Event
+	early := 0
 	for i, r := range reqs {
 		if err := r.ctx.Err(); err != nil {
 			results[i].err = err
@@ -283,16 +289,19 @@ func (s *Store) commitTx(reqs []*request, results []result) (events []Event, pub
 		if reqErr != nil {
 			if b.storageErr != nil {
 				_ = tx.Rollback()
-				return nil, false, b.storageErr
+				return b.storageErr
 			}
 			results[i] = result{err: reqErr}
 			continue
 		}
 		if err := b.flush(); err != nil {
 			_ = tx.Rollback()
-			return nil, false, err
+			return err
 		}
 		if ev, ok := b.merge(); ok {
+			if r.apply && early == len(events) {
+				early++
+			}
 			events = append(events, ev)
 		}
 		if !r.apply {
@@ -306,29 +315,28 @@ func (s *Store) commitTx(reqs []*request, results []result) (events []Event, pub
 		s.mu.Lock()
 		s.lastIssued = g.lastIssued
 		s.mu.Unlock()
-		return nil, false, nil
+		return nil
 	}
 	if err := g.persistState(); err != nil {
 		_ = tx.Rollback()
-		return nil, false, err
+		return err
 	}
-	if len(events) > 0 && !slices.ContainsFunc(reqs, func(r *request) bool { return !r.apply }) {
-		// Published before the commit (see commitGroup). Subscribe waits
-		// for subMu until memory holds these changes, so that a reader
-		// who subscribes and then reads the state misses nothing.
+	if early > 0 {
+		// Subscribe waits for subMu until memory holds these changes, so
+		// that a reader who subscribes and then reads the state misses
+		// nothing.
 		s.subMu.Lock()
 		defer s.subMu.Unlock()
-		s.publishLocked(events)
-		published = true
+		s.publishLocked(events[:early])
 	}
 	if fail := s.failCommit.Load(); fail != nil {
 		if err := (*fail)(); err != nil {
 			_ = tx.Rollback()
-			return nil, published, fmt.Errorf("store: commit: %w", err)
+			return fmt.Errorf("store: commit: %w", err)
 		}
 	}
 	if err := tx.Commit(); err != nil {
-		return nil, published, fmt.Errorf("store: commit: %w", err)
+		return fmt.Errorf("store: commit: %w", err)
 	}
 	s.commits.Add(1)
 
@@ -340,7 +348,12 @@ func (s *Store) commitTx(reqs []*request, results []result) (events []Event, pub
 	s.vector = g.vector
 	s.lastIssued = g.lastIssued
 	s.mu.Unlock()
-	return events, published, nil
+	if early > 0 {
+		s.publishLocked(events[early:])
+	} else {
+		s.publish(events)
+	}
+	return nil
 }
 
 // group is the state of one transaction: the committed memory state plus

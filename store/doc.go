@@ -37,7 +37,10 @@
 //     can therefore page through an origin's winners in seq order.
 //   - The nodes, their log entries, the vector and the clock of one commit
 //     change in one bbolt transaction, synced (unless Config.NoSync) before
-//     any caller is answered or any subscriber told.
+//     any caller is answered, and before any subscriber is told of a Write.
+//     Replicated changes (Apply) at the head of a group are told while the
+//     transaction commits (see commitGroup): they are durable at their
+//     origin already.
 //   - Memory (radix tree, hash tree, stats, vector) equals what rebuilding
 //     it from the file gives; it changes only after the transaction
 //     committed, under Store.mu, by the committer goroutine. The clock in

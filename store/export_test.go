@@ -17,11 +17,10 @@ func (s *Store) CommitCount() uint64 { return s.commits.Load() }
 // committing; nil restores normal commits.
 func (s *Store) SetCommitFailure(err error) {
 	if err == nil {
-		s.failCommit.Store(nil)
+		s.SetCommitHook(nil)
 		return
 	}
-	fail := func() error { return err }
-	s.failCommit.Store(&fail)
+	s.SetCommitHook(func() error { return err })
 }
 
 // SetCommitHook makes every later commit call f first, and fail with its

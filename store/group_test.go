@@ -3,8 +3,10 @@ package store
 import (
 	"context"
 	"errors"
+	"fmt"
 	"log/slog"
 	"path/filepath"
+	"sync"
 	"testing"
 	"time"
 )
@@ -41,6 +43,97 @@ func writeReqCtx(ctx context.Context, ws ...Write) *request {
 		total += len(w.Data)
 	}
 	return writeRequest(ctx, ws, total)
+}
+
+// applyReq returns the request of Apply(nodes) without advances.
+func applyReq(nodes ...Node) *request {
+	total := 0
+	for _, n := range nodes {
+		total += len(n.Data)
+	}
+	return applyRequest(context.Background(), nodes, nil, total)
+}
+
+// TestCommitGroup_EarlyPublishStopsAtAWrite: in a group, the events of the
+// Apply calls before any Write go out while the commit runs; a Write's,
+// and everything after it, only once the commit is done.
+func TestCommitGroup_EarlyPublishStopsAtAWrite(t *testing.T) {
+	s := openInternal(t)
+	sub := s.Subscribe(10)
+	defer sub.Close()
+	peer := func(path string, seq uint64) Node {
+		return Node{Path: path, Meta: Meta{Version: 1 << 40, Origin: 42, Seq: seq}, Data: []byte("r")}
+	}
+	paths := func(ev Event) (out []string) {
+		for _, n := range ev.Nodes {
+			out = append(out, n.Path)
+		}
+		return out
+	}
+	for _, tc := range []struct {
+		name        string
+		reqs        []*request
+		early, late []string // paths of the events before and after the commit
+	}{
+		{"apply, write, apply",
+			[]*request{applyReq(peer("/r1", 1)), writeReq(Write{Path: "/w1", Data: []byte("w")}), applyReq(peer("/r2", 2))},
+			[]string{"/r1"}, []string{"/w1", "/r2"}},
+		{"write, apply",
+			[]*request{writeReq(Write{Path: "/w2", Data: []byte("w")}), applyReq(peer("/r3", 3))},
+			nil, []string{"/w2", "/r3"}},
+	} {
+		entered, release := make(chan struct{}), make(chan struct{})
+		var once sync.Once
+		unblock := func() { once.Do(func() { close(release) }) }
+		s.SetCommitHook(func() error {
+			close(entered)
+			<-release
+			return nil
+		})
+		next := func() Event {
+			select {
+			case ev := <-sub.C():
+				return ev
+			case <-time.After(10 * time.Second):
+				unblock() // let the commit end, and the store close
+				t.Fatalf("%s: an event did not come", tc.name)
+				return Event{}
+			}
+		}
+		done := make(chan struct{})
+		go func() {
+			s.commitGroup(tc.reqs)
+			close(done)
+		}()
+		<-entered
+		var early []string
+		for range tc.early {
+			early = append(early, paths(next())...)
+		}
+		select {
+		case ev := <-sub.C():
+			early = append(early, paths(ev)...)
+		default:
+		}
+		if fmt.Sprint(early) != fmt.Sprint(tc.early) {
+			t.Errorf("%s: events during the commit = %v, want %v", tc.name, early, tc.early)
+		}
+		unblock()
+		<-done
+		var late []string
+		for range tc.late {
+			late = append(late, paths(next())...)
+		}
+		if fmt.Sprint(late) != fmt.Sprint(tc.late) {
+			t.Errorf("%s: events after the commit = %v, want %v", tc.name, late, tc.late)
+		}
+		for _, r := range tc.reqs {
+			if res := <-r.done; res.err != nil {
+				t.Errorf("%s: %v", tc.name, res.err)
+			}
+		}
+	}
+	s.SetCommitHook(nil)
 }
 
 // TestCommitGroup_Isolation hands the committer's group function one group

@@ -81,6 +81,9 @@ type Store struct {
 	vector     Vector
 	lastIssued uint64 // highest HLC value issued or absorbed
 
+	// subMu guards the subscriptions. The committer holds it across a
+	// commit whose events it published early, and takes mu under it:
+	// never take subMu while holding mu.
 	subMu      sync.Mutex
 	subs       map[*Subscription]struct{} // guarded by subMu
 	subsClosed bool                       // guarded by subMu
@@ -550,13 +553,10 @@ type copyArena struct{ buf []byte }
 const copyChunk = 64 << 10
 
 func (a *copyArena) copy(data []byte) []byte {
-	if len(data) == 0 {
-		return nil
+	if len(data) == 0 || len(data) > copyChunk/4 {
+		return copyData(data)
 	}
 	if len(data) > cap(a.buf)-len(a.buf) {
-		if len(data) > copyChunk/4 {
-			return bytes.Clone(data)
-		}
 		a.buf = make([]byte, 0, copyChunk)
 	}
 	a.buf = append(a.buf, data...)

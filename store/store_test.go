@@ -670,3 +670,40 @@ func BenchmarkStore_Apply(b *testing.B) {
 		}
 	}
 }
+
+// TestStore_ChangesFollowsPathsFarApart: Changes finds every winner of a
+// page whatever the distance between their paths, whether the next one is
+// a few keys ahead (stepped to), far ahead or behind (sought).
+func TestStore_ChangesFollowsPathsFarApart(t *testing.T) {
+	clock := storetest.NewClock(storetest.Epoch)
+	s := openStore(t, storetest.Config(t, t.TempDir(), clock))
+	ctx := context.Background()
+	var ws []store.Write
+	for i := range 20 {
+		ws = append(ws, store.Write{Path: fmt.Sprintf("/p/%02d", i), Data: []byte("old")})
+	}
+	if _, err := s.Write(ctx, ws); err != nil {
+		t.Fatal(err)
+	}
+	after := s.Vector()[s.Origin()]
+	order := []string{"/p/00", "/p/01", "/p/19", "/p/03", "/p/10"}
+	for _, p := range order {
+		if _, err := s.Write(ctx, []store.Write{{Path: p, Data: []byte("new " + p)}}); err != nil {
+			t.Fatal(err)
+		}
+	}
+	nodes, _, more, err := s.Changes(s.Origin(), after, 0, 0)
+	if err != nil || more {
+		t.Fatalf("Changes = %d nodes, more %v, %v", len(nodes), more, err)
+	}
+	var got []string
+	for _, n := range nodes {
+		if string(n.Data) != "new "+n.Path {
+			t.Errorf("%s: data %q", n.Path, n.Data)
+		}
+		got = append(got, n.Path)
+	}
+	if !slices.Equal(got, order) {
+		t.Errorf("Changes = %v, want %v", got, order)
+	}
+}

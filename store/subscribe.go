@@ -12,11 +12,12 @@ type Subscription struct {
 	overflowed atomic.Bool
 }
 
-// Subscribe returns a subscription to every event committed from now on,
-// buffered for buf events (at least 1). Changes committed just before the
-// call may be delivered too, and are then also visible in the store's
-// state: a reader that subscribes first and reads the state second misses
-// nothing. On a closed store the channel is closed at once. The caller
+// Subscribe returns a subscription to every event published from now on
+// (see Event), buffered for buf events (at least 1). Changes committed just
+// before the call may be delivered too, and are then also visible in the
+// store's state: a reader that subscribes first and reads the state second
+// misses nothing. While a group of replicated changes published early
+// commits, Subscribe waits for it. On a closed store the channel is closed at once. The caller
 // must Close the subscription when done.
 func (s *Store) Subscribe(buf int) *Subscription {
 	sub := &Subscription{s: s, c: make(chan Event, max(buf, 1))}
