@@ -330,6 +330,12 @@ func TestHTTP_ReadyOnlyAfterJoining(t *testing.T) {
 		return nil
 	})
 
+	// The path /healthz reads is one a client may write too.
+	put(t, c.Client(0), "/_replds/healthz", "x")
+	if code, body := get("/healthz"); code != http.StatusOK || body != "ok\n" {
+		t.Errorf("/healthz with /_replds/healthz written = %d %q, want 200 ok", code, body)
+	}
+
 	// Server 0 restarts with its only peer down: up, but not ready.
 	c.Stop(1)
 	c.Restart(0)
