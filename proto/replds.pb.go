@@ -877,7 +877,9 @@ type PeerLag struct {
 	// name is the peer's member name.
 	Name string `protobuf:"bytes,1,opt,name=name,proto3" json:"name,omitempty"`
 	// changes counts the peer's writes this server lacked when the round
-	// began: the sum over origins of max(0, peer[origin] - ours[origin]).
+	// began: the sum over origins of max(0, peer[origin] - ours[origin]),
+	// leaving out origins whose writes a live push stream into this server
+	// was bringing (the peer did not send them: see pushed_since).
 	Changes uint64 `protobuf:"varint,2,opt,name=changes,proto3" json:"changes,omitempty"`
 	// seconds is the age (now minus the wall clock part of its version) of
 	// the oldest node the round brought; 0 when it brought none.
@@ -1182,9 +1184,6 @@ type SyncRequest struct {
 	Vector *Vector `protobuf:"bytes,1,opt,name=vector,proto3" json:"vector,omitempty"`
 	// root is the asker's hash-tree root.
 	Root []byte `protobuf:"bytes,2,opt,name=root,proto3" json:"root,omitempty"`
-	// name is the asker's member name: the responder skips what its push
-	// stream to the asker is already carrying.
-	Name string `protobuf:"bytes,3,opt,name=name,proto3" json:"name,omitempty"`
 	// pushed_since holds, for each push stream into the asker that is open
 	// and delivering, its origin and the seq it started after: it carries
 	// every write of that origin after that seq, so a responder need not
@@ -1236,13 +1235,6 @@ func (x *SyncRequest) GetRoot() []byte {
 		return x.Root
 	}
 	return nil
-}
-
-func (x *SyncRequest) GetName() string {
-	if x != nil {
-		return x.Name
-	}
-	return ""
 }
 
 func (x *SyncRequest) GetPushedSince() []*VectorEntry {
@@ -1666,12 +1658,11 @@ const file_replds_proto_rawDesc = "" +
 	"\x06origin\x18\x01 \x01(\x04R\x06origin\x12\x12\n" +
 	"\x04prev\x18\x02 \x01(\x04R\x04prev\x12%\n" +
 	"\x05nodes\x18\x03 \x03(\v2\x0f.replds.v1.NodeR\x05nodes\"\x0e\n" +
-	"\fPushResponse\"\x9b\x01\n" +
+	"\fPushResponse\"\x93\x01\n" +
 	"\vSyncRequest\x12)\n" +
 	"\x06vector\x18\x01 \x01(\v2\x11.replds.v1.VectorR\x06vector\x12\x12\n" +
-	"\x04root\x18\x02 \x01(\fR\x04root\x12\x12\n" +
-	"\x04name\x18\x03 \x01(\tR\x04name\x129\n" +
-	"\fpushed_since\x18\x04 \x03(\v2\x16.replds.v1.VectorEntryR\vpushedSince\"\xa1\x01\n" +
+	"\x04root\x18\x02 \x01(\fR\x04root\x129\n" +
+	"\fpushed_since\x18\x04 \x03(\v2\x16.replds.v1.VectorEntryR\vpushedSinceJ\x04\b\x03\x10\x04R\x04name\"\xa1\x01\n" +
 	"\fSyncResponse\x12\x16\n" +
 	"\x06origin\x18\x01 \x01(\x04R\x06origin\x12%\n" +
 	"\x05nodes\x18\x02 \x03(\v2\x0f.replds.v1.NodeR\x05nodes\x12\x12\n" +

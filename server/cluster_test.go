@@ -415,15 +415,43 @@ func copyFile(t *testing.T, from, to string) {
 
 // TestCluster_PeerCatchesUpFromTheOriginAlone restarts one of two servers:
 // what the other wrote meanwhile exists only there, and its new push
-// stream starts after it, so only its digest answers can deliver it (they
-// must not count on the push stream for it).
+// stream starts after it, so only its digest answers can deliver it. They
+// must not leave it out because a push stream into the asker is live: that
+// stream carries only what came after its start.
 func TestCluster_PeerCatchesUpFromTheOriginAlone(t *testing.T) {
-	c := servertest.NewCluster(t, 2)
+	ctx := context.Background()
+	// Server 1 syncs only when the test says so.
+	c := servertest.NewCluster(t, 2, func(i int, cfg *server.Config) {
+		if i == 1 {
+			cfg.SyncInterval = time.Hour
+		}
+	})
 	c.Stop(1)
 	for i := range 20 {
 		put(t, c.Client(0), fmt.Sprintf("/alone/%d", i), "x")
 	}
 	c.Restart(1)
-	waitData(t, c, "/alone/19", []byte("x"))
+	// Writes until one reaches server 1: server 0's push stream to it is
+	// up and delivering, and server 1 names it in its digests.
+	marker := 0
+	c.Wait(10*time.Second, "a push from server 0 to server 1", func() error {
+		if marker > 0 {
+			if _, err := c.Server(1).DB().Get(fmt.Sprintf("/marker/%d", marker)); err == nil {
+				return nil
+			}
+		}
+		marker++
+		put(t, c.Client(0), fmt.Sprintf("/marker/%d", marker), "m")
+		return fmt.Errorf("marker %d not on server 1 yet", marker)
+	})
+	if _, err := c.Server(1).DB().Get("/alone/19"); !errors.Is(err, store.ErrNotFound) {
+		t.Fatalf("server 1 holds /alone/19 before any sync round (%v): the test proves nothing", err)
+	}
+	if err := server.SyncRoundWith(ctx, c.Server(1), c.Config(0).Name, c.Addr(0)); err != nil {
+		t.Fatal(err)
+	}
+	if n, err := c.Server(1).DB().Get("/alone/19"); err != nil || string(n.Data) != "x" {
+		t.Errorf("after a sync round, server 1: Get(/alone/19) = %v; want x", err)
+	}
 	c.WaitConverged(10 * time.Second)
 }

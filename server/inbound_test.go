@@ -76,7 +76,7 @@ func TestAnswerSync_SkipsWhatAPushStreamCarries(t *testing.T) {
 		req := syncRequest(asker)
 		req.PushedSince = pushedSince
 		n := 0
-		if err := answerSync(relay, req, nil, func(m *repldspb.SyncResponse) error {
+		if err := answerSync(relay, req, func(m *repldspb.SyncResponse) error {
 			n += len(m.Nodes)
 			return nil
 		}); err != nil {

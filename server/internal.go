@@ -114,10 +114,7 @@ func (s *Server) Sync(req *repldspb.SyncRequest, stream repldspb.Internal_SyncSe
 		s.checkIncarnation(stream.Context(), o, VectorFromProto(req.Vector)[o])
 	}
 	send := s.metrics.syncServed(req, stream).Send
-	carried := func(origin, from uint64) bool {
-		return origin == s.store.Origin() && s.peers.pushCarries(req.Name, from)
-	}
-	err := answerSync(s.store, req, carried, func(m *repldspb.SyncResponse) error {
+	err := answerSync(s.store, req, func(m *repldspb.SyncResponse) error {
 		// An ACL reload may take the peer permission away mid-stream.
 		if err := s.authorize(stream.Context(), acl.Peer, ""); err != nil {
 			return toStatus(s.log, method, err)

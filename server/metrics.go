@@ -410,7 +410,7 @@ type lagCollector struct{ m *metrics }
 
 var (
 	lagChangesDesc = prometheus.NewDesc("replds_replication_lag_changes",
-		"Writes the peer had that this server lacked, at the start of the last successful sync round with it (sum over origins of max(0, peer - ours)).",
+		"Writes the peer had that this server lacked, at the start of the last successful sync round with it (sum over origins of max(0, peer - ours)), leaving out origins whose writes a live push stream into this server was bringing.",
 		[]string{"peer"}, nil)
 	lagSecondsDesc = prometheus.NewDesc("replds_replication_lag_seconds",
 		"Age of the oldest node the last successful sync round with the peer brought (now minus its version's wall clock); 0 when it brought none.",

@@ -8,7 +8,6 @@ import (
 	"log/slog"
 	"math/rand/v2"
 	"sync"
-	"sync/atomic"
 	"time"
 
 	"google.golang.org/grpc"
@@ -200,23 +199,6 @@ type pusher struct {
 	cancel context.CancelFunc
 	// done is closed when run returns.
 	done chan struct{}
-	// start is the cursor the current push session started from, and up
-	// whether that session is open (see pushCarries).
-	start atomic.Uint64
-	up    atomic.Bool
-}
-
-// pushCarries reports whether the push session to the member name, open
-// now, carries every write of this server's origin after seq from: it
-// started at or before from and has not failed. A digest answer to that
-// member then need not send them again. Should the session fail, the next
-// one starts from the head and this no longer holds, so the next digest
-// round sends what the broken stream may have lost.
-func (p *peerSet) pushCarries(name string, from uint64) bool {
-	p.mu.Lock()
-	pu, ok := p.pushers[name]
-	p.mu.Unlock()
-	return ok && pu.up.Load() && pu.start.Load() <= from
 }
 
 // errDrained ends a push session that handed every write to the peer at
@@ -288,9 +270,6 @@ func (pu *pusher) session(ctx context.Context) error {
 		return err
 	}
 	cursor := st.Vector()[origin]
-	pu.start.Store(cursor)
-	pu.up.Store(true)
-	defer pu.up.Store(false)
 	for {
 		msg, next, more, err := pushPage(st, cursor)
 		if err != nil {
@@ -325,7 +304,7 @@ func (pu *pusher) session(ctx context.Context) error {
 			return ctx.Err()
 		case <-stream.Context().Done():
 			// The stream broke while idle (the peer restarted, say): end
-			// the session now, so that pushCarries stops vouching for it.
+			// the session now, so that the next one starts at once.
 			return stream.Context().Err()
 		case <-pu.kick:
 		}

@@ -53,10 +53,10 @@ func syncRequest(st *store.Store) *repldspb.SyncRequest {
 // current winners the asker has not seen, in seq order and pages, the last
 // page of each origin marked done; then, if the vectors are equal but the
 // roots differ, a repair message. An origin is left out when a live push
-// stream already carries all of it after the asker's vector: one into the
-// asker that the asker names (pushed_since), or, when carried(origin, from)
-// is true, one from this server (nil: none is).
-func answerSync(st *store.Store, req *repldspb.SyncRequest, carried func(origin, from uint64) bool, send func(*repldspb.SyncResponse) error) error {
+// stream into the asker, which the asker names (pushed_since), already
+// carries all of it after the asker's vector: this server's own, or a
+// third server's.
+func answerSync(st *store.Store, req *repldspb.SyncRequest, send func(*repldspb.SyncResponse) error) error {
 	ask := VectorFromProto(req.Vector)
 	mine := st.Vector()
 	pushed := map[uint64]uint64{}
@@ -66,7 +66,7 @@ func answerSync(st *store.Store, req *repldspb.SyncRequest, carried func(origin,
 		}
 	}
 	for _, o := range slices.Sorted(maps.Keys(mine)) {
-		if mine[o] <= ask[o] || (carried != nil && carried(o, ask[o])) {
+		if mine[o] <= ask[o] {
 			continue
 		}
 		if since, ok := pushed[o]; ok && since <= ask[o] {

@@ -348,7 +348,7 @@ func (s *sim) sync(a, b int, lossy bool) {
 	}
 	asker, responder := s.servers[a].st, s.servers[b].st
 	var answer []*repldspb.SyncResponse
-	if err := answerSync(responder, syncRequest(asker), nil, func(m *repldspb.SyncResponse) error {
+	if err := answerSync(responder, syncRequest(asker), func(m *repldspb.SyncResponse) error {
 		answer = append(answer, m)
 		return nil
 	}); err != nil {

@@ -64,7 +64,6 @@ func (s *Server) syncLoop() {
 func (s *Server) syncWith(ctx context.Context, conn *grpc.ClientConn, r *syncRound) (int, error) {
 	client := repldspb.NewInternalClient(conn)
 	req := syncRequest(s.store)
-	req.Name = s.cfg.Name
 	req.PushedSince = vectorToProto(s.inbound.claims(time.Now())).Entries
 	r.sent(req)
 	stream, err := client.Sync(ctx, req)
