@@ -16,8 +16,8 @@ const trimSlack = 32 << 20
 // the runtime keeps the freed heap of a large upload, and gRPC its pooled
 // message buffers (up to the message limit each), for minutes: a server
 // that took 100k writes idled at three times the memory of one restarted
-// with the same data. Every MemoryTrimInterval, if no write or replicated
-// node was committed since the previous check and the heap exceeds the live
+// with the same data. Every MemoryTrimInterval, if the store committed
+// nothing since the previous check and the heap exceeds the live
 // data by trimSlack, it collects twice (pooled buffers survive one
 // collection) and releases what is free. Busy servers are never
 // interrupted.
@@ -28,7 +28,7 @@ func (s *Server) trimLoop() {
 		{Name: "/memory/classes/heap/free:bytes"},
 		{Name: "/gc/heap/live:bytes"},
 	}
-	last := s.writesSeen()
+	last := s.store.CommitCount()
 	t := time.NewTicker(s.cfg.MemoryTrimInterval)
 	defer t.Stop()
 	for {
@@ -37,9 +37,9 @@ func (s *Server) trimLoop() {
 			return
 		case <-t.C:
 		}
-		seen := s.writesSeen()
-		busy := seen != last
-		last = seen
+		commits := s.store.CommitCount()
+		busy := commits != last
+		last = commits
 		if busy {
 			continue
 		}
@@ -56,14 +56,4 @@ func (s *Server) trimLoop() {
 		after := samples[0].Value.Uint64() + samples[1].Value.Uint64() + samples[2].Value.Uint64()
 		s.log.Debug("returned idle memory to the system", "heap_before", held, "heap_after", after, "duration", time.Since(start))
 	}
-}
-
-// writesSeen sums the store's version vector: it changes with every
-// committed write and replicated node.
-func (s *Server) writesSeen() uint64 {
-	var sum uint64
-	for _, seq := range s.store.Vector() {
-		sum += seq
-	}
-	return sum
 }

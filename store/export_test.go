@@ -8,11 +8,6 @@ import (
 	bolt "go.etcd.io/bbolt"
 )
 
-// CommitCount returns the number of write transactions committed since
-// Open. storetest uses it, through a type assertion, to see group commit
-// at work.
-func (s *Store) CommitCount() uint64 { return s.commits.Load() }
-
 // SetCommitFailure makes every later commit fail with err instead of
 // committing; nil restores normal commits.
 func (s *Store) SetCommitFailure(err error) {

@@ -65,8 +65,7 @@ type Store struct {
 	closeErr  error
 	wg        sync.WaitGroup
 
-	// commits counts successful bbolt write transactions (tests compare it
-	// with the number of writes to see group commit at work).
+	// commits counts successful bbolt write transactions (CommitCount).
 	commits atomic.Uint64
 	// failCommit, when set by a test, replaces the result of tx.Commit.
 	failCommit atomic.Pointer[func() error]
@@ -663,6 +662,11 @@ func (nc *nodeCursor) stepTo(path []byte) bool {
 	}
 	return false
 }
+
+// CommitCount returns the number of write transactions committed since
+// Open: it changes with every commit that changed something, whether
+// writes, replicated nodes or a repair.
+func (s *Store) CommitCount() uint64 { return s.commits.Load() }
 
 // Vector returns a copy of the store's version vector.
 func (s *Store) Vector() Vector {
