@@ -447,8 +447,10 @@ type BuildInfo struct {
 }
 
 // ReadBuildInfo returns the build information embedded in the binary
-// (runtime/debug.ReadBuildInfo).
-func ReadBuildInfo() BuildInfo {
+// (runtime/debug.ReadBuildInfo), parsed once.
+var ReadBuildInfo = sync.OnceValue(readBuildInfo)
+
+func readBuildInfo() BuildInfo {
 	bi := BuildInfo{Version: "unknown", GoVersion: "unknown"}
 	info, ok := debug.ReadBuildInfo()
 	if !ok {
