@@ -10,7 +10,6 @@ import (
 	"path/filepath"
 	"regexp"
 	"slices"
-	"strconv"
 	"strings"
 	"syscall"
 	"time"
@@ -186,20 +185,52 @@ func (c *cluster) pids() []int {
 	return out
 }
 
-// rssAnon returns the largest RssAnon of the servers and every server's
-// RssAnon/VmRSS in MiB.
-func (c *cluster) rssAnon() (int64, string, error) {
-	var worst int64
-	var detail []string
+// memory reads the RssAnon and VmRSS of every server.
+func (c *cluster) memory() (groupMem, error) {
+	var ps []namedProc
 	for _, s := range c.servers {
-		anon, rss, err := rssAnon(s.p.pid())
-		if err != nil {
-			return 0, "", err
-		}
-		worst = max(worst, anon)
-		detail = append(detail, fmt.Sprintf("%s %.0f/%.0f", s.name, mib(anon), mib(rss)))
+		ps = append(ps, namedProc{name: s.name, p: s.p})
 	}
-	return worst, strings.Join(detail, ", "), nil
+	return memOf(ps)
+}
+
+// dataDirs lists the servers' data directories.
+func (c *cluster) dataDirs() []string {
+	var dirs []string
+	for _, s := range c.servers {
+		dirs = append(dirs, s.dataDir)
+	}
+	return dirs
+}
+
+// namedProc is a process the bench started, with the name its figures are
+// reported under.
+type namedProc struct {
+	name string
+	p    *proc
+}
+
+// groupMem is the memory of a group of processes.
+type groupMem struct {
+	anon, rss int64    // the largest RssAnon and the largest VmRSS, in bytes
+	detail    []string // each process's "name RssAnon/VmRSS", in MiB
+}
+
+// details joins the per-process figures for a note: "s1 40/52, s2 38/50".
+func (g groupMem) details() string { return strings.Join(g.detail, ", ") }
+
+// memOf reads the RssAnon and VmRSS of every process of ps.
+func memOf(ps []namedProc) (groupMem, error) {
+	var g groupMem
+	for _, np := range ps {
+		anon, rss, err := rssAnon(np.p.pid())
+		if err != nil {
+			return groupMem{}, fmt.Errorf("memory of %s: %w", np.name, err)
+		}
+		g.anon, g.rss = max(g.anon, anon), max(g.rss, rss)
+		g.detail = append(g.detail, fmt.Sprintf("%s %.0f/%.0f", np.name, mib(anon), mib(rss)))
+	}
+	return g, nil
 }
 
 // waitMembers waits until every server lists n alive members.
@@ -324,16 +355,6 @@ func (t traffic) summary() string {
 	return fmt.Sprintf("%s (%s)", bytesText(t.total), strings.Join(parts, ", "))
 }
 
-func bytesText(n int64) string {
-	switch {
-	case n >= 10<<20:
-		return fmt.Sprintf("%.0f MiB", mib(n))
-	case n >= 10<<10:
-		return fmt.Sprintf("%.0f KiB", float64(n)/1024)
-	}
-	return fmt.Sprintf("%d B", n)
-}
-
 // nodePath names node i of a generated tree: 1000 leaves per directory.
 func nodePath(prefix string, i int) string {
 	return fmt.Sprintf("%s/d%04d/f%07d", prefix, i/1000, i)
@@ -351,10 +372,31 @@ func nodeData(buf []byte, i, gen int) {
 	}
 }
 
+// Bounds of one Store RPC of load: at most loadBatchWrites writes and
+// loadBatchBytes of data.
+const (
+	loadBatchWrites = 20000
+	loadBatchBytes  = 32 << 20
+)
+
+// loadBatch returns the number of nodes of size bytes load sends per
+// Store RPC.
+func loadBatch(size int) int {
+	return max(1, min(loadBatchWrites, loadBatchBytes/max(size, 1)))
+}
+
+// loadVia describes the Store RPCs load sends for nodes of size bytes:
+// "Store RPCs of 20k nodes, 20 MiB".
+func loadVia(size int) string {
+	per := loadBatch(size)
+	return fmt.Sprintf("Store RPCs of %s nodes, %s", count(per), bytesText(int64(per)*int64(size)))
+}
+
 // load writes n generated nodes of size bytes under prefix to s, in
-// batches of at most 32 MiB, and returns when s acknowledged them all.
+// batches of loadBatch(size) nodes, and returns when s acknowledged them
+// all.
 func load(ctx context.Context, s *server, prefix string, n, size int) error {
-	per := max(1, min(20000, (32<<20)/max(size, 1)))
+	per := loadBatch(size)
 	for start := 0; start < n; start += per {
 		end := min(n, start+per)
 		arena := make([]byte, (end-start)*size)
@@ -412,6 +454,19 @@ func diskUsage(dir string) (alloc, apparent int64, err error) {
 	return alloc, apparent, err
 }
 
+// largestDiskUsage returns the largest allocated and the largest apparent
+// size (see diskUsage) among dirs.
+func largestDiskUsage(dirs []string) (alloc, apparent int64, err error) {
+	for _, dir := range dirs {
+		a, p, err := diskUsage(dir)
+		if err != nil {
+			return 0, 0, err
+		}
+		alloc, apparent = max(alloc, a), max(apparent, p)
+	}
+	return alloc, apparent, nil
+}
+
 // countFiles counts the regular files under dir.
 func countFiles(dir string) (int, error) {
 	n := 0
@@ -428,5 +483,3 @@ func countFiles(dir string) (int, error) {
 }
 
 func mib(b int64) float64 { return float64(b) / (1 << 20) }
-
-func itoa(n int) string { return strconv.Itoa(n) }

@@ -119,33 +119,24 @@ func (b *bench) etcdPhase(ctx context.Context) error {
 		if err := sleep(ctx, b.opts.idle); err != nil {
 			return err
 		}
-		var anon, rss int64
-		var detail []string
-		for _, m := range e.members {
-			a, r, err := rssAnon(m.p.pid())
-			if err != nil {
-				return err
-			}
-			anon, rss = max(anon, a), max(rss, r)
-			detail = append(detail, fmt.Sprintf("%s %.0f/%.0f", m.name, mib(a), mib(r)))
+		mem, err := e.memory()
+		if err != nil {
+			return err
 		}
-		b.logf("etcd holding %d x %d B: RssAnon %.0f MiB, VmRSS %.0f MiB (RssAnon/VmRSS MiB: %s)", n, b.opts.size, mib(anon), mib(rss), joinStrings(detail))
-		b.res.Etcd["memory"] = map[string]any{"nodes": n, "rss_anon_mib": mib(anon), "vm_rss_mib": mib(rss), "members": detail}
+		b.logf("etcd holding %d x %s: RssAnon %.0f MiB, VmRSS %.0f MiB (RssAnon/VmRSS MiB: %s)",
+			n, bytesText(int64(b.opts.size)), mib(mem.anon), mib(mem.rss), mem.details())
+		b.res.Etcd["memory"] = map[string]any{"nodes": n, "rss_anon_mib": mib(mem.anon), "vm_rss_mib": mib(mem.rss), "members": mem.detail}
 		if b.row("memory") && slices.Contains(b.opts.scales, n) {
-			b.res.setEtcd(fmt.Sprintf("memory/%d", n), mib(anon), fmt.Sprintf("RssAnon; VmRSS %.0f MiB", mib(rss)))
+			b.res.setEtcd(fmt.Sprintf("memory/%d", n), mib(mem.anon), "MiB", fmt.Sprintf("RssAnon; VmRSS %.0f MiB", mib(mem.rss)))
 		}
-		var worst int64
-		for _, m := range e.members {
-			alloc, _, err := diskUsage(m.dataDir)
-			if err != nil {
-				return err
-			}
-			worst = max(worst, alloc)
+		worst, _, err := largestDiskUsage(e.dataDirs())
+		if err != nil {
+			return err
 		}
 		data := int64(n) * int64(b.opts.size)
 		b.res.Etcd["disk"] = map[string]any{"bytes": worst, "ratio": float64(worst) / float64(data)}
 		if b.row("disk") {
-			b.res.setEtcd("disk", float64(worst)/float64(data), fmt.Sprintf("%.0f MiB, WAL included", mib(worst)))
+			b.res.setEtcd("disk", float64(worst)/float64(data), "x", fmt.Sprintf("%.0f MiB, WAL included", mib(worst)))
 		}
 	}
 	if b.row("latency") {
@@ -199,6 +190,24 @@ func (e *etcdBench) start(ctx context.Context, bin string) error {
 		}
 		return nil
 	})
+}
+
+// memory reads the RssAnon and VmRSS of every member.
+func (e *etcdBench) memory() (groupMem, error) {
+	var ps []namedProc
+	for _, m := range e.members {
+		ps = append(ps, namedProc{name: m.name, p: m.p})
+	}
+	return memOf(ps)
+}
+
+// dataDirs lists the members' data directories.
+func (e *etcdBench) dataDirs() []string {
+	var dirs []string
+	for _, m := range e.members {
+		dirs = append(dirs, m.dataDir)
+	}
+	return dirs
 }
 
 func (e *etcdBench) close() {
@@ -285,33 +294,40 @@ func prefixEnd(prefix string) string {
 
 // storeRow puts n generated keys through the first member with
 // etcdWriters concurrent writers and times it until every member holds
-// them all.
+// them all. The first failed put stops every writer.
 func (e *etcdBench) storeRow(ctx context.Context, n int) error {
 	b := e.b
 	m1 := e.members[0]
 	var next atomic.Int64
 	var wg sync.WaitGroup
+	// Each writer sends at most one error; the first failure is the first
+	// one sent, as the others can only fail after it cancelled wctx.
 	errs := make(chan error, etcdWriters)
+	wctx, cancel := context.WithCancel(ctx)
+	defer cancel()
 	start := time.Now()
 	for range etcdWriters {
 		wg.Add(1)
 		go func() {
 			defer wg.Done()
 			data := make([]byte, b.opts.size)
-			for {
+			for wctx.Err() == nil {
 				i := int(next.Add(1) - 1)
 				if i >= n {
 					return
 				}
 				nodeData(data, i, 0)
-				if err := e.put(ctx, m1, nodePath(dataPrefix, i), data); err != nil {
-					errs <- err
+				key := nodePath(dataPrefix, i)
+				if err := e.put(wctx, m1, key, data); err != nil {
+					errs <- fmt.Errorf("%s: %w", key, err)
+					cancel()
 					return
 				}
 			}
 		}()
 	}
 	wg.Wait()
+	cancel()
 	close(errs)
 	if err := <-errs; err != nil {
 		return fmt.Errorf("etcd put: %w", err)
@@ -336,7 +352,7 @@ func (e *etcdBench) storeRow(ctx context.Context, n int) error {
 	b.logf("etcd store: %d keys acknowledged in %v, on all 3 members in %v", n, acked.Round(time.Millisecond), took.Round(time.Millisecond))
 	b.res.Etcd["store"] = map[string]any{"nodes": n, "acknowledged_s": acked.Seconds(), "converged_s": took.Seconds()}
 	if b.row("store") {
-		b.res.setEtcd("store", took.Seconds(), fmt.Sprintf("%d concurrent writers, one put per key", etcdWriters))
+		b.res.setEtcd("store", took.Seconds(), "s", fmt.Sprintf("%d concurrent writers, one put per key", etcdWriters))
 	}
 	return nil
 }

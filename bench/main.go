@@ -167,7 +167,6 @@ func run(ctx context.Context, args []string, stdout, stderr io.Writer) (err erro
 		return replot(o.replot, o.out, stdout)
 	}
 	b := &bench{opts: o, procs: &procs{}, log: stderr, res: newResults(o)}
-	defer b.procs.killAll()
 	b.work = o.work
 	if b.work == "" {
 		if b.work, err = os.MkdirTemp("", "replds-bench-"); err != nil {
@@ -181,6 +180,10 @@ func run(ctx context.Context, args []string, stdout, stderr io.Writer) (err erro
 	} else {
 		defer b.logf("work directory kept: %s", b.work)
 	}
+	// Deferred after the removal of the work directory so that it runs
+	// before: the processes write there until they die. No process is
+	// started before this point.
+	defer b.procs.killAll()
 	if err := b.build(ctx); err != nil {
 		return err
 	}

@@ -2,41 +2,90 @@ package main
 
 import (
 	"bytes"
+	"maps"
+	"slices"
 	"testing"
 
 	"golang.org/x/net/http2"
 	"golang.org/x/net/http2/hpack"
 )
 
-// TestFrameParser_Methods feeds an HTTP/2 exchange, split at every byte,
-// and checks that frames are charged to the methods of their streams.
+// TestFrameParser_Methods feeds an HTTP/2 exchange whose streams are
+// interleaved, the requests split at every byte, and checks that every
+// frame is charged to the method of its own stream: each method's RPCs,
+// request bytes and reply bytes exactly.
 func TestFrameParser_Methods(t *testing.T) {
+	want := map[string]*methodStats{}
+	tally := func(method string) *methodStats {
+		if want[method] == nil {
+			want[method] = &methodStats{}
+		}
+		return want[method]
+	}
+	// sent runs write and adds the bytes it appended to buf to the
+	// requests or replies of method.
+	sent := func(buf *bytes.Buffer, method string, request bool, write func()) {
+		n := buf.Len()
+		write()
+		if request {
+			tally(method).Requests += int64(buf.Len() - n)
+		} else {
+			tally(method).Replies += int64(buf.Len() - n)
+		}
+	}
+
 	var req, resp bytes.Buffer
-	req.WriteString(clientPreface)
 	fr := http2.NewFramer(&req, nil)
 	var hb bytes.Buffer
 	enc := hpack.NewEncoder(&hb)
-	headers := func(stream uint32, path string) {
+	// headers opens stream with a request for path, its block split to
+	// exercise CONTINUATION frames.
+	headers := func(stream uint32, method string) {
 		hb.Reset()
-		for _, f := range []hpack.HeaderField{{Name: ":method", Value: "POST"}, {Name: ":path", Value: path}, {Name: "content-type", Value: "application/grpc"}} {
+		for _, f := range []hpack.HeaderField{{Name: ":method", Value: "POST"}, {Name: ":path", Value: "/replds.Internal/" + method}, {Name: "content-type", Value: "application/grpc"}} {
 			enc.WriteField(f)
 		}
 		block := hb.Bytes()
-		// Split the block to exercise CONTINUATION frames.
-		fr.WriteHeaders(http2.HeadersFrameParam{StreamID: stream, BlockFragment: block[:3]})
-		fr.WriteContinuation(stream, true, block[3:])
+		tally(method).RPCs++
+		sent(&req, method, true, func() {
+			fr.WriteHeaders(http2.HeadersFrameParam{StreamID: stream, BlockFragment: block[:3]})
+			fr.WriteContinuation(stream, true, block[3:])
+		})
 	}
-	fr.WriteSettings()
-	headers(1, "/replds.Internal/Sync")
-	fr.WriteData(1, true, make([]byte, 100))
-	headers(3, "/replds.Internal/Push")
-	fr.WriteData(3, false, make([]byte, 10))
-	headers(5, "/replds.Internal/Sync") // the encoder now indexes the fields
-	fr.WriteData(5, true, make([]byte, 100))
+	data := func(stream uint32, method string, end bool, n int) {
+		sent(&req, method, true, func() { fr.WriteData(stream, end, make([]byte, n)) })
+	}
+	sent(&req, connMethod, true, func() { req.WriteString(clientPreface) })
+	sent(&req, connMethod, true, func() { fr.WriteSettings() })
+	// Every DATA frame follows the header block of another stream, and
+	// the streams carry different sizes, so that a frame charged to the
+	// wrong stream changes the figures.
+	headers(1, "Sync")
+	headers(3, "Push")
+	data(1, "Sync", false, 100)
+	data(3, "Push", false, 10)
+	data(1, "Sync", false, 7)
+	headers(5, "Sync") // the encoder now indexes the fields
+	data(3, "Push", false, 1000)
+	sent(&req, connMethod, true, func() { fr.WriteWindowUpdate(0, 4096) })
+	data(1, "Sync", true, 50)
+	data(5, "Sync", false, 3)
+	data(3, "Push", true, 20)
+	data(5, "Sync", true, 30)
+
 	sfr := http2.NewFramer(&resp, nil)
-	sfr.WriteSettings()
-	sfr.WriteData(1, false, make([]byte, 40))
-	sfr.WritePing(false, [8]byte{})
+	var rb bytes.Buffer
+	renc := hpack.NewEncoder(&rb)
+	renc.WriteField(hpack.HeaderField{Name: ":status", Value: "200"})
+	sent(&resp, connMethod, false, func() { sfr.WriteSettings() })
+	sent(&resp, "Push", false, func() {
+		sfr.WriteHeaders(http2.HeadersFrameParam{StreamID: 3, BlockFragment: rb.Bytes(), EndHeaders: true})
+	})
+	sent(&resp, "Sync", false, func() { sfr.WriteData(1, false, make([]byte, 40)) })
+	sent(&resp, "Push", false, func() { sfr.WriteData(3, true, make([]byte, 5)) })
+	sent(&resp, "Sync", false, func() { sfr.WriteData(5, false, make([]byte, 400)) })
+	sent(&resp, connMethod, false, func() { sfr.WritePing(false, [8]byte{}) })
+	sent(&resp, "Sync", false, func() { sfr.WriteData(1, true, make([]byte, 4)) })
 
 	p := &proxy{stats: map[string]*methodStats{}}
 	c := &h2conn{p: p, streams: map[uint32]string{}, dec: hpack.NewDecoder(4096, nil)}
@@ -49,20 +98,22 @@ func TestFrameParser_Methods(t *testing.T) {
 	if up.broken || down.broken {
 		t.Fatal("parser gave up")
 	}
-	sync, push, conn := p.stats["Sync"], p.stats["Push"], p.stats[connMethod]
-	if sync == nil || push == nil || conn == nil {
-		t.Fatalf("stats = %v", p.stats)
+	if got, exp := slices.Sorted(maps.Keys(p.stats)), slices.Sorted(maps.Keys(want)); !slices.Equal(got, exp) {
+		t.Errorf("methods charged = %q, want %q", got, exp)
 	}
-	if sync.RPCs != 2 || push.RPCs != 1 {
-		t.Errorf("RPCs: Sync %d, Push %d; want 2, 1", sync.RPCs, push.RPCs)
-	}
-	if want := int64(9 + 40); sync.Replies != want {
-		t.Errorf("Sync replies = %d bytes, want %d", sync.Replies, want)
-	}
-	if got, want := sync.Requests+push.Requests+conn.Requests, int64(req.Len()); got != want {
-		t.Errorf("request bytes charged = %d, want all %d", got, want)
-	}
-	if got, want := sync.Replies+push.Replies+conn.Replies, int64(resp.Len()); got != want {
-		t.Errorf("reply bytes charged = %d, want all %d", got, want)
+	for _, m := range slices.Sorted(maps.Keys(want)) {
+		got, exp := p.stats[m], want[m]
+		if got == nil {
+			continue
+		}
+		if got.RPCs != exp.RPCs {
+			t.Errorf("%s: %d RPCs, want %d", m, got.RPCs, exp.RPCs)
+		}
+		if got.Requests != exp.Requests {
+			t.Errorf("%s: %d request bytes, want %d", m, got.Requests, exp.Requests)
+		}
+		if got.Replies != exp.Replies {
+			t.Errorf("%s: %d reply bytes, want %d", m, got.Replies, exp.Replies)
+		}
 	}
 }

@@ -119,9 +119,9 @@ func (r *results) add(m *metric) {
 	r.Metrics = append(r.Metrics, m)
 }
 
-// setEtcd attaches etcd's figure to the metric id (kept for later if the
-// metric is not there yet).
-func (r *results) setEtcd(id string, v float64, note string) {
+// setEtcd attaches etcd's figure v, in unit, to the metric id. Without
+// such a metric (replds did not measure it), it adds an etcd-only one.
+func (r *results) setEtcd(id string, v float64, unit, note string) {
 	for _, m := range r.Metrics {
 		if m.ID == id {
 			m.Etcd, m.EtcdNote = &v, note
@@ -129,19 +129,7 @@ func (r *results) setEtcd(id string, v float64, note string) {
 		}
 	}
 	// replds did not measure it in this run: keep etcd's figure anyway.
-	r.Metrics = append(r.Metrics, &metric{ID: id, Row: "etcd", Order: 1000, Name: id + " (etcd only)", Unit: unitOf(id), Etcd: &v, EtcdNote: note})
-}
-
-func unitOf(id string) string {
-	switch {
-	case strings.HasPrefix(id, "latency"):
-		return "ms"
-	case strings.HasPrefix(id, "memory"):
-		return "MiB"
-	case id == "disk":
-		return "x"
-	}
-	return "s"
+	r.Metrics = append(r.Metrics, &metric{ID: id, Row: "etcd", Order: 1000, Name: id + " (etcd only)", Unit: unit, Etcd: &v, EtcdNote: note})
 }
 
 func (r *results) sorted() []*metric {
@@ -308,12 +296,19 @@ func count(n int) string {
 	return fmt.Sprint(n)
 }
 
-// size writes a byte count as 1 KiB, 512 B.
-func size(n int) string {
-	if n >= 1024 && n%1024 == 0 {
-		return fmt.Sprintf("%d KiB", n/1024)
+// bytesText writes a byte count: exactly in the largest unit that divides
+// it (512 B, 1 KiB, 32 MiB), else rounded in MiB from 10 MiB and in KiB
+// from 10 KiB (210 MiB, 20 KiB), else in bytes (1500 B).
+func bytesText(n int64) string {
+	switch {
+	case n >= 1<<20 && n%(1<<20) == 0:
+		return fmt.Sprintf("%d MiB", n>>20)
+	case n >= 10<<20:
+		return fmt.Sprintf("%.0f MiB", mib(n))
+	case n >= 1<<10 && n%(1<<10) == 0:
+		return fmt.Sprintf("%d KiB", n>>10)
+	case n >= 10<<10:
+		return fmt.Sprintf("%.0f KiB", float64(n)/(1<<10))
 	}
 	return fmt.Sprintf("%d B", n)
 }
-
-func joinStrings(s []string) string { return strings.Join(s, ", ") }

@@ -20,7 +20,7 @@ func TestResults_Write(t *testing.T) {
 	r := newResults(o)
 	r.add(&metric{ID: "store", Row: "store", Order: 10, Nodes: 10000, Name: "store", Value: 1.5, Unit: "s", Target: 5, TargetFor: 100000})
 	r.add(&metric{ID: "idle/1000", Row: "idle", Order: 30, Nodes: 1000, Name: "idle", Value: 131, Unit: "B", Target: 1024})
-	r.setEtcd("store", 7, "")
+	r.setEtcd("store", 7, "s", "")
 	r.Idle = []idleResult{{Nodes: 1000, BytesPerRound: 131}, {Nodes: 10000, BytesPerRound: 133}}
 	r.Latency.Replds = &latencyDist{MS: []float64{1.5, 2, 3, 4, 9}}
 	r.Latency.Etcd = &latencyDist{MS: []float64{0.9, 1, 2}}
@@ -69,5 +69,27 @@ func TestParseStat(t *testing.T) {
 	}
 	if _, err := parseStat("4242 (replds) S 1 2"); err == nil {
 		t.Error("parseStat of a short line: no error")
+	}
+}
+
+// TestBytesText checks the byte counts of metric names (exact: "1 KiB")
+// and of traffic summaries (rounded).
+func TestBytesText(t *testing.T) {
+	for _, c := range []struct {
+		n    int64
+		want string
+	}{
+		{512, "512 B"}, {1500, "1500 B"}, {1024, "1 KiB"}, {4096, "4 KiB"}, {12345, "12 KiB"},
+		{1 << 20, "1 MiB"}, {32 << 20, "32 MiB"}, {20000 << 10, "20 MiB"}, {1536 << 10, "1536 KiB"},
+	} {
+		if got := bytesText(c.n); got != c.want {
+			t.Errorf("bytesText(%d) = %q, want %q", c.n, got, c.want)
+		}
+	}
+	if got, want := loadVia(1024), "Store RPCs of 20k nodes, 20 MiB"; got != want {
+		t.Errorf("loadVia(1024) = %q, want %q", got, want)
+	}
+	if got, want := loadVia(4096), "Store RPCs of 8192 nodes, 32 MiB"; got != want {
+		t.Errorf("loadVia(4096) = %q, want %q", got, want)
 	}
 }

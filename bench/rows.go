@@ -150,7 +150,7 @@ func (b *bench) loadAndConverge(ctx context.Context, c *cluster, n int) error {
 	}
 	b.logf("loaded %d nodes: acknowledged in %v, on all servers in %v (%.0f nodes/s), peak RssAnon %.0f MiB; between servers: %s",
 		n, m.acked.Round(time.Millisecond), m.took.Round(time.Millisecond), float64(n)/m.took.Seconds(), m.peakMiB, m.traffic.summary())
-	b.res.Loads = append(b.res.Loads, m.result(n, "Store RPCs of 32 MiB"))
+	b.res.Loads = append(b.res.Loads, m.result(n, loadVia(b.opts.size)))
 	return nil
 }
 
@@ -277,7 +277,7 @@ func (b *bench) storeRow(ctx context.Context, c *cluster) error {
 		note = fmt.Sprintf("median of %d runs, each into an empty cluster (%s s); in that run: %s", len(runs), strings.Join(all, ", "), note)
 	}
 	b.res.add(&metric{ID: "store", Row: "store", Order: 10, Nodes: n,
-		Name:  fmt.Sprintf("`store` of a %s-file tree (%s each) until all 3 servers hold it", count(n), size(b.opts.size)),
+		Name:  fmt.Sprintf("`store` of a %s-file tree (%s each) until all 3 servers hold it", count(n), bytesText(int64(b.opts.size))),
 		Value: m.took.Seconds(), Unit: "s", Target: 5, TargetFor: 100000, Note: note})
 	b.res.Loads = append(b.res.Loads, m.result(n, "replds store"))
 	return nil
@@ -352,27 +352,21 @@ func (b *bench) scaleRows(ctx context.Context, c *cluster, n int) error {
 		// runtime forces a collection (every 2 minutes), and returns freed
 		// memory to the kernel gradually after that. Hence three figures:
 		// now, after --settle of idleness, and on a restarted server.
-		early, earlyDetail, err := c.rssAnon()
+		early, err := c.memory()
 		if err != nil {
 			return err
 		}
 		// Issue 5 sets targets at 100k and 1M nodes; other sizes skip the
 		// long wait.
-		var target float64
-		switch n {
-		case 100000:
-			target = 100
-		case 1000000:
-			target = 500
-		}
+		target, targetFor := memoryTarget(n)
 		settle := b.opts.settle > 0 && target > 0
-		steady, steadyDetail := int64(0), ""
+		var steady groupMem
 		if settle {
-			b.logf("memory %d nodes: RssAnon %.0f MiB; idle until %v after the load", n, mib(early), b.opts.settle)
+			b.logf("memory %d nodes: RssAnon %.0f MiB; idle until %v after the load", n, mib(early.anon), b.opts.settle)
 			if err := sleep(ctx, time.Until(converged.Add(b.opts.settle))); err != nil {
 				return err
 			}
-			if steady, steadyDetail, err = c.rssAnon(); err != nil {
+			if steady, err = c.memory(); err != nil {
 				return err
 			}
 		}
@@ -399,24 +393,24 @@ func (b *bench) scaleRows(ctx context.Context, c *cluster, n int) error {
 		b.heapProfile(ctx, fmt.Sprintf("restarted-%d", n), last)
 		steadyText := ""
 		if settle {
-			steadyText = fmt.Sprintf(", %.0f MiB idle %v after it", mib(steady), b.opts.settle)
+			steadyText = fmt.Sprintf(", %.0f MiB idle %v after it", mib(steady.anon), b.opts.settle)
 		}
 		b.logf("memory %d nodes: RssAnon (largest of 3) %.0f MiB %v after the load%s; %.0f MiB after restarting %s",
-			n, mib(early), b.opts.idle+3*time.Second, steadyText, mib(restarted), last.name)
-		name := fmt.Sprintf("server RssAnon holding %s x %s", count(n), size(b.opts.size))
+			n, mib(early.anon), b.opts.idle+3*time.Second, steadyText, mib(restarted), last.name)
+		name := fmt.Sprintf("server RssAnon holding %s x %s", count(n), bytesText(int64(b.opts.size)))
 		b.res.add(&metric{ID: fmt.Sprintf("memory/%d", n), Row: "memory", Order: 40, Nodes: n,
 			Name:  fmt.Sprintf("%s, %.0f s after the load", name, (b.opts.idle + 3*time.Second).Seconds()),
-			Value: mib(early), Unit: "MiB",
-			Note: "largest of 3, the load's garbage not collected yet; RssAnon/VmRSS MiB: " + earlyDetail})
+			Value: mib(early.anon), Unit: "MiB",
+			Note: "largest of 3, the load's garbage not collected yet; RssAnon/VmRSS MiB: " + early.details()})
 		if settle {
 			b.res.add(&metric{ID: fmt.Sprintf("memory-steady/%d", n), Row: "memory", Order: 41, Nodes: n,
 				Name:  fmt.Sprintf("%s, idle %.0f s after the load", name, b.opts.settle.Seconds()),
-				Value: mib(steady), Unit: "MiB", Target: target,
-				Note: "largest of 3; RssAnon/VmRSS MiB: " + steadyDetail})
+				Value: mib(steady.anon), Unit: "MiB", Target: target, TargetFor: targetFor,
+				Note: "largest of 3; RssAnon/VmRSS MiB: " + steady.details()})
 		}
 		b.res.add(&metric{ID: fmt.Sprintf("memory-restarted/%d", n), Row: "memory", Order: 42, Nodes: n,
 			Name:  name + ", restarted server",
-			Value: mib(restarted), Unit: "MiB", Target: target,
+			Value: mib(restarted), Unit: "MiB", Target: target, TargetFor: targetFor,
 			Note: fmt.Sprintf("%s restarted on its data and caught up, 2 s later", last.name)})
 	}
 	return nil
@@ -424,18 +418,13 @@ func (b *bench) scaleRows(ctx context.Context, c *cluster, n int) error {
 
 // diskRow reports the space the servers' data directories take.
 func (b *bench) diskRow(c *cluster, n int) error {
-	var worst, worstApparent int64
-	for _, s := range c.servers {
-		alloc, apparent, err := diskUsage(s.dataDir)
-		if err != nil {
-			return err
-		}
-		worst = max(worst, alloc)
-		worstApparent = max(worstApparent, apparent)
+	worst, worstApparent, err := largestDiskUsage(c.dataDirs())
+	if err != nil {
+		return err
 	}
 	data := int64(n) * int64(b.opts.size)
 	b.res.add(&metric{ID: "disk", Row: "disk", Order: 50, Nodes: n,
-		Name:  fmt.Sprintf("disk per server for %s x %s", count(n), size(b.opts.size)),
+		Name:  fmt.Sprintf("disk per server for %s x %s", count(n), bytesText(int64(b.opts.size))),
 		Value: float64(worst) / float64(data), Unit: "x", Target: 1.5,
 		Note: fmt.Sprintf("%.0f MiB allocated (%.0f MiB apparent) for %.0f MiB of data", mib(worst), mib(worstApparent), mib(data))})
 	return nil
@@ -562,8 +551,8 @@ func (b *bench) addLatency(system string, lat, acks []time.Duration) {
 	}
 	if system == "etcd" {
 		b.res.Latency.Etcd = &dist
-		b.res.setEtcd("latency/p50", ms(p50), "")
-		b.res.setEtcd("latency/p99", ms(p99), "")
+		b.res.setEtcd("latency/p50", ms(p50), "ms", "")
+		b.res.setEtcd("latency/p99", ms(p99), "ms", "")
 		return
 	}
 	b.res.Latency.Replds = &dist
@@ -790,21 +779,30 @@ func (b *bench) joinRow(ctx context.Context, c *cluster, n int) error {
 	b.logf("join: new server holds %d nodes after %v, RssAnon peak %.0f MiB, now %.0f MiB, %.0f MiB exchanged",
 		n, took.Round(time.Millisecond), mib(peak[pid]), mib(anon), mib(d.total))
 	b.res.add(&metric{ID: "join/time", Row: "join", Order: 70, Nodes: n,
-		Name:  fmt.Sprintf("new empty server joining a cluster holding %s x %s: converged", count(n), size(b.opts.size)),
+		Name:  fmt.Sprintf("new empty server joining a cluster holding %s x %s: converged", count(n), bytesText(int64(b.opts.size))),
 		Value: took.Seconds(), Unit: "s", Target: 90, TargetFor: 1000000,
 		Note: fmt.Sprintf("between servers meanwhile: %s", d.summary())})
-	m := &metric{ID: "join/memory", Row: "join", Order: 71, Nodes: n,
+	target, targetFor := memoryTarget(n)
+	b.res.add(&metric{ID: "join/memory", Row: "join", Order: 71, Nodes: n,
 		Name:  fmt.Sprintf("joining server's peak RssAnon (%s nodes)", count(n)),
-		Value: mib(peak[pid]), Unit: "MiB",
-		Note: fmt.Sprintf("%.0f MiB once converged", mib(anon))}
-	switch {
-	case n >= 1000000:
-		m.Target = 500
-	case n >= 100000:
-		m.Target = 100
-	}
-	b.res.add(m)
+		Value: mib(peak[pid]), Unit: "MiB", Target: target, TargetFor: targetFor,
+		Note: fmt.Sprintf("%.0f MiB once converged", mib(anon))})
 	return nil
+}
+
+// memoryTargets are issue 5's bounds on a server's RssAnon, in MiB, by the
+// store size they are set for.
+var memoryTargets = map[int]float64{100000: 100, 1000000: 500}
+
+// memoryTarget returns the bound of issue 5 on the RssAnon of a server
+// holding n nodes, in MiB, and the store size it is set for (n), as
+// metric.Target and metric.TargetFor; 0, 0 at a size the issue sets none
+// for.
+func memoryTarget(n int) (target float64, forNodes int) {
+	if t, ok := memoryTargets[n]; ok {
+		return t, n
+	}
+	return 0, 0
 }
 
 // waitGroup waits for wg under a timeout.

@@ -120,7 +120,7 @@ func (r *results) latencyPanel(sb *strings.Builder, left float64) {
 	}
 	a.frame(sb, "Write-to-mirror latency (CDF)", "latency (ms, log scale)", "fraction of writes",
 		xt, []float64{0, 0.25, 0.5, 0.75, 0.9, 1},
-		func(v float64) string { return trimFloat(v) },
+		func(v float64) string { return fmt.Sprintf("%g", v) },
 		func(v float64) string { return fmt.Sprintf("%g", v) })
 	if len(ss) == 0 {
 		fmt.Fprintf(sb, `<text x="%.1f" y="%.1f" text-anchor="middle">not measured</text>`+"\n", a.x0+a.w/2, a.y0+a.h/2)
@@ -194,9 +194,4 @@ func (r *results) idlePanel(sb *strings.Builder, left float64) {
 		fmt.Fprintf(sb, `<text x="%.1f" y="%.1f" text-anchor="middle">%.0f B</text>`+"\n", a.px(xs[i]), a.py(ys[i])-10, ys[i])
 	}
 	legend(sb, a.x0, a.y0+a.h+56, colorReplds, "replds, 3 servers: bytes at the proxies / Sync RPCs")
-}
-
-func trimFloat(v float64) string {
-	s := fmt.Sprintf("%g", v)
-	return s
 }
