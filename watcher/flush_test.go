@@ -76,3 +76,109 @@ func TestApply_FailedSyncCommitsNothing(t *testing.T) {
 		})
 	}
 }
+
+// syncCounts counts the syncs a test's pages ask for.
+type syncCounts struct {
+	fs          int      // syncfs calls
+	files, dirs []string // names of the files and directories fsynced
+}
+
+// countSyncs replaces syncFS and syncFile, for the rest of the test, with
+// working ones that count their calls.
+func countSyncs(t *testing.T) *syncCounts {
+	c := &syncCounts{}
+	oldFS, oldFile := syncFS, syncFile
+	t.Cleanup(func() { syncFS, syncFile = oldFS, oldFile })
+	syncFS = func(f *os.File) error {
+		c.fs++
+		return oldFS(f)
+	}
+	syncFile = func(f *os.File) error {
+		if fi, err := f.Stat(); err == nil && fi.IsDir() {
+			c.dirs = append(c.dirs, f.Name())
+		} else {
+			c.files = append(c.files, f.Name())
+		}
+		return oldFile(f)
+	}
+	return c
+}
+
+// TestApply_TombstonesKeepPageBatched: a replay mixes tombstones with the
+// live nodes. Neither those of paths the mirror never had nor those of
+// files on disk written before the page flush the page's pending files:
+// a page of many files still takes one syncfs and no fsync of a file.
+// The tombstone of a file written earlier in the same page still removes
+// it.
+func TestApply_TombstonesKeepPageBatched(t *testing.T) {
+	if !batchedSync {
+		t.Skip("files are fsynced one by one on this platform")
+	}
+	const files = 4 * fsyncFew
+	h := newHarness(t, "/p")
+	var old []*repldspb.Node
+	for i := range files {
+		old = append(old, live(fmt.Sprintf("/p/old/%d", i), 1, "old"))
+	}
+	h.bookmark(1, true, old...)
+
+	c := countSyncs(t)
+	var page []*repldspb.Node
+	want := map[string]string{"new/": ""}
+	for i := range files {
+		page = append(page,
+			live(fmt.Sprintf("/p/new/%d", i), 10, fmt.Sprint(i)),
+			tomb(fmt.Sprintf("/p/never/%d", i), 10),
+			tomb(fmt.Sprintf("/p/old/%d", i), 10))
+		want[fmt.Sprintf("new/%d", i)] = fmt.Sprint(i)
+	}
+	page = append(page, live("/p/new/gone", 10, "x"), tomb("/p/new/gone", 11))
+	h.bookmark(2, false, page...)
+	h.wantTree(want)
+	if c.fs != 1 || len(c.files) != 0 {
+		t.Errorf("a page of %d files among %d tombstones took %d syncfs and %d file fsyncs, want 1 and 0",
+			files+1, 2*files+1, c.fs, len(c.files))
+	}
+}
+
+// TestAtomic_StagingSyncedOnce: the staging snapshot of a mirror with
+// many directories is made durable by one syncfs, not by an fsync of each
+// of its directories; a mirror with few directories fsyncs them.
+func TestAtomic_StagingSyncedOnce(t *testing.T) {
+	if !batchedSync {
+		t.Skip("directories are fsynced one by one on this platform")
+	}
+	for _, dirs := range []int{fsyncFew - 1, 3 * fsyncFew} {
+		t.Run(fmt.Sprint(dirs, " directories"), func(t *testing.T) {
+			h := newHarness(t, "/p", atomicMode)
+			var nodes []*repldspb.Node
+			want := map[string]string{"top": "2"}
+			for i := range dirs {
+				nodes = append(nodes, live(fmt.Sprintf("/p/d%d/f", i), 1, "f"))
+				want[fmt.Sprintf("d%d/", i)] = ""
+				want[fmt.Sprintf("d%d/f", i)] = "f"
+			}
+			h.bookmark(1, true, append(nodes, live("/p/top", 1, "1"))...)
+
+			c := countSyncs(t)
+			h.bookmark(2, false, live("/p/top", 2, "2"))
+			h.wantTree(want)
+			// The copy is made under a temporary name.
+			var copied []string
+			for _, d := range c.dirs {
+				if strings.Contains(d, tmpPrefix) {
+					copied = append(copied, d)
+				}
+			}
+			// The copy has the snapshot's directories and its own top.
+			wantFS, wantCopied := 0, dirs+1
+			if dirs+1 > fsyncFew {
+				wantFS, wantCopied = 1, 0
+			}
+			if c.fs != wantFS || len(copied) != wantCopied {
+				t.Errorf("staging a copy of %d directories took %d syncfs and %d directory fsyncs (%v), want %d and %d",
+					dirs+1, c.fs, len(copied), copied, wantFS, wantCopied)
+			}
+		})
+	}
+}

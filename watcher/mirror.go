@@ -14,8 +14,17 @@ import (
 	"syscall"
 )
 
-// tmpPrefix starts the name of every temporary file the mirror creates.
+// tmpPrefix starts the name of every temporary file the mirror creates,
+// and follows ".DIR" in the temporary entries of atomic mode (snapshots).
 const tmpPrefix = ".replds-tmp-"
+
+// tempName returns a new random temporary name: before, then tmpPrefix,
+// then 16 hex digits.
+func tempName(before string) string {
+	var b [8]byte
+	rand.Read(b[:])
+	return before + tmpPrefix + hex.EncodeToString(b[:])
+}
 
 // maxShadowRead bounds what is read back from a leaf about to be shadowed.
 const maxShadowRead = 64 << 20
@@ -54,10 +63,12 @@ type mirror struct {
 	// stay open and are fsynced one by one (a live update touches few
 	// files, and syncfs would flush the whole filesystem for them); past
 	// that, all are closed and one syncfs, through fsHandle (opened before
-	// the first of them was written), makes them durable.
-	pending     []pendingFile
-	pendingDirs dirty
-	fsHandle    *os.File
+	// the first of them was written), makes them durable. pendingNames
+	// holds their final names (dir/base), for removeFile.
+	pending      []pendingFile
+	pendingNames map[string]struct{}
+	pendingDirs  dirty
+	fsHandle     *os.File
 	// dirs caches the open directories of root (dirsOf) that the page
 	// wrote in, so that a file's create, stat and rename each cost one
 	// system call whatever its depth; see dir.
@@ -77,7 +88,8 @@ type pendingFile struct {
 	f              *os.File
 }
 
-// syncFile is fsync, replaced in tests by a failing disk.
+// syncFile is fsync, of a file or a directory, replaced in tests by a
+// failing disk.
 var syncFile = (*os.File).Sync
 
 // fsyncFew is the most files a page fsyncs one by one before it turns to
@@ -216,7 +228,8 @@ func (m *mirror) ensureDir(dir string, d dirty) error {
 //
 // Until the flush, name still shows its previous content: every method
 // that looks at or changes an existing entry flushes first (readFile: its
-// caller).
+// caller), except isFile, which is never asked about a pending name, and
+// removeFile, which flushes only for a pending name.
 func (m *mirror) writeFile(name string, data []byte, d dirty) error {
 	if m.dry {
 		return nil
@@ -279,6 +292,10 @@ func (m *mirror) writeFile(name string, data []byte, d dirty) error {
 		}
 		ok = true
 		m.pending = append(m.pending, pendingFile{dir: dir, tmp: tmp, base: base, f: f})
+		if m.pendingNames == nil {
+			m.pendingNames = map[string]struct{}{}
+		}
+		m.pendingNames[name] = struct{}{}
 		m.pendingDirs = d
 		return nil
 	}
@@ -380,6 +397,7 @@ func (m *mirror) flush() error {
 		m.pendingDirs.add(p.dir)
 	}
 	m.pending = m.pending[:0]
+	clear(m.pendingNames)
 	m.fsHandle.Close()
 	m.fsHandle = nil
 	return nil
@@ -414,6 +432,7 @@ func (m *mirror) dropPending() {
 	}
 	m.forgetDirs()
 	m.pending = m.pending[:0]
+	clear(m.pendingNames)
 	m.pendingDirs = nil
 	if m.fsHandle != nil {
 		m.fsHandle.Close()
@@ -424,9 +443,7 @@ func (m *mirror) dropPending() {
 // createTemp creates a new temporary file in r, with mode.
 func createTemp(r *os.Root, mode os.FileMode) (*os.File, string, error) {
 	for try := 0; ; try++ {
-		var b [8]byte
-		rand.Read(b[:])
-		tmp := tmpPrefix + hex.EncodeToString(b[:])
+		tmp := tempName("")
 		f, err := r.OpenFile(tmp, os.O_WRONLY|os.O_CREATE|os.O_EXCL, mode)
 		if errors.Is(err, fs.ErrExist) && try < 3 {
 			continue
@@ -438,21 +455,27 @@ func createTemp(r *os.Root, mode os.FileMode) (*os.File, string, error) {
 	}
 }
 
-// isFile reports whether name is a regular file in the mirror.
+// isFile reports whether name is a regular file in the mirror. It does not
+// flush: a file pending in the open page is not seen, only what name was
+// before the page. Its one caller asks about a path the state does not
+// record as live, and every pending file is one the transaction records as
+// live (a tombstone of it in the same page goes through removeFile, which
+// flushes it), so the answer is the same. Flushing here would make every
+// such tombstone of a replay flush its page, one fsync per file.
 func (m *mirror) isFile(name string) (bool, error) {
-	if err := m.flush(); err != nil {
-		return false, err
-	}
 	fi, err := m.lstat(name)
 	return err == nil && fi.Mode().IsRegular(), nil
 }
 
 // removeFile removes the non-directory entry at name (a symlink itself, not
 // its target). A missing entry is not an error; a directory is left alone
-// and reported with isDir.
+// and reported with isDir. When name was written in the open page, the
+// page is flushed first, so that the file removed is not renamed back.
 func (m *mirror) removeFile(name string, d dirty) (isDir bool, err error) {
-	if err := m.flush(); err != nil {
-		return false, err
+	if _, ok := m.pendingNames[name]; ok {
+		if err := m.flush(); err != nil {
+			return false, err
+		}
 	}
 	fi, err := m.lstat(name)
 	if errors.Is(err, fs.ErrNotExist) {

@@ -1,8 +1,6 @@
 package watcher
 
 import (
-	"crypto/rand"
-	"encoding/hex"
 	"errors"
 	"fmt"
 	"io"
@@ -40,10 +38,9 @@ import (
 // the staging snapshot of a batch the state has partly recorded, and is
 // kept; every other snapshot and temporary entry of DIR is removed.
 
-const (
-	snapInfix    = ".replds-snap-"
-	snapTmpInfix = ".replds-tmp-"
-)
+// snapInfix follows ".DIR" in the names of snapshots; their temporary
+// entries have tmpPrefix there instead.
+const snapInfix = ".replds-snap-"
 
 // snapshots manages the snapshot directories of an atomic mirror. It is
 // used by the mirror's goroutine only.
@@ -106,14 +103,11 @@ func (s *snapshots) parseSnap(name string) (uint64, bool) {
 }
 
 func (s *snapshots) isTemp(name string) bool {
-	return strings.HasPrefix(name, "."+s.base+snapTmpInfix)
+	return strings.HasPrefix(name, "."+s.base+tmpPrefix)
 }
 
-func (s *snapshots) tempName() string {
-	var b [8]byte
-	rand.Read(b[:])
-	return "." + s.base + snapTmpInfix + hex.EncodeToString(b[:])
-}
+// tempName returns a new temporary name for an entry of the parent.
+func (s *snapshots) tempName() string { return tempName("." + s.base) }
 
 // close closes the open snapshots and the parent.
 func (s *snapshots) close() {
@@ -292,12 +286,13 @@ func (s *snapshots) syncParent() error {
 	return syncDir(s.parent, ".")
 }
 
+// syncDir fsyncs the directory name of r.
 func syncDir(r *os.Root, name string) error {
 	f, err := r.Open(name)
 	if err != nil {
 		return fmt.Errorf("open %s: %w", name, err)
 	}
-	err = f.Sync()
+	err = syncFile(f)
 	f.Close()
 	if err != nil {
 		return fmt.Errorf("fsync %s: %w", name, err)
@@ -340,8 +335,18 @@ func (s *snapshots) stage() (*os.Root, error) {
 // copyTree makes dst (a new entry of the parent) a copy of the current
 // snapshot: directories are created with the mirror's mode and owner,
 // regular files are hard-linked (copied if linking fails), anything else
-// is left out. Every directory is fsynced before it returns.
+// is left out. The copy is durable before it returns: with batchedSync
+// and more than fsyncFew directories, by one syncfs through a handle
+// opened before the copy started (so that it reports any writeback error
+// of the copy), else by an fsync of each directory.
 func (s *snapshots) copyTree(dst string) (files int, err error) {
+	var fsHandle *os.File
+	if batchedSync {
+		if fsHandle, err = s.parent.Open("."); err != nil {
+			return 0, fmt.Errorf("open parent directory: %w", err)
+		}
+		defer fsHandle.Close()
+	}
 	if err := s.m.mkdir(s.parent, dst); err != nil {
 		return 0, err
 	}
@@ -375,6 +380,9 @@ func (s *snapshots) copyTree(dst string) (files int, err error) {
 	})
 	if err != nil {
 		return files, err
+	}
+	if fsHandle != nil && len(dirs) > fsyncFew {
+		return files, syncFS(fsHandle)
 	}
 	// Deepest first, though any order is durable once all are done.
 	slices.Reverse(dirs)
