@@ -382,8 +382,8 @@ func TestE2E_PullMetrics(t *testing.T) {
 		if got := m["replds_pull_trigger_failures_total{trigger=ok}"]; got != 0 {
 			return fmt.Errorf("a trigger that succeeds counted %v failures", got)
 		}
-		if got := m["replds_pull_lag_changes"]; got != 0 {
-			return fmt.Errorf("replds_pull_lag_changes = %v once synced, want 0", got)
+		if got, ok := m["replds_pull_lag_changes"]; !ok || got != 0 {
+			return fmt.Errorf("replds_pull_lag_changes = %v (exported: %v) once synced, want 0", got, ok)
 		}
 		return nil
 	})

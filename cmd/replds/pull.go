@@ -155,25 +155,25 @@ func parseOwner(owner, group string) (*watcher.Owner, error) {
 	return o, nil
 }
 
-// lookupID returns s as a numeric id, or the id lookup finds for the name
-// s.
+// lookupID returns s as a numeric id, or else the id lookup finds for the
+// name s: a name may start with a digit ("1password").
 func lookupID(s string, lookup func(string) (string, error)) (int, error) {
-	if s[0] >= '0' && s[0] <= '9' {
-		id, err := strconv.ParseUint(s, 10, 31)
-		if err != nil {
-			return 0, errors.New("not a valid numeric id")
-		}
+	id, numErr := strconv.ParseUint(s, 10, 31)
+	if numErr == nil {
 		return int(id), nil
 	}
 	idStr, err := lookup(s)
 	if err != nil {
+		if errors.Is(numErr, strconv.ErrRange) {
+			return 0, fmt.Errorf("numeric id out of range, and no such name: %w", err)
+		}
 		return 0, err
 	}
-	id, err := strconv.Atoi(idStr)
+	n, err := strconv.Atoi(idStr)
 	if err != nil {
 		return 0, fmt.Errorf("non-numeric id %q", idStr)
 	}
-	return id, nil
+	return n, nil
 }
 
 // modeFlag is a file mode flag written in octal.

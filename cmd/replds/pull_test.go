@@ -170,6 +170,44 @@ func TestParseOwner(t *testing.T) {
 	}
 }
 
+// TestLookupID: a number is an id, anything else a name to look up, even
+// when it starts with a digit.
+func TestLookupID(t *testing.T) {
+	names := map[string]string{"1password": "1001", "web": "33", "42": "7", "bad": "x"}
+	var looked []string
+	lookup := func(name string) (string, error) {
+		looked = append(looked, name)
+		if id, ok := names[name]; ok {
+			return id, nil
+		}
+		return "", fmt.Errorf("unknown name %s", name)
+	}
+	tests := []struct {
+		s      string
+		want   int
+		ok     bool
+		lookup bool // whether the name is looked up
+	}{
+		{"0", 0, true, false},
+		{"42", 42, true, false},
+		{"2147483647", 2147483647, true, false},
+		{"1password", 1001, true, true},
+		{"web", 33, true, true},
+		{"12x", 0, false, true},
+		{"99999999999", 0, false, true},
+		{"-1", 0, false, true},
+		{"bad", 0, false, true},
+	}
+	for _, tt := range tests {
+		looked = nil
+		got, err := lookupID(tt.s, lookup)
+		if (err == nil) != tt.ok || got != tt.want || (len(looked) > 0) != tt.lookup {
+			t.Errorf("lookupID(%q) = %d, %v (looked up: %q); want %d, ok=%v, looked up=%v",
+				tt.s, got, err, looked, tt.want, tt.ok, tt.lookup)
+		}
+	}
+}
+
 // TestE2E_PullAtomicWithOwner: --atomic makes the store directory a link
 // to the one snapshot; --owner/--group own everything it created.
 func TestE2E_PullAtomicWithOwner(t *testing.T) {

@@ -8,6 +8,7 @@ import (
 	"os"
 	"path"
 	"path/filepath"
+	"slices"
 	"sync"
 	"sync/atomic"
 	"syscall"
@@ -231,8 +232,10 @@ func countTrue(bs []bool) (n int) {
 // readFile returns the content of the regular file p, read through buf,
 // in as few system calls as can be: open, reads until end of file, close.
 // For a tree of small files, os.ReadFile's extra calls (fstat, the
-// poller's setup) take longer than the reads. A symlink put in the place
-// of the file since the walk is refused, a FIFO is not waited on.
+// poller's setup) take longer than the reads. A file that fills buf is
+// fstat-ed once, and the rest read straight into a slice of its size. A
+// symlink put in the place of the file since the walk is refused, a FIFO
+// is not waited on.
 func readFile(p string, buf []byte) ([]byte, error) {
 	var fd int
 	err := ignoringEINTR(func() (err error) {
@@ -243,20 +246,47 @@ func readFile(p string, buf []byte) ([]byte, error) {
 		return nil, &fs.PathError{Op: "open", Path: p, Err: err}
 	}
 	defer syscall.Close(fd)
-	data := []byte{}
-	for {
-		var n int
-		err := ignoringEINTR(func() (err error) {
-			n, err = syscall.Read(fd, buf)
+	read := func(b []byte) (n int, err error) {
+		err = ignoringEINTR(func() (err error) {
+			n, err = syscall.Read(fd, b)
 			return err
 		})
 		if err != nil {
-			return nil, &fs.PathError{Op: "read", Path: p, Err: err}
+			return 0, &fs.PathError{Op: "read", Path: p, Err: err}
 		}
-		if n == 0 {
+		return n, nil
+	}
+	n := 0
+	for n < len(buf) {
+		m, err := read(buf[n:])
+		if err != nil {
+			return nil, err
+		}
+		if m == 0 {
+			return append([]byte{}, buf[:n]...), nil
+		}
+		n += m
+	}
+	// A large file: the rest goes straight where it stays. One byte more
+	// than its size, so that the end shows without growing the slice.
+	var st syscall.Stat_t
+	if err := ignoringEINTR(func() error { return syscall.Fstat(fd, &st) }); err != nil {
+		return nil, &fs.PathError{Op: "fstat", Path: p, Err: err}
+	}
+	data := make([]byte, n, max(int(st.Size), n)+1)
+	copy(data, buf)
+	for {
+		if len(data) == cap(data) {
+			data = slices.Grow(data, len(buf)) // the file grew
+		}
+		m, err := read(data[len(data):cap(data)])
+		if err != nil {
+			return nil, err
+		}
+		if m == 0 {
 			return data, nil
 		}
-		data = append(data, buf[:n]...)
+		data = data[:len(data)+m]
 	}
 }
 

@@ -131,11 +131,12 @@ func TestStoreBatches(t *testing.T) {
 }
 
 // TestReadFile: readFile returns what os.ReadFile does, for sizes around
-// its buffer, and refuses a symlink.
+// its buffer and many times larger, for a file larger than its size says,
+// and refuses a symlink.
 func TestReadFile(t *testing.T) {
 	dir := t.TempDir()
 	buf := make([]byte, 4096)
-	for _, n := range []int{0, 1, 4095, 4096, 4097, 3*4096 + 5} {
+	for _, n := range []int{0, 1, 4095, 4096, 4097, 3*4096 + 5, 16 * 4096, 40*4096 + 123} {
 		p := filepath.Join(dir, fmt.Sprint(n))
 		want := make([]byte, n)
 		for i := range want {
@@ -147,6 +148,13 @@ func TestReadFile(t *testing.T) {
 		got, err := readFile(p, buf)
 		if err != nil || !bytes.Equal(got, want) || got == nil {
 			t.Errorf("readFile(%d bytes) = %d bytes (nil %v), %v; want the file's content", n, len(got), got == nil, err)
+		}
+	}
+	// Files of /proc say they are empty: the slice sized by fstat grows.
+	if want, err := os.ReadFile("/proc/self/cmdline"); err == nil && len(want) > 8 {
+		got, err := readFile("/proc/self/cmdline", make([]byte, 8))
+		if err != nil || !bytes.Equal(got, want) {
+			t.Errorf("readFile(/proc/self/cmdline) = %q, %v; want %q", got, err, want)
 		}
 	}
 	link := filepath.Join(dir, "link")
