@@ -2,6 +2,7 @@ package acl
 
 import (
 	"fmt"
+	"replds/nodepath"
 	"slices"
 	"strings"
 	"unicode"
@@ -255,39 +256,14 @@ func (a *ACL) Len() int {
 	return len(a.rules)
 }
 
-// validPath returns why path is not canonical, or "" if it is.
+// validPath returns why path is not canonical, or "" if it is. Rules and
+// checks follow the servers' own path rules (nodepath), with "/", the whole
+// tree, allowed.
 func validPath(path string) string {
-	switch {
-	case path == "":
-		return "empty"
-	case path[0] != '/':
-		return "not absolute"
-	case path == "/":
+	if path == "/" {
 		return ""
-	case path[len(path)-1] == '/':
-		return "trailing slash"
-	case !utf8.ValidString(path):
-		return "not valid UTF-8"
 	}
-	for seg := range strings.SplitSeq(path[1:], "/") {
-		switch seg {
-		case "":
-			return "empty segment"
-		case ".":
-			return `"." segment`
-		case "..":
-			return `".." segment`
-		}
-	}
-	for _, c := range path {
-		if c == '\\' {
-			return "backslash"
-		}
-		if unicode.IsControl(c) {
-			return "control character"
-		}
-	}
-	return ""
+	return nodepath.Problem(path)
 }
 
 // validIdentity returns why id cannot be an identity in a rule, or "" if it

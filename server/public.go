@@ -8,6 +8,7 @@ import (
 	"strings"
 
 	"replds/acl"
+	"replds/nodepath"
 	repldspb "replds/proto"
 	"replds/store"
 )
@@ -21,7 +22,7 @@ func (s *Server) Store(ctx context.Context, req *repldspb.StoreRequest) (*replds
 	ws := make([]store.Write, len(req.Writes))
 	var size int
 	for i, w := range req.Writes {
-		if err := store.ValidatePath(w.Path); err != nil {
+		if err := nodepath.Validate(w.Path); err != nil {
 			return nil, toStatus(s.log, method, err)
 		}
 		if err := s.authorize(ctx, acl.Write, w.Path); err != nil {
@@ -48,7 +49,7 @@ func (s *Server) Store(ctx context.Context, req *repldspb.StoreRequest) (*replds
 // Get returns one live leaf with its data.
 func (s *Server) Get(ctx context.Context, req *repldspb.GetRequest) (*repldspb.GetResponse, error) {
 	const method = "Get"
-	if err := store.ValidatePath(req.Path); err != nil {
+	if err := nodepath.Validate(req.Path); err != nil {
 		return nil, toStatus(s.log, method, err)
 	}
 	if err := s.authorize(ctx, acl.Read, req.Path); err != nil {
@@ -68,7 +69,7 @@ const listPage = 1000
 // leaf under it). A leaf lists as itself. Only readable entries are listed.
 func (s *Server) List(req *repldspb.ListRequest, stream repldspb.Replds_ListServer) error {
 	const method = "List"
-	if err := store.ValidatePrefix(req.Path); err != nil {
+	if err := nodepath.ValidatePrefix(req.Path); err != nil {
 		return toStatus(s.log, method, err)
 	}
 	roots, readable, err := s.readable(stream.Context(), req.Path)

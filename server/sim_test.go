@@ -28,6 +28,7 @@ import (
 
 	"google.golang.org/grpc"
 
+	"replds/nodepath"
 	repldspb "replds/proto"
 	"replds/store"
 )
@@ -464,7 +465,7 @@ func (s *sim) drainWatchers() {
 func (s *sim) receive(w *simWatcher) {
 	for _, m := range w.out.msgs {
 		for _, n := range m.Nodes {
-			if !store.Under(n.Path, w.prefix) {
+			if !nodepath.Under(n.Path, w.prefix) {
 				s.t.Fatalf("watch of %s sent %s", w.prefix, n.Path)
 			}
 			node := nodeFromProto(n)
@@ -562,7 +563,7 @@ func (s *sim) heal() {
 			s.drainWatchers()
 		}
 		for p, want := range s.acked {
-			if !store.Under(p, w.prefix) {
+			if !nodepath.Under(p, w.prefix) {
 				continue
 			}
 			got, ok := w.held[p]

@@ -9,6 +9,7 @@ import (
 	"google.golang.org/grpc/status"
 
 	"replds/acl"
+	"replds/nodepath"
 	repldspb "replds/proto"
 	"replds/store"
 )
@@ -24,7 +25,7 @@ const watchBuffer = 64
 func (s *Server) Watch(req *repldspb.WatchRequest, stream repldspb.Replds_WatchServer) error {
 	const method = "Watch"
 	ctx := stream.Context()
-	if err := store.ValidatePrefix(req.Prefix); err != nil {
+	if err := nodepath.ValidatePrefix(req.Prefix); err != nil {
 		return toStatus(s.log, method, err)
 	}
 	rules := s.sec.acls.Get()
@@ -225,7 +226,7 @@ func (w *watchStream) onEvent(ev store.Event) error {
 	}
 	var out []*repldspb.Node
 	for _, n := range ev.Nodes {
-		if store.Under(n.Path, w.prefix) && w.keep(n.Path, n.Meta) {
+		if nodepath.Under(n.Path, w.prefix) && w.keep(n.Path, n.Meta) {
 			out = append(out, nodeToProto(n))
 		}
 	}

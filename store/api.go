@@ -3,6 +3,7 @@ package store
 import (
 	"errors"
 	"log/slog"
+	"replds/nodepath"
 	"time"
 )
 
@@ -10,8 +11,8 @@ import (
 var (
 	// ErrNotFound: no live leaf at the path.
 	ErrNotFound = errors.New("store: node not found")
-	// ErrInvalidPath wraps every path validation failure (see ValidatePath).
-	ErrInvalidPath = errors.New("store: invalid path")
+	// ErrInvalidPath wraps every path validation failure (see nodepath.Validate).
+	ErrInvalidPath = nodepath.ErrInvalid
 	// ErrConflict: the write would make a path both a leaf and a directory.
 	ErrConflict = errors.New("store: leaf/directory conflict")
 	// ErrIsDir: a non-recursive delete of a directory.

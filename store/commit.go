@@ -5,6 +5,7 @@ import (
 	"context"
 	"fmt"
 	"math"
+	"replds/nodepath"
 	"slices"
 	"time"
 
@@ -49,7 +50,7 @@ type result struct {
 }
 
 // Write applies a batch of client writes atomically: all of them or none.
-// Paths must be canonical (ValidatePath), appear once, and the batch must
+// Paths must be canonical (nodepath.Validate), appear once, and the batch must
 // fit the configured limits. Within the batch, writes take effect in order;
 // after the batch, no leaf it wrote may have a live leaf above it or a live
 // node below it (ErrConflict, naming both paths). A delete of a live leaf
@@ -84,18 +85,18 @@ func (s *Store) Write(ctx context.Context, ws []Write) ([]Node, error) {
 	seen := make(map[string]struct{}, len(ws))
 	total := 0
 	for _, w := range ws {
-		if err := ValidatePath(w.Path); err != nil {
+		if err := nodepath.Validate(w.Path); err != nil {
 			return nil, err
 		}
 		if _, dup := seen[w.Path]; dup {
-			return nil, fmt.Errorf("%w %s: duplicate path in batch", ErrInvalidPath, quotePath(w.Path))
+			return nil, fmt.Errorf("%w %s: duplicate path in batch", ErrInvalidPath, nodepath.Quote(w.Path))
 		}
 		seen[w.Path] = struct{}{}
 		if w.Delete {
 			continue
 		}
 		if len(w.Data) > s.cfg.MaxNodeSize {
-			return nil, fmt.Errorf("%w: node %s: %d bytes, limit %d", ErrTooLarge, quotePath(w.Path), len(w.Data), s.cfg.MaxNodeSize)
+			return nil, fmt.Errorf("%w: node %s: %d bytes, limit %d", ErrTooLarge, nodepath.Quote(w.Path), len(w.Data), s.cfg.MaxNodeSize)
 		}
 		total += len(w.Data)
 	}
@@ -153,14 +154,14 @@ func (s *Store) Apply(ctx context.Context, nodes []Node, adv []Advance) (int, er
 	}
 	total := 0
 	for _, n := range nodes {
-		if err := ValidatePath(n.Path); err != nil {
+		if err := nodepath.Validate(n.Path); err != nil {
 			return 0, err
 		}
 		if n.Origin == 0 || n.Seq == 0 {
-			return 0, fmt.Errorf("%w: %s: origin %d, seq %d", ErrInvalidNode, quotePath(n.Path), n.Origin, n.Seq)
+			return 0, fmt.Errorf("%w: %s: origin %d, seq %d", ErrInvalidNode, nodepath.Quote(n.Path), n.Origin, n.Seq)
 		}
 		if len(n.Data) > math.MaxUint32 {
-			return 0, fmt.Errorf("%w: node %s: %d bytes", ErrTooLarge, quotePath(n.Path), len(n.Data))
+			return 0, fmt.Errorf("%w: node %s: %d bytes", ErrTooLarge, nodepath.Quote(n.Path), len(n.Data))
 		}
 		if !n.Deleted {
 			total += len(n.Data)
@@ -538,7 +539,7 @@ func (b *batch) write(ws []Write, vals [][]byte) error {
 			if m, ok := b.get(w.Path); ok && !m.Deleted {
 				b.set(w.Path, Meta{Deleted: true}, nil)
 			} else if under := b.liveUnder(w.Path); under != "" {
-				return fmt.Errorf("%w: delete %s: %s lies under it", ErrIsDir, quotePath(w.Path), quotePath(under))
+				return fmt.Errorf("%w: delete %s: %s lies under it", ErrIsDir, nodepath.Quote(w.Path), nodepath.Quote(under))
 			}
 		default:
 			b.set(w.Path, Meta{Size: uint32(len(w.Data))}, vals[i])
@@ -573,7 +574,7 @@ func (b *batch) dropNoops() error {
 			v := nodes.Get([]byte(c.path))
 			_, data, err := decodeNode(v)
 			if err != nil {
-				b.storageErr = fmt.Errorf("store: node %s: %w", quotePath(c.path), err)
+				b.storageErr = fmt.Errorf("store: node %s: %w", nodepath.Quote(c.path), err)
 				return b.storageErr
 			}
 			noop = bytes.Equal(data, c.data())
@@ -597,11 +598,11 @@ func (b *batch) checkLeaf(p string) error {
 			continue
 		}
 		if m, ok := b.get(p[:i]); ok && !m.Deleted {
-			return fmt.Errorf("%w: %s would lie under leaf %s", ErrConflict, quotePath(p), quotePath(p[:i]))
+			return fmt.Errorf("%w: %s would lie under leaf %s", ErrConflict, nodepath.Quote(p), nodepath.Quote(p[:i]))
 		}
 	}
 	if under := b.liveUnder(p); under != "" {
-		return fmt.Errorf("%w: leaf %s would have %s under it", ErrConflict, quotePath(p), quotePath(under))
+		return fmt.Errorf("%w: leaf %s would have %s under it", ErrConflict, nodepath.Quote(p), nodepath.Quote(under))
 	}
 	return nil
 }
@@ -634,7 +635,7 @@ func (b *batch) stamp() error {
 			// clock went back. Refuse rather than stamp on a clock known
 			// to be wrong.
 			ahead := time.Duration(int64(v>>16)-now.UnixMilli()) * time.Millisecond
-			return fmt.Errorf("%w: %s needs version %d, %s ahead of the local clock", ErrClockSkew, quotePath(c.path), v, ahead)
+			return fmt.Errorf("%w: %s needs version %d, %s ahead of the local clock", ErrClockSkew, nodepath.Quote(c.path), v, ahead)
 		}
 		last = v
 		if c.hadPrev && c.prev.Version >= v {
@@ -696,7 +697,7 @@ func (b *batch) flush() error {
 			putHeader(val, c.meta)
 		}
 		if err := nodes.Put(key, val); err != nil {
-			return fmt.Errorf("store: put node %s: %w", quotePath(c.path), err)
+			return fmt.Errorf("store: put node %s: %w", nodepath.Quote(c.path), err)
 		}
 		if c.hadPrev {
 			if err := logb.Delete(logKey(c.prev.Origin, c.prev.Seq)); err != nil {

@@ -4,7 +4,7 @@
 //
 // # Nodes, versions, vectors
 //
-// A node is a path (see ValidatePath), a version, the origin and seq of the
+// A node is a path (see nodepath.Validate), a version, the origin and seq of the
 // write that produced it, a deleted flag and data. Deletes leave tombstones.
 // Versions are hybrid logical clock values (48-bit wall milliseconds,
 // 16-bit counter), ties broken by origin (Meta.Newer). Client writes

@@ -4,6 +4,7 @@ import (
 	"errors"
 	"fmt"
 	"maps"
+	"replds/nodepath"
 
 	bolt "go.etcd.io/bbolt"
 )
@@ -50,7 +51,7 @@ func (s *Store) CheckConsistency() error {
 		err := tx.Bucket(bucketNodes).ForEach(func(k, v []byte) error {
 			n++
 			path := string(k)
-			if err := ValidatePath(path); err != nil {
+			if err := nodepath.Validate(path); err != nil {
 				fail("stored path: %v", err)
 			}
 			m, _, err := decodeNode(v)

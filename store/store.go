@@ -9,6 +9,7 @@ import (
 	"fmt"
 	"log/slog"
 	"math"
+	"replds/nodepath"
 	"sync"
 	"sync/atomic"
 	"time"
@@ -236,7 +237,7 @@ func (s *Store) load(tx *bolt.Tx) error {
 		path := string(k)
 		m, _, err := decodeNode(v)
 		if err != nil {
-			return fmt.Errorf("node %s: %w", quotePath(path), err)
+			return fmt.Errorf("node %s: %w", nodepath.Quote(path), err)
 		}
 		s.insert(path, m)
 		return nil
@@ -391,21 +392,21 @@ func (s *Store) reincarnate() reincarnation {
 // error wrapping ErrNotFound if there is none (missing or deleted), and one
 // wrapping ErrInvalidPath for a path that is not canonical.
 func (s *Store) Get(path string) (Node, error) {
-	if err := ValidatePath(path); err != nil {
+	if err := nodepath.Validate(path); err != nil {
 		return Node{}, err
 	}
 	var n Node
 	err := s.view(func(tx *bolt.Tx) error {
 		v := tx.Bucket(bucketNodes).Get([]byte(path))
 		if v == nil {
-			return fmt.Errorf("%w: %s", ErrNotFound, quotePath(path))
+			return fmt.Errorf("%w: %s", ErrNotFound, nodepath.Quote(path))
 		}
 		m, data, err := decodeNode(v)
 		if err != nil {
-			return fmt.Errorf("store: node %s: %w", quotePath(path), err)
+			return fmt.Errorf("store: node %s: %w", nodepath.Quote(path), err)
 		}
 		if m.Deleted {
-			return fmt.Errorf("%w: %s", ErrNotFound, quotePath(path))
+			return fmt.Errorf("%w: %s", ErrNotFound, nodepath.Quote(path))
 		}
 		n = Node{Path: path, Meta: m, Data: copyData(data)}
 		return nil
@@ -432,7 +433,7 @@ func (s *Store) Lookup(path string) (Meta, bool) {
 // prefix matches nothing. Walk holds the store's read lock while it runs:
 // fn must not block or call the Store.
 func (s *Store) Walk(prefix string, fn func(path string, m Meta) bool) {
-	if ValidatePrefix(prefix) != nil {
+	if nodepath.ValidatePrefix(prefix) != nil {
 		return
 	}
 	s.mu.RLock()
@@ -469,7 +470,7 @@ func walkUnder(t *radix.Tree, prefix string, self bool, fn func(path string, v a
 // bbolt in one read transaction. next is the path to pass as opts.After for
 // the next page, "" once the scan is complete.
 func (s *Store) Scan(opts ScanOptions) (nodes []Node, next string, err error) {
-	if err := ValidatePrefix(opts.Prefix); err != nil {
+	if err := nodepath.ValidatePrefix(opts.Prefix); err != nil {
 		return nil, "", err
 	}
 	maxNodes, maxBytes := pageLimits(opts.MaxNodes, opts.MaxBytes)
@@ -482,7 +483,7 @@ func (s *Store) Scan(opts ScanOptions) (nodes []Node, next string, err error) {
 			path := string(k)
 			m, data, err := decodeNode(v)
 			if err != nil {
-				return false, fmt.Errorf("store: node %s: %w", quotePath(path), err)
+				return false, fmt.Errorf("store: node %s: %w", nodepath.Quote(path), err)
 			}
 			if opts.Keep != nil && !opts.Keep(path, m) {
 				return true, nil
@@ -601,14 +602,14 @@ func (s *Store) Changes(origin, after uint64, maxNodes, maxBytes int) (nodes []N
 			path := string(v)
 			val := bn.get(v)
 			if val == nil {
-				return fmt.Errorf("store: log entry %d/%d: node %s missing", o, seq, quotePath(path))
+				return fmt.Errorf("store: log entry %d/%d: node %s missing", o, seq, nodepath.Quote(path))
 			}
 			m, data, err := decodeNode(val)
 			if err != nil {
-				return fmt.Errorf("store: node %s: %w", quotePath(path), err)
+				return fmt.Errorf("store: node %s: %w", nodepath.Quote(path), err)
 			}
 			if m.Origin != o || m.Seq != seq {
-				return fmt.Errorf("store: log entry %d/%d: node %s is %d/%d", o, seq, quotePath(path), m.Origin, m.Seq)
+				return fmt.Errorf("store: log entry %d/%d: node %s is %d/%d", o, seq, nodepath.Quote(path), m.Origin, m.Seq)
 			}
 			if len(nodes) > 0 && (len(nodes) >= maxNodes || size+len(data) > maxBytes) {
 				more = true

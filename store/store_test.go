@@ -15,6 +15,7 @@ import (
 	"testing"
 	"time"
 
+	"replds/nodepath"
 	"replds/store"
 	"replds/store/storetest"
 )
@@ -238,7 +239,7 @@ func (m *model) write(ws []store.Write) ([]string, error) {
 	}
 	liveUnder := func(p string) bool {
 		for q := range cur {
-			if q != p && store.Under(q, p) {
+			if q != p && nodepath.Under(q, p) {
 				return true
 			}
 		}
@@ -250,7 +251,7 @@ func (m *model) write(ws []store.Write) ([]string, error) {
 		case w.Delete && w.Recursive:
 			var ps []string
 			for q := range cur {
-				if store.Under(q, w.Path) {
+				if nodepath.Under(q, w.Path) {
 					ps = append(ps, q)
 				}
 			}
@@ -283,7 +284,7 @@ func (m *model) write(ws []store.Write) ([]string, error) {
 			continue
 		}
 		for a := range cur {
-			if a != p && (store.Under(p, a) || store.Under(a, p)) {
+			if a != p && (nodepath.Under(p, a) || nodepath.Under(a, p)) {
 				return nil, store.ErrConflict
 			}
 		}

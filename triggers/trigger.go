@@ -8,11 +8,10 @@ import (
 	"io"
 	"os"
 	"path/filepath"
+	"replds/nodepath"
 	"slices"
 	"strings"
 	"time"
-
-	"replds/store"
 )
 
 // DefaultTimeout is how long a command may run when its file sets no timeout.
@@ -93,7 +92,7 @@ func parse(name string, data []byte) (Trigger, error) {
 	if f.Path == "" {
 		return Trigger{}, errors.New(`missing "path"`)
 	}
-	if err := store.ValidatePrefix(f.Path); err != nil {
+	if err := nodepath.ValidatePrefix(f.Path); err != nil {
 		return Trigger{}, err
 	}
 	argv, err := parseCommand(f.Command)

@@ -10,8 +10,8 @@ import (
 
 	bolt "go.etcd.io/bbolt"
 
+	"replds/nodepath"
 	repldspb "replds/proto"
-	"replds/store"
 )
 
 // applier applies received nodes to the mirror and records them in the
@@ -157,7 +157,7 @@ func (a *applier) localName(p string) string {
 // (the prefix included), nearest first.
 func (a *applier) ancestors(p string) []string {
 	var out []string
-	for q := path.Dir(p); q != "/" && store.Under(q, a.prefix); q = path.Dir(q) {
+	for q := path.Dir(p); q != "/" && nodepath.Under(q, a.prefix); q = path.Dir(q) {
 		out = append(out, q)
 	}
 	return out
@@ -182,12 +182,12 @@ func (a *applier) applyPage(nodes []*repldspb.Node, full bool) error {
 }
 
 func (a *applier) applyNode(p *pageTx, n *repldspb.Node, full bool) error {
-	if err := store.ValidatePath(n.Path); err != nil {
+	if err := nodepath.Validate(n.Path); err != nil {
 		a.log.Warn("refused node: invalid path", "err", err)
 		a.stats.Refused++
 		return nil
 	}
-	if !store.Under(n.Path, a.prefix) {
+	if !nodepath.Under(n.Path, a.prefix) {
 		a.log.Warn("refused node: outside the prefix", "path", n.Path, "prefix", a.prefix)
 		a.stats.Refused++
 		return nil

@@ -12,8 +12,8 @@ import (
 	berrors "go.etcd.io/bbolt/errors"
 	"google.golang.org/protobuf/proto"
 
+	"replds/nodepath"
 	repldspb "replds/proto"
-	"replds/store"
 	"replds/triggers"
 )
 
@@ -96,7 +96,7 @@ func (a *applier) seal(bookmark *repldspb.Vector, endFull bool, snap uint64) (ch
 		for _, t := range list {
 			var tb *bolt.Bucket
 			for _, e := range net {
-				if !store.Under(e.path, t.Path) {
+				if !nodepath.Under(e.path, t.Path) {
 					continue
 				}
 				if tb == nil {

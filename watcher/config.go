@@ -12,7 +12,7 @@ import (
 
 	"google.golang.org/grpc"
 
-	"replds/store"
+	"replds/nodepath"
 	"replds/triggers"
 )
 
@@ -126,7 +126,7 @@ func (c Config) Validate() error {
 	if c.Prefix == "" {
 		return errors.New("watcher: config: empty prefix")
 	}
-	if err := store.ValidatePrefix(c.Prefix); err != nil {
+	if err := nodepath.ValidatePrefix(c.Prefix); err != nil {
 		return fmt.Errorf("watcher: config: prefix: %w", err)
 	}
 	if len(c.Servers) == 0 {

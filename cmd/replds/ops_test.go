@@ -72,13 +72,20 @@ func TestE2E_StatusAll(t *testing.T) {
 	work := t.TempDir()
 	writeFiles(t, work, map[string]string{"a": "1", "b/c": "2"})
 	mustRun(t, "store", "--server="+servers[0].addr, work, "/data")
-	out := waitStatus(t, servers[1].addr, "convergence", converged)
-	t.Logf("converged:\n%s", out)
-	for _, name := range []string{"s0", "s1", "s2"} {
-		if !regexp.MustCompile(`(?m)^` + name + `\s+127\.0\.0\.1:\d+\s+alive\s+yes\s+2\s+2\s`).MatchString(out) {
-			t.Errorf("status --all has no alive, ready row for %s with 2 nodes", name)
+	// Readiness follows a completed sync round, which may come a moment
+	// after the pushes made the servers converge: wait for both.
+	out := waitStatus(t, servers[1].addr, "convergence with every server ready", func(out string, code int) error {
+		if err := converged(out, code); err != nil {
+			return err
 		}
-	}
+		for _, name := range []string{"s0", "s1", "s2"} {
+			if !regexp.MustCompile(`(?m)^` + name + `\s+127\.0\.0\.1:\d+\s+alive\s+yes\s+2\s+2\s`).MatchString(out) {
+				return fmt.Errorf("no alive, ready row for %s with 2 nodes", name)
+			}
+		}
+		return nil
+	})
+	t.Logf("converged:\n%s", out)
 
 	// A partitioned server (stopped: it answers nothing) is named, and a
 	// write it misses keeps the others apart from it.

@@ -8,8 +8,8 @@ import (
 
 	"github.com/spf13/cobra"
 
+	"replds/nodepath"
 	repldspb "replds/proto"
-	"replds/store"
 )
 
 // newCatCmd prints one node's data.
@@ -20,7 +20,7 @@ func newCatCmd() *cobra.Command {
 		Short: "Print the data of a node to standard output",
 		Args:  cobra.ExactArgs(1),
 		RunE: func(cmd *cobra.Command, args []string) error {
-			if err := store.ValidatePath(args[0]); err != nil {
+			if err := nodepath.Validate(args[0]); err != nil {
 				return err
 			}
 			return cf.call(cmd.Context(), func(ctx context.Context, c repldspb.RepldsClient) error {
@@ -46,7 +46,7 @@ func newLsCmd() *cobra.Command {
 		Short: "List the children of PATH (directories end in /), or every leaf under it with -r",
 		Args:  cobra.ExactArgs(1),
 		RunE: func(cmd *cobra.Command, args []string) error {
-			if err := store.ValidatePrefix(args[0]); err != nil {
+			if err := nodepath.ValidatePrefix(args[0]); err != nil {
 				return err
 			}
 			return cf.call(cmd.Context(), func(ctx context.Context, c repldspb.RepldsClient) error {
@@ -88,7 +88,7 @@ func newRmCmd() *cobra.Command {
 		Short: "Delete a node, or with -r every node under PATH",
 		Args:  cobra.ExactArgs(1),
 		RunE: func(cmd *cobra.Command, args []string) error {
-			if err := store.ValidatePath(args[0]); err != nil {
+			if err := nodepath.Validate(args[0]); err != nil {
 				return err
 			}
 			return cf.call(cmd.Context(), func(ctx context.Context, c repldspb.RepldsClient) error {

@@ -15,8 +15,8 @@ import (
 
 	"github.com/spf13/cobra"
 
+	"replds/nodepath"
 	repldspb "replds/proto"
-	"replds/store"
 )
 
 // newStoreCmd uploads a local file or tree.
@@ -31,7 +31,7 @@ standard input becomes the single node REMOTE.`,
 		Args: cobra.ExactArgs(2),
 		RunE: func(cmd *cobra.Command, args []string) error {
 			local, remote := args[0], args[1]
-			if err := store.ValidatePath(remote); err != nil {
+			if err := nodepath.Validate(remote); err != nil {
 				return err
 			}
 			writes, err := collectWrites(local, remote)
@@ -101,7 +101,7 @@ func collectWrites(local, remote string) ([]*repldspb.Write, error) {
 			return err
 		}
 		target := path.Join(remote, filepath.ToSlash(rel))
-		if err := store.ValidatePath(target); err != nil {
+		if err := nodepath.Validate(target); err != nil {
 			return fmt.Errorf("%s: %w", p, err)
 		}
 		writes = append(writes, &repldspb.Write{Path: target})

@@ -13,6 +13,7 @@ import (
 	"testing"
 	"time"
 
+	"replds/nodepath/nodepathtest"
 	"replds/store"
 )
 
@@ -562,32 +563,9 @@ func delR(path string) store.Write {
 	return store.Write{Path: path, Delete: true, Recursive: true}
 }
 
-// InvalidPaths lists paths ValidatePath must refuse, with a word of the
-// problem its error must name.
-var InvalidPaths = []struct {
-	Name, Path, Problem string
-}{
-	{"empty", "", "empty"},
-	{"relative", "a/b", "not absolute"},
-	{"root", "/", "root"},
-	{"double slash", "//", "empty segment"},
-	{"empty segment", "/a//b", "empty segment"},
-	{"trailing slash", "/a/", "trailing slash"},
-	{"dot", "/a/./b", `"." segment`},
-	{"dot last", "/a/.", `"." segment`},
-	{"dotdot", "/a/../b", `".." segment`},
-	{"NUL", "/a\x00b", "control character"},
-	{"newline", "/a\nb", "control character"},
-	{"DEL", "/a\x7f", "control character"},
-	{"backslash", `/a\b`, "backslash"},
-	{"too long", "/" + strings.Repeat("abcdefg/", store.MaxPathLen/8) + "x", "longer than"},
-	{"segment too long", "/a/" + strings.Repeat("s", store.MaxSegmentLen+1), "segment longer than"},
-	{"invalid UTF-8", "/a/\xff", "UTF-8"},
-}
-
 func testInvalidPaths(t *testing.T, open Opener) {
 	e := newEnv(t, open)
-	for _, tt := range InvalidPaths {
+	for _, tt := range nodepathtest.InvalidPaths {
 		t.Run(tt.Name, func(t *testing.T) {
 			for _, w := range []store.Write{put(tt.Path, "x"), del(tt.Path), delR(tt.Path)} {
 				_, err := e.s.Write(context.Background(), []store.Write{put("/valid", "x"), w})
