@@ -1,7 +1,7 @@
 // Package server runs one replds peer: the public gRPC API (Store, Get,
 // List, Watch, Status), the internal replication API (Hello, Push, Sync,
 // Tree, Buckets), cluster membership through memberlist, and the three
-// replication layers of DESIGN.md, and, with Config.HTTPAddr, the
+// replication layers of docs/design.md, and, with Config.HTTPAddr, the
 // operations endpoints /metrics, /healthz and /readyz (metrics.go, http.go;
 // each Server has its own Prometheus registry).
 //

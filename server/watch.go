@@ -21,7 +21,7 @@ import (
 const watchBuffer = 64
 
 // Watch replays what the client lacks under a prefix, then streams live
-// changes. See the Watch section of DESIGN.md for the protocol.
+// changes. See the Watch section of docs/design.md for the protocol.
 func (s *Server) Watch(req *repldspb.WatchRequest, stream repldspb.Replds_WatchServer) error {
 	const method = "Watch"
 	ctx := stream.Context()
