@@ -18,7 +18,6 @@ import (
 	"google.golang.org/protobuf/proto"
 
 	repldspb "replds/proto"
-	"replds/store"
 )
 
 // metrics holds a server's Prometheus collectors in a registry of its own,
@@ -88,7 +87,7 @@ func newMetrics(s *Server) *metrics {
 	m := &metrics{reg: prometheus.NewRegistry(), lags: map[string]peerLag{}}
 	f := factory{m.reg}
 	m.writes = f.counter("replds_writes_total",
-		"Nodes changed by client Store calls on this server (accepted writes; no-op writes excluded).")
+		"Nodes changed by writes this server stamped: client Store calls and the server's own writes (no-op writes excluded).")
 	m.commitSeconds = f.histogramVec("replds_store_commit_seconds",
 		"Time from handing a batch to the store until it is durable (group commit wait and fsync included); kind is write (client batches) or apply (replicated ones).",
 		prometheus.ExponentialBuckets(0.0005, 2, 14), "kind")
@@ -193,17 +192,6 @@ func (f factory) histogramVec(name, help string, buckets []float64, labels ...st
 // Registry returns the server's Prometheus registry (what /metrics serves),
 // for tests and for embedding the server in a program of its own.
 func (s *Server) Registry() *prometheus.Registry { return s.metrics.reg }
-
-// writeNodes is s.store.Write, counted and timed.
-func (s *Server) writeNodes(ctx context.Context, ws []store.Write) ([]store.Node, error) {
-	start := time.Now()
-	nodes, err := s.store.Write(ctx, ws)
-	s.metrics.committed("write", start, err)
-	if err == nil {
-		s.metrics.writes.Add(float64(len(nodes)))
-	}
-	return nodes, err
-}
 
 // committed observes the latency of a store commit of kind (write or
 // apply) begun at start, unless it failed.

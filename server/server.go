@@ -117,8 +117,9 @@ func New(cfg Config) (*Server, error) {
 	s.dial = []grpc.DialOption{sec.dialOption()}
 	s.grpc = grpc.NewServer(
 		sec.serverOption(),
-		grpc.ChainUnaryInterceptor(s.metrics.unaryInterceptor),
-		grpc.ChainStreamInterceptor(s.metrics.streamInterceptor),
+		// Errors are mapped to status codes before the metrics record them.
+		grpc.ChainUnaryInterceptor(s.metrics.unaryInterceptor, s.errorInterceptor),
+		grpc.ChainStreamInterceptor(s.metrics.streamInterceptor, s.streamErrorInterceptor),
 		grpc.MaxConcurrentStreams(4096),
 		grpc.MaxRecvMsgSize(cfg.maxMessage()),
 		grpc.MaxSendMsgSize(cfg.maxMessage()),
