@@ -26,7 +26,11 @@ func (s *Server) Store(ctx context.Context, req *repldspb.StoreRequest) (*replds
 		if err := s.authorize(ctx, acl.Write, w.Path); err != nil {
 			return nil, err
 		}
-		ws[i] = store.Write{Path: w.Path, Data: w.Data, Delete: w.Delete, Recursive: w.Recursive}
+		var err error
+		ws[i], err = s.checkReserved(ctx, store.Write{Path: w.Path, Data: w.Data, Delete: w.Delete, Recursive: w.Recursive})
+		if err != nil {
+			return nil, err
+		}
 	}
 	nodes, err := s.Writer().Write(ctx, ws)
 	if err != nil {

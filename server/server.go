@@ -33,6 +33,8 @@ type Server struct {
 	sec   *security
 	mem   *membership
 	peers *peerSet
+	// jobs holds the job kinds clients may define (RegisterJobKind).
+	jobs jobKinds
 	// inbound tracks the peers' push streams into this server.
 	inbound inbound
 	// metrics holds the Prometheus collectors; http serves them (nil
