@@ -109,7 +109,7 @@ func (s *Server) Sync(req *repldspb.SyncRequest, stream repldspb.Internal_SyncSe
 	// An asker that has seen more of our own writes than we hold means we
 	// were restored from an older state.
 	if o := s.store.Origin(); req.Vector != nil {
-		s.checkIncarnation(stream.Context(), o, VectorFromProto(req.Vector)[o])
+		s.checkIncarnation(stream.Context(), o, vectorFromProto(req.Vector)[o])
 	}
 	send := s.metrics.syncServed(req, stream).Send
 	return answerSync(s.store, req, func(m *repldspb.SyncResponse) error {

@@ -4,9 +4,7 @@ import (
 	"context"
 	"maps"
 	"path"
-	"runtime/debug"
 	"slices"
-	"strings"
 	"sync"
 	"sync/atomic"
 	"time"
@@ -17,6 +15,7 @@ import (
 	"google.golang.org/grpc/status"
 	"google.golang.org/protobuf/proto"
 
+	"replds/buildinfo"
 	repldspb "replds/proto"
 )
 
@@ -146,7 +145,7 @@ func newMetrics(s *Server) *metrics {
 		collectors.NewGoCollector(),
 		collectors.NewProcessCollector(collectors.ProcessCollectorOpts{}),
 	)
-	bi := ReadBuildInfo()
+	bi := buildinfo.Read()
 	f.gaugeVec("replds_build_info", "Always 1; the labels describe the binary.", "version", "revision", "goversion").
 		WithLabelValues(bi.Version, bi.Revision, bi.GoVersion).Set(1)
 	return m
@@ -420,57 +419,4 @@ func (c *lagCollector) Collect(ch chan<- prometheus.Metric) {
 		ch <- prometheus.MustNewConstMetric(lagSecondsDesc, prometheus.GaugeValue, l.Seconds, l.Name)
 		ch <- prometheus.MustNewConstMetric(lastSyncDesc, prometheus.GaugeValue, float64(l.LastSyncUnixMs)/1000, l.Name)
 	}
-}
-
-// BuildInfo describes the running binary.
-type BuildInfo struct {
-	// Version is the main module's version ("(devel)" for a local build).
-	Version string
-	// Revision is the VCS revision the binary was built from ("" if
-	// unknown); Modified says the work tree had uncommitted changes.
-	Revision string
-	Modified bool
-	// GoVersion is the Go release that built the binary.
-	GoVersion string
-}
-
-// ReadBuildInfo returns the build information embedded in the binary
-// (runtime/debug.ReadBuildInfo), parsed once.
-var ReadBuildInfo = sync.OnceValue(readBuildInfo)
-
-func readBuildInfo() BuildInfo {
-	bi := BuildInfo{Version: "unknown", GoVersion: "unknown"}
-	info, ok := debug.ReadBuildInfo()
-	if !ok {
-		return bi
-	}
-	bi.GoVersion = info.GoVersion
-	if info.Main.Version != "" {
-		bi.Version = info.Main.Version
-	}
-	for _, s := range info.Settings {
-		switch s.Key {
-		case "vcs.revision":
-			bi.Revision = s.Value
-		case "vcs.modified":
-			bi.Modified = s.Value == "true"
-		}
-	}
-	return bi
-}
-
-// String returns one line such as "v1.2.0, revision 78ab311e6c2f, go1.26.8".
-func (b BuildInfo) String() string {
-	parts := []string{b.Version}
-	if b.Revision != "" {
-		rev := b.Revision
-		if len(rev) > 12 {
-			rev = rev[:12]
-		}
-		if b.Modified {
-			rev += "+modified"
-		}
-		parts = append(parts, "revision "+rev)
-	}
-	return strings.Join(append(parts, b.GoVersion), ", ")
 }

@@ -3,11 +3,11 @@ package server
 import (
 	"context"
 	"fmt"
-	"maps"
 	"slices"
 	"strings"
 
 	"replds/acl"
+	"replds/buildinfo"
 	"replds/nodepath"
 	repldspb "replds/proto"
 	"replds/store"
@@ -131,7 +131,7 @@ func (s *Server) Status(ctx context.Context, req *repldspb.StatusRequest) (*repl
 		Bytes:  st.Bytes,
 
 		Peers:      s.metrics.peerLags(),
-		Version:    ReadBuildInfo().String(),
+		Version:    buildinfo.Read().String(),
 		Tombstones: st.Tombstones,
 	}
 	resp.Ready, _ = s.readiness()
@@ -139,56 +139,4 @@ func (s *Server) Status(ctx context.Context, req *repldspb.StatusRequest) (*repl
 		resp.Members = append(resp.Members, &repldspb.Member{Name: m.name, Addr: m.grpcAddr, State: m.state})
 	}
 	return resp, nil
-}
-
-func nodeToProto(n store.Node) *repldspb.Node {
-	return &repldspb.Node{
-		Path:    n.Path,
-		Version: n.Version,
-		Origin:  n.Origin,
-		Seq:     n.Seq,
-		Deleted: n.Deleted,
-		Data:    n.Data,
-	}
-}
-
-func nodeFromProto(p *repldspb.Node) store.Node {
-	return store.Node{
-		Path: p.Path,
-		Meta: store.Meta{
-			Version: p.Version,
-			Origin:  p.Origin,
-			Seq:     p.Seq,
-			Deleted: p.Deleted,
-			Size:    uint32(len(p.Data)),
-		},
-		Data: p.Data,
-	}
-}
-
-func nodesToProto(ns []store.Node) []*repldspb.Node {
-	out := make([]*repldspb.Node, len(ns))
-	for i, n := range ns {
-		out[i] = nodeToProto(n)
-	}
-	return out
-}
-
-func vectorToProto(v store.Vector) *repldspb.Vector {
-	pv := &repldspb.Vector{Entries: make([]*repldspb.VectorEntry, 0, len(v))}
-	for _, o := range slices.Sorted(maps.Keys(v)) {
-		pv.Entries = append(pv.Entries, &repldspb.VectorEntry{Origin: o, Seq: v[o]})
-	}
-	return pv
-}
-
-// VectorFromProto converts a wire vector; nil gives an empty vector.
-func VectorFromProto(pv *repldspb.Vector) store.Vector {
-	v := store.Vector{}
-	for _, e := range pv.GetEntries() {
-		if e.Seq > v[e.Origin] {
-			v[e.Origin] = e.Seq
-		}
-	}
-	return v
 }

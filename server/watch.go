@@ -41,7 +41,7 @@ func (s *Server) Watch(req *repldspb.WatchRequest, stream repldspb.Replds_WatchS
 		roots:    roots,
 		readable: readable,
 		rules:    rules,
-		token:    VectorFromProto(req.Token),
+		token:    vectorFromProto(req.Token),
 		scope:    aclFingerprint(rules, roots),
 	}
 	// The token records what the client could read when it was issued
