@@ -106,12 +106,14 @@ type grants struct {
 type pathSet map[string]struct{}
 
 // covers reports whether a path in s is path or one of its ancestors. path
-// must be canonical.
+// must be canonical. The root covers every path but those of the reserved
+// namespace (nodepath.Reserved): they need a rule naming nodepath.Reserved
+// or a path under it.
 func (s pathSet) covers(path string) bool {
 	if len(s) == 0 {
 		return false
 	}
-	if _, ok := s["/"]; ok {
+	if _, ok := s["/"]; ok && !nodepath.IsReserved(path) {
 		return true
 	}
 	// Walk path, then each ancestor up to (excluding) the root: substrings,
@@ -171,7 +173,8 @@ func newACL(rules []Rule) *ACL {
 
 // Check reports whether identity may perform op on path: true iff a rule for
 // that identity and op covers path (the rule's path is path or one of its
-// ancestors, on segment boundaries). Write does not imply Read. For Peer the
+// ancestors, on segment boundaries, "/" excepted for paths under
+// nodepath.Reserved). Write does not imply Read. For Peer the
 // path is ignored. A path that is not canonical is denied.
 //
 // On a nil *ACL (no ACLs configured) Check allows everything, without
@@ -204,6 +207,9 @@ func (a *ACL) Check(identity string, op Op, path string) bool {
 //
 // The server uses it to narrow a Watch: an identity allowed only
 // "/data/host1" that watches "/" is served "/data/host1" and what is under it.
+// As in Check, a rule on "/" does not cover nodepath.Reserved: the roots of
+// an identity with rules "/" and "/_replds/status" under "/_replds" are
+// ["/_replds/status"].
 //
 // On a nil *ACL it returns [prefix].
 func (a *ACL) Readable(identity, prefix string) []string {

@@ -241,6 +241,7 @@ root   /                  write
 srv1   peer
 srv2   peer
 srv2   /_replds           read
+jobs   /_replds/jobs      write
 `
 
 func TestACL_Check(t *testing.T) {
@@ -269,10 +270,17 @@ func TestACL_Check(t *testing.T) {
 		{"writer", acl.Read, "/data/x", false},
 		{"writer", acl.Read, "/data/writer/own/x", true},
 		{"writer", acl.Write, "/datax", false},
-		// The root covers everything.
+		// The root covers everything but the reserved namespace, which
+		// needs a rule naming it or a path under it.
 		{"root", acl.Read, "/", true},
 		{"root", acl.Read, "/a", true},
-		{"root", acl.Write, "/_replds/jobs/backup", true},
+		{"root", acl.Read, "/_repldsx", true},
+		{"root", acl.Write, "/_replds", false},
+		{"root", acl.Write, "/_replds/jobs/backup/x", false},
+		{"root", acl.Read, "/_replds/status/x", false},
+		{"jobs", acl.Write, "/_replds/jobs/backup/x", true},
+		{"jobs", acl.Write, "/_replds/status/backup/x", false},
+		{"jobs", acl.Write, "/_replds", false},
 		{"root", acl.Peer, "", false},
 		// Peer ignores paths.
 		{"srv1", acl.Peer, "", true},
@@ -342,6 +350,8 @@ multi  /other              r
 multi  /data/c             w
 multi  /dataz              r
 root   /                   r
+mon    /                   r
+mon    /_replds/status     r
 srv    peer
 `)
 	tests := []struct {
@@ -362,6 +372,13 @@ srv    peer
 		{"multi", "/data/c", nil},
 		{"root", "/", []string{"/"}},
 		{"root", "/x/y", []string{"/x/y"}},
+		// "/" does not cover the reserved namespace.
+		{"root", "/_replds", nil},
+		{"root", "/_replds/status", nil},
+		{"mon", "/", []string{"/"}},
+		{"mon", "/_replds", []string{"/_replds/status"}},
+		{"mon", "/_replds/status/backup", []string{"/_replds/status/backup"}},
+		{"mon", "/_replds/jobs", nil},
 		{"srv", "/", nil},
 		{"nobody", "/", nil},
 		{"host1", "data", nil},

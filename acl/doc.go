@@ -20,7 +20,10 @@
 //   - With an ACL configured, everything is denied unless a rule allows it.
 //   - A path rule covers its path and everything below it, on segment
 //     boundaries: "/a/b" covers "/a/b" and "/a/b/c", never "/a/bc"; "/" covers
-//     every path.
+//     every path except those of the reserved namespace "/_replds"
+//     (nodepath.Reserved), where the cluster keeps job definitions and
+//     status: reading or writing there takes a rule naming "/_replds" or a
+//     path under it.
 //   - Write does not imply read, nor read write: an identity that stores and
 //     also pulls needs both rules.
 //   - Peer ignores paths: it allows the internal replication protocol, and

@@ -14,6 +14,21 @@
 //   - A Watch stream never sends a bookmark that covers a write it has not
 //     sent (when under its prefix), so the bookmark is a resume token valid
 //     on any server.
+//   - Every write goes through the server's Writer (write.go): the Store RPC
+//     and the server's own writers alike, so metrics, the "stored" log and
+//     the hand-off to the pushers happen in one place. RPC handlers only
+//     check, call and return plain errors; one interceptor pair maps them
+//     to gRPC codes with the table in errors.go.
+//   - The reserved namespace nodepath.Reserved (reserved.go) belongs to
+//     the cluster. Clients may write only job definitions, leaves
+//     nodepath.Jobs/<kind>/<name> of a kind registered with
+//     RegisterJobKind, whose validator checks (and may rewrite) the spec;
+//     everything else there (nodepath.Status, /_replds/healthz, paths not
+//     yet given a meaning such as run requests) is written by the servers
+//     alone, through the Writer, and refused to clients with
+//     PermissionDenied whatever the ACLs. ACL rules on "/" do not cover it
+//     (package acl). A Watch or List of "/" leaves it out; a prefix naming
+//     it (nodepath.Reserved or under) includes it.
 //   - Every goroutine is started through Server.goFunc and is waited for by
 //     Close, which is idempotent and ordered: stop RPCs, leave membership,
 //     stop background loops and the HTTP listener, close the store.

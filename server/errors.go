@@ -4,19 +4,27 @@ import (
 	"context"
 	"errors"
 	"log/slog"
+	"path"
 
+	"google.golang.org/grpc"
 	"google.golang.org/grpc/codes"
 	"google.golang.org/grpc/status"
 
 	"replds/store"
 )
 
-// errPermission is returned when the caller's identity may not do what it
-// asked. It never says whether the node exists.
-var errPermission = errors.New("server: permission denied")
+// ErrPermission is returned when the caller's identity may not do what it
+// asked. It never says whether the node exists. A job kind's validator
+// (JobValidator) wraps it to refuse a spec its writer may not define.
+var ErrPermission = errors.New("server: permission denied")
 
-// errorCodes maps the errors callers branch on to gRPC codes. Anything else
-// becomes Internal and is logged once with its detail.
+// errInvalidJob is returned for a client's write under nodepath.Jobs that
+// is not a job definition of a registered kind, or whose spec the kind's
+// validator refused.
+var errInvalidJob = errors.New("server: invalid job")
+
+// errorCodes maps the errors callers branch on to gRPC codes, first match
+// wins. Anything else becomes Internal and is logged once with its detail.
 var errorCodes = []struct {
 	err  error
 	code codes.Code
@@ -29,12 +37,14 @@ var errorCodes = []struct {
 	{store.ErrIsDir, codes.FailedPrecondition},
 	{store.ErrClockSkew, codes.Unavailable},
 	{store.ErrClosed, codes.Unavailable},
-	{errPermission, codes.PermissionDenied},
+	{ErrPermission, codes.PermissionDenied},
+	{errInvalidJob, codes.InvalidArgument},
 	{context.Canceled, codes.Canceled},
 	{context.DeadlineExceeded, codes.DeadlineExceeded},
 }
 
-// toStatus converts err into a gRPC status error at the RPC boundary.
+// toStatus converts err into a gRPC status error at the RPC boundary. A
+// status error passes through unchanged.
 func toStatus(log *slog.Logger, method string, err error) error {
 	if err == nil {
 		return nil
@@ -49,4 +59,19 @@ func toStatus(log *slog.Logger, method string, err error) error {
 	}
 	log.Error("internal error", "method", method, "err", err)
 	return status.Error(codes.Internal, "internal error")
+}
+
+// errorInterceptor maps the errors of unary RPC handlers to gRPC status
+// errors (toStatus), so that handlers return plain errors.
+func (s *Server) errorInterceptor(ctx context.Context, req any, info *grpc.UnaryServerInfo, h grpc.UnaryHandler) (any, error) {
+	resp, err := h(ctx, req)
+	if err != nil {
+		return nil, toStatus(s.log, path.Base(info.FullMethod), err)
+	}
+	return resp, nil
+}
+
+// streamErrorInterceptor is errorInterceptor for streaming RPCs.
+func (s *Server) streamErrorInterceptor(srv any, ss grpc.ServerStream, info *grpc.StreamServerInfo, h grpc.StreamHandler) error {
+	return toStatus(s.log, path.Base(info.FullMethod), h(srv, ss))
 }

@@ -110,7 +110,7 @@ func (h *httpServer) requireCert(next http.Handler) http.Handler {
 // healthz answers 200 while the process runs and the store can be read.
 func (h *httpServer) healthz(w http.ResponseWriter, r *http.Request) {
 	// A read goes to bbolt: found or not found proves the database is open
-	// and readable. The path is an ordinary one a client may write.
+	// and readable. The path is reserved: only a server could write it.
 	if _, err := h.s.store.Get("/_replds/healthz"); err != nil && !errors.Is(err, store.ErrNotFound) {
 		http.Error(w, "store unavailable", http.StatusServiceUnavailable)
 		return

@@ -17,7 +17,7 @@ import (
 // Hello tells a joining peer our member name and gossip address.
 func (s *Server) Hello(ctx context.Context, req *repldspb.HelloRequest) (*repldspb.HelloResponse, error) {
 	if err := s.authorize(ctx, acl.Peer, ""); err != nil {
-		return nil, toStatus(s.log, "Hello", err)
+		return nil, err
 	}
 	return &repldspb.HelloResponse{Name: s.cfg.Name, GossipAddr: s.mem.addr(), Origin: s.store.Origin()}, nil
 }
@@ -25,10 +25,9 @@ func (s *Server) Hello(ctx context.Context, req *repldspb.HelloRequest) (*replds
 // Push receives a peer's own accepted writes, in its seq order. It ends when
 // the peer closes the stream or when this server shuts down.
 func (s *Server) Push(stream repldspb.Internal_PushServer) error {
-	const method = "Push"
 	ctx := stream.Context()
 	if err := s.authorize(ctx, acl.Peer, ""); err != nil {
-		return toStatus(s.log, method, err)
+		return err
 	}
 	// Recv cannot select on shutdown, so it runs in its own goroutine. That
 	// goroutine ends when Recv fails, at the latest when this handler has
@@ -69,13 +68,13 @@ func (s *Server) Push(stream repldspb.Internal_PushServer) error {
 		// The ACLs may have taken the peer permission away since the
 		// stream opened.
 		if err := s.authorize(ctx, acl.Peer, ""); err != nil {
-			return toStatus(s.log, method, err)
+			return err
 		}
 		s.metrics.pushReceived(r.msg)
 		start := time.Now()
 		s.inbound.delivered(in, r.msg.Origin, r.msg.Prev, start)
 		if _, err := applyPush(ctx, s.store, r.msg); err != nil {
-			return toStatus(s.log, method, err)
+			return err
 		}
 		s.inbound.delivered(in, r.msg.Origin, r.msg.Prev, time.Now())
 		s.metrics.committed("apply", start, nil)
@@ -104,53 +103,42 @@ func nodesFromProto(origin uint64, pn []*repldspb.Node) ([]store.Node, error) {
 // Sync answers an asker's digest: per origin where we know more, the
 // current winners it has not seen, in seq order, in pages.
 func (s *Server) Sync(req *repldspb.SyncRequest, stream repldspb.Internal_SyncServer) error {
-	const method = "Sync"
 	if err := s.authorize(stream.Context(), acl.Peer, ""); err != nil {
-		return toStatus(s.log, method, err)
+		return err
 	}
 	// An asker that has seen more of our own writes than we hold means we
 	// were restored from an older state.
 	if o := s.store.Origin(); req.Vector != nil {
-		s.checkIncarnation(stream.Context(), o, VectorFromProto(req.Vector)[o])
+		s.checkIncarnation(stream.Context(), o, vectorFromProto(req.Vector)[o])
 	}
 	send := s.metrics.syncServed(req, stream).Send
-	err := answerSync(s.store, req, func(m *repldspb.SyncResponse) error {
+	return answerSync(s.store, req, func(m *repldspb.SyncResponse) error {
 		// An ACL reload may take the peer permission away mid-stream.
 		if err := s.authorize(stream.Context(), acl.Peer, ""); err != nil {
-			return toStatus(s.log, method, err)
+			return err
 		}
 		return send(m)
 	})
-	if status.Code(err) == codes.Unknown {
-		return toStatus(s.log, method, err)
-	}
-	return err
 }
 
 // Tree returns hash-tree children for repair.
 func (s *Server) Tree(ctx context.Context, req *repldspb.TreeRequest) (*repldspb.TreeResponse, error) {
 	if err := s.authorize(ctx, acl.Peer, ""); err != nil {
-		return nil, toStatus(s.log, "Tree", err)
+		return nil, err
 	}
-	resp, err := answerTree(s.store, req)
-	return resp, toStatus(s.log, "Tree", err)
+	return answerTree(s.store, req)
 }
 
 // Buckets streams every node (live with data, or tombstone) of the given
 // hash-tree leaf buckets.
 func (s *Server) Buckets(req *repldspb.BucketRequest, stream repldspb.Internal_BucketsServer) error {
-	const method = "Buckets"
 	if err := s.authorize(stream.Context(), acl.Peer, ""); err != nil {
-		return toStatus(s.log, method, err)
+		return err
 	}
-	err := answerBuckets(s.store, req, func(m *repldspb.SyncResponse) error {
+	return answerBuckets(s.store, req, func(m *repldspb.SyncResponse) error {
 		if err := s.authorize(stream.Context(), acl.Peer, ""); err != nil {
-			return toStatus(s.log, method, err)
+			return err
 		}
 		return stream.Send(m)
 	})
-	if status.Code(err) == codes.Unknown {
-		return toStatus(s.log, method, err)
-	}
-	return err
 }

@@ -4,9 +4,7 @@ import (
 	"context"
 	"maps"
 	"path"
-	"runtime/debug"
 	"slices"
-	"strings"
 	"sync"
 	"sync/atomic"
 	"time"
@@ -17,8 +15,8 @@ import (
 	"google.golang.org/grpc/status"
 	"google.golang.org/protobuf/proto"
 
+	"replds/buildinfo"
 	repldspb "replds/proto"
-	"replds/store"
 )
 
 // metrics holds a server's Prometheus collectors in a registry of its own,
@@ -88,7 +86,7 @@ func newMetrics(s *Server) *metrics {
 	m := &metrics{reg: prometheus.NewRegistry(), lags: map[string]peerLag{}}
 	f := factory{m.reg}
 	m.writes = f.counter("replds_writes_total",
-		"Nodes changed by client Store calls on this server (accepted writes; no-op writes excluded).")
+		"Nodes changed by writes this server stamped: client Store calls and the server's own writes (no-op writes excluded).")
 	m.commitSeconds = f.histogramVec("replds_store_commit_seconds",
 		"Time from handing a batch to the store until it is durable (group commit wait and fsync included); kind is write (client batches) or apply (replicated ones).",
 		prometheus.ExponentialBuckets(0.0005, 2, 14), "kind")
@@ -147,7 +145,7 @@ func newMetrics(s *Server) *metrics {
 		collectors.NewGoCollector(),
 		collectors.NewProcessCollector(collectors.ProcessCollectorOpts{}),
 	)
-	bi := ReadBuildInfo()
+	bi := buildinfo.Read()
 	f.gaugeVec("replds_build_info", "Always 1; the labels describe the binary.", "version", "revision", "goversion").
 		WithLabelValues(bi.Version, bi.Revision, bi.GoVersion).Set(1)
 	return m
@@ -193,17 +191,6 @@ func (f factory) histogramVec(name, help string, buckets []float64, labels ...st
 // Registry returns the server's Prometheus registry (what /metrics serves),
 // for tests and for embedding the server in a program of its own.
 func (s *Server) Registry() *prometheus.Registry { return s.metrics.reg }
-
-// writeNodes is s.store.Write, counted and timed.
-func (s *Server) writeNodes(ctx context.Context, ws []store.Write) ([]store.Node, error) {
-	start := time.Now()
-	nodes, err := s.store.Write(ctx, ws)
-	s.metrics.committed("write", start, err)
-	if err == nil {
-		s.metrics.writes.Add(float64(len(nodes)))
-	}
-	return nodes, err
-}
 
 // committed observes the latency of a store commit of kind (write or
 // apply) begun at start, unless it failed.
@@ -432,57 +419,4 @@ func (c *lagCollector) Collect(ch chan<- prometheus.Metric) {
 		ch <- prometheus.MustNewConstMetric(lagSecondsDesc, prometheus.GaugeValue, l.Seconds, l.Name)
 		ch <- prometheus.MustNewConstMetric(lastSyncDesc, prometheus.GaugeValue, float64(l.LastSyncUnixMs)/1000, l.Name)
 	}
-}
-
-// BuildInfo describes the running binary.
-type BuildInfo struct {
-	// Version is the main module's version ("(devel)" for a local build).
-	Version string
-	// Revision is the VCS revision the binary was built from ("" if
-	// unknown); Modified says the work tree had uncommitted changes.
-	Revision string
-	Modified bool
-	// GoVersion is the Go release that built the binary.
-	GoVersion string
-}
-
-// ReadBuildInfo returns the build information embedded in the binary
-// (runtime/debug.ReadBuildInfo), parsed once.
-var ReadBuildInfo = sync.OnceValue(readBuildInfo)
-
-func readBuildInfo() BuildInfo {
-	bi := BuildInfo{Version: "unknown", GoVersion: "unknown"}
-	info, ok := debug.ReadBuildInfo()
-	if !ok {
-		return bi
-	}
-	bi.GoVersion = info.GoVersion
-	if info.Main.Version != "" {
-		bi.Version = info.Main.Version
-	}
-	for _, s := range info.Settings {
-		switch s.Key {
-		case "vcs.revision":
-			bi.Revision = s.Value
-		case "vcs.modified":
-			bi.Modified = s.Value == "true"
-		}
-	}
-	return bi
-}
-
-// String returns one line such as "v1.2.0, revision 78ab311e6c2f, go1.26.8".
-func (b BuildInfo) String() string {
-	parts := []string{b.Version}
-	if b.Revision != "" {
-		rev := b.Revision
-		if len(rev) > 12 {
-			rev = rev[:12]
-		}
-		if b.Modified {
-			rev += "+modified"
-		}
-		parts = append(parts, "revision "+rev)
-	}
-	return strings.Join(append(parts, b.GoVersion), ", ")
 }

@@ -331,8 +331,11 @@ func TestHTTP_ReadyOnlyAfterJoining(t *testing.T) {
 		return nil
 	})
 
-	// The path /healthz reads is one a client may write too.
-	put(t, c.Client(0), "/_replds/healthz", "x")
+	// The path /healthz reads may hold a node (written by a server: it is
+	// reserved).
+	if _, err := c.Server(0).Writer().Write(context.Background(), []store.Write{{Path: "/_replds/healthz", Data: []byte("x")}}); err != nil {
+		t.Fatal(err)
+	}
 	if code, body := get("/healthz"); code != http.StatusOK || body != "ok\n" {
 		t.Errorf("/healthz with /_replds/healthz written = %d %q, want 200 ok", code, body)
 	}

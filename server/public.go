@@ -3,11 +3,11 @@ package server
 import (
 	"context"
 	"fmt"
-	"maps"
 	"slices"
 	"strings"
 
 	"replds/acl"
+	"replds/buildinfo"
 	"replds/nodepath"
 	repldspb "replds/proto"
 	"replds/store"
@@ -15,49 +15,41 @@ import (
 
 // Store applies a client's batch of writes atomically, once it is durable.
 func (s *Server) Store(ctx context.Context, req *repldspb.StoreRequest) (*repldspb.StoreResponse, error) {
-	const method = "Store"
 	if len(req.Writes) == 0 {
 		return &repldspb.StoreResponse{}, nil
 	}
 	ws := make([]store.Write, len(req.Writes))
-	var size int
 	for i, w := range req.Writes {
 		if err := nodepath.Validate(w.Path); err != nil {
-			return nil, toStatus(s.log, method, err)
+			return nil, err
 		}
 		if err := s.authorize(ctx, acl.Write, w.Path); err != nil {
-			return nil, toStatus(s.log, method, err)
+			return nil, err
 		}
-		ws[i] = store.Write{Path: w.Path, Data: w.Data, Delete: w.Delete, Recursive: w.Recursive}
-		size += len(w.Data)
+		var err error
+		ws[i], err = s.checkReserved(ctx, store.Write{Path: w.Path, Data: w.Data, Delete: w.Delete, Recursive: w.Recursive})
+		if err != nil {
+			return nil, err
+		}
 	}
-	nodes, err := s.writeNodes(ctx, ws)
+	nodes, err := s.Writer().Write(ctx, ws)
 	if err != nil {
-		return nil, toStatus(s.log, method, err)
+		return nil, err
 	}
-	if len(nodes) > 0 {
-		s.peers.kick()
-		s.log.Info("stored", "nodes", len(nodes), "bytes", size, "first", nodes[0].Path)
-	}
-	resp := &repldspb.StoreResponse{Nodes: make([]*repldspb.Node, len(nodes))}
-	for i, n := range nodes {
-		resp.Nodes[i] = nodeToProto(n)
-	}
-	return resp, nil
+	return &repldspb.StoreResponse{Nodes: nodesToProto(nodes)}, nil
 }
 
 // Get returns one live leaf with its data.
 func (s *Server) Get(ctx context.Context, req *repldspb.GetRequest) (*repldspb.GetResponse, error) {
-	const method = "Get"
 	if err := nodepath.Validate(req.Path); err != nil {
-		return nil, toStatus(s.log, method, err)
+		return nil, err
 	}
 	if err := s.authorize(ctx, acl.Read, req.Path); err != nil {
-		return nil, toStatus(s.log, method, err)
+		return nil, err
 	}
 	n, err := s.store.Get(req.Path)
 	if err != nil {
-		return nil, toStatus(s.log, method, err)
+		return nil, err
 	}
 	return &repldspb.GetResponse{Node: nodeToProto(n)}, nil
 }
@@ -68,13 +60,12 @@ const listPage = 1000
 // List lists the live children of a directory (or, recursively, every live
 // leaf under it). A leaf lists as itself. Only readable entries are listed.
 func (s *Server) List(req *repldspb.ListRequest, stream repldspb.Replds_ListServer) error {
-	const method = "List"
 	if err := nodepath.ValidatePrefix(req.Path); err != nil {
-		return toStatus(s.log, method, err)
+		return err
 	}
 	roots, readable, err := s.readable(stream.Context(), req.Path)
 	if err != nil {
-		return toStatus(s.log, method, err)
+		return err
 	}
 	var entries []*repldspb.ListEntry
 	seenDir := map[string]bool{}
@@ -106,7 +97,7 @@ func (s *Server) List(req *repldspb.ListRequest, stream repldspb.Replds_ListServ
 		slices.SortFunc(entries, func(a, b *repldspb.ListEntry) int { return strings.Compare(a.Path, b.Path) })
 	}
 	if len(entries) == 0 && req.Path != "/" {
-		return toStatus(s.log, method, fmt.Errorf("list %s: %w", req.Path, store.ErrNotFound))
+		return fmt.Errorf("list %s: %w", req.Path, store.ErrNotFound)
 	}
 	for len(entries) > 0 {
 		n := min(len(entries), listPage)
@@ -126,7 +117,7 @@ func (s *Server) Status(ctx context.Context, req *repldspb.StatusRequest) (*repl
 		id := identity(ctx)
 		if !a.Check(id, acl.Peer, "") && len(a.Readable(id, "/")) == 0 {
 			s.metrics.aclDenial(acl.Read.String())
-			return nil, toStatus(s.log, "Status", fmt.Errorf("%w: %q may not see the cluster status", errPermission, id))
+			return nil, fmt.Errorf("%w: %q may not see the cluster status", ErrPermission, id)
 		}
 	}
 	st := s.store.Stats()
@@ -140,7 +131,7 @@ func (s *Server) Status(ctx context.Context, req *repldspb.StatusRequest) (*repl
 		Bytes:  st.Bytes,
 
 		Peers:      s.metrics.peerLags(),
-		Version:    ReadBuildInfo().String(),
+		Version:    buildinfo.Read().String(),
 		Tombstones: st.Tombstones,
 	}
 	resp.Ready, _ = s.readiness()
@@ -148,56 +139,4 @@ func (s *Server) Status(ctx context.Context, req *repldspb.StatusRequest) (*repl
 		resp.Members = append(resp.Members, &repldspb.Member{Name: m.name, Addr: m.grpcAddr, State: m.state})
 	}
 	return resp, nil
-}
-
-func nodeToProto(n store.Node) *repldspb.Node {
-	return &repldspb.Node{
-		Path:    n.Path,
-		Version: n.Version,
-		Origin:  n.Origin,
-		Seq:     n.Seq,
-		Deleted: n.Deleted,
-		Data:    n.Data,
-	}
-}
-
-func nodeFromProto(p *repldspb.Node) store.Node {
-	return store.Node{
-		Path: p.Path,
-		Meta: store.Meta{
-			Version: p.Version,
-			Origin:  p.Origin,
-			Seq:     p.Seq,
-			Deleted: p.Deleted,
-			Size:    uint32(len(p.Data)),
-		},
-		Data: p.Data,
-	}
-}
-
-func nodesToProto(ns []store.Node) []*repldspb.Node {
-	out := make([]*repldspb.Node, len(ns))
-	for i, n := range ns {
-		out[i] = nodeToProto(n)
-	}
-	return out
-}
-
-func vectorToProto(v store.Vector) *repldspb.Vector {
-	pv := &repldspb.Vector{Entries: make([]*repldspb.VectorEntry, 0, len(v))}
-	for _, o := range slices.Sorted(maps.Keys(v)) {
-		pv.Entries = append(pv.Entries, &repldspb.VectorEntry{Origin: o, Seq: v[o]})
-	}
-	return pv
-}
-
-// VectorFromProto converts a wire vector; nil gives an empty vector.
-func VectorFromProto(pv *repldspb.Vector) store.Vector {
-	v := store.Vector{}
-	for _, e := range pv.GetEntries() {
-		if e.Seq > v[e.Origin] {
-			v[e.Origin] = e.Seq
-		}
-	}
-	return v
 }

@@ -57,7 +57,7 @@ func syncRequest(st *store.Store) *repldspb.SyncRequest {
 // carries all of it after the asker's vector: this server's own, or a
 // third server's.
 func answerSync(st *store.Store, req *repldspb.SyncRequest, send func(*repldspb.SyncResponse) error) error {
-	ask := VectorFromProto(req.Vector)
+	ask := vectorFromProto(req.Vector)
 	mine := st.Vector()
 	pushed := map[uint64]uint64{}
 	for _, e := range req.PushedSince {

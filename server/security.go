@@ -18,6 +18,7 @@ import (
 
 	"replds/acl"
 	"replds/certs"
+	"replds/nodepath"
 )
 
 // security holds the server's TLS material and ACLs. Both reload without
@@ -122,7 +123,7 @@ func identity(ctx context.Context) string {
 	return id
 }
 
-// authorize returns errPermission unless the caller of ctx may do o on path
+// authorize returns ErrPermission unless the caller of ctx may do o on path
 // (path is ignored for acl.Peer). Without ACLs everything is allowed.
 func (s *Server) authorize(ctx context.Context, o acl.Op, path string) error {
 	a := s.sec.acls.Get()
@@ -136,30 +137,45 @@ func (s *Server) authorize(ctx context.Context, o acl.Op, path string) error {
 	s.log.Info("access denied", "identity", id, "op", o.String(), "path", path)
 	s.metrics.aclDenial(o.String())
 	if o == acl.Peer {
-		return fmt.Errorf("%w: %q is not a peer", errPermission, id)
+		return fmt.Errorf("%w: %q is not a peer", ErrPermission, id)
 	}
-	return fmt.Errorf("%w: %q may not %s %s", errPermission, id, o, path)
+	return fmt.Errorf("%w: %q may not %s %s", ErrPermission, id, o, path)
 }
 
 // readable returns the roots of the subtrees under prefix that the caller
 // of ctx may read (prefix itself when it may read all of it), and a
-// predicate for single paths (nil: everything). It returns errPermission
+// predicate for single paths (nil: everything). It returns ErrPermission
 // when nothing under prefix is readable, without saying whether anything
 // exists there.
+//
+// The reserved namespace is left out unless prefix names it (is
+// nodepath.Reserved or under it): a Watch or List of "/" does not copy the
+// cluster's own nodes onto hosts.
 func (s *Server) readable(ctx context.Context, prefix string) ([]string, func(path string) bool, error) {
+	hide := nodepath.Under(nodepath.Reserved, prefix) && !nodepath.IsReserved(prefix)
 	a := s.sec.acls.Get()
 	if a == nil {
+		if hide {
+			return []string{prefix}, notReserved, nil
+		}
 		return []string{prefix}, nil, nil
 	}
 	id := identity(ctx)
 	roots := a.Readable(id, prefix)
+	if hide {
+		roots = slices.DeleteFunc(roots, nodepath.IsReserved)
+	}
 	if len(roots) == 0 {
 		s.log.Info("access denied", "identity", id, "op", acl.Read.String(), "path", prefix)
 		s.metrics.aclDenial(acl.Read.String())
-		return nil, nil, fmt.Errorf("%w: %q may not read %s", errPermission, id, prefix)
+		return nil, nil, fmt.Errorf("%w: %q may not read %s", ErrPermission, id, prefix)
 	}
-	return roots, func(path string) bool { return a.Check(id, acl.Read, path) }, nil
+	return roots, func(path string) bool {
+		return a.Check(id, acl.Read, path) && (!hide || notReserved(path))
+	}, nil
 }
+
+func notReserved(path string) bool { return !nodepath.IsReserved(path) }
 
 // Reload re-reads the ACL file and the TLS files. A bad ACL file keeps the
 // old rules; the error says why.

@@ -23,6 +23,7 @@ import (
 	"replds/server"
 	"replds/server/servertest"
 	"replds/store"
+	"replds/wire"
 )
 
 // peersACL makes servers 0 to 2 peers and lets "client" do everything.
@@ -223,7 +224,7 @@ func TestSecurity_ACLs(t *testing.T) {
 			if len(msg.Nodes) > 0 {
 				t.Fatalf("Watch(/) as host1 after a change elsewhere sent nodes %v", paths(msg))
 			}
-			if msg.Bookmark != nil && server.VectorFromProto(msg.Bookmark).Covers(w.Origin, w.Seq) {
+			if msg.Bookmark != nil && wire.VectorFromProto(msg.Bookmark).Covers(w.Origin, w.Seq) {
 				break
 			}
 		}

@@ -33,6 +33,8 @@ type Server struct {
 	sec   *security
 	mem   *membership
 	peers *peerSet
+	// jobs holds the job kinds clients may define (RegisterJobKind).
+	jobs jobKinds
 	// inbound tracks the peers' push streams into this server.
 	inbound inbound
 	// metrics holds the Prometheus collectors; http serves them (nil
@@ -117,8 +119,9 @@ func New(cfg Config) (*Server, error) {
 	s.dial = []grpc.DialOption{sec.dialOption()}
 	s.grpc = grpc.NewServer(
 		sec.serverOption(),
-		grpc.ChainUnaryInterceptor(s.metrics.unaryInterceptor),
-		grpc.ChainStreamInterceptor(s.metrics.streamInterceptor),
+		// Errors are mapped to status codes before the metrics record them.
+		grpc.ChainUnaryInterceptor(s.metrics.unaryInterceptor, s.errorInterceptor),
+		grpc.ChainStreamInterceptor(s.metrics.streamInterceptor, s.streamErrorInterceptor),
 		grpc.MaxConcurrentStreams(4096),
 		grpc.MaxRecvMsgSize(cfg.maxMessage()),
 		grpc.MaxSendMsgSize(cfg.maxMessage()),

@@ -413,7 +413,7 @@ func (s *sim) connect(w *simWatcher, i int) {
 	if st == nil {
 		return
 	}
-	s.tracef("watcher %s connects to %d with token %v, holding %d", w.prefix, i, VectorFromProto(w.token), len(w.held))
+	s.tracef("watcher %s connects to %d with token %v, holding %d", w.prefix, i, vectorFromProto(w.token), len(w.held))
 	w.server = i
 	w.out = &simStream{ctx: s.ctx}
 	w.ws = &watchStream{
@@ -421,7 +421,7 @@ func (s *sim) connect(w *simWatcher, i int) {
 		stream: w.out,
 		prefix: w.prefix,
 		roots:  []string{w.prefix},
-		token:  VectorFromProto(w.token),
+		token:  vectorFromProto(w.token),
 	}
 	w.sub = st.Subscribe(1 << 16)
 	if err := w.ws.replay(st.Vector()); err != nil {
@@ -478,7 +478,7 @@ func (s *sim) receive(w *simWatcher) {
 		}
 		if m.Bookmark != nil {
 			w.token = m.Bookmark
-			s.tracef("watcher %s on %d bookmark %v", w.prefix, w.server, VectorFromProto(m.Bookmark))
+			s.tracef("watcher %s on %d bookmark %v", w.prefix, w.server, vectorFromProto(m.Bookmark))
 		}
 	}
 	w.out.msgs = nil

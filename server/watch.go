@@ -23,15 +23,14 @@ const watchBuffer = 64
 // Watch replays what the client lacks under a prefix, then streams live
 // changes. See the Watch section of docs/design.md for the protocol.
 func (s *Server) Watch(req *repldspb.WatchRequest, stream repldspb.Replds_WatchServer) error {
-	const method = "Watch"
 	ctx := stream.Context()
 	if err := nodepath.ValidatePrefix(req.Prefix); err != nil {
-		return toStatus(s.log, method, err)
+		return err
 	}
 	rules := s.sec.acls.Get()
 	roots, readable, err := s.readable(ctx, req.Prefix)
 	if err != nil {
-		return toStatus(s.log, method, err)
+		return err
 	}
 	stream = s.metrics.watchOpened(stream)
 	defer s.metrics.watchClosed()
@@ -42,7 +41,7 @@ func (s *Server) Watch(req *repldspb.WatchRequest, stream repldspb.Replds_WatchS
 		roots:    roots,
 		readable: readable,
 		rules:    rules,
-		token:    VectorFromProto(req.Token),
+		token:    vectorFromProto(req.Token),
 		scope:    aclFingerprint(rules, roots),
 	}
 	// The token records what the client could read when it was issued
@@ -53,7 +52,7 @@ func (s *Server) Watch(req *repldspb.WatchRequest, stream repldspb.Replds_WatchS
 		w.token = store.Vector{}
 		w.reset = true
 	}
-	return toStatus(s.log, method, w.run())
+	return w.run()
 }
 
 // aclFingerprint identifies the readable roots of a Watch under ACLs (0

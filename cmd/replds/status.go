@@ -20,7 +20,7 @@ import (
 	"google.golang.org/grpc/status"
 
 	repldspb "replds/proto"
-	"replds/server"
+	"replds/wire"
 )
 
 // newStatusCmd describes a server, or with --all every member of its
@@ -296,7 +296,7 @@ func (sr *serverReport) fill(resp *repldspb.StatusResponse) {
 	sr.Root = hex.EncodeToString(resp.Root)
 	sr.Nodes, sr.Bytes, sr.Tombstones = resp.Nodes, resp.Bytes, resp.Tombstones
 	sr.Vector = map[string]uint64{}
-	for o, seq := range server.VectorFromProto(resp.Vector) {
+	for o, seq := range wire.VectorFromProto(resp.Vector) {
 		sr.Vector[origin(o)] = seq
 	}
 	for _, p := range resp.Peers {

@@ -5,13 +5,13 @@ import (
 
 	"github.com/spf13/cobra"
 
-	"replds/server"
+	"replds/buildinfo"
 )
 
 // setVersion gives root a --version flag that prints the build
 // information: module version, VCS revision when known, Go version.
 func setVersion(root *cobra.Command) {
-	bi := server.ReadBuildInfo()
+	bi := buildinfo.Read()
 	root.Version = bi.Version
 	rev := "unknown"
 	if bi.Revision != "" {

@@ -1,0 +1,76 @@
+package server
+
+import (
+	"context"
+	"time"
+
+	"replds/store"
+)
+
+// Writer is the server's one write path into its store. The Store RPC goes
+// through it, and so does every writer inside the server (a job publishing
+// its status node, a restore, a cross-cluster replication), so that
+// metrics, logging and the hand-off to replication happen in one place.
+//
+// A Writer checks no ACLs and none of the rules of the reserved namespace
+// (see doc.go): it is the server writing, and it may write anywhere,
+// nodepath.Status included. A caller that acts for a client checks that
+// client's rights first, as the Store RPC does, and a job acts with the
+// rights of the identity that defined it, checked by its kind's
+// JobValidator when the definition is written.
+//
+// Its methods are safe for concurrent use. They block until the batch is
+// durable, and behave on ctx as store.Write does: if ctx ends before the
+// batch is committed, nothing is written. Once the server is closed they
+// fail with store.ErrClosed. They copy the data they are given.
+type Writer struct{ s *Server }
+
+// Writer returns the server's internal write path. It may be called before
+// Start; writes then wait for no peer and are replicated once the server
+// runs.
+func (s *Server) Writer() *Writer { return &Writer{s: s} }
+
+// Write stores ws as one atomic batch stamped by this server (new versions
+// of this server's origin, as store.Write) and hands the changes to the
+// pushers. It returns the changed nodes, without data, in request order;
+// nil if nothing changed.
+func (w *Writer) Write(ctx context.Context, ws []store.Write) ([]store.Node, error) {
+	s := w.s
+	start := time.Now()
+	nodes, err := s.store.Write(ctx, ws)
+	s.metrics.committed("write", start, err)
+	if err != nil {
+		return nil, err
+	}
+	if len(nodes) == 0 {
+		return nil, nil
+	}
+	s.metrics.writes.Add(float64(len(nodes)))
+	s.peers.kick()
+	var size int
+	for _, w := range ws {
+		size += len(w.Data)
+	}
+	s.log.Info("stored", "nodes", len(nodes), "bytes", size, "first", nodes[0].Path)
+	return nodes, nil
+}
+
+// Apply stores nodes that keep their own versions, origins and seqs (a
+// cluster replicated from, a backup restored with --merge), as store.Apply
+// does: each replaces the node at its path only if it is newer, and nodes
+// of this server's own origin are ignored. Peers get the applied nodes by
+// digest sync, as any node of another origin. It returns how many nodes
+// changed the store.
+func (w *Writer) Apply(ctx context.Context, nodes []store.Node) (int, error) {
+	s := w.s
+	start := time.Now()
+	n, err := s.store.Apply(ctx, nodes, nil)
+	s.metrics.committed("apply", start, err)
+	if err != nil {
+		return 0, err
+	}
+	if n > 0 {
+		s.log.Info("applied", "nodes", len(nodes), "changed", n, "first", nodes[0].Path)
+	}
+	return n, nil
+}
