@@ -194,10 +194,6 @@ func vectorToProto(v store.Vector) *repldspb.Vector {
 // VectorFromProto converts a wire vector; nil gives an empty vector.
 func VectorFromProto(pv *repldspb.Vector) store.Vector {
 	v := store.Vector{}
-	for _, e := range pv.GetEntries() {
-		if e.Seq > v[e.Origin] {
-			v[e.Origin] = e.Seq
-		}
-	}
+	pv.MergeInto(v)
 	return v
 }
