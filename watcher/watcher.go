@@ -104,32 +104,13 @@ func (w *Watcher) openLocal() (*applier, func() error, error) {
 	// A dry run reads the current snapshot through the symlink, as any
 	// reader does, and needs no snapshot management.
 	snapshotted := w.cfg.Atomic && !w.cfg.DryRun
-	if !w.cfg.DryRun && !snapshotted {
-		if err := os.Mkdir(w.cfg.Dir, w.cfg.DirMode); err == nil {
-			if m.owner != nil {
-				if err := os.Lchown(w.cfg.Dir, m.owner.UID, m.owner.GID); err != nil {
-					return nil, nil, fmt.Errorf("watcher: %w", err)
-				}
-			}
-			if err := os.Chmod(w.cfg.Dir, w.cfg.DirMode); err != nil {
-				return nil, nil, fmt.Errorf("watcher: %w", err)
-			}
-		} else if !errors.Is(err, fs.ErrExist) {
-			return nil, nil, fmt.Errorf("watcher: store directory: %w", err)
-		}
-	}
 	var root *os.Root
 	if !snapshotted {
 		var err error
-		root, err = os.OpenRoot(w.cfg.Dir)
-		switch {
-		case err == nil:
-			m.root = root
-		case w.cfg.DryRun && errors.Is(err, fs.ErrNotExist):
-			// Nothing to read; a dry run writes nothing anyway.
-		default:
-			return nil, nil, fmt.Errorf("watcher: store directory: %w", err)
+		if root, err = w.openDir(); err != nil {
+			return nil, nil, err
 		}
+		m.root = root
 	}
 	closeRoot := func() {
 		if root != nil {
@@ -175,22 +156,59 @@ func (w *Watcher) openLocal() (*applier, func() error, error) {
 		}
 		return nil
 	}
-	if snapshotted {
-		sealed, err := st.sealed()
-		if err == nil {
-			m.snaps, err = openSnapshots(w.cfg.Dir, sealed, st.setSealed, m)
-		}
-		if err != nil {
-			closeAll()
-			return nil, nil, fmt.Errorf("watcher: atomic store directory: %w", err)
-		}
-		m.root = m.snaps.root()
-	}
-	if err := m.tidy(a.tracked); err != nil {
+	if err := a.openMirror(snapshotted, w.cfg.Dir); err != nil {
 		closeAll()
-		return nil, nil, fmt.Errorf("watcher: tidy store directory: %w", err)
+		return nil, nil, err
 	}
 	return a, closeAll, nil
+}
+
+// openDir creates the store directory if missing (not in a dry run) and
+// opens it. A dry run of a directory that does not exist returns nil: it
+// has nothing to read and writes nothing anyway.
+func (w *Watcher) openDir() (*os.Root, error) {
+	if !w.cfg.DryRun {
+		if err := os.Mkdir(w.cfg.Dir, w.cfg.DirMode); err == nil {
+			if o := w.cfg.Owner; o != nil {
+				if err := os.Lchown(w.cfg.Dir, o.UID, o.GID); err != nil {
+					return nil, fmt.Errorf("watcher: %w", err)
+				}
+			}
+			if err := os.Chmod(w.cfg.Dir, w.cfg.DirMode); err != nil {
+				return nil, fmt.Errorf("watcher: %w", err)
+			}
+		} else if !errors.Is(err, fs.ErrExist) {
+			return nil, fmt.Errorf("watcher: store directory: %w", err)
+		}
+	}
+	root, err := os.OpenRoot(w.cfg.Dir)
+	switch {
+	case err == nil:
+		return root, nil
+	case w.cfg.DryRun && errors.Is(err, fs.ErrNotExist):
+		return nil, nil
+	default:
+		return nil, fmt.Errorf("watcher: store directory: %w", err)
+	}
+}
+
+// openMirror opens the snapshots of atomic mode (snapshotted) and tidies
+// the mirror, removing leftover temporary files.
+func (a *applier) openMirror(snapshotted bool, dir string) error {
+	if snapshotted {
+		sealed, err := a.st.sealed()
+		if err == nil {
+			a.m.snaps, err = openSnapshots(dir, sealed, a.st.setSealed, a.m)
+		}
+		if err != nil {
+			return fmt.Errorf("watcher: atomic store directory: %w", err)
+		}
+		a.m.root = a.m.snaps.root()
+	}
+	if err := a.m.tidy(a.tracked); err != nil {
+		return fmt.Errorf("watcher: tidy store directory: %w", err)
+	}
+	return nil
 }
 
 // settle re-checks the snapshots of atomic mode before a session, so that
