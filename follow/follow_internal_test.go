@@ -7,6 +7,7 @@ import (
 	"testing"
 	"time"
 
+	"google.golang.org/grpc"
 	"google.golang.org/grpc/codes"
 	"google.golang.org/grpc/status"
 )
@@ -52,6 +53,31 @@ func TestBackoff_FullJitterWithinBounds(t *testing.T) {
 		// 200 draws all in one quarter: (3/4)^200.
 		if lo >= ceil/4 || hi < ceil*3/4 {
 			t.Errorf("backoff(%d) spans [%v, %v] of [0, %v): not full jitter", n, lo, hi, ceil)
+		}
+	}
+}
+
+func TestConfig_Validate(t *testing.T) {
+	good := DefaultConfig()
+	good.Prefix, good.Servers = "/app", []string{"a:1"}
+	good.Dial = func(string) (*grpc.ClientConn, error) { return nil, errors.New("unused") }
+	if err := good.Validate(); err != nil {
+		t.Fatalf("Validate(good) = %v", err)
+	}
+	tests := map[string]func(*Config){
+		"relative prefix": func(c *Config) { c.Prefix = "app" },
+		"no server":       func(c *Config) { c.Servers = nil },
+		"blank server":    func(c *Config) { c.Servers = []string{" "} },
+		"no dial":         func(c *Config) { c.Dial = nil },
+		"backoff":         func(c *Config) { c.MinBackoff, c.MaxBackoff = time.Second, time.Millisecond },
+		"once attempts":   func(c *Config) { c.Once, c.MaxAttempts = true, 0 },
+		"idle timeout":    func(c *Config) { c.IdleTimeout = 0 },
+	}
+	for name, mod := range tests {
+		c := good
+		mod(&c)
+		if err := c.Validate(); err == nil {
+			t.Errorf("Validate(%s) = nil, want an error", name)
 		}
 	}
 }
