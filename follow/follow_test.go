@@ -7,6 +7,7 @@ import (
 	"log/slog"
 	"strings"
 	"sync"
+	"sync/atomic"
 	"testing"
 	"time"
 
@@ -158,28 +159,12 @@ func (s *memSink) want(t *testing.T, c *servertest.Cluster, want map[string]stri
 
 var _ follow.Sink = (*memSink)(nil)
 
-func store(t *testing.T, c *servertest.Cluster, i int, writes ...*repldspb.Write) {
-	t.Helper()
-	ctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
-	defer cancel()
-	if _, err := c.Client(i).Store(ctx, &repldspb.StoreRequest{Writes: writes}); err != nil {
-		t.Fatalf("Store on server %d: %v", i, err)
-	}
-}
-
 func put(path, data string) *repldspb.Write { return &repldspb.Write{Path: path, Data: []byte(data)} }
 
 // watching records the server of the latest Watch stream opened.
-type watching struct {
-	mu   sync.Mutex
-	addr string
-}
+type watching struct{ addr atomic.Value }
 
-func (w *watching) get() string {
-	w.mu.Lock()
-	defer w.mu.Unlock()
-	return w.addr
-}
+func (w *watching) get() string { s, _ := w.addr.Load().(string); return s }
 
 // config returns a follower config for the servers of c, recording into w
 // (if not nil) which one it watches.
@@ -198,9 +183,7 @@ func config(t *testing.T, c *servertest.Cluster, w *watching, servers ...int) fo
 			opts = append(opts, grpc.WithChainStreamInterceptor(func(ctx context.Context, desc *grpc.StreamDesc, cc *grpc.ClientConn,
 				method string, streamer grpc.Streamer, opts ...grpc.CallOption) (grpc.ClientStream, error) {
 				if method == repldspb.Replds_Watch_FullMethodName {
-					w.mu.Lock()
-					w.addr = addr
-					w.mu.Unlock()
+					w.addr.Store(addr)
 				}
 				return streamer(ctx, desc, cc, method, opts...)
 			}))
@@ -229,8 +212,8 @@ func start(t *testing.T, f *follow.Follower) <-chan error {
 // nodes already applied are not sent again, and new writes keep coming.
 func TestFollower_FailoverResumesFromToken(t *testing.T) {
 	c := servertest.NewCluster(t, 2)
-	store(t, c, 0, put("/p/a", "A"), put("/p/b", "B"), put("/other/x", "X"))
-	store(t, c, 0, put("/p/c", "C"))
+	c.Store(0, put("/p/a", "A"), put("/p/b", "B"), put("/other/x", "X"))
+	c.Store(0, put("/p/c", "C"))
 	c.WaitConverged(20 * time.Second)
 
 	sink := newMemSink()
@@ -256,7 +239,7 @@ func TestFollower_FailoverResumesFromToken(t *testing.T) {
 	}
 	other := 1 - first
 	c.Stop(first)
-	store(t, c, other, put("/p/d", "D"))
+	c.Store(other, put("/p/d", "D"))
 	sink.want(t, c, map[string]string{"/p/a": "A", "/p/b": "B", "/p/c": "C", "/p/d": "D"})
 	if got := w.get(); got != c.Addr(other) {
 		t.Fatalf("watching %s after server %d stopped, want %s", got, first, c.Addr(other))
@@ -278,7 +261,7 @@ func TestFollower_FailoverResumesFromToken(t *testing.T) {
 // up after MaxAttempts; an error wrapping ErrPermanent ends Run at once.
 func TestFollower_SinkErrors(t *testing.T) {
 	c := servertest.NewCluster(t, 1)
-	store(t, c, 0, put("/p/a", "A"), put("/p/b", "B"))
+	c.Store(0, put("/p/a", "A"), put("/p/b", "B"))
 	diskFull := errors.New("injected: disk full")
 
 	t.Run("retried", func(t *testing.T) {

@@ -7,10 +7,7 @@ import (
 	"io/fs"
 	"log/slog"
 	"os"
-	"slices"
 	"time"
-
-	"google.golang.org/grpc"
 
 	"replds/follow"
 )
@@ -58,22 +55,15 @@ func (w *Watcher) Run(ctx context.Context) (err error) {
 		}
 	}()
 	if _, err := a.runTriggers(ctx, true); err != nil {
-		return w.stopped(ctx, err)
+		switch {
+		case ctx.Err() == nil:
+			return err
+		case w.cfg.Once:
+			return fmt.Errorf("watcher: stopped before completing a sync: %w", err)
+		}
+		return nil
 	}
-	fcfg := follow.Config{
-		Prefix:  w.cfg.Prefix,
-		Servers: w.cfg.Servers,
-		Dial: func(addr string) (*grpc.ClientConn, error) {
-			return grpc.NewClient(addr, append(slices.Clip(w.cfg.DialOptions), follow.Keepalive(w.cfg.IdleTimeout))...)
-		},
-		MinBackoff:  w.cfg.MinBackoff,
-		MaxBackoff:  w.cfg.MaxBackoff,
-		Once:        w.cfg.Once,
-		MaxAttempts: w.cfg.MaxAttempts,
-		IdleTimeout: w.cfg.IdleTimeout,
-		Logger:      w.log,
-	}
-	f, err := follow.New(fcfg, a)
+	f, err := follow.New(w.cfg.follow(w.log), a)
 	if err != nil {
 		return fmt.Errorf("watcher: %w", err)
 	}
@@ -82,17 +72,6 @@ func (w *Watcher) Run(ctx context.Context) (err error) {
 	}
 	if w.cfg.Once && ctx.Err() == nil && a.failed > 0 {
 		return fmt.Errorf("%w: %d of them; their changes stay pending", ErrTriggersFailed, a.failed)
-	}
-	return nil
-}
-
-// stopped maps an error seen while ctx ended to Run's result.
-func (w *Watcher) stopped(ctx context.Context, err error) error {
-	if ctx.Err() == nil {
-		return err
-	}
-	if w.cfg.Once {
-		return fmt.Errorf("watcher: stopped before completing a sync: %w", ctx.Err())
 	}
 	return nil
 }
