@@ -36,7 +36,8 @@ func New(cfg Config) (*Watcher, error) {
 }
 
 // Run opens the mirror directory and the state file (locking it), runs the
-// triggers left pending by a previous run, then watches the servers,
+// triggers left pending by a previous run, then follows the servers
+// (a follow.Follower feeding the mirror),
 // reconnecting with backoff, until ctx ends (it then returns nil) or a
 // permanent error (invalid prefix, permission denied). With Once it returns
 // nil after the first complete sync and its triggers, ErrTriggersFailed if
@@ -70,7 +71,8 @@ func (w *Watcher) Run(ctx context.Context) (err error) {
 	if err := f.Run(ctx); err != nil {
 		return err
 	}
-	if w.cfg.Once && ctx.Err() == nil && a.failed > 0 {
+	// With Once, a nil error means synced.
+	if w.cfg.Once && a.failed > 0 {
 		return fmt.Errorf("%w: %d of them; their changes stay pending", ErrTriggersFailed, a.failed)
 	}
 	return nil
