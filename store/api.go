@@ -3,8 +3,10 @@ package store
 import (
 	"errors"
 	"log/slog"
-	"replds/nodepath"
 	"time"
+
+	"replds/lww"
+	"replds/nodepath"
 )
 
 // Sentinel errors. Callers branch on them with errors.Is.
@@ -82,13 +84,10 @@ type Meta struct {
 	Size uint32
 }
 
-// Newer reports whether m wins over o under last-write-wins: higher
-// Version, then higher Origin.
+// Newer reports whether m wins over o under last-write-wins (lww.Stamp):
+// higher Version, then higher Origin.
 func (m Meta) Newer(o Meta) bool {
-	if m.Version != o.Version {
-		return m.Version > o.Version
-	}
-	return m.Origin > o.Origin
+	return lww.Stamp{Version: m.Version, Origin: m.Origin}.Newer(lww.Stamp{Version: o.Version, Origin: o.Origin})
 }
 
 // Node is a node with its data. Data is owned by the receiver: the store

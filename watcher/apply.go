@@ -1,14 +1,10 @@
 package watcher
 
 import (
-	"bytes"
 	"errors"
-	"fmt"
 	"log/slog"
 	"path"
 	"time"
-
-	bolt "go.etcd.io/bbolt"
 
 	"replds/nodepath"
 	repldspb "replds/proto"
@@ -17,7 +13,7 @@ import (
 // applier applies received nodes to the mirror and records them in the
 // state. It is used by one goroutine.
 type applier struct {
-	db     *bolt.DB
+	st     *state
 	m      *mirror
 	prefix string
 	log    *slog.Logger
@@ -30,6 +26,13 @@ type applier struct {
 	now func() time.Time
 	// stats counts what the open batch did, for the log line that ends it.
 	stats batchStats
+	// once: a synced bookmark ends a Once run, its triggers forced.
+	once bool
+	// metrics records the bookmarks applied; nil = none.
+	metrics *Metrics
+	// failed counts the triggers that failed in the latest run after a
+	// batch (the one that ends a Once sync).
+	failed int
 }
 
 // batchStats counts what a batch did.
@@ -41,40 +44,40 @@ func (s batchStats) attrs() []any {
 	return []any{"written", s.Written, "deleted", s.Deleted, "skipped", s.Skipped, "refused", s.Refused, "shadowed", s.Shadowed}
 }
 
-// pageTx is one bbolt write transaction plus the directories to fsync
-// before it commits: the state never records a change that is not durable
-// on disk.
+// pageTx is one state transaction plus the directories to fsync before it
+// commits: the state never records a change that is not durable on disk.
 type pageTx struct {
+	*stateTx
 	a    *applier
-	tx   *bolt.Tx
 	dirs dirty
+	done bool
 }
 
 func (a *applier) begin() (*pageTx, error) {
-	tx, err := a.db.Begin(true)
+	tx, err := a.st.begin()
 	if err != nil {
-		return nil, fmt.Errorf("begin state transaction: %w", err)
+		return nil, err
 	}
-	return &pageTx{a: a, tx: tx, dirs: dirty{}}, nil
+	return &pageTx{stateTx: tx, a: a, dirs: dirty{}}, nil
 }
 
 func (p *pageTx) commit() error {
 	if err := p.a.m.syncDirs(p.dirs); err != nil {
 		return err
 	}
-	if err := p.tx.Commit(); err != nil {
-		return fmt.Errorf("commit state: %w", err)
+	if err := p.stateTx.commit(); err != nil {
+		return err
 	}
-	p.tx = nil
+	p.done = true
 	return nil
 }
 
 // rollback abandons the transaction if it was not committed.
 func (p *pageTx) rollback() {
 	p.a.m.dropPending()
-	if p.tx != nil {
-		p.tx.Rollback()
-		p.tx = nil
+	if !p.done {
+		p.stateTx.rollback()
+		p.done = true
 	}
 }
 
@@ -83,61 +86,13 @@ func (p *pageTx) checkpoint() error {
 	if err := p.commit(); err != nil {
 		return err
 	}
-	tx, err := p.a.db.Begin(true)
+	tx, err := p.a.st.begin()
 	if err != nil {
-		return fmt.Errorf("begin state transaction: %w", err)
+		return err
 	}
-	p.tx = tx
+	p.stateTx, p.done = tx, false
 	return nil
 }
-
-func (p *pageTx) node(path string) (nodeRec, bool, error) {
-	v := p.tx.Bucket(bucketNodes).Get([]byte(path))
-	if v == nil {
-		return nodeRec{}, false, nil
-	}
-	r, err := decodeNodeRec(v)
-	return r, err == nil, err
-}
-
-func (p *pageTx) putNode(path string, r nodeRec) error {
-	return p.tx.Bucket(bucketNodes).Put([]byte(path), r.encode())
-}
-
-func (p *pageTx) shadowed(path string) bool {
-	return p.tx.Bucket(bucketShadow).Get([]byte(path)) != nil
-}
-
-// record notes the change of path's file in the mirror in the open batch,
-// merged with earlier changes of the same path in that batch. Before and
-// After say whether the file was there: a shadowed leaf is not.
-func (p *pageTx) record(path string, c change) error {
-	b := p.tx.Bucket(bucketBatch)
-	if old := b.Get([]byte(path)); old != nil {
-		c = decodeChange(old).then(c)
-	}
-	return b.Put([]byte(path), c.encode())
-}
-
-// hasLiveDescendant reports whether a live node lies strictly under path.
-func (p *pageTx) hasLiveDescendant(path string) (bool, error) {
-	pfx := []byte(path + "/")
-	c := p.tx.Bucket(bucketNodes).Cursor()
-	for k, v := c.Seek(pfx); k != nil && bytes.HasPrefix(k, pfx); k, v = c.Next() {
-		r, err := decodeNodeRec(v)
-		if err != nil {
-			return false, err
-		}
-		if !r.Deleted {
-			return true, nil
-		}
-	}
-	return false, nil
-}
-
-// shadowValue encodes the data of a shadowed leaf: a marker byte, so that
-// an empty leaf is still a non-empty value, then the data.
-func shadowValue(data []byte) []byte { return append([]byte{1}, data...) }
 
 // localName maps a remote path (valid, under the prefix) to its name under
 // the store directory: the part below the prefix, or the last segment when
@@ -193,12 +148,12 @@ func (a *applier) applyNode(p *pageTx, n *repldspb.Node, full bool) error {
 		return nil
 	}
 	if full {
-		if err := p.tx.Bucket(bucketSeen).Put([]byte(n.Path), []byte{1}); err != nil {
+		if err := p.see(n.Path); err != nil {
 			return err
 		}
 	}
 	rec := nodeRec{Version: n.Version, Origin: n.Origin, Deleted: n.Deleted}
-	old, known, err := p.node(n.Path)
+	old, known, err := p.version(n.Path)
 	if err != nil {
 		return err
 	}
@@ -226,10 +181,10 @@ func (a *applier) applyLive(p *pageTx, rp string, rec nodeRec, data []byte, wasL
 		if err := p.record(rp, change{Before: onDisk, After: false}); err != nil {
 			return err
 		}
-		if err := p.tx.Bucket(bucketShadow).Put([]byte(rp), shadowValue(data)); err != nil {
+		if err := p.shadow(rp, data); err != nil {
 			return err
 		}
-		if err := p.putNode(rp, rec); err != nil {
+		if err := p.setVersion(rp, rec); err != nil {
 			return err
 		}
 		a.stats.Shadowed++
@@ -256,11 +211,10 @@ func (a *applier) applyLive(p *pageTx, rp string, rec nodeRec, data []byte, wasL
 	} else {
 		a.log.Debug("wrote", "path", rp, "version", rec.Version, "size", len(data))
 	}
-	// p.tx may have changed (checkpoint): no bucket is kept across calls.
-	if err := p.tx.Bucket(bucketShadow).Delete([]byte(rp)); err != nil {
+	if err := p.unshadow(rp); err != nil {
 		return err
 	}
-	if err := p.putNode(rp, rec); err != nil {
+	if err := p.setVersion(rp, rec); err != nil {
 		return err
 	}
 	a.stats.Written++
@@ -272,7 +226,7 @@ func (a *applier) applyLive(p *pageTx, rp string, rec nodeRec, data []byte, wasL
 // into the state (committed before the file goes, so a crash loses
 // nothing) and its file is removed to make room for the directory.
 func (a *applier) shadowAncestor(p *pageTx, anc, child string) error {
-	rec, known, err := p.node(anc)
+	rec, known, err := p.version(anc)
 	if err != nil || !known || rec.Deleted || p.shadowed(anc) {
 		return err
 	}
@@ -288,7 +242,7 @@ func (a *applier) shadowAncestor(p *pageTx, anc, child string) error {
 		a.log.Warn("shadowed leaf unreadable", "path", anc, "err", err)
 		data = []byte{}
 	}
-	if err := p.tx.Bucket(bucketShadow).Put([]byte(anc), shadowValue(data)); err != nil {
+	if err := p.shadow(anc, data); err != nil {
 		return err
 	}
 	if err := p.record(anc, change{Before: true, After: false}); err != nil {
@@ -310,7 +264,7 @@ func (a *applier) shadowAncestor(p *pageTx, anc, child string) error {
 // older write arriving later cannot resurrect the leaf.
 func (a *applier) applyDelete(p *pageTx, rp string, rec nodeRec, wasLive bool) error {
 	rec.Deleted = true
-	if err := p.putNode(rp, rec); err != nil {
+	if err := p.setVersion(rp, rec); err != nil {
 		return err
 	}
 	// A file the state does not know may still be on disk: a page's files
@@ -329,7 +283,7 @@ func (a *applier) applyDelete(p *pageTx, rp string, rec nodeRec, wasLive bool) e
 	a.stats.Deleted++
 	if p.shadowed(rp) {
 		// Not on disk: nothing changes in the mirror.
-		return p.tx.Bucket(bucketShadow).Delete([]byte(rp))
+		return p.unshadow(rp)
 	}
 	if err := p.record(rp, change{Before: true, After: false}); err != nil {
 		return err
@@ -359,15 +313,14 @@ func (a *applier) applyDelete(p *pageTx, rp string, rec nodeRec, wasLive bool) e
 // restoreAncestor writes back the shadowed leaf anc once nothing live is
 // left under it.
 func (a *applier) restoreAncestor(p *pageTx, anc string) error {
-	data := p.tx.Bucket(bucketShadow).Get([]byte(anc))
-	if data == nil {
+	data, ok := p.shadowData(anc)
+	if !ok {
 		return nil
 	}
 	busy, err := p.hasLiveDescendant(anc)
 	if err != nil || busy {
 		return err
 	}
-	data = bytes.Clone(data[1:]) // bbolt memory is only valid in the transaction
 	name := a.localName(anc)
 	if err := a.m.ensureDir(path.Dir(name), p.dirs); err != nil {
 		return err
@@ -379,7 +332,7 @@ func (a *applier) restoreAncestor(p *pageTx, anc string) error {
 		}
 		return err
 	}
-	if err := p.tx.Bucket(bucketShadow).Delete([]byte(anc)); err != nil {
+	if err := p.unshadow(anc); err != nil {
 		return err
 	}
 	a.log.Info("shadowed leaf restored", "path", anc)
@@ -389,20 +342,7 @@ func (a *applier) restoreAncestor(p *pageTx, anc string) error {
 // deleteUnseen ends a full resync: every live leaf the replay did not
 // contain is gone on the servers, so it is deleted here too.
 func (a *applier) deleteUnseen() error {
-	var gone []string
-	err := a.db.View(func(tx *bolt.Tx) error {
-		seen := tx.Bucket(bucketSeen)
-		return tx.Bucket(bucketNodes).ForEach(func(k, v []byte) error {
-			r, err := decodeNodeRec(v)
-			if err != nil {
-				return err
-			}
-			if !r.Deleted && seen.Get(k) == nil {
-				gone = append(gone, string(k))
-			}
-			return nil
-		})
-	})
+	gone, err := a.st.unseen()
 	if err != nil || len(gone) == 0 {
 		return err
 	}
@@ -413,7 +353,7 @@ func (a *applier) deleteUnseen() error {
 	}
 	defer p.rollback()
 	for _, rp := range gone {
-		rec, _, err := p.node(rp)
+		rec, _, err := p.version(rp)
 		if err != nil {
 			return err
 		}

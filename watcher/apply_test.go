@@ -90,7 +90,7 @@ func TestApply_RefusesBadPaths(t *testing.T) {
 	)
 	h.wantTree(map[string]string{"ok": "ok"})
 	var n int
-	h.a.db.View(func(tx *bolt.Tx) error { n = tx.Bucket(bucketNodes).Stats().KeyN; return nil })
+	h.a.st.db.View(func(tx *bolt.Tx) error { n = tx.Bucket(bucketNodes).Stats().KeyN; return nil })
 	if n != 1 {
 		t.Fatalf("state holds %d nodes, want only /p/ok", n)
 	}
@@ -217,7 +217,7 @@ func TestApply_StateSurvivesReopen(t *testing.T) {
 	h := newHarness(t, "/p")
 	h.bookmark(3, true, live("/p/a", 5, "A"))
 	h.reopen()
-	token, full, err := readToken(h.a.db)
+	token, full, err := h.a.st.token()
 	if err != nil || full || !proto.Equal(token, vec(3)) {
 		t.Fatalf("token after reopen = %v, full %v, err %v; want %v", token, full, err, vec(3))
 	}

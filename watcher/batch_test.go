@@ -143,7 +143,7 @@ func TestTriggers_RemovedTriggerForgetsPending(t *testing.T) {
 	dir := t.TempDir()
 	h := newHarness(t, "/p", withTriggers(t, dir, map[string]string{"gone": "/p|exit 1"}))
 	h.bookmark(1, true, live("/p/a", 1, "A"))
-	if c, _ := h.a.pendingFor("gone"); c.Len() != 1 {
+	if c, _ := h.a.st.pending("gone"); c.Len() != 1 {
 		t.Fatalf("pending of the failed trigger = %+v, want /p/a", c)
 	}
 	if err := os.Remove(filepath.Join(dir, "gone")); err != nil {
@@ -153,7 +153,7 @@ func TestTriggers_RemovedTriggerForgetsPending(t *testing.T) {
 		t.Fatal(err)
 	}
 	h.bookmark(2, false, live("/p/b", 2, "B"))
-	if c, _ := h.a.pendingFor("gone"); c.Len() != 0 {
+	if c, _ := h.a.st.pending("gone"); c.Len() != 0 {
 		t.Fatalf("pending of a removed trigger = %+v, want none", c)
 	}
 }

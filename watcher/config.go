@@ -7,12 +7,13 @@ import (
 	"log/slog"
 	"os"
 	"path/filepath"
+	"slices"
 	"strings"
 	"time"
 
 	"google.golang.org/grpc"
 
-	"replds/nodepath"
+	"replds/follow"
 	"replds/triggers"
 )
 
@@ -123,34 +124,15 @@ func (c Config) Validate() error {
 	if c.Dir == "" {
 		return errors.New("watcher: config: empty store directory")
 	}
-	if c.Prefix == "" {
-		return errors.New("watcher: config: empty prefix")
-	}
-	if err := nodepath.ValidatePrefix(c.Prefix); err != nil {
-		return fmt.Errorf("watcher: config: prefix: %w", err)
-	}
-	if len(c.Servers) == 0 {
-		return errors.New("watcher: config: no server")
-	}
-	for _, s := range c.Servers {
-		if strings.TrimSpace(s) == "" {
-			return errors.New("watcher: config: empty server address")
-		}
+	// Prefix, servers, backoff, attempts and idle timeout: the follower's.
+	if err := c.follow(nil).Validate(); err != nil {
+		return fmt.Errorf("watcher: %w", err)
 	}
 	if c.FileMode&^os.ModePerm != 0 || c.FileMode&0o400 == 0 {
 		return fmt.Errorf("watcher: config: file mode %#o: want permission bits including owner read", uint32(c.FileMode))
 	}
 	if c.DirMode&^os.ModePerm != 0 || c.DirMode&0o700 != 0o700 {
 		return fmt.Errorf("watcher: config: dir mode %#o: want permission bits including 0700", uint32(c.DirMode))
-	}
-	if c.MinBackoff <= 0 || c.MaxBackoff < c.MinBackoff {
-		return fmt.Errorf("watcher: config: backoff %s..%s: want 0 < min <= max", c.MinBackoff, c.MaxBackoff)
-	}
-	if c.Once && c.MaxAttempts <= 0 {
-		return errors.New("watcher: config: max attempts must be positive")
-	}
-	if c.IdleTimeout <= 0 {
-		return fmt.Errorf("watcher: config: idle timeout %s: want > 0", c.IdleTimeout)
 	}
 	if o := c.Owner; o != nil {
 		if o.UID < -1 || o.GID < -1 || (o.UID == -1 && o.GID == -1) {
@@ -183,4 +165,22 @@ func (c Config) stateFile() string {
 		return c.StateFile
 	}
 	return filepath.Clean(c.Dir) + StateSuffix
+}
+
+// follow returns the follower's part of c, logging to log. Dial adds the
+// keepalive option to DialOptions.
+func (c Config) follow(log *slog.Logger) follow.Config {
+	return follow.Config{
+		Prefix:  c.Prefix,
+		Servers: c.Servers,
+		Dial: func(addr string) (*grpc.ClientConn, error) {
+			return grpc.NewClient(addr, append(slices.Clip(c.DialOptions), follow.Keepalive(c.IdleTimeout))...)
+		},
+		MinBackoff:  c.MinBackoff,
+		MaxBackoff:  c.MaxBackoff,
+		Once:        c.Once,
+		MaxAttempts: c.MaxAttempts,
+		IdleTimeout: c.IdleTimeout,
+		Logger:      log,
+	}
 }

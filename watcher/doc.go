@@ -1,14 +1,20 @@
 // Package watcher is the host side of replds: it mirrors a remote prefix
 // into a local directory (replds pull) and runs triggers when it changes.
 //
-// A Watcher streams Watch from one server at a time and treats every
-// message carrying a bookmark as the end of a batch (the initial replay is
+// A Watcher is a follow.Follower (servers, failover, backoff, idle
+// detection, resets: see package follow) feeding the file mirror, the
+// applier, which implements follow.Sink and follow.Timer. The watcher owns
+// what is local: the mirror directory (mirror.go, snapshot.go for atomic
+// mode), the state file (state.go, the only code that knows its buckets),
+// the triggers and their quiescence schedule (batch.go), and the metrics.
+//
+// Every message carrying a bookmark ends a batch (the initial replay is
 // one batch). Nodes are applied as they come, a page per state transaction,
-// and only when newer than what was applied for the path, comparing
-// (version, origin): versions never go backwards, even after failing over
-// to a server that is behind. A stream that fails, or stays silent for
-// IdleTimeout (servers send a bookmark at least every BookmarkInterval),
-// is replaced by one to the next server after a backoff with full jitter.
+// and only when newer than what was applied for the path under
+// last-write-wins (lww.Stamp, the servers' rule): versions never go
+// backwards, even after failing over to a server that is behind. The
+// resume token the follower asks for is the one persisted at the last
+// bookmark (nil while a reset's full resync is pending).
 //
 // In atomic mode (Config.Atomic, see snapshot.go) the store directory is a
 // symlink to a snapshot directory beside it. A batch is written into a new

@@ -12,6 +12,7 @@ import (
 
 	bolt "go.etcd.io/bbolt"
 
+	"replds/follow"
 	repldspb "replds/proto"
 )
 
@@ -42,7 +43,7 @@ func TestApply_FailedSyncCommitsNothing(t *testing.T) {
 				page = append(page, live(fmt.Sprintf("/p/a/%d", i), uint64(30+i), fmt.Sprint(i)))
 				want[fmt.Sprintf("a/%d", i)] = fmt.Sprint(i)
 			}
-			_, err := h.r.handle(context.Background(), &repldspb.WatchResponse{Nodes: page}, &h.full)
+			_, err := follow.Handle(context.Background(), h.a, &repldspb.WatchResponse{Nodes: page}, &h.full)
 			if !errors.Is(err, diskErr) {
 				t.Fatalf("handle(page) with a failing disk = %v, want the disk's error", err)
 			}
@@ -58,7 +59,7 @@ func TestApply_FailedSyncCommitsNothing(t *testing.T) {
 				}
 				return nil
 			})
-			h.a.db.View(func(tx *bolt.Tx) error {
+			h.a.st.db.View(func(tx *bolt.Tx) error {
 				for _, n := range page {
 					if v := tx.Bucket(bucketNodes).Get([]byte(n.Path)); v != nil {
 						if r, _ := decodeNodeRec(v); r.Version == n.Version {

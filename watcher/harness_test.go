@@ -13,6 +13,7 @@ import (
 
 	bolt "go.etcd.io/bbolt"
 
+	"replds/follow"
 	repldspb "replds/proto"
 	"replds/triggers"
 )
@@ -36,7 +37,6 @@ type harness struct {
 	t      *testing.T
 	cfg    Config
 	w      *Watcher
-	r      *run
 	a      *applier
 	full   bool
 	closer func() error
@@ -109,16 +109,15 @@ func (h *harness) open() {
 		h.t.Fatalf("openLocal: %v", err)
 	}
 	h.w, h.a, h.closer = w, a, closer
-	h.r = &run{Watcher: w, a: a}
 	// As Run does: pending triggers first, then a session.
 	if _, err := a.runTriggers(context.Background(), true); err != nil {
 		h.t.Fatalf("startup triggers: %v", err)
 	}
-	_, full, err := a.startSession()
+	token, err := a.Token(context.Background())
 	if err != nil {
 		h.t.Fatal(err)
 	}
-	h.full = full
+	h.full = token == nil
 }
 
 // close closes everything; mid-batch it is a crash as far as the state
@@ -140,7 +139,7 @@ func (h *harness) reopen() {
 // send hands one message to the watcher as if received from a server.
 func (h *harness) send(msg *repldspb.WatchResponse) {
 	h.t.Helper()
-	if _, err := h.r.handle(context.Background(), msg, &h.full); err != nil {
+	if _, err := follow.Handle(context.Background(), h.a, msg, &h.full); err != nil {
 		h.t.Fatalf("handle: %v", err)
 	}
 }
@@ -281,7 +280,7 @@ type triggerRun struct {
 // it; no temporary file is left over.
 func (h *harness) check() {
 	h.t.Helper()
-	err := h.a.db.View(func(tx *bolt.Tx) error {
+	err := h.a.st.db.View(func(tx *bolt.Tx) error {
 		shadow := tx.Bucket(bucketShadow)
 		return tx.Bucket(bucketNodes).ForEach(func(k, v []byte) error {
 			r, err := decodeNodeRec(v)

@@ -87,15 +87,6 @@ func (m *Metrics) lag() float64 {
 	return float64(n)
 }
 
-// record raises the vector v to the entries of pv.
-func record(v map[uint64]uint64, pv *repldspb.Vector) {
-	for _, e := range pv.GetEntries() {
-		if e.Seq > v[e.Origin] {
-			v[e.Origin] = e.Seq
-		}
-	}
-}
-
 // bookmarkApplied records that a batch ending with bookmark was applied
 // and saved, with changes files written or removed. The watcher calls it.
 func (m *Metrics) bookmarkApplied(bookmark *repldspb.Vector, changes int) {
@@ -103,7 +94,7 @@ func (m *Metrics) bookmarkApplied(bookmark *repldspb.Vector, changes int) {
 		return
 	}
 	m.mu.Lock()
-	record(m.mine, bookmark)
+	bookmark.MergeInto(m.mine)
 	m.mu.Unlock()
 	m.applied.Add(float64(changes))
 	m.lastSync.SetToCurrentTime()
@@ -138,7 +129,7 @@ func (w *watchObserver) RecvMsg(msg any) error {
 		}
 		if resp.Bookmark != nil {
 			w.m.mu.Lock()
-			record(w.m.server, resp.Bookmark)
+			resp.Bookmark.MergeInto(w.m.server)
 			w.m.mu.Unlock()
 		}
 	}

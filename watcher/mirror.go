@@ -281,22 +281,10 @@ func (m *mirror) writeFile(name string, data []byte, d dirty) error {
 		}
 	}
 	if batchedSync {
-		if len(m.pending) >= fsyncFew {
-			if err := m.closePending(); err != nil {
-				return err
-			}
-			if err := f.Close(); err != nil {
-				return fmt.Errorf("close %s: %w", tmp, err)
-			}
-			f = nil
+		if err := m.queue(f, pendingFile{dir: dir, tmp: tmp, base: base}, name, d); err != nil {
+			return err
 		}
 		ok = true
-		m.pending = append(m.pending, pendingFile{dir: dir, tmp: tmp, base: base, f: f})
-		if m.pendingNames == nil {
-			m.pendingNames = map[string]struct{}{}
-		}
-		m.pendingNames[name] = struct{}{}
-		m.pendingDirs = d
 		return nil
 	}
 	if err := f.Sync(); err != nil {
@@ -310,6 +298,30 @@ func (m *mirror) writeFile(name string, data []byte, d dirty) error {
 	}
 	ok = true
 	d.add(dir)
+	return nil
+}
+
+// queue adds the written temporary file f of local name to the page's
+// pending files, made durable and renamed together at the flush. Past
+// fsyncFew files the handles are closed: one syncfs covers them all. On
+// error the caller still owns f and the temporary file.
+func (m *mirror) queue(f *os.File, pf pendingFile, name string, d dirty) error {
+	if len(m.pending) >= fsyncFew {
+		if err := m.closePending(); err != nil {
+			return err
+		}
+		if err := f.Close(); err != nil {
+			return fmt.Errorf("close %s: %w", pf.tmp, err)
+		}
+		f = nil
+	}
+	pf.f = f
+	m.pending = append(m.pending, pf)
+	if m.pendingNames == nil {
+		m.pendingNames = map[string]struct{}{}
+	}
+	m.pendingNames[name] = struct{}{}
+	m.pendingDirs = d
 	return nil
 }
 

@@ -133,17 +133,50 @@ func (s *snapshots) closeSnaps() {
 // without --atomic) becomes the first snapshot.
 func (s *snapshots) settle(sealed uint64) error {
 	s.closeSnaps()
+	snaps, temps, err := s.scan()
+	if err != nil {
+		return err
+	}
+	link, err := s.readLink(snaps)
+	if err != nil {
+		return err
+	}
+	cur, sealed, err := s.repair(link, snaps, sealed)
+	if err != nil {
+		return err
+	}
+	s.sealed = sealed
+	stagingN := max(cur, sealed) + 1
+	if err := s.prune(snaps, temps, cur, stagingN); err != nil {
+		return err
+	}
+	if s.curRoot, err = s.parent.OpenRoot(s.snapName(cur)); err != nil {
+		return fmt.Errorf("open snapshot: %w", err)
+	}
+	s.cur = cur
+	if snaps[stagingN] {
+		if s.staging, err = s.parent.OpenRoot(s.snapName(stagingN)); err != nil {
+			return fmt.Errorf("open staging snapshot: %w", err)
+		}
+		s.next = stagingN
+		s.m.log.Info("resuming the staging snapshot of an interrupted batch", "snapshot", stagingN)
+	}
+	return nil
+}
+
+// scan lists the snapshot directories beside the store directory, by
+// number, and the leftover temporary entries.
+func (s *snapshots) scan() (snaps map[uint64]bool, temps []string, err error) {
 	f, err := s.parent.Open(".")
 	if err != nil {
-		return fmt.Errorf("open parent directory: %w", err)
+		return nil, nil, fmt.Errorf("open parent directory: %w", err)
 	}
 	entries, err := f.ReadDir(-1)
 	f.Close()
 	if err != nil {
-		return fmt.Errorf("read parent directory: %w", err)
+		return nil, nil, fmt.Errorf("read parent directory: %w", err)
 	}
-	snaps := map[uint64]bool{}
-	var temps []string
+	snaps = map[uint64]bool{}
 	for _, e := range entries {
 		if n, ok := s.parseSnap(e.Name()); ok && e.IsDir() {
 			snaps[n] = true
@@ -151,75 +184,94 @@ func (s *snapshots) settle(sealed uint64) error {
 			temps = append(temps, e.Name())
 		}
 	}
-	highest := sealed
-	for n := range snaps {
-		highest = max(highest, n)
-	}
+	return snaps, temps, nil
+}
 
-	var (
-		cur    uint64
-		linked bool // the symlink points to an existing snapshot
-		plain  bool // a plain directory stands where the symlink goes
-	)
+// storeLink is what stands at the store directory's name.
+type storeLink struct {
+	cur    uint64 // the snapshot the symlink names
+	linked bool   // the symlink points to an existing snapshot
+	plain  bool   // a plain directory stands where the symlink goes
+}
+
+// readLink reads what the store directory is; snaps are the snapshots
+// that exist.
+func (s *snapshots) readLink(snaps map[uint64]bool) (storeLink, error) {
+	var l storeLink
 	fi, err := s.parent.Lstat(s.base)
 	switch {
 	case errors.Is(err, fs.ErrNotExist):
 	case err != nil:
-		return fmt.Errorf("lstat store directory: %w", err)
+		return l, fmt.Errorf("lstat store directory: %w", err)
 	case fi.Mode()&fs.ModeSymlink != 0:
 		target, err := s.parent.Readlink(s.base)
 		if err != nil {
-			return fmt.Errorf("read store directory link: %w", err)
+			return l, fmt.Errorf("read store directory link: %w", err)
 		}
 		n, ok := s.parseSnap(target)
 		if !ok {
-			return fmt.Errorf("the store directory %s is a symlink to %s, not to a snapshot of an atomic pull", s.base, target)
+			return l, fmt.Errorf("the store directory %s is a symlink to %s, not to a snapshot of an atomic pull", s.base, target)
 		}
-		cur, linked = n, snaps[n]
-		if !linked {
+		l.cur, l.linked = n, snaps[n]
+		if !l.linked {
 			s.m.log.Warn("store directory links to a missing snapshot; recreating it", "target", target)
 		}
 	case fi.IsDir():
-		plain = true
+		l.plain = true
 	default:
-		return fmt.Errorf("the store directory %s is a %v, not a directory or a snapshot symlink", s.base, fi.Mode().Type())
+		return l, fmt.Errorf("the store directory %s is a %v, not a directory or a snapshot symlink", s.base, fi.Mode().Type())
 	}
+	return l, nil
+}
 
+// repair makes the store directory a symlink to the right snapshot: a
+// plain directory is adopted, a sealed snapshot the crash left unswapped
+// is swapped in, a missing one is created empty. It adds what it creates
+// to snaps and returns the current snapshot and the sealed number.
+func (s *snapshots) repair(l storeLink, snaps map[uint64]bool, sealed uint64) (cur, newSealed uint64, err error) {
+	highest := sealed
+	for n := range snaps {
+		highest = max(highest, n)
+	}
+	cur = l.cur
 	switch {
-	case plain:
+	case l.plain:
 		cur = highest + 1
 		if err := s.adopt(cur); err != nil {
-			return err
+			return 0, 0, err
 		}
 		snaps[cur] = true
 		sealed = cur
-	case sealed > 0 && snaps[sealed] && (!linked || sealed > cur):
+	case sealed > 0 && snaps[sealed] && (!l.linked || sealed > cur):
 		// The state sealed this snapshot, the crash came before the swap.
 		s.m.log.Info("swapping in the last sealed snapshot", "snapshot", sealed, "was", cur)
 		cur = sealed
 		if err := s.setLink(cur); err != nil {
-			return err
+			return 0, 0, err
 		}
-	case !linked:
+	case !l.linked:
 		cur = highest + 1
 		if err := s.m.mkdir(s.parent, s.snapName(cur)); err != nil {
-			return err
+			return 0, 0, err
 		}
 		if err := s.setLink(cur); err != nil {
-			return err
+			return 0, 0, err
 		}
 		snaps[cur] = true
 	default:
 		if s.m.owner != nil {
 			// Converge the symlink's own ownership too.
 			if err := s.m.chown(s.parent, s.base); err != nil {
-				return err
+				return 0, 0, err
 			}
 		}
 	}
+	return cur, sealed, nil
+}
 
-	s.sealed = sealed
-	stagingN := max(cur, sealed) + 1
+// prune removes every snapshot but cur and stagingN, and the leftover
+// temporary entries.
+func (s *snapshots) prune(snaps map[uint64]bool, temps []string, cur, stagingN uint64) error {
 	for n := range snaps {
 		if n == cur || n == stagingN {
 			continue
@@ -234,18 +286,6 @@ func (s *snapshots) settle(sealed uint64) error {
 			return fmt.Errorf("remove leftover %s: %w", name, err)
 		}
 		s.m.log.Info("removed leftover temporary entry", "name", name)
-	}
-
-	if s.curRoot, err = s.parent.OpenRoot(s.snapName(cur)); err != nil {
-		return fmt.Errorf("open snapshot: %w", err)
-	}
-	s.cur = cur
-	if snaps[stagingN] {
-		if s.staging, err = s.parent.OpenRoot(s.snapName(stagingN)); err != nil {
-			return fmt.Errorf("open staging snapshot: %w", err)
-		}
-		s.next = stagingN
-		s.m.log.Info("resuming the staging snapshot of an interrupted batch", "snapshot", stagingN)
 	}
 	return nil
 }

@@ -1,6 +1,7 @@
 package watcher
 
 import (
+	"bytes"
 	"encoding/binary"
 	"errors"
 	"fmt"
@@ -12,8 +13,10 @@ import (
 	berrors "go.etcd.io/bbolt/errors"
 	"google.golang.org/protobuf/proto"
 
+	"replds/lww"
+	"replds/nodepath"
 	repldspb "replds/proto"
-	"replds/store"
+	"replds/triggers"
 )
 
 // Layout of the state file (see doc.go for what each bucket means).
@@ -50,7 +53,7 @@ type nodeRec struct {
 
 // newer reports whether a beats b under last-write-wins, the servers' rule.
 func (a nodeRec) newer(b nodeRec) bool {
-	return store.Meta{Version: a.Version, Origin: a.Origin}.Newer(store.Meta{Version: b.Version, Origin: b.Origin})
+	return lww.Stamp{Version: a.Version, Origin: a.Origin}.Newer(lww.Stamp{Version: b.Version, Origin: b.Origin})
 }
 
 func (a nodeRec) encode() []byte {
@@ -117,7 +120,7 @@ func getU64(b *bolt.Bucket, key []byte) uint64 {
 
 // openState opens (creating if needed) the state file and checks that it
 // belongs to this prefix and directory.
-func openState(path, prefix, dir string) (*bolt.DB, error) {
+func openState(path, prefix, dir string) (*state, error) {
 	db, err := bolt.Open(path, 0o600, &bolt.Options{Timeout: lockTimeout})
 	if errors.Is(err, berrors.ErrTimeout) {
 		return nil, fmt.Errorf("watcher: state file %s is locked by another process", path)
@@ -129,13 +132,13 @@ func openState(path, prefix, dir string) (*bolt.DB, error) {
 		db.Close()
 		return nil, err
 	}
-	return db, nil
+	return &state{db: db}, nil
 }
 
 // openDryState returns a throw-away copy of the state file at path (or an
 // empty state if there is none), so that a dry run exercises the real logic
 // without touching the real state. The caller removes the returned file.
-func openDryState(path, prefix, dir string) (db *bolt.DB, tmp string, err error) {
+func openDryState(path, prefix, dir string) (st *state, tmp string, err error) {
 	f, err := os.CreateTemp("", "replds-dry-run-*.state")
 	if err != nil {
 		return nil, "", fmt.Errorf("watcher: dry-run state: %w", err)
@@ -165,7 +168,7 @@ func openDryState(path, prefix, dir string) (db *bolt.DB, tmp string, err error)
 	} else {
 		os.Remove(tmp) // bbolt wants a missing or valid file
 	}
-	db, err = bolt.Open(tmp, 0o600, &bolt.Options{Timeout: lockTimeout, NoSync: true})
+	db, err := bolt.Open(tmp, 0o600, &bolt.Options{Timeout: lockTimeout, NoSync: true})
 	if err != nil {
 		return nil, "", fmt.Errorf("watcher: open dry-run state: %w", err)
 	}
@@ -173,7 +176,7 @@ func openDryState(path, prefix, dir string) (db *bolt.DB, tmp string, err error)
 		db.Close()
 		return nil, "", err
 	}
-	return db, tmp, nil
+	return &state{db: db}, tmp, nil
 }
 
 func initState(db *bolt.DB, prefix, dir string) error {
@@ -207,10 +210,19 @@ func initState(db *bolt.DB, prefix, dir string) error {
 	})
 }
 
-// readToken returns the persisted resume token (nil if none) and whether a
+// state is the state file. Its methods are the only code that knows the
+// bucket layout; each runs in a transaction of its own, except those of a
+// stateTx, which share one. It is used by one goroutine.
+type state struct {
+	db *bolt.DB
+}
+
+func (s *state) close() error { return s.db.Close() }
+
+// token returns the persisted resume token (nil if none) and whether a
 // full resync is pending after a reset.
-func readToken(db *bolt.DB) (token *repldspb.Vector, full bool, err error) {
-	err = db.View(func(tx *bolt.Tx) error {
+func (s *state) token() (token *repldspb.Vector, full bool, err error) {
+	err = s.db.View(func(tx *bolt.Tx) error {
 		meta := tx.Bucket(bucketMeta)
 		full = meta.Get(keyFull) != nil
 		raw := meta.Get(keyToken)
@@ -226,21 +238,350 @@ func readToken(db *bolt.DB) (token *repldspb.Vector, full bool, err error) {
 	return token, full, err
 }
 
-// readSealed returns the number of the last sealed snapshot (atomic mode;
-// 0 if none).
-func readSealed(db *bolt.DB) (n uint64, err error) {
-	err = db.View(func(tx *bolt.Tx) error {
+// sealed returns the number of the last sealed snapshot (atomic mode; 0
+// if none).
+func (s *state) sealed() (n uint64, err error) {
+	err = s.db.View(func(tx *bolt.Tx) error {
 		n = getU64(tx.Bucket(bucketMeta), keySnap)
 		return nil
 	})
 	return n, err
 }
 
-// writeSealed records n as the last sealed snapshot (atomic mode).
-func writeSealed(db *bolt.DB, n uint64) error {
-	return db.Update(func(tx *bolt.Tx) error {
+// setSealed records n as the last sealed snapshot (atomic mode).
+func (s *state) setSealed(n uint64) error {
+	return s.db.Update(func(tx *bolt.Tx) error {
 		return tx.Bucket(bucketMeta).Put(keySnap, u64(n))
 	})
+}
+
+// knowsAny reports whether the state has a record (live or tombstone) of
+// one of paths.
+func (s *state) knowsAny(paths ...string) bool {
+	found := false
+	s.db.View(func(tx *bolt.Tx) error {
+		for _, p := range paths {
+			if tx.Bucket(bucketNodes).Get([]byte(p)) != nil {
+				found = true
+			}
+		}
+		return nil
+	})
+	return found
+}
+
+// startFull begins a complete replay: no path is seen yet. With reset, the
+// full resync is also recorded as pending, so that a restart before it ends
+// replays in full again.
+func (s *state) startFull(reset bool) error {
+	err := s.db.Update(func(tx *bolt.Tx) error {
+		if reset {
+			if err := tx.Bucket(bucketMeta).Put(keyFull, []byte{1}); err != nil {
+				return err
+			}
+		}
+		return clearBucket(tx, bucketSeen)
+	})
+	if err != nil {
+		return fmt.Errorf("watcher: state: %w", err)
+	}
+	return nil
+}
+
+// unseen returns the live leaves a full replay did not contain.
+func (s *state) unseen() (gone []string, err error) {
+	err = s.db.View(func(tx *bolt.Tx) error {
+		seen := tx.Bucket(bucketSeen)
+		return tx.Bucket(bucketNodes).ForEach(func(k, v []byte) error {
+			r, err := decodeNodeRec(v)
+			if err != nil {
+				return err
+			}
+			if !r.Deleted && seen.Get(k) == nil {
+				gone = append(gone, string(k))
+			}
+			return nil
+		})
+	})
+	return gone, err
+}
+
+// unchanged reports whether the open batch is empty and token is already
+// the resume token: a heartbeat bookmark, with nothing to write.
+func (s *state) unchanged(token []byte) bool {
+	idle := false
+	s.db.View(func(tx *bolt.Tx) error {
+		k, _ := tx.Bucket(bucketBatch).Cursor().First()
+		idle = k == nil && bytes.Equal(tx.Bucket(bucketMeta).Get(keyToken), token)
+		return nil
+	})
+	return idle
+}
+
+// pathChange is the net change of a path in a batch.
+type pathChange struct {
+	path string
+	c    change
+}
+
+// seal ends the open batch in one transaction: token (a marshalled Vector)
+// becomes the resume token, a full resync ends when endFull is set, and if
+// the batch changed anything it is numbered, snap (non-zero) is recorded
+// as the sealed snapshot and its changes join the pending set of every
+// trigger of list whose path covers them. It returns the number of changed
+// paths and the names of the triggers that got some.
+func (s *state) seal(token []byte, endFull bool, snap uint64, list []triggers.Trigger) (changed int, touched map[string]bool, err error) {
+	touched = map[string]bool{}
+	err = s.db.Update(func(tx *bolt.Tx) error {
+		meta := tx.Bucket(bucketMeta)
+		if err := meta.Put(keyToken, token); err != nil {
+			return err
+		}
+		if endFull {
+			if err := clearBucket(tx, bucketSeen); err != nil {
+				return err
+			}
+			if err := meta.Delete(keyFull); err != nil {
+				return err
+			}
+		}
+		net, err := takeBatch(tx)
+		changed = len(net)
+		if err != nil || changed == 0 {
+			return err
+		}
+		if err := meta.Put(keyBatch, u64(getU64(meta, keyBatch)+1)); err != nil {
+			return err
+		}
+		if snap != 0 {
+			if err := meta.Put(keySnap, u64(snap)); err != nil {
+				return err
+			}
+		}
+		for _, t := range list {
+			if err := handOver(tx, t, net, touched); err != nil {
+				return err
+			}
+		}
+		return nil
+	})
+	return changed, touched, err
+}
+
+// takeBatch returns the net changes of the open batch and empties it.
+func takeBatch(tx *bolt.Tx) ([]pathChange, error) {
+	var net []pathChange
+	if err := tx.Bucket(bucketBatch).ForEach(func(k, v []byte) error {
+		if c := decodeChange(v); !c.none() {
+			net = append(net, pathChange{string(k), c})
+		}
+		return nil
+	}); err != nil {
+		return nil, err
+	}
+	return net, clearBucket(tx, bucketBatch)
+}
+
+// handOver merges the changes of net under t's path into t's pending set,
+// noting t in touched if there were some.
+func handOver(tx *bolt.Tx, t triggers.Trigger, net []pathChange, touched map[string]bool) error {
+	var tb *bolt.Bucket
+	for _, e := range net {
+		if !nodepath.Under(e.path, t.Path) {
+			continue
+		}
+		if tb == nil {
+			var err error
+			if tb, err = tx.Bucket(bucketPending).CreateBucketIfNotExists([]byte(t.Name)); err != nil {
+				return err
+			}
+		}
+		c := e.c
+		if old := tb.Get([]byte(e.path)); old != nil {
+			c = decodeChange(old).then(c)
+		}
+		var err error
+		if c.none() {
+			err = tb.Delete([]byte(e.path))
+		} else {
+			err = tb.Put([]byte(e.path), c.encode())
+		}
+		if err != nil {
+			return err
+		}
+		touched[t.Name] = true
+	}
+	return nil
+}
+
+// pending returns the changes trigger name has not handled yet.
+func (s *state) pending(name string) (triggers.Changes, error) {
+	c := triggers.Changes{Added: []string{}, Changed: []string{}, Deleted: []string{}}
+	err := s.db.View(func(tx *bolt.Tx) error {
+		tb := tx.Bucket(bucketPending).Bucket([]byte(name))
+		if tb == nil {
+			return nil
+		}
+		return tb.ForEach(func(k, v []byte) error {
+			switch ch := decodeChange(v); {
+			case !ch.Before && ch.After:
+				c.Added = append(c.Added, string(k))
+			case ch.Before && ch.After:
+				c.Changed = append(c.Changed, string(k))
+			case ch.Before && !ch.After:
+				c.Deleted = append(c.Deleted, string(k))
+			}
+			return nil
+		})
+	})
+	return c, err
+}
+
+// setHandled records that trigger name handled everything pending: its
+// pending set goes and the current batch number becomes its progress, in
+// one transaction.
+func (s *state) setHandled(name string) error {
+	return s.db.Update(func(tx *bolt.Tx) error {
+		err := tx.Bucket(bucketPending).DeleteBucket([]byte(name))
+		if err != nil && !errors.Is(err, berrors.ErrBucketNotFound) {
+			return err
+		}
+		n := getU64(tx.Bucket(bucketMeta), keyBatch)
+		return tx.Bucket(bucketHandled).Put([]byte(name), u64(n))
+	})
+}
+
+// triggerProgress returns the number of the batch trigger name last
+// handled, 0 if none.
+func (s *state) triggerProgress(name string) (n uint64, err error) {
+	err = s.db.View(func(tx *bolt.Tx) error {
+		n = getU64(tx.Bucket(bucketHandled), []byte(name))
+		return nil
+	})
+	return n, err
+}
+
+// pendingTriggers returns the names of the triggers with a pending set.
+func (s *state) pendingTriggers() (names []string, err error) {
+	err = s.db.View(func(tx *bolt.Tx) error {
+		return tx.Bucket(bucketPending).ForEachBucket(func(k []byte) error {
+			names = append(names, string(k))
+			return nil
+		})
+	})
+	return names, err
+}
+
+// forgetTriggers drops the pending sets and progress of triggers names.
+func (s *state) forgetTriggers(names []string) error {
+	return s.db.Update(func(tx *bolt.Tx) error {
+		for _, k := range names {
+			if err := tx.Bucket(bucketPending).DeleteBucket([]byte(k)); err != nil && !errors.Is(err, berrors.ErrBucketNotFound) {
+				return err
+			}
+			if err := tx.Bucket(bucketHandled).Delete([]byte(k)); err != nil {
+				return err
+			}
+		}
+		return nil
+	})
+}
+
+// begin starts a write transaction for a page.
+func (s *state) begin() (*stateTx, error) {
+	tx, err := s.db.Begin(true)
+	if err != nil {
+		return nil, fmt.Errorf("begin state transaction: %w", err)
+	}
+	return &stateTx{tx: tx}, nil
+}
+
+// stateTx is one write transaction on the state. No bucket is kept across
+// calls, and values are copied out: bbolt memory is only valid inside it.
+type stateTx struct {
+	tx *bolt.Tx
+}
+
+func (t *stateTx) commit() error {
+	if err := t.tx.Commit(); err != nil {
+		return fmt.Errorf("commit state: %w", err)
+	}
+	return nil
+}
+
+func (t *stateTx) rollback() { t.tx.Rollback() }
+
+// version returns the record of path and whether there is one.
+func (t *stateTx) version(path string) (nodeRec, bool, error) {
+	v := t.tx.Bucket(bucketNodes).Get([]byte(path))
+	if v == nil {
+		return nodeRec{}, false, nil
+	}
+	r, err := decodeNodeRec(v)
+	return r, err == nil, err
+}
+
+// setVersion records r as the applied version of path.
+func (t *stateTx) setVersion(path string, r nodeRec) error {
+	return t.tx.Bucket(bucketNodes).Put([]byte(path), r.encode())
+}
+
+// shadowed reports whether path is a leaf shadowed by a directory.
+func (t *stateTx) shadowed(path string) bool {
+	return t.tx.Bucket(bucketShadow).Get([]byte(path)) != nil
+}
+
+// shadowData returns a copy of the data of the shadowed leaf path, and
+// whether it is shadowed.
+func (t *stateTx) shadowData(path string) ([]byte, bool) {
+	v := t.tx.Bucket(bucketShadow).Get([]byte(path))
+	if v == nil {
+		return nil, false
+	}
+	return bytes.Clone(v[1:]), true
+}
+
+// shadow keeps data as the data of path, a leaf shadowed by a directory.
+// A marker byte comes first so that an empty leaf is a non-empty value.
+func (t *stateTx) shadow(path string, data []byte) error {
+	return t.tx.Bucket(bucketShadow).Put([]byte(path), append([]byte{1}, data...))
+}
+
+// unshadow forgets path's shadowed data.
+func (t *stateTx) unshadow(path string) error {
+	return t.tx.Bucket(bucketShadow).Delete([]byte(path))
+}
+
+// see notes path as received in the current full replay.
+func (t *stateTx) see(path string) error {
+	return t.tx.Bucket(bucketSeen).Put([]byte(path), []byte{1})
+}
+
+// record notes the change of path's file in the mirror in the open batch,
+// merged with earlier changes of the same path in that batch. Before and
+// After say whether the file was there: a shadowed leaf is not.
+func (t *stateTx) record(path string, c change) error {
+	b := t.tx.Bucket(bucketBatch)
+	if old := b.Get([]byte(path)); old != nil {
+		c = decodeChange(old).then(c)
+	}
+	return b.Put([]byte(path), c.encode())
+}
+
+// hasLiveDescendant reports whether a live node lies strictly under path.
+func (t *stateTx) hasLiveDescendant(path string) (bool, error) {
+	pfx := []byte(path + "/")
+	c := t.tx.Bucket(bucketNodes).Cursor()
+	for k, v := c.Seek(pfx); k != nil && bytes.HasPrefix(k, pfx); k, v = c.Next() {
+		r, err := decodeNodeRec(v)
+		if err != nil {
+			return false, err
+		}
+		if !r.Deleted {
+			return true, nil
+		}
+	}
+	return false, nil
 }
 
 // clearBucket empties a top-level bucket.

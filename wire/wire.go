@@ -61,10 +61,6 @@ func VectorToProto(v store.Vector) *repldspb.Vector {
 // origin listed twice keeps its highest seq.
 func VectorFromProto(pv *repldspb.Vector) store.Vector {
 	v := store.Vector{}
-	for _, e := range pv.GetEntries() {
-		if e.Seq > v[e.Origin] {
-			v[e.Origin] = e.Seq
-		}
-	}
+	pv.MergeInto(v)
 	return v
 }

@@ -1,6 +1,7 @@
 package main
 
 import (
+	"context"
 	"errors"
 	"fmt"
 	"os"
@@ -14,19 +15,21 @@ import (
 	"replds/watcher"
 )
 
+// pullOptions are the flags of pull.
+type pullOptions struct {
+	cfg          watcher.Config
+	cf           clientFlags
+	logf         logFlags
+	triggersDir  string
+	owner, group string
+	httpAddr     string
+}
+
 // newPullCmd mirrors a remote prefix into a local directory and runs
 // triggers when it changes.
 func newPullCmd() *cobra.Command {
-	cfg := watcher.DefaultConfig()
-	var (
-		cf           clientFlags
-		logf         logFlags
-		triggersDir  string
-		owner, group string
-	)
-	fileMode := modeFlag{&cfg.FileMode}
-	dirMode := modeFlag{&cfg.DirMode}
-	var httpAddr string
+	o := &pullOptions{cfg: watcher.DefaultConfig()}
+	cfg := &o.cfg
 	cmd := &cobra.Command{
 		Use:   "pull --store=DIR [--server=S ...] [--triggers-dir=D] [--atomic] [--owner=U] [--group=G] [--once] [--dry-run] REMOTE",
 		Short: "Mirror the remote prefix REMOTE into a local directory, running triggers on changes",
@@ -45,79 +48,84 @@ numeric ids; root only) own the files and directories pull creates.
 With --once, exit after the first complete sync and its triggers. SIGHUP
 re-reads the triggers directory.`,
 		Args: cobra.ExactArgs(1),
-		RunE: func(cmd *cobra.Command, args []string) error {
-			log, err := logf.logger()
-			if err != nil {
-				return err
-			}
-			cfg.Logger = log
-			cfg.Prefix = args[0]
-			if cfg.Servers, err = cf.serverList(); err != nil {
-				return err
-			}
-			if cfg.DialOptions, err = cf.dialOptions(); err != nil {
-				return err
-			}
-			if cfg.Owner, err = parseOwner(owner, group); err != nil {
-				return err
-			}
-			if err := cfg.Validate(); err != nil {
-				return err
-			}
-			var runner *triggers.Runner
-			if triggersDir != "" {
-				store, err := filepath.Abs(cfg.Dir)
-				if err != nil {
-					return err
-				}
-				runner, err = triggers.New(triggers.Config{Dir: triggersDir, Store: store, Logger: log})
-				if err != nil {
-					return err
-				}
-				cfg.Triggers = runner
-			}
-			// Handled even without triggers: SIGHUP must not kill a pull.
-			stop := onSIGHUP(func() {
-				if runner == nil {
-					log.Info("SIGHUP: no --triggers-dir to reload")
-					return
-				}
-				if err := runner.Reload(); err != nil {
-					log.Error("reload triggers failed; keeping the previous ones", "err", err)
-				}
-			})
-			defer stop()
-			if httpAddr != "" {
-				stopHTTP, err := instrumentPull(&cfg, httpAddr, log)
-				if err != nil {
-					return err
-				}
-				defer stopHTTP()
-			}
-			w, err := watcher.New(cfg)
-			if err != nil {
-				return err
-			}
-			return w.Run(cmd.Context())
-		},
+		RunE: func(cmd *cobra.Command, args []string) error { return o.run(cmd.Context(), args[0]) },
 	}
 	f := cmd.Flags()
 	f.StringVar(&cfg.Dir, "store", "", "local directory to mirror into (required)")
-	f.StringVar(&triggersDir, "triggers-dir", "", "directory of trigger files (JSON, names without a dot)")
+	f.StringVar(&o.triggersDir, "triggers-dir", "", "directory of trigger files (JSON, names without a dot)")
 	f.BoolVar(&cfg.Once, "once", false, "exit after the first complete sync and its triggers")
 	f.BoolVar(&cfg.DryRun, "dry-run", false, "log what would change and which triggers would run; write nothing")
-	f.Var(fileMode, "file-mode", "permissions of mirrored files (octal)")
-	f.Var(dirMode, "dir-mode", "permissions of created directories (octal)")
-	f.StringVar(&httpAddr, "http-addr", "", "serve the client's /metrics on HOST:PORT (plain HTTP: keep it local)")
+	f.Var(modeFlag{&cfg.FileMode}, "file-mode", "permissions of mirrored files (octal)")
+	f.Var(modeFlag{&cfg.DirMode}, "dir-mode", "permissions of created directories (octal)")
+	f.StringVar(&o.httpAddr, "http-addr", "", "serve the client's /metrics on HOST:PORT (plain HTTP: keep it local)")
 	f.StringVar(&cfg.StateFile, "state-file", "", "state file (default: the store directory + "+watcher.StateSuffix+")")
 	f.BoolVar(&cfg.Atomic, "atomic", false, "make the store directory a symlink to a snapshot swapped in one rename per batch")
-	f.StringVar(&owner, "owner", "", "user (name or uid) owning mirrored files and directories (root only)")
-	f.StringVar(&group, "group", "", "group (name or gid) owning mirrored files and directories (root only)")
+	f.StringVar(&o.owner, "owner", "", "user (name or uid) owning mirrored files and directories (root only)")
+	f.StringVar(&o.group, "group", "", "group (name or gid) owning mirrored files and directories (root only)")
 	f.DurationVar(&cfg.IdleTimeout, "idle-timeout", cfg.IdleTimeout, "reconnect elsewhere when a server sends nothing for this long")
 	cmd.MarkFlagRequired("store")
-	cf.register(cmd)
-	logf.register(cmd)
+	o.cf.register(cmd)
+	o.logf.register(cmd)
 	return cmd
+}
+
+// run completes the config from the flags, wires the triggers, SIGHUP and
+// metrics, and runs the watcher on prefix.
+func (o *pullOptions) run(ctx context.Context, prefix string) error {
+	cfg := &o.cfg
+	log, err := o.logf.logger()
+	if err != nil {
+		return err
+	}
+	cfg.Logger = log
+	cfg.Prefix = prefix
+	if cfg.Servers, err = o.cf.serverList(); err != nil {
+		return err
+	}
+	if cfg.DialOptions, err = o.cf.dialOptions(); err != nil {
+		return err
+	}
+	if cfg.Owner, err = parseOwner(o.owner, o.group); err != nil {
+		return err
+	}
+	if err := cfg.Validate(); err != nil {
+		return err
+	}
+	var runner *triggers.Runner
+	if o.triggersDir != "" {
+		store, err := filepath.Abs(cfg.Dir)
+		if err != nil {
+			return err
+		}
+		runner, err = triggers.New(triggers.Config{Dir: o.triggersDir, Store: store, Logger: log})
+		if err != nil {
+			return err
+		}
+		cfg.Triggers = runner
+	}
+	// Handled even without triggers: SIGHUP must not kill a pull.
+	stop := onSIGHUP(func() {
+		if runner == nil {
+			log.Info("SIGHUP: no --triggers-dir to reload")
+			return
+		}
+		if err := runner.Reload(); err != nil {
+			log.Error("reload triggers failed; keeping the previous ones", "err", err)
+		}
+	})
+	defer stop()
+	if o.httpAddr != "" {
+		stopHTTP, err := instrumentPull(cfg, o.httpAddr, log)
+		if err != nil {
+			return err
+		}
+		defer stopHTTP()
+	}
+	w, err := watcher.New(*cfg)
+	if err != nil {
+		return err
+	}
+	return w.Run(ctx)
 }
 
 // parseOwner resolves --owner and --group, names or numeric ids, to the

@@ -1,0 +1,122 @@
+package watcher
+
+import (
+	"context"
+	"fmt"
+	"time"
+
+	"replds/follow"
+	repldspb "replds/proto"
+)
+
+// The applier is the file mirror's follow.Sink: the follower calls it from
+// one goroutine, as the contract says.
+var (
+	_ follow.Sink  = (*applier)(nil)
+	_ follow.Timer = (*applier)(nil)
+)
+
+// Token settles the snapshots of atomic mode (completing a swap that
+// failed in the previous session), runs the triggers a failed session left
+// pending, and returns the persisted token: nil when there is none or a
+// reset's full resync is pending, and then the set of seen paths starts
+// empty.
+func (a *applier) Token(ctx context.Context) (*repldspb.Vector, error) {
+	if err := a.settle(); err != nil {
+		return nil, err
+	}
+	// A batch sealed in a session that then failed (before its triggers
+	// ran, or before settle finished its swap) has its triggers pending:
+	// run them now rather than at the next change.
+	if _, err := a.runTriggers(ctx, false); err != nil {
+		return nil, err
+	}
+	token, full, err := a.st.token()
+	if err != nil {
+		return nil, err
+	}
+	if full || token == nil {
+		return nil, a.st.startFull(false)
+	}
+	return token, nil
+}
+
+// Reset records that a full resync is pending, so that it is redone from
+// scratch if interrupted.
+func (a *applier) Reset(ctx context.Context) error {
+	a.log.Warn("server reset the mirror; resyncing in full")
+	return a.st.startFull(true)
+}
+
+// Apply writes a page of nodes to the mirror (see applyPage).
+func (a *applier) Apply(ctx context.Context, p follow.Page) error {
+	if err := a.applyPage(p.Nodes, p.Full); err != nil {
+		return fmt.Errorf("watcher: apply: %w", err)
+	}
+	return nil
+}
+
+// Bookmark ends the open batch: after a full resync, the leaves it lacked
+// are deleted; the state records the token and hands the changes to the
+// triggers; in atomic mode the snapshot is published; then the triggers
+// run (all pending ones, forced, at a Once run's sync).
+func (a *applier) Bookmark(ctx context.Context, b follow.Bookmark) error {
+	if b.Full {
+		if err := a.deleteUnseen(); err != nil {
+			return fmt.Errorf("watcher: apply: %w", err)
+		}
+	}
+	changed, touched, err := a.commitBatch(b)
+	if err != nil {
+		return err
+	}
+	if b.Synced {
+		a.log.Info("synced")
+	}
+	once := a.once && b.Synced
+	if changed == 0 && !once {
+		return nil
+	}
+	if err := a.plan(touched); err != nil {
+		return fmt.Errorf("watcher: %w", err)
+	}
+	failed, err := a.runTriggers(ctx, once)
+	if err != nil {
+		return err
+	}
+	a.failed = failed
+	return nil
+}
+
+// commitBatch seals the batch and, in atomic mode, publishes its snapshot;
+// it logs and counts what the batch did.
+func (a *applier) commitBatch(b follow.Bookmark) (changed int, touched map[string]bool, err error) {
+	var snap uint64
+	if a.m.snaps != nil && a.m.snaps.staging != nil {
+		snap = a.m.snaps.next
+	}
+	changed, touched, err = a.seal(b.Token, b.Full, snap)
+	if err != nil {
+		return 0, nil, fmt.Errorf("watcher: %w", err)
+	}
+	// Atomic mode: the batch becomes visible here, in one rename, before
+	// any trigger runs.
+	if err := a.m.publish(changed > 0); err != nil {
+		return 0, nil, fmt.Errorf("watcher: publish snapshot: %w", err)
+	}
+	if changed > 0 || a.stats != (batchStats{}) {
+		a.log.Info("batch applied", append([]any{"changes", changed}, a.stats.attrs()...)...)
+	}
+	a.stats = batchStats{}
+	a.metrics.bookmarkApplied(b.Token, changed)
+	return changed, touched, nil
+}
+
+// Due returns when the next trigger with a quiescence window is due.
+func (a *applier) Due() (time.Time, bool) { return a.nextDue() }
+
+// Tick runs the triggers that are due.
+func (a *applier) Tick(ctx context.Context) error {
+	_, err := a.runTriggers(ctx, false)
+	return err
+}
