@@ -5,6 +5,7 @@ import (
 	"fmt"
 	"maps"
 	"replds/nodepath"
+	"slices"
 
 	bolt "go.etcd.io/bbolt"
 )
@@ -83,6 +84,24 @@ func (s *Store) CheckConsistency() error {
 		}
 		if s.tree.Len() != n {
 			fail("memory holds %d nodes, file %d", s.tree.Len(), n)
+		}
+		indexed := 0
+		for b, paths := range s.buckets {
+			indexed += len(paths)
+			if !slices.IsSorted(paths) {
+				fail("bucket %d index not in path order", b)
+			}
+			for _, p := range paths {
+				if bucketOf(p) != b {
+					fail("bucket %d index holds %q of bucket %d", b, p, bucketOf(p))
+				}
+				if _, ok := s.tree.Get(p); !ok {
+					fail("bucket %d index holds %q, not in memory", b, p)
+				}
+			}
+		}
+		if indexed != n {
+			fail("bucket index holds %d paths for %d nodes", indexed, n)
 		}
 		if logN := tx.Bucket(bucketLog).Stats().KeyN; logN != n {
 			fail("log holds %d entries for %d nodes", logN, n)

@@ -10,6 +10,7 @@ import (
 	"log/slog"
 	"math"
 	"replds/nodepath"
+	"slices"
 	"sync"
 	"sync/atomic"
 	"time"
@@ -73,10 +74,15 @@ type Store struct {
 
 	// mu guards the in-memory state. Only the committer changes it, under
 	// the write lock, so the committer reads it without locking.
-	mu         sync.RWMutex
-	tree       *radix.Tree // path -> *entry, tombstones included
-	slab       []entry     // unused tail of the slab newEntry allocates from
-	hash       *hashTree
+	mu   sync.RWMutex
+	tree *radix.Tree // path -> *entry, tombstones included
+	slab []entry     // unused tail of the slab newEntry allocates from
+	hash *hashTree
+	// buckets[b] holds the paths of hash-tree leaf bucket b in path order
+	// (see insert): Bucket reads one bucket without walking the tree. The
+	// strings share their bytes with the radix tree's keys, so the index
+	// costs a string header per node.
+	buckets    [][]string
 	stats      Stats
 	vector     Vector
 	lastIssued uint64 // highest HLC value issued or absorbed
@@ -162,6 +168,7 @@ func Open(cfg Config) (*Store, error) {
 		closing: make(chan struct{}),
 		tree:    radix.New(),
 		hash:    newHashTree(),
+		buckets: make([][]string, TreeLeaves),
 		vector:  make(Vector),
 		subs:    make(map[*Subscription]struct{}),
 	}
@@ -270,10 +277,25 @@ func (s *Store) insert(path string, m Meta) {
 		e = s.newEntry()
 		e.bucket = uint16(bucketOf(path))
 		s.tree.Insert(path, e)
+		s.indexBucket(int(e.bucket), path)
 	}
 	e.setMeta(m)
 	s.hash.toggle(int(e.bucket), nodeHash(path, m))
 	s.stats.add(m)
+}
+
+// indexBucket adds a new path to the index of bucket b, in path order.
+// Paths are never removed: the store never forgets one (tombstones stay).
+// The caller holds mu for writing (or is load).
+func (s *Store) indexBucket(b int, path string) {
+	paths := s.buckets[b]
+	i, _ := slices.BinarySearch(paths, path)
+	if paths == nil {
+		// Most buckets hold a handful of paths: start small, then let
+		// append double.
+		paths = make([]string, 0, 2)
+	}
+	s.buckets[b] = slices.Insert(paths, i, path)
 }
 
 // add counts node m in st.
@@ -694,20 +716,23 @@ func (s *Store) TreeChildren(level, index int) []Hash {
 
 // Bucket returns the metadata (no data) of every node, live or tombstone,
 // in leaf bucket b of the hash tree (0 <= b < TreeLeaves), in path order.
-// It walks every node in memory under the read lock.
+// It reads the bucket's index under the read lock: its cost is the size of
+// the bucket, not of the store.
 func (s *Store) Bucket(b int) []Node {
 	if b < 0 || b >= TreeLeaves {
 		return nil
 	}
 	s.mu.RLock()
 	defer s.mu.RUnlock()
-	var out []Node
-	s.tree.Walk(func(path string, v any) bool {
-		if e := v.(*entry); int(e.bucket) == b {
-			out = append(out, Node{Path: path, Meta: e.meta()})
-		}
-		return false
-	})
+	paths := s.buckets[b]
+	if len(paths) == 0 {
+		return nil
+	}
+	out := make([]Node, len(paths))
+	for i, path := range paths {
+		v, _ := s.tree.Get(path)
+		out[i] = Node{Path: path, Meta: v.(*entry).meta()}
+	}
 	return out
 }
 

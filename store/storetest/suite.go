@@ -40,6 +40,7 @@ func Run(t *testing.T, open Opener) {
 		{"Limits", testLimits},
 		{"Reopen", testReopen},
 		{"HashTree", testHashTree},
+		{"Buckets", testBuckets},
 		{"ApplyConverges", testApplyConverges},
 		{"ApplyLWW", testApplyLWW},
 		{"ApplyInvalid", testApplyInvalid},
@@ -742,6 +743,51 @@ func testHashTree(t *testing.T, open Opener) {
 	}
 	if e.s.Bucket(-1) != nil || e.s.Bucket(store.TreeLeaves) != nil {
 		t.Errorf("Bucket out of range returned nodes")
+	}
+}
+
+// sameBucket returns n paths under dir that share one hash-tree bucket,
+// in descending path order.
+func sameBucket(dir string, n int) []string {
+	want := BucketOf(dir + "/0")
+	out := []string{dir + "/0"}
+	for i := 1; len(out) < n; i++ {
+		if p := fmt.Sprintf("%s/%d", dir, i); BucketOf(p) == want {
+			out = append(out, p)
+		}
+	}
+	slices.Sort(out)
+	slices.Reverse(out)
+	return out
+}
+
+func testBuckets(t *testing.T, open Opener) {
+	e := newEnv(t, open)
+	paths := sameBucket("/q", 4)
+	b := BucketOf(paths[0])
+	// Written out of order, by Write and Apply, one of them deleted, one
+	// replaced: Bucket returns exactly the bucket's nodes, in path order,
+	// with their current metadata, before and after a reopen.
+	e.put(paths[0], "0", paths[1], "1")
+	e.apply([]store.Node{{Path: paths[2], Meta: store.Meta{Version: 5, Origin: 3, Seq: 1}, Data: []byte("2")}})
+	e.put(paths[3], "3")
+	e.write(del(paths[1]))
+	e.put(paths[0], "0'")
+	e.put("/other", "x")
+	want := slices.Sorted(slices.Values(paths))
+	for _, phase := range []string{"open", "reopened"} {
+		got := e.s.Bucket(b)
+		var gotPaths []string
+		for _, n := range got {
+			gotPaths = append(gotPaths, n.Path)
+			if m, _ := e.s.Lookup(n.Path); n.Meta != m || n.Data != nil {
+				t.Errorf("%s: Bucket(%d) has %q %+v, Lookup %+v", phase, b, n.Path, n.Meta, m)
+			}
+		}
+		if !slices.Equal(gotPaths, want) {
+			t.Errorf("%s: Bucket(%d) paths = %q, want %q", phase, b, gotPaths, want)
+		}
+		e.reopen()
 	}
 }
 
