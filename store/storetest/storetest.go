@@ -25,6 +25,7 @@ type Store interface {
 	Lookup(path string) (store.Meta, bool)
 	Walk(prefix string, fn func(path string, m store.Meta) bool)
 	Scan(opts store.ScanOptions) ([]store.Node, string, error)
+	Snapshot(ctx context.Context, opts store.ScanOptions, fn func(vec store.Vector, page []store.Node) error) error
 	Changes(origin, after uint64, maxNodes, maxBytes int) ([]store.Node, uint64, bool, error)
 	Vector() store.Vector
 	Root() store.Hash

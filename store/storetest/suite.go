@@ -27,6 +27,7 @@ func Run(t *testing.T, open Opener) {
 		{"WriteGet", testWriteGet},
 		{"Walk", testWalk},
 		{"Scan", testScan},
+		{"Snapshot", testSnapshot},
 		{"Changes", testChanges},
 		{"Versions", testVersions},
 		{"ClockSkew", testClockSkew},
@@ -231,6 +232,105 @@ func testScan(t *testing.T, open Opener) {
 	if _, _, err := e.s.Scan(store.ScanOptions{Prefix: "p"}); !errors.Is(err, store.ErrInvalidPath) {
 		t.Errorf("Scan(Prefix p) = %v, want ErrInvalidPath", err)
 	}
+}
+
+// readSnapshot reads a whole snapshot of prefix in pages of 3 nodes; during
+// calls fn after the first page.
+func readSnapshot(t *testing.T, s Store, prefix string, during func()) (store.Vector, []store.Node) {
+	t.Helper()
+	var vec store.Vector
+	var nodes []store.Node
+	pages := 0
+	err := s.Snapshot(context.Background(), store.ScanOptions{Prefix: prefix, MaxNodes: 3}, func(v store.Vector, page []store.Node) error {
+		if pages > 0 && !maps.Equal(v, vec) {
+			t.Errorf("Snapshot page %d vector %v, first page %v", pages, v, vec)
+		}
+		vec = v
+		pages++
+		nodes = append(nodes, page...)
+		if pages == 1 && during != nil {
+			during()
+		}
+		return nil
+	})
+	if err != nil {
+		t.Fatalf("Snapshot(%s) = %v", prefix, err)
+	}
+	return vec, nodes
+}
+
+func testSnapshot(t *testing.T, open Opener) {
+	e := newEnv(t, open)
+	if vec, nodes := readSnapshot(t, e.s, "/", nil); len(vec) != 0 || len(nodes) != 0 {
+		t.Errorf("empty store: Snapshot = %v, %d nodes; want an empty vector and no nodes", vec, len(nodes))
+	}
+	for i := range 10 {
+		e.put(fmt.Sprintf("/s/%02d", i), fmt.Sprint(i))
+	}
+	e.write(del("/s/03"))
+	e.put("/t", "outside")
+	e.apply([]store.Node{{Path: "/s/remote", Meta: store.Meta{Version: 1, Origin: 9, Seq: 1}, Data: []byte("r")}})
+	wantVec := e.s.Vector()
+	want := walkData(t, e.s, "/s")
+
+	// Writes committed while the snapshot runs do not leak into it: not
+	// into its nodes, not into its vector.
+	gotVec, got := readSnapshot(t, e.s, "/s", func() {
+		done := make(chan struct{})
+		go func() {
+			defer close(done)
+			e.put("/s/09", "new", "/s/99", "new")
+			e.write(del("/s/08"))
+			e.apply([]store.Node{{Path: "/s/00", Meta: store.Meta{Version: ^uint64(0) >> 1, Origin: 9, Seq: 2}, Data: []byte("r2")}})
+		}()
+		select {
+		case <-done:
+		case <-time.After(10 * time.Second):
+			t.Fatal("writes blocked by a snapshot")
+		}
+	})
+	if !maps.Equal(gotVec, wantVec) {
+		t.Errorf("Snapshot vector = %v, want %v", gotVec, wantVec)
+	}
+	if !slices.EqualFunc(got, want, nodeEqual) {
+		t.Errorf("Snapshot nodes = %v, want %v", got, want)
+	}
+	gotVec, got = readSnapshot(t, e.s, "/s", nil)
+	if !maps.Equal(gotVec, e.s.Vector()) || !slices.EqualFunc(got, walkData(t, e.s, "/s"), nodeEqual) {
+		t.Errorf("Snapshot after the writes = %v, %v; want the store's state", gotVec, got)
+	}
+
+	err := e.s.Snapshot(context.Background(), store.ScanOptions{Prefix: "bad"}, func(store.Vector, []store.Node) error { return nil })
+	if !errors.Is(err, store.ErrInvalidPath) {
+		t.Errorf("Snapshot(bad prefix) = %v, want ErrInvalidPath", err)
+	}
+	stop := errors.New("stop")
+	if err := e.s.Snapshot(context.Background(), store.ScanOptions{Prefix: "/s", MaxNodes: 1}, func(store.Vector, []store.Node) error { return stop }); err != stop {
+		t.Errorf("Snapshot with failing fn = %v, want its error", err)
+	}
+}
+
+// walkData returns every node under prefix, tombstones included, with its
+// data, in path order.
+func walkData(t *testing.T, s Store, prefix string) []store.Node {
+	t.Helper()
+	var out []store.Node
+	for _, n := range walk(s, prefix) {
+		if !n.Deleted {
+			full, err := s.Get(n.Path)
+			if err != nil {
+				t.Fatalf("Get(%q) = %v", n.Path, err)
+			}
+			n = full
+		}
+		out = append(out, n)
+	}
+	return out
+}
+
+// nodeEqual compares nodes, data included.
+func nodeEqual(a, b store.Node) bool {
+	return a.Path == b.Path && a.Meta == b.Meta && bytes.Equal(a.Data, b.Data)
 }
 
 func testChanges(t *testing.T, open Opener) {
