@@ -140,3 +140,7 @@ func (s *Store) CheckConsistency() error {
 	})
 	return errors.Join(append(errs, err)...)
 }
+
+// PlanByIndex reports whether a catch-up of f starting now would read the
+// change index rather than scan its prefixes.
+func (f *Feed) PlanByIndex() bool { return f.startReplay(f.s.Vector()).byIndex }

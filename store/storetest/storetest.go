@@ -32,6 +32,7 @@ type Store interface {
 	TreeChildren(level, index int) []store.Hash
 	Bucket(b int) []store.Node
 	Subscribe(buf int) *store.Subscription
+	Feed(opts store.FeedOptions) (*store.Feed, error)
 	Stats() store.Stats
 	Reincarnate(ctx context.Context) (old, new uint64, err error)
 	Close() error

@@ -48,6 +48,8 @@ func Run(t *testing.T, open Opener) {
 		{"Vector", testVector},
 		{"Subscribe", testSubscribe},
 		{"Overflow", testOverflow},
+		{"Feed", testFeed},
+		{"FeedOverflow", testFeedOverflow},
 		{"ConcurrentWrites", testConcurrentWrites},
 		{"Close", testClose},
 		{"CloseWhileWriting", testCloseWhileWriting},
@@ -1308,5 +1310,155 @@ func testCloseWhileWriting(t *testing.T, open Opener) {
 	}
 	if got := e.s.Stats().Nodes; got != uint64(len(acked)) {
 		t.Errorf("store holds %d nodes, %d writes were acknowledged", got, len(acked))
+	}
+}
+
+// feedUntil reads f until a page for which stop returns true, and returns
+// the nodes read by path (the last version wins) and the last page.
+func feedUntil(t *testing.T, f *store.Feed, stop func(store.FeedPage) bool) (map[string]store.Node, store.FeedPage) {
+	t.Helper()
+	ctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
+	defer cancel()
+	got := map[string]store.Node{}
+	for {
+		page, err := f.Next(ctx)
+		if err != nil {
+			t.Fatalf("Feed.Next = %v", err)
+		}
+		for _, n := range page.Nodes {
+			if o, ok := got[n.Path]; !ok || n.Newer(o.Meta) {
+				got[n.Path] = n
+			}
+		}
+		if stop(page) {
+			return got, page
+		}
+	}
+}
+
+func caught(p store.FeedPage) bool { return p.Caught }
+
+// feedWant returns the nodes under prefix not covered by from, with data.
+func feedWant(t *testing.T, s Store, prefix string, from store.Vector) map[string]store.Node {
+	t.Helper()
+	want := map[string]store.Node{}
+	for _, n := range walkData(t, s, prefix) {
+		if !from.Covers(n.Origin, n.Seq) {
+			want[n.Path] = n
+		}
+	}
+	return want
+}
+
+func sameNodes(got, want map[string]store.Node) bool {
+	return maps.EqualFunc(got, want, nodeEqual)
+}
+
+func testFeed(t *testing.T, open Opener) {
+	e := newEnv(t, open)
+	for i := range 20 {
+		e.put(fmt.Sprintf("/f/%02d", i), fmt.Sprint(i), fmt.Sprintf("/g/%02d", i), fmt.Sprint(i))
+	}
+	e.write(del("/f/05"))
+	e.apply([]store.Node{{Path: "/f/remote", Meta: store.Meta{Version: 1, Origin: 9, Seq: 1}, Data: []byte("r")}})
+
+	// From nothing: every winner under the prefix, tombstones included,
+	// then a Caught page with the store's vector.
+	f, err := e.s.Feed(store.FeedOptions{Prefixes: []string{"/f"}, MaxNodes: 3, Buffer: 16})
+	if err != nil {
+		t.Fatalf("Feed = %v", err)
+	}
+	defer f.Close()
+	got, last := feedUntil(t, f, caught)
+	if want := feedWant(t, e.s, "/f", nil); !sameNodes(got, want) {
+		t.Errorf("Feed replay = %v, want %v", got, want)
+	}
+	if !maps.Equal(last.Vector, e.s.Vector()) {
+		t.Errorf("Caught page vector = %v, want %v", last.Vector, e.s.Vector())
+	}
+
+	// Live: a commit under the prefix comes as a page; one elsewhere only
+	// moves the vector.
+	e.put("/g/00", "g2")
+	e.put("/f/00", "f2")
+	got, last = feedUntil(t, f, func(store.FeedPage) bool { return true })
+	if len(got) != 1 || got["/f/00"].Data == nil || string(got["/f/00"].Data) != "f2" || last.Replay {
+		t.Errorf("live page = %v, want /f/00 = f2", last)
+	}
+	if !maps.Equal(last.Vector, e.s.Vector()) || !maps.Equal(f.Vector(), e.s.Vector()) {
+		t.Errorf("live page vector = %v, feed %v, want %v", last.Vector, f.Vector(), e.s.Vector())
+	}
+	resume := last.Vector
+
+	// Resume from a bookmark, with a few changes since and a Keep that
+	// drops one path: only what the bookmark lacks, filtered.
+	e.put("/f/01", "f3", "/g/01", "g3")
+	e.write(del("/f/02"))
+	e.apply([]store.Node{{Path: "/f/remote", Meta: store.Meta{Version: ^uint64(0) >> 1, Origin: 9, Seq: 2}, Data: []byte("r2")}})
+	e.put("/f/03", "hidden")
+	keep := func(path string, _ store.Meta) bool { return path != "/f/03" }
+	for _, name := range []string{"/f", "/"} {
+		r, err := e.s.Feed(store.FeedOptions{Prefixes: []string{name}, From: resume, Keep: keep})
+		if err != nil {
+			t.Fatalf("Feed = %v", err)
+		}
+		got, last = feedUntil(t, r, caught)
+		r.Close()
+		want := feedWant(t, e.s, name, resume)
+		delete(want, "/f/03")
+		if !sameNodes(got, want) {
+			t.Errorf("Feed(%s) resumed = %v, want %v", name, got, want)
+		}
+		if !maps.Equal(last.Vector, e.s.Vector()) {
+			t.Errorf("Feed(%s) resumed vector = %v, want %v", name, last.Vector, e.s.Vector())
+		}
+	}
+
+	// Nothing new: an empty Caught page.
+	r, err := e.s.Feed(store.FeedOptions{Prefixes: []string{"/f"}, From: e.s.Vector()})
+	if err != nil {
+		t.Fatalf("Feed = %v", err)
+	}
+	if got, _ := feedUntil(t, r, caught); len(got) != 0 {
+		t.Errorf("Feed from the store's vector = %v, want nothing", got)
+	}
+	r.Close()
+	if _, err := r.Next(context.Background()); !errors.Is(err, store.ErrClosed) {
+		t.Errorf("Next after Close = %v, want ErrClosed", err)
+	}
+	if _, err := e.s.Feed(store.FeedOptions{Prefixes: []string{"bad"}}); !errors.Is(err, store.ErrInvalidPath) {
+		t.Errorf("Feed(bad prefix) = %v, want ErrInvalidPath", err)
+	}
+}
+
+func testFeedOverflow(t *testing.T, open Opener) {
+	e := newEnv(t, open)
+	e.put("/f/a", "0")
+	f, err := e.s.Feed(store.FeedOptions{Prefixes: []string{"/f"}, Buffer: 1})
+	if err != nil {
+		t.Fatalf("Feed = %v", err)
+	}
+	defer f.Close()
+	feedUntil(t, f, caught)
+	// Many commits the consumer does not read: the feed overflows, then
+	// catches up from the store; nothing is lost.
+	for i := range 10 {
+		e.put(fmt.Sprintf("/f/%d", i), fmt.Sprint(i))
+	}
+	e.put("/f/a", "last")
+	want := feedWant(t, e.s, "/f", nil)
+	delete(want, "/f/a")
+	got := map[string]store.Node{}
+	target := e.s.Vector()
+	for len(got) < len(want)+1 || !maps.Equal(f.Vector(), target) {
+		page, _ := feedUntil(t, f, func(store.FeedPage) bool { return true })
+		maps.Copy(got, page)
+	}
+	if a := got["/f/a"]; string(a.Data) != "last" {
+		t.Errorf("after overflow /f/a = %q, want last", a.Data)
+	}
+	delete(got, "/f/a")
+	if !sameNodes(got, want) {
+		t.Errorf("after overflow got %v, want %v", got, want)
 	}
 }
