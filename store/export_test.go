@@ -143,4 +143,10 @@ func (s *Store) CheckConsistency() error {
 
 // PlanByIndex reports whether a catch-up of f starting now would read the
 // change index rather than scan its prefixes.
-func (f *Feed) PlanByIndex() bool { return f.startReplay(f.s.Vector()).byIndex }
+func (f *Feed) PlanByIndex() (bool, error) {
+	r, err := f.startReplay(f.s.Vector())
+	if err != nil {
+		return false, err
+	}
+	return r.byIndex, nil
+}

@@ -2,6 +2,7 @@ package store
 
 import (
 	"context"
+	"fmt"
 	"replds/nodepath"
 	"slices"
 
@@ -63,6 +64,7 @@ type Feed struct {
 // cursor) or a scan of the prefixes (root, after).
 type feedReplay struct {
 	target  Vector
+	upto    map[uint64]uint64
 	byIndex bool
 	origins []uint64
 	cursor  uint64
@@ -130,50 +132,80 @@ func (f *Feed) Close() {
 // once the store or the feed is closed, and a storage error if a replay
 // read fails; the feed is then unusable.
 func (f *Feed) Next(ctx context.Context) (FeedPage, error) {
+	page, ok, err := f.next(ctx.Done(), true)
+	if err == nil && !ok {
+		return FeedPage{}, ctx.Err()
+	}
+	return page, err
+}
+
+// TryNext is Next without waiting: ok is false when the next page would
+// be a commit not made yet.
+func (f *Feed) TryNext() (page FeedPage, ok bool, err error) {
+	return f.next(nil, false)
+}
+
+// next is Next (block) or TryNext; done ends the wait.
+func (f *Feed) next(done <-chan struct{}, block bool) (FeedPage, bool, error) {
 	for {
 		if f.err != nil {
-			return FeedPage{}, f.err
+			return FeedPage{}, false, f.err
 		}
 		if f.sub == nil {
 			f.sub = f.s.Subscribe(f.opts.Buffer)
 			// The vector is taken after subscribing: every later commit
 			// is in the subscription, every earlier one in the store.
-			f.replay = f.startReplay(f.s.Vector())
+			r, err := f.startReplay(f.s.Vector())
+			if err != nil {
+				f.fail(err)
+				return FeedPage{}, false, err
+			}
+			f.replay = r
 		}
 		if f.replay != nil {
 			page, ok, err := f.replayPage()
 			if err != nil {
 				f.fail(err)
-				return FeedPage{}, err
+				return FeedPage{}, false, err
 			}
 			if ok {
-				return page, nil
+				return page, true, nil
 			}
 			continue
 		}
-		select {
-		case <-ctx.Done():
-			return FeedPage{}, ctx.Err()
-		case ev, ok := <-f.sub.C():
-			if !ok {
-				if f.sub.Overflowed() {
-					f.s.log.Debug("feed fell behind; catching up", "prefixes", f.opts.Prefixes)
-					f.sub = nil
-					continue
-				}
-				f.fail(ErrClosed)
-				return FeedPage{}, ErrClosed
+		var ev Event
+		var open bool
+		if block {
+			select {
+			case <-done:
+				return FeedPage{}, false, nil
+			case ev, open = <-f.sub.C():
 			}
-			var nodes []Node
-			for _, n := range ev.Nodes {
-				if f.under(n.Path) && f.keep(n.Path, n.Meta) {
-					nodes = append(nodes, n)
-				}
+		} else {
+			select {
+			case ev, open = <-f.sub.C():
+			default:
+				return FeedPage{}, false, nil
 			}
-			raise(f.covered, ev.Vector)
-			if len(nodes) > 0 {
-				return FeedPage{Nodes: nodes, Vector: f.covered.Clone()}, nil
+		}
+		if !open {
+			if f.sub.Overflowed() {
+				f.s.log.Debug("feed fell behind; catching up", "prefixes", f.opts.Prefixes)
+				f.sub = nil
+				continue
 			}
+			f.fail(ErrClosed)
+			return FeedPage{}, false, ErrClosed
+		}
+		var nodes []Node
+		for _, n := range ev.Nodes {
+			if f.under(n.Path) && f.keep(n.Path, n.Meta) {
+				nodes = append(nodes, n)
+			}
+		}
+		raise(f.covered, ev.Vector)
+		if len(nodes) > 0 {
+			return FeedPage{Nodes: nodes, Vector: f.covered.Clone()}, true, nil
 		}
 	}
 }
@@ -215,21 +247,71 @@ func raise(v, o Vector) {
 // startReplay plans a catch-up to target, choosing its source: the change
 // index costs about indexCost per change after the consumer's vector, a
 // scan one per node under the prefixes.
-func (f *Feed) startReplay(target Vector) *feedReplay {
-	r := &feedReplay{target: target}
+//
+// The index is read per origin from the consumer's entry up to the last
+// entry the log held when the catch-up began, not just up to target:
+// nodes that came by hash-tree repair carry seqs no vector covers yet.
+// Later entries come through the subscription.
+func (f *Feed) startReplay(target Vector) (*feedReplay, error) {
+	r := &feedReplay{target: target, upto: map[uint64]uint64{}}
+	var heads map[uint64]uint64
+	if err := f.s.view(func(tx *bolt.Tx) error {
+		var err error
+		heads, err = logHeads(tx)
+		return err
+	}); err != nil {
+		return nil, err
+	}
 	delta := uint64(0)
-	for o, seq := range target {
-		if seq > f.covered[o] {
-			delta += seq - f.covered[o]
-			r.origins = append(r.origins, o)
+	for o, head := range heads {
+		from := f.covered[o]
+		if head <= from {
+			continue
 		}
+		r.origins = append(r.origins, o)
+		r.upto[o] = head
+		// Entries above the vector are the odd repaired node: count one.
+		delta += min(head, max(target[o], from+1)) - from
 	}
 	slices.Sort(r.origins)
 	r.byIndex = delta*indexCost <= f.s.countUnder(f.opts.Prefixes, delta*indexCost)
 	if r.byIndex && len(r.origins) > 0 {
 		r.cursor = f.covered[r.origins[0]]
 	}
-	return r
+	return r, nil
+}
+
+// logHeads returns the highest seq in the log of every origin it holds:
+// two seeks per origin.
+func logHeads(tx *bolt.Tx) (map[uint64]uint64, error) {
+	heads := map[uint64]uint64{}
+	c := tx.Bucket(bucketLog).Cursor()
+	k, _ := c.First()
+	for k != nil {
+		o, _, err := decodeLogKey(k)
+		if err != nil {
+			return nil, fmt.Errorf("store: log: %w", err)
+		}
+		next, _ := c.Seek(logKey(o, ^uint64(0)))
+		if next != nil {
+			if no, _, _ := decodeLogKey(next); no == o {
+				// seq ^0 itself: the last possible entry of o.
+				heads[o] = ^uint64(0)
+				k, _ = c.Next()
+				continue
+			}
+			k, _ = c.Prev()
+		} else {
+			k, _ = c.Last()
+		}
+		_, seq, err := decodeLogKey(k)
+		if err != nil {
+			return nil, fmt.Errorf("store: log: %w", err)
+		}
+		heads[o] = seq
+		k = next
+	}
+	return heads, nil
 }
 
 // countUnder returns the number of nodes under prefixes, tombstones
@@ -292,7 +374,7 @@ func (f *Feed) indexPage(tx *bolt.Tx) (nodes []Node, done bool, err error) {
 	}
 	o := r.origins[0]
 	nodes, last, more, err := changesPage(tx, changesRange{
-		origin: o, after: r.cursor, upto: r.target[o],
+		origin: o, after: r.cursor, upto: r.upto[o],
 		keep:     func(path string, m Meta) bool { return f.under(path) && f.keep(path, m) },
 		maxNodes: f.opts.MaxNodes, maxBytes: f.opts.MaxBytes, maxRead: maxIndexRead,
 	})
@@ -303,10 +385,9 @@ func (f *Feed) indexPage(tx *bolt.Tx) (nodes []Node, done bool, err error) {
 	if !more {
 		// Every winner of o up to the target went out: the consumer
 		// covers o that far.
-		r.cursor = r.target[o]
 		r.origins = r.origins[1:]
-		if r.cursor > f.covered[o] {
-			f.covered[o] = r.cursor
+		if r.target[o] > f.covered[o] {
+			f.covered[o] = r.target[o]
 		}
 		if len(r.origins) > 0 {
 			r.cursor = f.covered[r.origins[0]]

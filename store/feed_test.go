@@ -53,8 +53,8 @@ func TestFeed_Source(t *testing.T) {
 				t.Fatal(err)
 			}
 			defer f.Close()
-			if got := f.PlanByIndex(); got != tt.index {
-				t.Errorf("catch-up by index = %v, want %v", got, tt.index)
+			if got, err := f.PlanByIndex(); err != nil || got != tt.index {
+				t.Errorf("catch-up by index = %v, %v; want %v", got, err, tt.index)
 			}
 		})
 	}

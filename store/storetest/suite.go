@@ -1426,6 +1426,19 @@ func testFeed(t *testing.T, open Opener) {
 	if _, err := r.Next(context.Background()); !errors.Is(err, store.ErrClosed) {
 		t.Errorf("Next after Close = %v, want ErrClosed", err)
 	}
+	// A node no vector covers (brought by hash-tree repair) is replayed
+	// to a consumer holding the store's vector.
+	orphan := store.Node{Path: "/f/orphan", Meta: store.Meta{Version: 7, Origin: 77, Seq: 1 << 40}, Data: []byte("o")}
+	e.apply([]store.Node{orphan})
+	r, err = e.s.Feed(store.FeedOptions{Prefixes: []string{"/f"}, From: e.s.Vector()})
+	if err != nil {
+		t.Fatalf("Feed = %v", err)
+	}
+	got, _ = feedUntil(t, r, caught)
+	r.Close()
+	if n, ok := got[orphan.Path]; len(got) != 1 || !ok || n.Meta != (store.Meta{Version: 7, Origin: 77, Seq: 1 << 40, Size: 1}) {
+		t.Errorf("Feed from the store's vector = %v, want the repaired node %s", got, orphan.Path)
+	}
 	if _, err := e.s.Feed(store.FeedOptions{Prefixes: []string{"bad"}}); !errors.Is(err, store.ErrInvalidPath) {
 		t.Errorf("Feed(bad prefix) = %v, want ErrInvalidPath", err)
 	}
