@@ -3,6 +3,7 @@ package store
 import (
 	"errors"
 	"log/slog"
+	"replds/limits"
 	"replds/nodepath"
 	"time"
 )
@@ -49,13 +50,14 @@ type Config struct {
 	NoSync bool
 }
 
-// DefaultConfig returns the production defaults for a store file at path.
+// DefaultConfig returns the production defaults for a store file at path:
+// the limits of package limits, which servers share.
 func DefaultConfig(path string) Config {
 	return Config{
 		Path:          path,
-		MaxNodeSize:   16 << 20,
-		MaxBatch:      100000,
-		MaxBatchBytes: 256 << 20,
+		MaxNodeSize:   limits.MaxNodeSize,
+		MaxBatch:      limits.MaxBatch,
+		MaxBatchBytes: limits.MaxBatchBytes,
 	}
 }
 
