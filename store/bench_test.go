@@ -155,8 +155,13 @@ func BenchmarkStore_Changes(b *testing.B) {
 // loadStore returns a store holding total nodes of 16 bytes applied from
 // one remote origin, in pages, without fsync.
 func loadStore(b *testing.B, total int) *store.Store {
+	return loadStoreAt(b, b.TempDir()+"/store.db", total)
+}
+
+// loadStoreAt is loadStore of a file at path.
+func loadStoreAt(b *testing.B, path string, total int) *store.Store {
 	const page = 5000
-	cfg := store.DefaultConfig(b.TempDir() + "/store.db")
+	cfg := store.DefaultConfig(path)
 	cfg.Logger = discard
 	cfg.NoSync = true
 	s := openStore(b, cfg)
@@ -256,5 +261,28 @@ func BenchmarkStore_Bucket(b *testing.B) {
 			}
 			b.ReportMetric(float64(n)/float64(b.N), "nodes/op")
 		})
+	}
+}
+
+// BenchmarkStore_Open opens a store of 1M nodes: reading every node's
+// metadata from bbolt into the radix tree, the hash tree and the bucket
+// index.
+func BenchmarkStore_Open(b *testing.B) {
+	path := b.TempDir() + "/store.db"
+	s := loadStoreAt(b, path, 1000000)
+	if err := s.Close(); err != nil {
+		b.Fatal(err)
+	}
+	b.ResetTimer()
+	for range b.N {
+		cfg := store.DefaultConfig(path)
+		cfg.Logger = discard
+		s, err := store.Open(cfg)
+		if err != nil {
+			b.Fatal(err)
+		}
+		if err := s.Close(); err != nil {
+			b.Fatal(err)
+		}
 	}
 }

@@ -88,8 +88,8 @@ func (s *Store) CheckConsistency() error {
 		indexed := 0
 		for b, paths := range s.buckets {
 			indexed += len(paths)
-			if !slices.IsSorted(paths) {
-				fail("bucket %d index not in path order", b)
+			if len(slices.Compact(slices.Sorted(slices.Values(paths)))) != len(paths) {
+				fail("bucket %d index holds a path twice", b)
 			}
 			for _, p := range paths {
 				if bucketOf(p) != b {

@@ -11,6 +11,7 @@ import (
 	"math"
 	"replds/nodepath"
 	"slices"
+	"strings"
 	"sync"
 	"sync/atomic"
 	"time"
@@ -78,8 +79,8 @@ type Store struct {
 	tree *radix.Tree // path -> *entry, tombstones included
 	slab []entry     // unused tail of the slab newEntry allocates from
 	hash *hashTree
-	// buckets[b] holds the paths of hash-tree leaf bucket b in path order
-	// (see insert): Bucket reads one bucket without walking the tree. The
+	// buckets[b] holds the paths of hash-tree leaf bucket b, in no order
+	// (see indexBucket): Bucket reads one bucket without walking the tree. The
 	// strings share their bytes with the radix tree's keys, so the index
 	// costs a string header per node.
 	buckets    [][]string
@@ -277,18 +278,18 @@ func (s *Store) insert(path string, m Meta) {
 	s.stats.add(m)
 }
 
-// indexBucket adds a new path to the index of bucket b, in path order.
-// Paths are never removed: the store never forgets one (tombstones stay).
-// The caller holds mu for writing (or is load).
+// indexBucket adds a new path to the index of bucket b. Paths are never
+// removed: the store never forgets one (tombstones stay). Bucket sorts
+// what it returns, so that adding costs no comparison. The caller holds
+// mu for writing (or is load).
 func (s *Store) indexBucket(b int, path string) {
 	paths := s.buckets[b]
-	i, _ := slices.BinarySearch(paths, path)
 	if paths == nil {
 		// Most buckets hold a handful of paths: start small, then let
 		// append double.
 		paths = make([]string, 0, 2)
 	}
-	s.buckets[b] = slices.Insert(paths, i, path)
+	s.buckets[b] = append(paths, path)
 }
 
 // add counts node m in st.
@@ -759,6 +760,7 @@ func (s *Store) Bucket(b int) []Node {
 		v, _ := s.tree.Get(path)
 		out[i] = Node{Path: path, Meta: v.(*entry).meta()}
 	}
+	slices.SortFunc(out, func(a, b Node) int { return strings.Compare(a.Path, b.Path) })
 	return out
 }
 
