@@ -13,7 +13,9 @@
 //     memberlist, only over gRPC.
 //   - A Watch stream never sends a bookmark that covers a write it has not
 //     sent (when under its prefix), so the bookmark is a resume token valid
-//     on any server.
+//     on any server. Its replay and live changes come from a store.Feed
+//     (watch.go), which resumes from the change index when the client
+//     lacks few changes.
 //   - Every goroutine is started through Server.goFunc and is waited for by
 //     Close, which is idempotent and ordered: stop RPCs, leave membership,
 //     stop background loops and the HTTP listener, close the store.

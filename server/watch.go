@@ -180,18 +180,23 @@ func (w *watchStream) next(ctx context.Context, feed *store.Feed) (store.FeedPag
 // untilStopping returns a context that ends with parent, or with cause
 // store.ErrClosed when the server starts stopping, so that streams end
 // before the graceful stop waits for them. stop releases it and waits for
-// the goroutine that watches the server.
+// the goroutine (started by goFunc) that watches the server.
 func (s *Server) untilStopping(parent context.Context) (ctx context.Context, stop func()) {
 	ctx, cancel := context.WithCancelCause(parent)
 	done := make(chan struct{})
-	go func() {
+	watching := s.goFunc(func() {
 		defer close(done)
 		select {
 		case <-s.stopping:
 			cancel(store.ErrClosed)
 		case <-ctx.Done():
 		}
-	}()
+	})
+	if !watching {
+		// Close has begun.
+		cancel(store.ErrClosed)
+		close(done)
+	}
 	return ctx, func() {
 		cancel(nil)
 		<-done
