@@ -63,7 +63,8 @@ func BenchmarkStore_ApplyPages(b *testing.B) {
 }
 
 // BenchmarkStore_MemoryPerNode reports the Go heap a store keeps per node
-// (radix tree, metadata, hash tree) once 100k nodes are loaded. Data stays
+// (radix tree, metadata, hash tree, bucket index) once 100k or 1M nodes
+// are loaded. Data stays
 // in bbolt's file mapping, which is not heap.
 func BenchmarkStore_MemoryPerNode(b *testing.B) {
 	for _, total := range []int{100000, 1000000} {
@@ -72,8 +73,6 @@ func BenchmarkStore_MemoryPerNode(b *testing.B) {
 }
 
 func memoryPerNode(b *testing.B, total int) {
-	const page = 5000
-	data := make([]byte, 16)
 	for range b.N {
 		cfg := store.DefaultConfig(b.TempDir() + "/store.db")
 		cfg.Logger = discard
@@ -85,22 +84,7 @@ func memoryPerNode(b *testing.B, total int) {
 		if err != nil {
 			b.Fatal(err)
 		}
-		nodes := make([]store.Node, page)
-		seq := uint64(0)
-		for i := 0; i < total; i += page {
-			for j := range nodes {
-				seq++
-				nodes[j] = store.Node{
-					Path: fmt.Sprintf("/bench/data/d%04d/f%07d", (i+j)/1000, i+j),
-					Meta: store.Meta{Version: seq, Origin: 7, Seq: seq},
-					Data: data,
-				}
-			}
-			if _, err := s.Apply(context.Background(), nodes, nil); err != nil {
-				b.Fatal(err)
-			}
-		}
-		nodes = nil
+		applyGenerated(b, s, "/bench/data", total)
 		runtime.GC()
 		var after runtime.MemStats
 		runtime.ReadMemStats(&after)
@@ -160,11 +144,18 @@ func loadStore(b *testing.B, total int) *store.Store {
 
 // loadStoreAt is loadStore of a file at path.
 func loadStoreAt(b *testing.B, path string, total int) *store.Store {
-	const page = 5000
 	cfg := store.DefaultConfig(path)
 	cfg.Logger = discard
 	cfg.NoSync = true
 	s := openStore(b, cfg)
+	applyGenerated(b, s, "/bench", total)
+	return s
+}
+
+// applyGenerated applies total nodes of 16 bytes from one remote origin
+// to s, 1000 to a directory under prefix, in pages of 5000.
+func applyGenerated(b *testing.B, s *store.Store, prefix string, total int) {
+	const page = 5000
 	data := make([]byte, 16)
 	nodes := make([]store.Node, page)
 	seq := uint64(0)
@@ -173,7 +164,7 @@ func loadStoreAt(b *testing.B, path string, total int) *store.Store {
 		for j := range nodes {
 			seq++
 			nodes[j] = store.Node{
-				Path: fmt.Sprintf("/bench/d%04d/f%07d", (i+j)/1000, i+j),
+				Path: fmt.Sprintf("%s/d%04d/f%07d", prefix, (i+j)/1000, i+j),
 				Meta: store.Meta{Version: seq, Origin: 7, Seq: seq},
 				Data: data,
 			}
@@ -182,7 +173,6 @@ func loadStoreAt(b *testing.B, path string, total int) *store.Store {
 			b.Fatal(err)
 		}
 	}
-	return s
 }
 
 // BenchmarkFeed_Resume resumes a feed of the whole tree from a bookmark
