@@ -84,8 +84,19 @@ func (c *cluster) add(ctx context.Context) (*server, error) {
 // restart stops server s (SIGTERM) and starts it again on its data
 // directory, behind the same proxy, peered with the others.
 func (c *cluster) restart(ctx context.Context, s *server) error {
+	return c.restartWith(ctx, s, nil)
+}
+
+// restartWith is restart that calls between, if not nil, while s is
+// stopped.
+func (c *cluster) restartWith(ctx context.Context, s *server, between func() error) error {
 	s.conn.Close()
 	s.p.stop(10 * time.Second)
+	if between != nil {
+		if err := between(); err != nil {
+			return err
+		}
+	}
 	var peers []string
 	for _, o := range c.servers {
 		if o != s {

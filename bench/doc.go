@@ -5,6 +5,7 @@
 //	go run ./bench                 # everything: 100k-node rows, 10k/100k/1M scales, 10k streams
 //	go run ./bench --quick         # 10k nodes, scales 1k/10k, 1000 streams, 100 samples
 //	go run ./bench --rows=store,latency --compare-etcd
+//	go run ./bench --rows=resume,repair --seams-nodes=100000
 //	make bench BENCHFLAGS=--quick
 //
 // It builds ./cmd/replds (or uses --bin), starts servers with
@@ -48,6 +49,17 @@
 //   - watch: --streams Watch streams on server 2 (1000 per connection);
 //     the server's RssAnon before and after opening them (per idle
 //     stream), then one write and the time until every stream received it.
+//   - resume: on a cluster of two servers holding --seams-nodes nodes
+//     (1M; --quick 10k), a Watch of the data prefix from no bookmark, then
+//     100 nodes rewritten, then a Watch resumed from the first one's
+//     bookmark: the time until its replay ends (the Synced bookmark) and
+//     the protobuf bytes it sent, the full replay in the note. A resume
+//     costs what changed, not what the prefix holds.
+//   - repair: on the same cluster, the second server is stopped, its data
+//     directory copied, restarted; 1 node in 100 is rewritten on the
+//     first; once both agree, the second is stopped again and restored
+//     from the copy. Timed from that restart until both servers hold the
+//     same nodes and hash root, with the bytes between them (by method).
 //
 // # Bytes between servers
 //

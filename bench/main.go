@@ -30,7 +30,7 @@ func main() {
 }
 
 // Row names, as given to --rows.
-var allRows = []string{"store", "latency", "idle", "memory", "disk", "pull", "join", "watch"}
+var allRows = []string{"store", "latency", "idle", "memory", "disk", "pull", "join", "watch", "resume", "repair"}
 
 // options are the command line settings.
 type options struct {
@@ -41,6 +41,7 @@ type options struct {
 	scales         []int
 	size           int
 	streams        int
+	seamsNodes     int
 	samples        int
 	idle           time.Duration
 	settle         time.Duration
@@ -67,6 +68,7 @@ func parseOptions(args []string, stderr io.Writer) (*options, error) {
 	fs.StringVar(&scales, "scales", "", "store sizes of the idle-round and memory rows; the largest also serves the join row (default 10000,100000,1000000; --quick 1000,10000)")
 	fs.IntVar(&o.storeRuns, "store-runs", 0, "uploads of the store row, each into an empty cluster; the row reports the median (default 3; --quick 1)")
 	fs.IntVar(&o.size, "size", 1024, "bytes of data per node")
+	fs.IntVar(&o.seamsNodes, "seams-nodes", 0, "nodes of the resume and repair rows (default 1000000; --quick 10000)")
 	fs.IntVar(&o.streams, "streams", 0, "concurrent Watch streams (default 10000; --quick 1000)")
 	fs.IntVar(&o.samples, "samples", 0, "write-to-pull latency samples (default 500; --quick 100)")
 	fs.DurationVar(&o.idle, "idle", 10*time.Second, "idle window of the idle-round rows")
@@ -121,6 +123,7 @@ func parseOptions(args []string, stderr io.Writer) (*options, error) {
 	def(&o.nodes, 100000, 10000)
 	def(&o.storeRuns, 3, 1)
 	def(&o.streams, 10000, 1000)
+	def(&o.seamsNodes, 1000000, 10000)
 	def(&o.samples, 500, 100)
 	if scales == "" {
 		scales = "10000,100000,1000000"
@@ -137,7 +140,7 @@ func parseOptions(args []string, stderr io.Writer) (*options, error) {
 	}
 	slices.Sort(o.scales)
 	o.scales = slices.Compact(o.scales)
-	if o.nodes <= 0 || o.size <= 0 || o.streams <= 0 || o.samples <= 0 || o.idle <= 0 {
+	if o.nodes <= 0 || o.seamsNodes <= 0 || o.size <= 0 || o.streams <= 0 || o.samples <= 0 || o.idle <= 0 {
 		return nil, errors.New("sizes and counts must be positive")
 	}
 	return o, nil
@@ -188,7 +191,7 @@ func run(ctx context.Context, args []string, stdout, stderr io.Writer) (err erro
 		return err
 	}
 	start := time.Now()
-	phases := []func(context.Context) error{b.mainPhase, b.scalePhases}
+	phases := []func(context.Context) error{b.mainPhase, b.scalePhases, b.seamsPhase}
 	if o.compareEtcd {
 		phases = append(phases, b.etcdPhase)
 	}

@@ -9,6 +9,7 @@ import (
 	"time"
 
 	"replds/certs"
+	"replds/limits"
 )
 
 // Config configures a Server.
@@ -75,9 +76,9 @@ func DefaultConfig() Config {
 		SyncInterval:     time.Second,
 		RejoinInterval:   5 * time.Second,
 		BookmarkInterval: 5 * time.Second,
-		MaxNodeSize:      16 << 20,
-		MaxBatch:         100000,
-		MaxBatchBytes:    64 << 20,
+		MaxNodeSize:      limits.MaxNodeSize,
+		MaxBatch:         limits.MaxBatch,
+		MaxBatchBytes:    limits.MaxBatchBytes,
 		ShutdownGrace:    10 * time.Second,
 
 		MemoryTrimInterval: 10 * time.Second,
@@ -168,5 +169,5 @@ func splitHostPort(addr string) (string, int, error) {
 // maxMessage bounds a gRPC message: a full batch, or the largest node, plus
 // room for metadata.
 func (c *Config) maxMessage() int {
-	return max(c.MaxBatchBytes, c.MaxNodeSize) + (4 << 20)
+	return limits.MaxMessage(c.MaxNodeSize, c.MaxBatchBytes)
 }

@@ -13,7 +13,9 @@
 //     memberlist, only over gRPC.
 //   - A Watch stream never sends a bookmark that covers a write it has not
 //     sent (when under its prefix), so the bookmark is a resume token valid
-//     on any server.
+//     on any server. Its replay and live changes come from a store.Feed
+//     (watch.go), which resumes from the change index when the client
+//     lacks few changes.
 //   - Every write goes through the server's Writer (write.go): the Store RPC
 //     and the server's own writers alike, so metrics, the "stored" log and
 //     the hand-off to the pushers happen in one place. RPC handlers only

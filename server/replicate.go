@@ -56,6 +56,11 @@ func syncRequest(st *store.Store) *repldspb.SyncRequest {
 // stream into the asker, which the asker names (pushed_since), already
 // carries all of it after the asker's vector: this server's own, or a
 // third server's.
+//
+// It reads the change index through Store.Changes rather than a
+// store.Feed: the protocol answers per origin (each origin's pages end
+// with its own vector advance, and origins a push carries are skipped),
+// while a feed follows prefixes with one vector and no per-origin marks.
 func answerSync(st *store.Store, req *repldspb.SyncRequest, send func(*repldspb.SyncResponse) error) error {
 	ask := vectorFromProto(req.Vector)
 	mine := st.Vector()

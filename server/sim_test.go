@@ -86,7 +86,7 @@ type simWatcher struct {
 	server int // -1 when disconnected
 	ws     *watchStream
 	out    *simStream
-	sub    *store.Subscription
+	feed   *store.Feed
 	token  *repldspb.Vector
 	held   map[string]store.Meta
 	data   map[string][]byte
@@ -423,40 +423,46 @@ func (s *sim) connect(w *simWatcher, i int) {
 		roots:  []string{w.prefix},
 		token:  vectorFromProto(w.token),
 	}
-	w.sub = st.Subscribe(1 << 16)
-	if err := w.ws.replay(st.Vector()); err != nil {
-		s.t.Fatalf("watch replay: %v", err)
+	feed, err := w.ws.openFeed()
+	if err != nil {
+		s.t.Fatalf("watch feed: %v", err)
 	}
+	w.feed = feed
+	s.pump(w)
 	s.receive(w)
 }
 
-func (s *sim) disconnect(w *simWatcher) {
-	if w.sub != nil {
-		w.sub.Close()
+// pump sends what w's feed has without waiting, as the stream's loop does.
+func (s *sim) pump(w *simWatcher) {
+	for {
+		page, ok, err := w.feed.TryNext()
+		if err != nil {
+			s.t.Fatalf("watch feed: %v", err)
+		}
+		if !ok {
+			return
+		}
+		if err := w.ws.send(page); err != nil {
+			s.t.Fatal(err)
+		}
 	}
-	w.server, w.sub, w.ws = -1, nil, nil
+}
+
+func (s *sim) disconnect(w *simWatcher) {
+	if w.feed != nil {
+		w.feed.Close()
+	}
+	w.server, w.feed, w.ws = -1, nil, nil
 }
 
 // drainWatchers passes every committed batch to the watch streams, as
 // their live loops do, and lets the watchers apply what was sent.
 func (s *sim) drainWatchers() {
 	for _, w := range s.watchers {
-		if w.sub == nil {
+		if w.feed == nil {
 			continue
 		}
-		for more := true; more; {
-			select {
-			case ev, ok := <-w.sub.C():
-				if !ok {
-					s.t.Fatalf("watch subscription closed (overflow %v)", w.sub.Overflowed())
-				}
-				if err := w.ws.onEvent(ev); err != nil {
-					s.t.Fatal(err)
-				}
-			default:
-				more = false
-			}
-		}
+		s.pump(w)
 		s.receive(w)
 	}
 }
@@ -558,7 +564,7 @@ func (s *sim) heal() {
 		})
 	}
 	for _, w := range s.watchers {
-		if w.sub == nil {
+		if w.feed == nil {
 			s.connect(w, s.rng.IntN(n))
 			s.drainWatchers()
 		}

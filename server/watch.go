@@ -1,6 +1,8 @@
 package server
 
 import (
+	"context"
+	"errors"
 	"hash/fnv"
 	"strings"
 	"time"
@@ -90,150 +92,140 @@ type watchStream struct {
 	// last bookmark sent).
 	token  store.Vector
 	synced bool
+	// due is when the next heartbeat bookmark is.
+	due time.Time
 }
 
 func (w *watchStream) run() error {
-	ctx := w.stream.Context()
-	for {
-		sub := w.s.store.Subscribe(watchBuffer)
-		// The vector is taken after subscribing: every later commit is in
-		// the subscription, every earlier one is in the store we scan.
-		snap := w.s.store.Vector()
-		if err := w.replay(snap); err != nil {
-			sub.Close()
-			return err
-		}
-		err := w.live(sub)
-		sub.Close()
-		if err != nil {
-			return err
-		}
-		// The subscription overflowed: catch up from the store again,
-		// from the last bookmark.
-		w.s.log.Debug("watch fell behind; catching up", "prefix", w.prefix)
-		if ctx.Err() != nil {
-			return ctx.Err()
-		}
+	ctx, stop := w.s.untilStopping(w.stream.Context())
+	defer stop()
+	feed, err := w.openFeed()
+	if err != nil {
+		return err
 	}
-}
-
-// keep reports whether a node must go to the client. Tombstones go too,
-// even to a client that holds nothing: it needs them to refuse an older
-// version of the path should it fail over to a server that lags behind.
-func (w *watchStream) keep(path string, m store.Meta) bool {
-	if w.readable != nil && !w.readable(path) {
-		return false
-	}
-	return !w.token.Covers(m.Origin, m.Seq)
-}
-
-// replay sends every node under the prefix that the token does not cover,
-// straight from the store in pages, then a bookmark at snap.
-func (w *watchStream) replay(snap store.Vector) error {
+	defer feed.Close()
 	if w.reset {
 		if err := w.stream.Send(&repldspb.WatchResponse{Reset_: true}); err != nil {
 			return err
 		}
 		w.reset = false
 	}
-	for _, root := range w.roots {
-		after := ""
-		for {
-			nodes, next, err := w.s.store.Scan(store.ScanOptions{
-				Prefix: root,
-				After:  after,
-				Keep: func(p string, m store.Meta) bool {
-					return w.keep(p, m)
-				},
-			})
-			if err != nil {
-				return err
-			}
-			if len(nodes) > 0 {
-				if err := w.stream.Send(&repldspb.WatchResponse{Nodes: nodesToProto(nodes)}); err != nil {
-					return err
-				}
-			}
-			if next == "" {
-				break
-			}
-			after = next
-		}
-	}
-	w.advance(snap)
-	msg := &repldspb.WatchResponse{Bookmark: w.bookmark(), Synced: !w.synced}
-	w.synced = true
-	return w.stream.Send(msg)
-}
-
-// advance raises the token to v when v is later (a server's vector only
-// grows, so vectors seen here are ordered).
-func (w *watchStream) advance(v store.Vector) {
-	for o, seq := range v {
-		if seq > w.token[o] {
-			w.token[o] = seq
-		}
-	}
-}
-
-// live streams committed batches until the stream ends (error) or the
-// subscription overflows (nil).
-func (w *watchStream) live(sub *store.Subscription) error {
-	ctx := w.stream.Context()
-	tick := time.NewTicker(w.s.cfg.BookmarkInterval)
-	defer tick.Stop()
+	w.due = time.Now().Add(w.s.cfg.BookmarkInterval)
 	for {
-		select {
-		case <-ctx.Done():
-			return ctx.Err()
-		case <-w.s.stopping:
-			return store.ErrClosed
-		case <-tick.C:
+		page, err := w.next(ctx, feed)
+		switch {
+		case errors.Is(err, errTick):
 			if w.rulesChanged() {
 				return errRulesChanged
 			}
 			// A bookmark every tick, even when nothing changed: it is
 			// also the heartbeat that lets a client tell a quiet stream
 			// from a server that stopped answering (watcher IdleTimeout).
+			w.token = feed.Vector()
 			if err := w.stream.Send(&repldspb.WatchResponse{Bookmark: w.bookmark()}); err != nil {
 				return err
 			}
-		case ev, ok := <-sub.C():
-			if !ok {
-				if sub.Overflowed() {
-					return nil
-				}
-				return store.ErrClosed
-			}
-			if err := w.onEvent(ev); err != nil {
-				return err
-			}
+			continue
+		case err != nil:
+			return err
+		}
+		if !page.Replay && w.rulesChanged() {
+			return errRulesChanged
+		}
+		if err := w.send(page); err != nil {
+			return err
 		}
 	}
+}
+
+// openFeed returns the feed of the stream's readable roots from its token.
+// Readable filters nodes by the ACLs; the feed drops what the token
+// covers. Tombstones go too, even to a client that holds nothing: it needs
+// them to refuse an older version of the path should it fail over to a
+// server that lags behind.
+func (w *watchStream) openFeed() (*store.Feed, error) {
+	return w.s.store.Feed(store.FeedOptions{
+		Prefixes: w.roots,
+		From:     w.token,
+		Keep: func(path string, _ store.Meta) bool {
+			return w.readable == nil || w.readable(path)
+		},
+		Buffer: watchBuffer,
+	})
+}
+
+// errTick: a bookmark is due while the stream waits for changes.
+var errTick = errors.New("bookmark due")
+
+// next returns the feed's next page, or errTick once the bookmark falls
+// due (at w.due) while the feed waits for commits. It returns ctx's cause
+// when ctx ends.
+func (w *watchStream) next(ctx context.Context, feed *store.Feed) (store.FeedPage, error) {
+	waitCtx, cancel := context.WithDeadline(ctx, w.due)
+	defer cancel()
+	page, err := feed.Next(waitCtx)
+	switch {
+	case err == nil:
+		return page, nil
+	case ctx.Err() != nil:
+		return page, context.Cause(ctx)
+	case errors.Is(err, context.DeadlineExceeded):
+		w.due = time.Now().Add(w.s.cfg.BookmarkInterval)
+		return page, errTick
+	}
+	return page, err
+}
+
+// untilStopping returns a context that ends with parent, or with cause
+// store.ErrClosed when the server starts stopping, so that streams end
+// before the graceful stop waits for them. stop releases it and waits for
+// the goroutine (started by goFunc) that watches the server.
+func (s *Server) untilStopping(parent context.Context) (ctx context.Context, stop func()) {
+	ctx, cancel := context.WithCancelCause(parent)
+	done := make(chan struct{})
+	watching := s.goFunc(func() {
+		defer close(done)
+		select {
+		case <-s.stopping:
+			cancel(store.ErrClosed)
+		case <-ctx.Done():
+		}
+	})
+	if !watching {
+		// Close has begun.
+		cancel(store.ErrClosed)
+		close(done)
+	}
+	return ctx, func() {
+		cancel(nil)
+		<-done
+	}
+}
+
+// send sends a page: replayed nodes as they are, followed by a bookmark
+// once the replay is complete (marked Synced the first time); live nodes
+// with a bookmark.
+func (w *watchStream) send(page store.FeedPage) error {
+	w.token = page.Vector
+	if !page.Replay {
+		return w.stream.Send(&repldspb.WatchResponse{Nodes: nodesToProto(page.Nodes), Bookmark: w.bookmark()})
+	}
+	if len(page.Nodes) > 0 {
+		if err := w.stream.Send(&repldspb.WatchResponse{Nodes: nodesToProto(page.Nodes)}); err != nil {
+			return err
+		}
+	}
+	if !page.Caught {
+		return nil
+	}
+	msg := &repldspb.WatchResponse{Bookmark: w.bookmark(), Synced: !w.synced}
+	w.synced = true
+	return w.stream.Send(msg)
 }
 
 // rulesChanged reports whether the ACLs changed since the stream opened.
 func (w *watchStream) rulesChanged() bool {
 	return w.s.sec != nil && w.s.sec.acls.Get() != w.rules
-}
-
-// onEvent sends what a committed batch changed under the prefix, with a
-// bookmark; a batch that changed nothing visible only moves the token.
-func (w *watchStream) onEvent(ev store.Event) error {
-	if w.rulesChanged() {
-		return errRulesChanged
-	}
-	var out []*repldspb.Node
-	for _, n := range ev.Nodes {
-		if nodepath.Under(n.Path, w.prefix) && w.keep(n.Path, n.Meta) {
-			out = append(out, nodeToProto(n))
-		}
-	}
-	w.advance(ev.Vector)
-	if len(out) == 0 {
-		return nil
-	}
-	return w.stream.Send(&repldspb.WatchResponse{Nodes: out, Bookmark: w.bookmark()})
 }
 
 // bookmark returns the resume token covering everything sent so far.

@@ -5,6 +5,7 @@ import (
 	"log/slog"
 	"time"
 
+	"replds/limits"
 	"replds/lww"
 	"replds/nodepath"
 )
@@ -51,13 +52,14 @@ type Config struct {
 	NoSync bool
 }
 
-// DefaultConfig returns the production defaults for a store file at path.
+// DefaultConfig returns the production defaults for a store file at path:
+// the limits of package limits, which servers share.
 func DefaultConfig(path string) Config {
 	return Config{
 		Path:          path,
-		MaxNodeSize:   16 << 20,
-		MaxBatch:      100000,
-		MaxBatchBytes: 256 << 20,
+		MaxNodeSize:   limits.MaxNodeSize,
+		MaxBatch:      limits.MaxBatch,
+		MaxBatchBytes: limits.MaxBatchBytes,
 	}
 }
 

@@ -63,11 +63,16 @@ func BenchmarkStore_ApplyPages(b *testing.B) {
 }
 
 // BenchmarkStore_MemoryPerNode reports the Go heap a store keeps per node
-// (radix tree, metadata, hash tree) once 100k nodes are loaded. Data stays
+// (radix tree, metadata, hash tree, bucket index) once 100k or 1M nodes
+// are loaded. Data stays
 // in bbolt's file mapping, which is not heap.
 func BenchmarkStore_MemoryPerNode(b *testing.B) {
-	const total, page = 100000, 5000
-	data := make([]byte, 16)
+	for _, total := range []int{100000, 1000000} {
+		b.Run(fmt.Sprintf("nodes=%d", total), func(b *testing.B) { memoryPerNode(b, total) })
+	}
+}
+
+func memoryPerNode(b *testing.B, total int) {
 	for range b.N {
 		cfg := store.DefaultConfig(b.TempDir() + "/store.db")
 		cfg.Logger = discard
@@ -79,26 +84,11 @@ func BenchmarkStore_MemoryPerNode(b *testing.B) {
 		if err != nil {
 			b.Fatal(err)
 		}
-		nodes := make([]store.Node, page)
-		seq := uint64(0)
-		for i := 0; i < total; i += page {
-			for j := range nodes {
-				seq++
-				nodes[j] = store.Node{
-					Path: fmt.Sprintf("/bench/data/d%04d/f%07d", (i+j)/1000, i+j),
-					Meta: store.Meta{Version: seq, Origin: 7, Seq: seq},
-					Data: data,
-				}
-			}
-			if _, err := s.Apply(context.Background(), nodes, nil); err != nil {
-				b.Fatal(err)
-			}
-		}
-		nodes = nil
+		applyGenerated(b, s, "/bench/data", total)
 		runtime.GC()
 		var after runtime.MemStats
 		runtime.ReadMemStats(&after)
-		b.ReportMetric(float64(after.HeapAlloc-before.HeapAlloc)/total, "heapB/node")
+		b.ReportMetric(float64(after.HeapAlloc-before.HeapAlloc)/float64(total), "heapB/node")
 		runtime.KeepAlive(s)
 		if err := s.Close(); err != nil {
 			b.Fatal(err)
@@ -144,4 +134,145 @@ func BenchmarkStore_Changes(b *testing.B) {
 		}
 	}
 	b.ReportMetric(float64(b.Elapsed().Nanoseconds())/float64(b.N*total), "ns/node")
+}
+
+// loadStore returns a store holding total nodes of 16 bytes applied from
+// one remote origin, in pages, without fsync.
+func loadStore(b *testing.B, total int) *store.Store {
+	return loadStoreAt(b, b.TempDir()+"/store.db", total)
+}
+
+// loadStoreAt is loadStore of a file at path.
+func loadStoreAt(b *testing.B, path string, total int) *store.Store {
+	cfg := store.DefaultConfig(path)
+	cfg.Logger = discard
+	cfg.NoSync = true
+	s := openStore(b, cfg)
+	applyGenerated(b, s, "/bench", total)
+	return s
+}
+
+// applyGenerated applies total nodes of 16 bytes from one remote origin
+// to s, 1000 to a directory under prefix, in pages of 5000.
+func applyGenerated(b *testing.B, s *store.Store, prefix string, total int) {
+	const page = 5000
+	data := make([]byte, 16)
+	nodes := make([]store.Node, page)
+	seq := uint64(0)
+	for i := 0; i < total; i += page {
+		nodes = nodes[:min(page, total-i)]
+		for j := range nodes {
+			seq++
+			nodes[j] = store.Node{
+				Path: fmt.Sprintf("%s/d%04d/f%07d", prefix, (i+j)/1000, i+j),
+				Meta: store.Meta{Version: seq, Origin: 7, Seq: seq},
+				Data: data,
+			}
+		}
+		if _, err := s.Apply(context.Background(), nodes, nil); err != nil {
+			b.Fatal(err)
+		}
+	}
+}
+
+// BenchmarkFeed_Resume resumes a feed of the whole tree from a bookmark
+// 100 changes behind, in stores of 100k and 1M nodes, until it has caught
+// up: through the Feed (which reads the change index), and as Watch did
+// before it, by scanning the prefix for what the bookmark lacks.
+func BenchmarkFeed_Resume(b *testing.B) {
+	const changes = 100
+	for _, total := range []int{100000, 1000000} {
+		s := loadStore(b, total)
+		mark := s.Vector()
+		ws := make([]store.Write, changes)
+		for i := range ws {
+			ws[i] = store.Write{Path: fmt.Sprintf("/bench/d%04d/f%07d", i*7%(total/1000), i*7), Data: []byte("changed")}
+		}
+		if _, err := s.Write(context.Background(), ws); err != nil {
+			b.Fatal(err)
+		}
+		b.Run(fmt.Sprintf("nodes=%d/feed", total), func(b *testing.B) {
+			for range b.N {
+				f, err := s.Feed(store.FeedOptions{Prefixes: []string{"/bench"}, From: mark})
+				if err != nil {
+					b.Fatal(err)
+				}
+				n := 0
+				for {
+					page, err := f.Next(context.Background())
+					if err != nil {
+						b.Fatal(err)
+					}
+					n += len(page.Nodes)
+					if page.Caught {
+						break
+					}
+				}
+				f.Close()
+				if n != changes {
+					b.Fatalf("resume replayed %d nodes, want %d", n, changes)
+				}
+			}
+		})
+		b.Run(fmt.Sprintf("nodes=%d/scan", total), func(b *testing.B) {
+			for range b.N {
+				n, after := 0, ""
+				for {
+					nodes, next, err := s.Scan(store.ScanOptions{
+						Prefix: "/bench", After: after,
+						Keep: func(_ string, m store.Meta) bool { return !mark.Covers(m.Origin, m.Seq) },
+					})
+					if err != nil {
+						b.Fatal(err)
+					}
+					n += len(nodes)
+					if next == "" {
+						break
+					}
+					after = next
+				}
+				if n != changes {
+					b.Fatalf("scan found %d nodes, want %d", n, changes)
+				}
+			}
+		})
+	}
+}
+
+// BenchmarkStore_Bucket reads hash-tree leaf buckets of stores of 100k and
+// 1M nodes, as a repair does for every bucket that differs.
+func BenchmarkStore_Bucket(b *testing.B) {
+	for _, total := range []int{100000, 1000000} {
+		s := loadStore(b, total)
+		b.Run(fmt.Sprintf("nodes=%d", total), func(b *testing.B) {
+			n := 0
+			for i := range b.N {
+				n += len(s.Bucket(i * 7919 % store.TreeLeaves))
+			}
+			b.ReportMetric(float64(n)/float64(b.N), "nodes/op")
+		})
+	}
+}
+
+// BenchmarkStore_Open opens a store of 1M nodes: reading every node's
+// metadata from bbolt into the radix tree, the hash tree and the bucket
+// index.
+func BenchmarkStore_Open(b *testing.B) {
+	path := b.TempDir() + "/store.db"
+	s := loadStoreAt(b, path, 1000000)
+	if err := s.Close(); err != nil {
+		b.Fatal(err)
+	}
+	b.ResetTimer()
+	for range b.N {
+		cfg := store.DefaultConfig(path)
+		cfg.Logger = discard
+		s, err := store.Open(cfg)
+		if err != nil {
+			b.Fatal(err)
+		}
+		if err := s.Close(); err != nil {
+			b.Fatal(err)
+		}
+	}
 }

@@ -254,27 +254,75 @@ func (s *Store) commitGroup(reqs []*request) {
 // commitTx does the transactional part of commitGroup: it fills results
 // and, on success, updates memory; it publishes the events.
 func (s *Store) commitTx(reqs []*request, results []result) error {
+	g, err := s.beginGroup()
+	if err != nil {
+		return err
+	}
+	events, early, err := g.process(reqs, results)
+	if err != nil {
+		_ = g.tx.Rollback()
+		return err
+	}
+	if !g.dirty {
+		// Nothing to write. Absorbed clock values need no durability:
+		// versions already stored stay ordered by the per-path rule.
+		_ = g.tx.Rollback()
+		s.mu.Lock()
+		s.lastIssued = g.lastIssued
+		s.mu.Unlock()
+		return nil
+	}
+	if err := g.persistState(); err != nil {
+		_ = g.tx.Rollback()
+		return err
+	}
+	if early > 0 {
+		// Subscribe waits for subMu until memory holds these changes, so
+		// that a reader who subscribes and then reads the state misses
+		// nothing.
+		s.subMu.Lock()
+		defer s.subMu.Unlock()
+		s.publishLocked(events[:early])
+	}
+	if err := s.commit(g.tx); err != nil {
+		return err
+	}
+	g.install()
+	if early > 0 {
+		s.publishLocked(events[early:])
+	} else {
+		s.publish(events)
+	}
+	return nil
+}
+
+// beginGroup opens the write transaction of a group.
+func (s *Store) beginGroup() (*group, error) {
 	tx, err := s.db.Begin(true)
 	if err != nil {
-		return fmt.Errorf("store: begin: %w", err)
+		return nil, fmt.Errorf("store: begin: %w", err)
 	}
 	// Keys mostly arrive in order (a tree upload, a replication page, the
 	// log's sequential seqs); with bbolt's default fill of 50% every page
 	// such a batch splits off would stay half empty on disk.
 	tx.Bucket(bucketNodes).FillPercent = fillPercent
 	tx.Bucket(bucketLog).FillPercent = fillPercent
-	g := &group{
+	return &group{
 		s:          s,
 		tx:         tx,
 		changes:    radix.New(),
 		vector:     s.vector.Clone(),
 		dirtyVec:   make(map[uint64]struct{}),
 		lastIssued: s.lastIssued,
-	}
-	// events[:early] come from Apply calls that no Write with an event
-	// precedes: they may go out before the commit.
-	var events []Event
-	early := 0
+	}, nil
+}
+
+// process runs reqs in order against the group, each as one batch, and
+// fills results. It returns the events of the requests that changed
+// something; events[:early] come from Apply calls that no Write with an
+// event precedes: they may go out before the commit. An error is a storage
+// error that fails the whole group.
+func (g *group) process(reqs []*request, results []result) (events []Event, early int, err error) {
 	for i, r := range reqs {
 		if err := r.ctx.Err(); err != nil {
 			results[i].err = err
@@ -289,15 +337,13 @@ func (s *Store) commitTx(reqs []*request, results []result) error {
 		}
 		if reqErr != nil {
 			if b.storageErr != nil {
-				_ = tx.Rollback()
-				return b.storageErr
+				return nil, 0, b.storageErr
 			}
 			results[i] = result{err: reqErr}
 			continue
 		}
 		if err := b.flush(); err != nil {
-			_ = tx.Rollback()
-			return err
+			return nil, 0, err
 		}
 		if ev, ok := b.merge(); ok {
 			if r.apply && early == len(events) {
@@ -309,27 +355,11 @@ func (s *Store) commitTx(reqs []*request, results []result) error {
 			results[i].nodes = b.metas()
 		}
 	}
-	if !g.dirty {
-		// Nothing to write. Absorbed clock values need no durability:
-		// versions already stored stay ordered by the per-path rule.
-		_ = tx.Rollback()
-		s.mu.Lock()
-		s.lastIssued = g.lastIssued
-		s.mu.Unlock()
-		return nil
-	}
-	if err := g.persistState(); err != nil {
-		_ = tx.Rollback()
-		return err
-	}
-	if early > 0 {
-		// Subscribe waits for subMu until memory holds these changes, so
-		// that a reader who subscribes and then reads the state misses
-		// nothing.
-		s.subMu.Lock()
-		defer s.subMu.Unlock()
-		s.publishLocked(events[:early])
-	}
+	return events, early, nil
+}
+
+// commit commits tx, unless a test made commits fail, and counts it.
+func (s *Store) commit(tx *bolt.Tx) error {
 	if fail := s.failCommit.Load(); fail != nil {
 		if err := (*fail)(); err != nil {
 			_ = tx.Rollback()
@@ -340,21 +370,20 @@ func (s *Store) commitTx(reqs []*request, results []result) error {
 		return fmt.Errorf("store: commit: %w", err)
 	}
 	s.commits.Add(1)
+	return nil
+}
 
+// install makes memory reflect the committed group.
+func (g *group) install() {
+	s := g.s
 	s.mu.Lock()
+	defer s.mu.Unlock()
 	g.changes.Walk(func(path string, v any) bool {
 		s.insert(path, v.(*change).meta)
 		return false
 	})
 	s.vector = g.vector
 	s.lastIssued = g.lastIssued
-	s.mu.Unlock()
-	if early > 0 {
-		s.publishLocked(events[early:])
-	} else {
-		s.publish(events)
-	}
-	return nil
 }
 
 // group is the state of one transaction: the committed memory state plus

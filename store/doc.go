@@ -54,6 +54,55 @@
 //     to Write or Apply is copied before it is queued. Node data is never
 //     logged.
 //
+// # Reading: pages, snapshots, feeds
+//
+// Scan and Changes return one page each, from their own read transaction.
+// Snapshot reads a prefix page by page from one read transaction, with the
+// vector stored in that transaction: the nodes and the vector describe
+// exactly one state, and commits made meanwhile are not seen. Only one
+// page is in memory at a time.
+//
+// Feed answers "the winners under these prefixes since vector V, then
+// every change": a consumer holding From gets, in pages bounded in nodes
+// and bytes, every winner under the prefixes whose write From does not
+// cover, tombstones included, and then one page per commit that changed
+// something it lacks. Its guarantees:
+//
+//   - No gap: the feed subscribes before it reads the store's vector, so
+//     every commit is either in the store it reads or in the
+//     subscription. The catch-up reads, per origin, every log entry above
+//     From's entry that the log held when it began (not only up to the
+//     vector: nodes brought by hash-tree repair carry seqs no vector
+//     covers yet), or scans the prefixes for every node From does not
+//     cover.
+//   - Order: catch-up pages first (per origin in seq order, or in path
+//     order), the last one marked Caught; then live pages in commit order.
+//     A node may come twice (in the catch-up and in a live page), never
+//     older after newer within the live pages; consumers apply by version.
+//   - Bookmarks: every page carries the vector the consumer holds once it
+//     has the page (Caught: everything as of the catch-up's vector); a
+//     feed opened from that vector misses nothing.
+//   - Overflow: a consumer more than Buffer commits behind loses its
+//     subscription; the feed catches up from the store again, from the
+//     last vector it delivered. Memory stays bounded by Buffer commits and
+//     one page.
+//   - Source: the catch-up reads the change index when the store's vector
+//     is less than indexCost changes per node ahead of From (estimated
+//     against the nodes under the prefixes, counted up to that bound, or
+//     the store's stats for "/"), and scans the prefixes otherwise.
+//   - Keep filters nodes (ACLs): it runs inside read transactions or on
+//     the consumer's goroutine, must not block or call the Store, and must
+//     answer the same for a path for the life of the feed.
+//
+// # Hash-tree buckets
+//
+// Besides the radix tree, memory indexes paths by hash-tree leaf bucket
+// (Store.buckets), one string header per node sharing the radix tree's
+// key bytes, so that Bucket costs the size of the bucket: a repair of k
+// differing buckets reads O(k) buckets, not k walks of the whole tree.
+// Paths are added when first stored and never removed, as the radix tree's
+// entries are.
+//
 // # Concurrency
 //
 // Write and Apply queue requests for one committer goroutine, which takes

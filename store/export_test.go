@@ -5,6 +5,7 @@ import (
 	"fmt"
 	"maps"
 	"replds/nodepath"
+	"slices"
 
 	bolt "go.etcd.io/bbolt"
 )
@@ -84,6 +85,24 @@ func (s *Store) CheckConsistency() error {
 		if s.tree.Len() != n {
 			fail("memory holds %d nodes, file %d", s.tree.Len(), n)
 		}
+		indexed := 0
+		for b, paths := range s.buckets {
+			indexed += len(paths)
+			if len(slices.Compact(slices.Sorted(slices.Values(paths)))) != len(paths) {
+				fail("bucket %d index holds a path twice", b)
+			}
+			for _, p := range paths {
+				if bucketOf(p) != b {
+					fail("bucket %d index holds %q of bucket %d", b, p, bucketOf(p))
+				}
+				if _, ok := s.tree.Get(p); !ok {
+					fail("bucket %d index holds %q, not in memory", b, p)
+				}
+			}
+		}
+		if indexed != n {
+			fail("bucket index holds %d paths for %d nodes", indexed, n)
+		}
 		if logN := tx.Bucket(bucketLog).Stats().KeyN; logN != n {
 			fail("log holds %d entries for %d nodes", logN, n)
 		}
@@ -120,4 +139,14 @@ func (s *Store) CheckConsistency() error {
 		return nil
 	})
 	return errors.Join(append(errs, err)...)
+}
+
+// PlanByIndex reports whether a catch-up of f starting now would read the
+// change index rather than scan its prefixes.
+func (f *Feed) PlanByIndex() (bool, error) {
+	r, err := f.startReplay(f.s.Vector())
+	if err != nil {
+		return false, err
+	}
+	return r.byIndex, nil
 }

@@ -10,6 +10,8 @@ import (
 	"log/slog"
 	"math"
 	"replds/nodepath"
+	"slices"
+	"strings"
 	"sync"
 	"sync/atomic"
 	"time"
@@ -73,10 +75,15 @@ type Store struct {
 
 	// mu guards the in-memory state. Only the committer changes it, under
 	// the write lock, so the committer reads it without locking.
-	mu         sync.RWMutex
-	tree       *radix.Tree // path -> *entry, tombstones included
-	slab       []entry     // unused tail of the slab newEntry allocates from
-	hash       *hashTree
+	mu   sync.RWMutex
+	tree *radix.Tree // path -> *entry, tombstones included
+	slab []entry     // unused tail of the slab newEntry allocates from
+	hash *hashTree
+	// buckets[b] holds the paths of hash-tree leaf bucket b, in no order
+	// (see indexBucket): Bucket reads one bucket without walking the tree. The
+	// strings share their bytes with the radix tree's keys, so the index
+	// costs a string header per node.
+	buckets    [][]string
 	stats      Stats
 	vector     Vector
 	lastIssued uint64 // highest HLC value issued or absorbed
@@ -162,6 +169,7 @@ func Open(cfg Config) (*Store, error) {
 		closing: make(chan struct{}),
 		tree:    radix.New(),
 		hash:    newHashTree(),
+		buckets: make([][]string, TreeLeaves),
 		vector:  make(Vector),
 		subs:    make(map[*Subscription]struct{}),
 	}
@@ -220,18 +228,11 @@ func (s *Store) load(tx *bolt.Tx) error {
 		s.lastIssued = h
 	}
 
-	err := tx.Bucket(bucketVector).ForEach(func(k, v []byte) error {
-		o, err1 := decodeU64(k)
-		seq, err2 := decodeU64(v)
-		if err := errors.Join(err1, err2); err != nil {
-			return fmt.Errorf("bad vector entry: %w", err)
-		}
-		s.vector[o] = seq
-		return nil
-	})
+	vec, err := readVector(tx)
 	if err != nil {
 		return err
 	}
+	s.vector = vec
 
 	return tx.Bucket(bucketNodes).ForEach(func(k, v []byte) error {
 		path := string(k)
@@ -270,10 +271,25 @@ func (s *Store) insert(path string, m Meta) {
 		e = s.newEntry()
 		e.bucket = uint16(bucketOf(path))
 		s.tree.Insert(path, e)
+		s.indexBucket(int(e.bucket), path)
 	}
 	e.setMeta(m)
 	s.hash.toggle(int(e.bucket), nodeHash(path, m))
 	s.stats.add(m)
+}
+
+// indexBucket adds a new path to the index of bucket b. Paths are never
+// removed: the store never forgets one (tombstones stay). Bucket sorts
+// what it returns, so that adding costs no comparison. The caller holds
+// mu for writing (or is load).
+func (s *Store) indexBucket(b int, path string) {
+	paths := s.buckets[b]
+	if paths == nil {
+		// Most buckets hold a handful of paths: start small, then let
+		// append double.
+		paths = make([]string, 0, 2)
+	}
+	s.buckets[b] = append(paths, path)
 }
 
 // add counts node m in st.
@@ -473,62 +489,67 @@ func (s *Store) Scan(opts ScanOptions) (nodes []Node, next string, err error) {
 	if err := nodepath.ValidatePrefix(opts.Prefix); err != nil {
 		return nil, "", err
 	}
-	maxNodes, maxBytes := pageLimits(opts.MaxNodes, opts.MaxBytes)
 	err = s.view(func(tx *bolt.Tx) error {
-		nodes, next = nil, ""
-		size := 0
-		var arena copyArena
-		// visit handles one candidate; it returns false to stop the scan.
-		visit := func(k, v []byte) (bool, error) {
-			path := string(k)
-			m, data, err := decodeNode(v)
-			if err != nil {
-				return false, fmt.Errorf("store: node %s: %w", nodepath.Quote(path), err)
-			}
-			if opts.Keep != nil && !opts.Keep(path, m) {
-				return true, nil
-			}
-			if len(nodes) > 0 && (len(nodes) >= maxNodes || size+len(data) > maxBytes) {
-				// A kept node does not fit: the caller resumes after the
-				// last one that did.
-				next = nodes[len(nodes)-1].Path
-				return false, nil
-			}
-			nodes = append(nodes, Node{Path: path, Meta: m, Data: arena.copy(data)})
-			size += len(data)
-			return true, nil
-		}
-		c := tx.Bucket(bucketNodes).Cursor()
-		// The subtree is the prefix itself, then the contiguous run of keys
-		// starting with prefix+"/" (keys like prefix+"-x" sort in between).
-		sub := opts.Prefix + "/"
-		if opts.Prefix == "/" {
-			sub = "/"
-		} else if opts.After < opts.Prefix {
-			if k, v := c.Seek([]byte(opts.Prefix)); k != nil && string(k) == opts.Prefix {
-				if ok, err := visit(k, v); !ok || err != nil {
-					return err
-				}
-			}
-		}
-		var k, v []byte
-		if opts.After >= sub {
-			k, v = c.Seek([]byte(opts.After))
-			if k != nil && string(k) == opts.After {
-				k, v = c.Next()
-			}
-		} else {
-			k, v = c.Seek([]byte(sub))
-		}
-		for ; k != nil && bytes.HasPrefix(k, []byte(sub)); k, v = c.Next() {
-			if ok, err := visit(k, v); !ok || err != nil {
-				return err
-			}
-		}
-		return nil
+		nodes, next, err = scanPage(tx, opts)
+		return err
 	})
 	if err != nil {
 		return nil, "", err
+	}
+	return nodes, next, nil
+}
+
+// scanPage reads one page of Scan in tx.
+func scanPage(tx *bolt.Tx, opts ScanOptions) (nodes []Node, next string, err error) {
+	maxNodes, maxBytes := pageLimits(opts.MaxNodes, opts.MaxBytes)
+	size := 0
+	var arena copyArena
+	// visit handles one candidate; it returns false to stop the scan.
+	visit := func(k, v []byte) (bool, error) {
+		path := string(k)
+		m, data, err := decodeNode(v)
+		if err != nil {
+			return false, fmt.Errorf("store: node %s: %w", nodepath.Quote(path), err)
+		}
+		if opts.Keep != nil && !opts.Keep(path, m) {
+			return true, nil
+		}
+		if len(nodes) > 0 && (len(nodes) >= maxNodes || size+len(data) > maxBytes) {
+			// A kept node does not fit: the caller resumes after the
+			// last one that did.
+			next = nodes[len(nodes)-1].Path
+			return false, nil
+		}
+		nodes = append(nodes, Node{Path: path, Meta: m, Data: arena.copy(data)})
+		size += len(data)
+		return true, nil
+	}
+	c := tx.Bucket(bucketNodes).Cursor()
+	// The subtree is the prefix itself, then the contiguous run of keys
+	// starting with prefix+"/" (keys like prefix+"-x" sort in between).
+	sub := opts.Prefix + "/"
+	if opts.Prefix == "/" {
+		sub = "/"
+	} else if opts.After < opts.Prefix {
+		if k, v := c.Seek([]byte(opts.Prefix)); k != nil && string(k) == opts.Prefix {
+			if ok, err := visit(k, v); !ok || err != nil {
+				return nodes, next, err
+			}
+		}
+	}
+	var k, v []byte
+	if opts.After >= sub {
+		k, v = c.Seek([]byte(opts.After))
+		if k != nil && string(k) == opts.After {
+			k, v = c.Next()
+		}
+	} else {
+		k, v = c.Seek([]byte(sub))
+	}
+	for ; k != nil && bytes.HasPrefix(k, []byte(sub)); k, v = c.Next() {
+		if ok, err := visit(k, v); !ok || err != nil {
+			return nodes, next, err
+		}
 	}
 	return nodes, next, nil
 }
@@ -581,50 +602,78 @@ func pageLimits(maxNodes, maxBytes int) (int, int) {
 // last node returned, or after if none; more reports that the page was cut
 // by a limit and more winners follow.
 func (s *Store) Changes(origin, after uint64, maxNodes, maxBytes int) (nodes []Node, last uint64, more bool, err error) {
-	maxNodes, maxBytes = pageLimits(maxNodes, maxBytes)
 	err = s.view(func(tx *bolt.Tx) error {
-		nodes, last, more = nil, after, false
-		if after == ^uint64(0) {
-			return nil
-		}
-		bn := newNodeCursor(tx.Bucket(bucketNodes))
-		c := tx.Bucket(bucketLog).Cursor()
-		size := 0
-		var arena copyArena
-		for k, v := c.Seek(logKey(origin, after+1)); k != nil; k, v = c.Next() {
-			o, seq, err := decodeLogKey(k)
-			if err != nil {
-				return fmt.Errorf("store: log: %w", err)
-			}
-			if o != origin {
-				break
-			}
-			path := string(v)
-			val := bn.get(v)
-			if val == nil {
-				return fmt.Errorf("store: log entry %d/%d: node %s missing", o, seq, nodepath.Quote(path))
-			}
-			m, data, err := decodeNode(val)
-			if err != nil {
-				return fmt.Errorf("store: node %s: %w", nodepath.Quote(path), err)
-			}
-			if m.Origin != o || m.Seq != seq {
-				return fmt.Errorf("store: log entry %d/%d: node %s is %d/%d", o, seq, nodepath.Quote(path), m.Origin, m.Seq)
-			}
-			if len(nodes) > 0 && (len(nodes) >= maxNodes || size+len(data) > maxBytes) {
-				more = true
-				break
-			}
-			nodes = append(nodes, Node{Path: path, Meta: m, Data: arena.copy(data)})
-			size += len(data)
-			last = seq
-		}
-		return nil
+		nodes, last, more, err = changesPage(tx, changesRange{
+			origin: origin, after: after, upto: ^uint64(0), maxNodes: maxNodes, maxBytes: maxBytes,
+		})
+		return err
 	})
 	if err != nil {
 		return nil, 0, false, err
 	}
 	return nodes, last, more, nil
+}
+
+// changesRange selects a page of the log for changesPage.
+type changesRange struct {
+	// origin's winners with after < seq <= upto.
+	origin, after, upto uint64
+	// keep filters nodes before their data is copied out; nil keeps all.
+	keep func(path string, m Meta) bool
+	// maxNodes and maxBytes bound the kept nodes of the page (see
+	// pageLimits); maxRead, if positive, the log entries read.
+	maxNodes, maxBytes, maxRead int
+}
+
+// changesPage reads one page of the log in tx. last is the seq of the last
+// entry read (kept or not), or r.after if none; more reports that the page
+// was cut by a limit before r.upto.
+func changesPage(tx *bolt.Tx, r changesRange) (nodes []Node, last uint64, more bool, err error) {
+	maxNodes, maxBytes := pageLimits(r.maxNodes, r.maxBytes)
+	last = r.after
+	if r.after >= r.upto {
+		return nil, last, false, nil
+	}
+	bn := newNodeCursor(tx.Bucket(bucketNodes))
+	c := tx.Bucket(bucketLog).Cursor()
+	size, read := 0, 0
+	var arena copyArena
+	for k, v := c.Seek(logKey(r.origin, r.after+1)); k != nil; k, v = c.Next() {
+		o, seq, err := decodeLogKey(k)
+		if err != nil {
+			return nil, 0, false, fmt.Errorf("store: log: %w", err)
+		}
+		if o != r.origin || seq > r.upto {
+			break
+		}
+		if r.maxRead > 0 && read >= r.maxRead {
+			return nodes, last, true, nil
+		}
+		read++
+		path := string(v)
+		val := bn.get(v)
+		if val == nil {
+			return nil, 0, false, fmt.Errorf("store: log entry %d/%d: node %s missing", o, seq, nodepath.Quote(path))
+		}
+		m, data, err := decodeNode(val)
+		if err != nil {
+			return nil, 0, false, fmt.Errorf("store: node %s: %w", nodepath.Quote(path), err)
+		}
+		if m.Origin != o || m.Seq != seq {
+			return nil, 0, false, fmt.Errorf("store: log entry %d/%d: node %s is %d/%d", o, seq, nodepath.Quote(path), m.Origin, m.Seq)
+		}
+		if r.keep != nil && !r.keep(path, m) {
+			last = seq
+			continue
+		}
+		if len(nodes) > 0 && (len(nodes) >= maxNodes || size+len(data) > maxBytes) {
+			return nodes, last, true, nil
+		}
+		nodes = append(nodes, Node{Path: path, Meta: m, Data: arena.copy(data)})
+		size += len(data)
+		last = seq
+	}
+	return nodes, last, false, nil
 }
 
 // nodeCursor looks nodes up by path with one cursor. Lookups in ascending
@@ -694,20 +743,24 @@ func (s *Store) TreeChildren(level, index int) []Hash {
 
 // Bucket returns the metadata (no data) of every node, live or tombstone,
 // in leaf bucket b of the hash tree (0 <= b < TreeLeaves), in path order.
-// It walks every node in memory under the read lock.
+// It reads the bucket's index under the read lock: its cost is the size of
+// the bucket, not of the store.
 func (s *Store) Bucket(b int) []Node {
 	if b < 0 || b >= TreeLeaves {
 		return nil
 	}
 	s.mu.RLock()
 	defer s.mu.RUnlock()
-	var out []Node
-	s.tree.Walk(func(path string, v any) bool {
-		if e := v.(*entry); int(e.bucket) == b {
-			out = append(out, Node{Path: path, Meta: e.meta()})
-		}
-		return false
-	})
+	paths := s.buckets[b]
+	if len(paths) == 0 {
+		return nil
+	}
+	out := make([]Node, len(paths))
+	for i, path := range paths {
+		v, _ := s.tree.Get(path)
+		out[i] = Node{Path: path, Meta: v.(*entry).meta()}
+	}
+	slices.SortFunc(out, func(a, b Node) int { return strings.Compare(a.Path, b.Path) })
 	return out
 }
 

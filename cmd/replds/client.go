@@ -16,6 +16,7 @@ import (
 	"google.golang.org/grpc/status"
 
 	"replds/certs"
+	"replds/limits"
 	repldspb "replds/proto"
 )
 
@@ -76,9 +77,9 @@ func (f *clientFlags) dialOptions() ([]grpc.DialOption, error) {
 	return []grpc.DialOption{grpc.WithTransportCredentials(credentials.NewTLS(r.ClientConfig("")))}, nil
 }
 
-// maxMessage bounds one gRPC message between client and server: the
-// largest node plus room for a batch of small ones.
-const maxMessage = 64 << 20
+// maxMessage bounds one gRPC message between client and server: a full
+// batch at the servers' default limit, which also holds the largest node.
+const maxMessage = limits.MaxBatchBytes
 
 // call connects to the servers in turn and runs fn against the first one
 // that answers; it moves on to the next only when a server is unreachable.

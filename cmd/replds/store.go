@@ -15,6 +15,7 @@ import (
 
 	"github.com/spf13/cobra"
 
+	"replds/limits"
 	"replds/nodepath"
 	repldspb "replds/proto"
 )
@@ -122,7 +123,7 @@ func collectWrites(local, remote string) ([]*repldspb.Write, error) {
 
 // maxBatchWrites is the most writes a server takes in one batch (its
 // default limit).
-const maxBatchWrites = 100000
+const maxBatchWrites = limits.MaxBatch
 
 // readAll reads files[i] into writes[i].Data, a few files at a time, and
 // returns the first error.

@@ -25,12 +25,14 @@ type Store interface {
 	Lookup(path string) (store.Meta, bool)
 	Walk(prefix string, fn func(path string, m store.Meta) bool)
 	Scan(opts store.ScanOptions) ([]store.Node, string, error)
+	Snapshot(ctx context.Context, opts store.ScanOptions, fn func(vec store.Vector, page []store.Node) error) error
 	Changes(origin, after uint64, maxNodes, maxBytes int) ([]store.Node, uint64, bool, error)
 	Vector() store.Vector
 	Root() store.Hash
 	TreeChildren(level, index int) []store.Hash
 	Bucket(b int) []store.Node
 	Subscribe(buf int) *store.Subscription
+	Feed(opts store.FeedOptions) (*store.Feed, error)
 	Stats() store.Stats
 	Reincarnate(ctx context.Context) (old, new uint64, err error)
 	Close() error

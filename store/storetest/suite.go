@@ -27,6 +27,7 @@ func Run(t *testing.T, open Opener) {
 		{"WriteGet", testWriteGet},
 		{"Walk", testWalk},
 		{"Scan", testScan},
+		{"Snapshot", testSnapshot},
 		{"Changes", testChanges},
 		{"Versions", testVersions},
 		{"ClockSkew", testClockSkew},
@@ -40,12 +41,15 @@ func Run(t *testing.T, open Opener) {
 		{"Limits", testLimits},
 		{"Reopen", testReopen},
 		{"HashTree", testHashTree},
+		{"Buckets", testBuckets},
 		{"ApplyConverges", testApplyConverges},
 		{"ApplyLWW", testApplyLWW},
 		{"ApplyInvalid", testApplyInvalid},
 		{"Vector", testVector},
 		{"Subscribe", testSubscribe},
 		{"Overflow", testOverflow},
+		{"Feed", testFeed},
+		{"FeedOverflow", testFeedOverflow},
 		{"ConcurrentWrites", testConcurrentWrites},
 		{"Close", testClose},
 		{"CloseWhileWriting", testCloseWhileWriting},
@@ -230,6 +234,105 @@ func testScan(t *testing.T, open Opener) {
 	if _, _, err := e.s.Scan(store.ScanOptions{Prefix: "p"}); !errors.Is(err, store.ErrInvalidPath) {
 		t.Errorf("Scan(Prefix p) = %v, want ErrInvalidPath", err)
 	}
+}
+
+// readSnapshot reads a whole snapshot of prefix in pages of 3 nodes; during
+// calls fn after the first page.
+func readSnapshot(t *testing.T, s Store, prefix string, during func()) (store.Vector, []store.Node) {
+	t.Helper()
+	var vec store.Vector
+	var nodes []store.Node
+	pages := 0
+	err := s.Snapshot(context.Background(), store.ScanOptions{Prefix: prefix, MaxNodes: 3}, func(v store.Vector, page []store.Node) error {
+		if pages > 0 && !maps.Equal(v, vec) {
+			t.Errorf("Snapshot page %d vector %v, first page %v", pages, v, vec)
+		}
+		vec = v
+		pages++
+		nodes = append(nodes, page...)
+		if pages == 1 && during != nil {
+			during()
+		}
+		return nil
+	})
+	if err != nil {
+		t.Fatalf("Snapshot(%s) = %v", prefix, err)
+	}
+	return vec, nodes
+}
+
+func testSnapshot(t *testing.T, open Opener) {
+	e := newEnv(t, open)
+	if vec, nodes := readSnapshot(t, e.s, "/", nil); len(vec) != 0 || len(nodes) != 0 {
+		t.Errorf("empty store: Snapshot = %v, %d nodes; want an empty vector and no nodes", vec, len(nodes))
+	}
+	for i := range 10 {
+		e.put(fmt.Sprintf("/s/%02d", i), fmt.Sprint(i))
+	}
+	e.write(del("/s/03"))
+	e.put("/t", "outside")
+	e.apply([]store.Node{{Path: "/s/remote", Meta: store.Meta{Version: 1, Origin: 9, Seq: 1}, Data: []byte("r")}})
+	wantVec := e.s.Vector()
+	want := walkData(t, e.s, "/s")
+
+	// Writes committed while the snapshot runs do not leak into it: not
+	// into its nodes, not into its vector.
+	gotVec, got := readSnapshot(t, e.s, "/s", func() {
+		done := make(chan struct{})
+		go func() {
+			defer close(done)
+			e.put("/s/09", "new", "/s/99", "new")
+			e.write(del("/s/08"))
+			e.apply([]store.Node{{Path: "/s/00", Meta: store.Meta{Version: ^uint64(0) >> 1, Origin: 9, Seq: 2}, Data: []byte("r2")}})
+		}()
+		select {
+		case <-done:
+		case <-time.After(10 * time.Second):
+			t.Fatal("writes blocked by a snapshot")
+		}
+	})
+	if !maps.Equal(gotVec, wantVec) {
+		t.Errorf("Snapshot vector = %v, want %v", gotVec, wantVec)
+	}
+	if !slices.EqualFunc(got, want, nodeEqual) {
+		t.Errorf("Snapshot nodes = %v, want %v", got, want)
+	}
+	gotVec, got = readSnapshot(t, e.s, "/s", nil)
+	if !maps.Equal(gotVec, e.s.Vector()) || !slices.EqualFunc(got, walkData(t, e.s, "/s"), nodeEqual) {
+		t.Errorf("Snapshot after the writes = %v, %v; want the store's state", gotVec, got)
+	}
+
+	err := e.s.Snapshot(context.Background(), store.ScanOptions{Prefix: "bad"}, func(store.Vector, []store.Node) error { return nil })
+	if !errors.Is(err, store.ErrInvalidPath) {
+		t.Errorf("Snapshot(bad prefix) = %v, want ErrInvalidPath", err)
+	}
+	stop := errors.New("stop")
+	if err := e.s.Snapshot(context.Background(), store.ScanOptions{Prefix: "/s", MaxNodes: 1}, func(store.Vector, []store.Node) error { return stop }); err != stop {
+		t.Errorf("Snapshot with failing fn = %v, want its error", err)
+	}
+}
+
+// walkData returns every node under prefix, tombstones included, with its
+// data, in path order.
+func walkData(t *testing.T, s Store, prefix string) []store.Node {
+	t.Helper()
+	var out []store.Node
+	for _, n := range walk(s, prefix) {
+		if !n.Deleted {
+			full, err := s.Get(n.Path)
+			if err != nil {
+				t.Fatalf("Get(%q) = %v", n.Path, err)
+			}
+			n = full
+		}
+		out = append(out, n)
+	}
+	return out
+}
+
+// nodeEqual compares nodes, data included.
+func nodeEqual(a, b store.Node) bool {
+	return a.Path == b.Path && a.Meta == b.Meta && bytes.Equal(a.Data, b.Data)
 }
 
 func testChanges(t *testing.T, open Opener) {
@@ -745,6 +848,51 @@ func testHashTree(t *testing.T, open Opener) {
 	}
 }
 
+// sameBucket returns n paths under dir that share one hash-tree bucket,
+// in descending path order.
+func sameBucket(dir string, n int) []string {
+	want := BucketOf(dir + "/0")
+	out := []string{dir + "/0"}
+	for i := 1; len(out) < n; i++ {
+		if p := fmt.Sprintf("%s/%d", dir, i); BucketOf(p) == want {
+			out = append(out, p)
+		}
+	}
+	slices.Sort(out)
+	slices.Reverse(out)
+	return out
+}
+
+func testBuckets(t *testing.T, open Opener) {
+	e := newEnv(t, open)
+	paths := sameBucket("/q", 4)
+	b := BucketOf(paths[0])
+	// Written out of order, by Write and Apply, one of them deleted, one
+	// replaced: Bucket returns exactly the bucket's nodes, in path order,
+	// with their current metadata, before and after a reopen.
+	e.put(paths[0], "0", paths[1], "1")
+	e.apply([]store.Node{{Path: paths[2], Meta: store.Meta{Version: 5, Origin: 3, Seq: 1}, Data: []byte("2")}})
+	e.put(paths[3], "3")
+	e.write(del(paths[1]))
+	e.put(paths[0], "0'")
+	e.put("/other", "x")
+	want := slices.Sorted(slices.Values(paths))
+	for _, phase := range []string{"open", "reopened"} {
+		got := e.s.Bucket(b)
+		var gotPaths []string
+		for _, n := range got {
+			gotPaths = append(gotPaths, n.Path)
+			if m, _ := e.s.Lookup(n.Path); n.Meta != m || n.Data != nil {
+				t.Errorf("%s: Bucket(%d) has %q %+v, Lookup %+v", phase, b, n.Path, n.Meta, m)
+			}
+		}
+		if !slices.Equal(gotPaths, want) {
+			t.Errorf("%s: Bucket(%d) paths = %q, want %q", phase, b, gotPaths, want)
+		}
+		e.reopen()
+	}
+}
+
 // remoteNodes returns a random history of replicated writes from a few
 // origins over a few paths, tombstones and version ties included.
 func remoteNodes(r *rand.Rand, n int) []store.Node {
@@ -1162,5 +1310,168 @@ func testCloseWhileWriting(t *testing.T, open Opener) {
 	}
 	if got := e.s.Stats().Nodes; got != uint64(len(acked)) {
 		t.Errorf("store holds %d nodes, %d writes were acknowledged", got, len(acked))
+	}
+}
+
+// feedUntil reads f until a page for which stop returns true, and returns
+// the nodes read by path (the last version wins) and the last page.
+func feedUntil(t *testing.T, f *store.Feed, stop func(store.FeedPage) bool) (map[string]store.Node, store.FeedPage) {
+	t.Helper()
+	ctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
+	defer cancel()
+	got := map[string]store.Node{}
+	for {
+		page, err := f.Next(ctx)
+		if err != nil {
+			t.Fatalf("Feed.Next = %v", err)
+		}
+		for _, n := range page.Nodes {
+			if o, ok := got[n.Path]; !ok || n.Newer(o.Meta) {
+				got[n.Path] = n
+			}
+		}
+		if stop(page) {
+			return got, page
+		}
+	}
+}
+
+func caught(p store.FeedPage) bool { return p.Caught }
+
+// feedWant returns the nodes under prefix not covered by from, with data.
+func feedWant(t *testing.T, s Store, prefix string, from store.Vector) map[string]store.Node {
+	t.Helper()
+	want := map[string]store.Node{}
+	for _, n := range walkData(t, s, prefix) {
+		if !from.Covers(n.Origin, n.Seq) {
+			want[n.Path] = n
+		}
+	}
+	return want
+}
+
+func sameNodes(got, want map[string]store.Node) bool {
+	return maps.EqualFunc(got, want, nodeEqual)
+}
+
+func testFeed(t *testing.T, open Opener) {
+	e := newEnv(t, open)
+	for i := range 20 {
+		e.put(fmt.Sprintf("/f/%02d", i), fmt.Sprint(i), fmt.Sprintf("/g/%02d", i), fmt.Sprint(i))
+	}
+	e.write(del("/f/05"))
+	e.apply([]store.Node{{Path: "/f/remote", Meta: store.Meta{Version: 1, Origin: 9, Seq: 1}, Data: []byte("r")}})
+
+	// From nothing: every winner under the prefix, tombstones included,
+	// then a Caught page with the store's vector.
+	f, err := e.s.Feed(store.FeedOptions{Prefixes: []string{"/f"}, MaxNodes: 3, Buffer: 16})
+	if err != nil {
+		t.Fatalf("Feed = %v", err)
+	}
+	defer f.Close()
+	got, last := feedUntil(t, f, caught)
+	if want := feedWant(t, e.s, "/f", nil); !sameNodes(got, want) {
+		t.Errorf("Feed replay = %v, want %v", got, want)
+	}
+	if !maps.Equal(last.Vector, e.s.Vector()) {
+		t.Errorf("Caught page vector = %v, want %v", last.Vector, e.s.Vector())
+	}
+
+	// Live: a commit under the prefix comes as a page; one elsewhere only
+	// moves the vector.
+	e.put("/g/00", "g2")
+	e.put("/f/00", "f2")
+	got, last = feedUntil(t, f, func(store.FeedPage) bool { return true })
+	if len(got) != 1 || got["/f/00"].Data == nil || string(got["/f/00"].Data) != "f2" || last.Replay {
+		t.Errorf("live page = %v, want /f/00 = f2", last)
+	}
+	if !maps.Equal(last.Vector, e.s.Vector()) || !maps.Equal(f.Vector(), e.s.Vector()) {
+		t.Errorf("live page vector = %v, feed %v, want %v", last.Vector, f.Vector(), e.s.Vector())
+	}
+	resume := last.Vector
+
+	// Resume from a bookmark, with a few changes since and a Keep that
+	// drops one path: only what the bookmark lacks, filtered.
+	e.put("/f/01", "f3", "/g/01", "g3")
+	e.write(del("/f/02"))
+	e.apply([]store.Node{{Path: "/f/remote", Meta: store.Meta{Version: ^uint64(0) >> 1, Origin: 9, Seq: 2}, Data: []byte("r2")}})
+	e.put("/f/03", "hidden")
+	keep := func(path string, _ store.Meta) bool { return path != "/f/03" }
+	for _, name := range []string{"/f", "/"} {
+		r, err := e.s.Feed(store.FeedOptions{Prefixes: []string{name}, From: resume, Keep: keep})
+		if err != nil {
+			t.Fatalf("Feed = %v", err)
+		}
+		got, last = feedUntil(t, r, caught)
+		r.Close()
+		want := feedWant(t, e.s, name, resume)
+		delete(want, "/f/03")
+		if !sameNodes(got, want) {
+			t.Errorf("Feed(%s) resumed = %v, want %v", name, got, want)
+		}
+		if !maps.Equal(last.Vector, e.s.Vector()) {
+			t.Errorf("Feed(%s) resumed vector = %v, want %v", name, last.Vector, e.s.Vector())
+		}
+	}
+
+	// Nothing new: an empty Caught page.
+	r, err := e.s.Feed(store.FeedOptions{Prefixes: []string{"/f"}, From: e.s.Vector()})
+	if err != nil {
+		t.Fatalf("Feed = %v", err)
+	}
+	if got, _ := feedUntil(t, r, caught); len(got) != 0 {
+		t.Errorf("Feed from the store's vector = %v, want nothing", got)
+	}
+	r.Close()
+	if _, err := r.Next(context.Background()); !errors.Is(err, store.ErrClosed) {
+		t.Errorf("Next after Close = %v, want ErrClosed", err)
+	}
+	// A node no vector covers (brought by hash-tree repair) is replayed
+	// to a consumer holding the store's vector.
+	orphan := store.Node{Path: "/f/orphan", Meta: store.Meta{Version: 7, Origin: 77, Seq: 1 << 40}, Data: []byte("o")}
+	e.apply([]store.Node{orphan})
+	r, err = e.s.Feed(store.FeedOptions{Prefixes: []string{"/f"}, From: e.s.Vector()})
+	if err != nil {
+		t.Fatalf("Feed = %v", err)
+	}
+	got, _ = feedUntil(t, r, caught)
+	r.Close()
+	if n, ok := got[orphan.Path]; len(got) != 1 || !ok || n.Meta != (store.Meta{Version: 7, Origin: 77, Seq: 1 << 40, Size: 1}) {
+		t.Errorf("Feed from the store's vector = %v, want the repaired node %s", got, orphan.Path)
+	}
+	if _, err := e.s.Feed(store.FeedOptions{Prefixes: []string{"bad"}}); !errors.Is(err, store.ErrInvalidPath) {
+		t.Errorf("Feed(bad prefix) = %v, want ErrInvalidPath", err)
+	}
+}
+
+func testFeedOverflow(t *testing.T, open Opener) {
+	e := newEnv(t, open)
+	e.put("/f/a", "0")
+	f, err := e.s.Feed(store.FeedOptions{Prefixes: []string{"/f"}, Buffer: 1})
+	if err != nil {
+		t.Fatalf("Feed = %v", err)
+	}
+	defer f.Close()
+	feedUntil(t, f, caught)
+	// Many commits the consumer does not read: the feed overflows, then
+	// catches up from the store; nothing is lost.
+	for i := range 10 {
+		e.put(fmt.Sprintf("/f/%d", i), fmt.Sprint(i))
+	}
+	e.put("/f/a", "last")
+	want := feedWant(t, e.s, "/f", nil)
+	delete(want, "/f/a")
+	got := map[string]store.Node{}
+	target := e.s.Vector()
+	for len(got) < len(want)+1 || !maps.Equal(f.Vector(), target) {
+		page, _ := feedUntil(t, f, func(store.FeedPage) bool { return true })
+		maps.Copy(got, page)
+	}
+	if a := got["/f/a"]; string(a.Data) != "last" {
+		t.Errorf("after overflow /f/a = %q, want last", a.Data)
+	}
+	delete(got, "/f/a")
+	if !sameNodes(got, want) {
+		t.Errorf("after overflow got %v, want %v", got, want)
 	}
 }

@@ -1,0 +1,61 @@
+package store_test
+
+import (
+	"context"
+	"fmt"
+	"testing"
+
+	"replds/store"
+	"replds/store/storetest"
+)
+
+// TestFeed_Source: a catch-up reads the change index when the consumer
+// lacks few changes next to the nodes under its prefixes, and scans when
+// it lacks many.
+func TestFeed_Source(t *testing.T) {
+	cfg := storetest.Config(t, t.TempDir(), storetest.NewClock(storetest.Epoch))
+	cfg.MaxBatch = 1000
+	cfg.MaxBatchBytes = 1 << 20
+	s := openStore(t, cfg)
+	ctx := context.Background()
+	var ws []store.Write
+	for i := range 400 {
+		ws = append(ws, store.Write{Path: fmt.Sprintf("/big/%03d", i), Data: []byte("x")})
+	}
+	for i := range 10 {
+		ws = append(ws, store.Write{Path: fmt.Sprintf("/small/%d", i), Data: []byte("x")})
+	}
+	if _, err := s.Write(ctx, ws); err != nil {
+		t.Fatal(err)
+	}
+	mark := s.Vector()
+	for i := range 5 {
+		if _, err := s.Write(ctx, []store.Write{{Path: fmt.Sprintf("/big/%03d", i), Data: []byte("y")}}); err != nil {
+			t.Fatal(err)
+		}
+	}
+	tests := []struct {
+		name   string
+		prefix string
+		from   store.Vector
+		index  bool
+	}{
+		{"whole tree, few changes", "/", mark, true},
+		{"big subtree, few changes", "/big", mark, true},
+		{"small subtree, few changes", "/small", mark, false},
+		{"whole tree, from nothing", "/", nil, false},
+		{"big subtree, from nothing", "/big", nil, false},
+	}
+	for _, tt := range tests {
+		t.Run(tt.name, func(t *testing.T) {
+			f, err := s.Feed(store.FeedOptions{Prefixes: []string{tt.prefix}, From: tt.from})
+			if err != nil {
+				t.Fatal(err)
+			}
+			defer f.Close()
+			if got, err := f.PlanByIndex(); err != nil || got != tt.index {
+				t.Errorf("catch-up by index = %v, %v; want %v", got, err, tt.index)
+			}
+		})
+	}
+}
