@@ -1,6 +1,8 @@
 // Package server runs one replds peer: the public gRPC API (Store, Get,
 // List, Watch, Status), the internal replication API (Hello, Push, Sync,
-// Tree, Buckets), cluster membership through memberlist, and the three
+// Tree, Buckets), the wiring of cluster membership (package cluster: the
+// server advertises its gRPC address and readiness, and answers Hello for
+// joining peers), and the three
 // replication layers of DESIGN.md, and, with Config.HTTPAddr, the
 // operations endpoints /metrics, /healthz and /readyz (metrics.go, http.go;
 // each Server has its own Prometheus registry).

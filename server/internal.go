@@ -19,7 +19,7 @@ func (s *Server) Hello(ctx context.Context, req *repldspb.HelloRequest) (*replds
 	if err := s.authorize(ctx, acl.Peer, ""); err != nil {
 		return nil, toStatus(s.log, "Hello", err)
 	}
-	return &repldspb.HelloResponse{Name: s.cfg.Name, GossipAddr: s.mem.addr(), Origin: s.store.Origin()}, nil
+	return &repldspb.HelloResponse{Name: s.cfg.Name, GossipAddr: s.mem.Addr(), Origin: s.store.Origin()}, nil
 }
 
 // Push receives a peer's own accepted writes, in its seq order. It ends when

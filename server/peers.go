@@ -12,6 +12,7 @@ import (
 
 	"google.golang.org/grpc"
 
+	"replds/cluster"
 	repldspb "replds/proto"
 	"replds/store"
 )
@@ -24,12 +25,10 @@ const (
 )
 
 // peerSet holds the gRPC connections to peers and one pusher per alive
-// peer. Membership events call changed, which must not block.
+// peer.
 type peerSet struct {
 	s   *Server
 	log *slog.Logger
-
-	changes chan struct{}
 
 	mu      sync.Mutex
 	conns   map[string]*grpc.ClientConn // by gRPC address
@@ -41,7 +40,6 @@ func newPeerSet(s *Server) *peerSet {
 	return &peerSet{
 		s:       s,
 		log:     s.log.With("component", "replication"),
-		changes: make(chan struct{}, 1),
 		conns:   map[string]*grpc.ClientConn{},
 		pushers: map[string]*pusher{},
 	}
@@ -50,14 +48,6 @@ func newPeerSet(s *Server) *peerSet {
 // start runs the loop that keeps one pusher per alive peer.
 func (p *peerSet) start() {
 	p.s.goFunc(p.reconcileLoop)
-}
-
-// changed signals a membership change. It never blocks.
-func (p *peerSet) changed() {
-	select {
-	case p.changes <- struct{}{}:
-	default:
-	}
 }
 
 // kick wakes every pusher: new local writes are committed. It never blocks.
@@ -98,11 +88,12 @@ func (p *peerSet) reconcileLoop() {
 	t := time.NewTicker(time.Second)
 	defer t.Stop()
 	for {
+		changed := p.s.mem.Changed()
 		p.reconcile()
 		select {
 		case <-p.s.done:
 			return
-		case <-p.changes:
+		case <-changed:
 		case <-t.C:
 		}
 	}
@@ -110,14 +101,14 @@ func (p *peerSet) reconcileLoop() {
 
 // reconcile starts pushers for new alive peers and stops the others.
 func (p *peerSet) reconcile() {
-	alive := map[string]member{}
-	for _, m := range p.s.mem.alivePeers() {
-		alive[m.name] = m
+	alive := map[string]cluster.Member{}
+	for _, m := range alivePeers(p.s.mem) {
+		alive[m.Name] = m
 	}
 	p.mu.Lock()
 	defer p.mu.Unlock()
 	for name, pu := range p.pushers {
-		if m, ok := alive[name]; !ok || m.grpcAddr != pu.addr {
+		if m, ok := alive[name]; !ok || m.GRPCAddr != pu.addr {
 			pu.cancel()
 			delete(p.pushers, name)
 		}
@@ -130,7 +121,7 @@ func (p *peerSet) reconcile() {
 			continue
 		}
 		ctx, cancel := context.WithCancel(p.s.ctx)
-		pu := &pusher{set: p, name: name, addr: m.grpcAddr, kick: make(chan struct{}, 1), cancel: cancel, done: make(chan struct{})}
+		pu := &pusher{set: p, name: name, addr: m.GRPCAddr, kick: make(chan struct{}, 1), cancel: cancel, done: make(chan struct{})}
 		if !p.s.goFunc(func() { pu.run(ctx) }) {
 			cancel()
 			return
@@ -175,15 +166,15 @@ func (p *peerSet) redial() {
 }
 
 // randomPeer returns the connection to a random alive peer.
-func (p *peerSet) randomPeer() (member, *grpc.ClientConn, bool) {
-	peers := p.s.mem.alivePeers()
+func (p *peerSet) randomPeer() (cluster.Member, *grpc.ClientConn, bool) {
+	peers := alivePeers(p.s.mem)
 	if len(peers) == 0 {
-		return member{}, nil, false
+		return cluster.Member{}, nil, false
 	}
 	m := peers[rand.IntN(len(peers))]
-	c, err := p.conn(m.grpcAddr)
+	c, err := p.conn(m.GRPCAddr)
 	if err != nil {
-		return member{}, nil, false
+		return cluster.Member{}, nil, false
 	}
 	return m, c, true
 }

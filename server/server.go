@@ -14,6 +14,7 @@ import (
 	"google.golang.org/grpc"
 	"google.golang.org/grpc/keepalive"
 
+	"replds/cluster"
 	repldspb "replds/proto"
 	"replds/store"
 )
@@ -31,7 +32,7 @@ type Server struct {
 	grpc  *grpc.Server
 	dial  []grpc.DialOption
 	sec   *security
-	mem   *membership
+	mem   *cluster.Membership
 	peers *peerSet
 	// inbound tracks the peers' push streams into this server.
 	inbound inbound
@@ -172,14 +173,14 @@ func (s *Server) Start() {
 		s.log.Warn("PLAIN MODE: no TLS; anyone who can reach this server can read and write every node, and join the cluster",
 			"addr", s.Addr())
 	}
-	s.log.Info("server started", "addr", s.Addr(), "gossip", s.mem.addr(), "name", s.cfg.Name,
+	s.log.Info("server started", "addr", s.Addr(), "gossip", s.mem.Addr(), "name", s.cfg.Name,
 		"origin", fmt.Sprintf("%016x", s.store.Origin()), "peers", s.cfg.Peers)
 	s.goFunc(func() {
 		if err := s.grpc.Serve(s.lis); err != nil && !errors.Is(err, grpc.ErrServerStopped) {
 			s.log.Error("grpc serve stopped", "err", err)
 		}
 	})
-	s.goFunc(s.mem.joinLoop)
+	s.goFunc(func() { s.mem.Run(s.ctx) })
 	s.goFunc(s.syncLoop)
 	if s.cfg.MemoryTrimInterval > 0 {
 		s.goFunc(s.trimLoop)
@@ -247,7 +248,7 @@ func (s *Server) Close() error {
 			s.log.Warn("shutdown: some peers did not take the last writes; they will get them by sync once this server is back")
 		}
 		s.cancel()
-		s.mem.leave()
+		s.mem.Close()
 		s.peers.close()
 		if s.http != nil {
 			s.http.close()
@@ -260,13 +261,17 @@ func (s *Server) Close() error {
 }
 
 // GossipAddr returns the memberlist address the server listens on.
-func (s *Server) GossipAddr() string { return s.mem.addr() }
+func (s *Server) GossipAddr() string { return s.mem.Addr() }
+
+// Membership returns the server's view of the cluster, for reading (who is
+// alive and ready, and when that changes). The server owns it and closes it.
+func (s *Server) Membership() *cluster.Membership { return s.mem }
 
 // AliveMembers returns how many members (this server included) are alive.
 func (s *Server) AliveMembers() int {
 	n := 0
-	for _, m := range s.mem.members() {
-		if m.state == "alive" {
+	for _, m := range s.mem.Members() {
+		if m.State.Live() {
 			n++
 		}
 	}

@@ -37,22 +37,23 @@ func (s *Server) syncLoop() {
 			if s.ctx.Err() != nil {
 				return
 			}
-			s.metrics.syncDone(m.name, round, err)
+			s.metrics.syncDone(m.Name, round, err)
 			failures++
 			if failures == 3 {
-				log.Warn("sync failing", "peer", m.name, "err", err)
+				log.Warn("sync failing", "peer", m.Name, "err", err)
 			} else {
-				log.Debug("sync failed", "peer", m.name, "err", err)
+				log.Debug("sync failed", "peer", m.Name, "err", err)
 			}
 			continue
 		}
-		s.metrics.syncDone(m.name, round, nil)
+		s.metrics.syncDone(m.Name, round, nil)
+		s.advertiseReadiness()
 		if failures >= 3 {
-			log.Info("sync recovered", "peer", m.name)
+			log.Info("sync recovered", "peer", m.Name)
 		}
 		failures = 0
 		if applied > 0 {
-			log.Info("synced", "peer", m.name, "nodes", applied)
+			log.Info("synced", "peer", m.Name, "nodes", applied)
 		}
 	}
 }
