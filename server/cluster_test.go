@@ -455,3 +455,45 @@ func TestCluster_PeerCatchesUpFromTheOriginAlone(t *testing.T) {
 	}
 	c.WaitConverged(10 * time.Second)
 }
+
+// TestCluster_PushFollowsStoreCommits writes on one server's store
+// directly, as a writer inside the server would, not through the Store
+// RPC: its pushers must wake on the commit and deliver the nodes, with
+// digest sync out of the way.
+func TestCluster_PushFollowsStoreCommits(t *testing.T) {
+	ctx := context.Background()
+	c := servertest.NewCluster(t, 2, func(i int, cfg *server.Config) {
+		cfg.SyncInterval = time.Hour
+	})
+	write := func(p string) {
+		t.Helper()
+		if _, err := c.Server(0).DB().Write(ctx, []store.Write{{Path: p, Data: []byte("x")}}); err != nil {
+			t.Fatalf("Write(%s): %v", p, err)
+		}
+	}
+	// A push session starts at the head of the log: writes until one
+	// reaches server 1 show that its stream is up. Each arrives only if
+	// the idle pusher wakes on the commit.
+	marker := 0
+	c.Wait(10*time.Second, "a push from server 0 to server 1", func() error {
+		if marker > 0 {
+			if _, err := c.Server(1).DB().Get(fmt.Sprintf("/marker/%d", marker)); err == nil {
+				return nil
+			}
+		}
+		marker++
+		write(fmt.Sprintf("/marker/%d", marker))
+		return fmt.Errorf("marker %d not on server 1 yet", marker)
+	})
+	for i := range 5 {
+		write(fmt.Sprintf("/direct/%d", i))
+	}
+	c.Wait(10*time.Second, "the direct writes on server 1", func() error {
+		for i := range 5 {
+			if _, err := c.Server(1).DB().Get(fmt.Sprintf("/direct/%d", i)); err != nil {
+				return fmt.Errorf("/direct/%d: %w", i, err)
+			}
+		}
+		return nil
+	})
+}

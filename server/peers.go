@@ -50,18 +50,6 @@ func (p *peerSet) start() {
 	p.s.goFunc(p.reconcileLoop)
 }
 
-// kick wakes every pusher: new local writes are committed. It never blocks.
-func (p *peerSet) kick() {
-	p.mu.Lock()
-	defer p.mu.Unlock()
-	for _, pu := range p.pushers {
-		select {
-		case pu.kick <- struct{}{}:
-		default:
-		}
-	}
-}
-
 // conn returns the (shared, lazily connecting) client connection to addr.
 func (p *peerSet) conn(addr string) (*grpc.ClientConn, error) {
 	p.mu.Lock()
@@ -121,7 +109,7 @@ func (p *peerSet) reconcile() {
 			continue
 		}
 		ctx, cancel := context.WithCancel(p.s.ctx)
-		pu := &pusher{set: p, name: name, addr: m.GRPCAddr, kick: make(chan struct{}, 1), cancel: cancel, done: make(chan struct{})}
+		pu := &pusher{set: p, name: name, addr: m.GRPCAddr, cancel: cancel, done: make(chan struct{})}
 		if !p.s.goFunc(func() { pu.run(ctx) }) {
 			cancel()
 			return
@@ -180,13 +168,14 @@ func (p *peerSet) randomPeer() (cluster.Member, *grpc.ClientConn, bool) {
 }
 
 // pusher streams this server's own accepted writes to one peer, in seq
-// order, as they are committed (eager push). A broken stream restarts from
-// the current head: what it missed is found by digest sync.
+// order, as they are committed (eager push): it wakes on every commit of
+// the store's own writes (store.Written), whoever made them. A broken
+// stream restarts from the current head: what it missed is found by digest
+// sync.
 type pusher struct {
 	set    *peerSet
 	name   string
 	addr   string
-	kick   chan struct{}
 	cancel context.CancelFunc
 	// done is closed when run returns.
 	done chan struct{}
@@ -262,6 +251,8 @@ func (pu *pusher) session(ctx context.Context) error {
 	}
 	cursor := st.Vector()[origin]
 	for {
+		// Taken before the read, so that no commit after it goes unseen.
+		written := st.Written()
 		msg, next, more, err := pushPage(st, cursor)
 		if err != nil {
 			return err
@@ -297,7 +288,7 @@ func (pu *pusher) session(ctx context.Context) error {
 			// The stream broke while idle (the peer restarted, say): end
 			// the session now, so that the next one starts at once.
 			return stream.Context().Err()
-		case <-pu.kick:
+		case <-written:
 		}
 	}
 }

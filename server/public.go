@@ -36,7 +36,6 @@ func (s *Server) Store(ctx context.Context, req *repldspb.StoreRequest) (*replds
 		return nil, toStatus(s.log, method, err)
 	}
 	if len(nodes) > 0 {
-		s.peers.kick()
 		s.log.Info("stored", "nodes", len(nodes), "bytes", size, "first", nodes[0].Path)
 	}
 	resp := &repldspb.StoreResponse{Nodes: make([]*repldspb.Node, len(nodes))}
