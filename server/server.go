@@ -67,43 +67,17 @@ type Server struct {
 
 // New opens the store in cfg.DataDir and binds the listeners. It starts
 // nothing: call Start or Run.
-func New(cfg Config) (*Server, error) {
+func New(cfg Config) (_ *Server, err error) {
 	if err := cfg.Validate(); err != nil {
 		return nil, err
 	}
-	log := cfg.Logger
-	if log == nil {
-		log = slog.Default()
-	}
-	cfg.Logger = log
-	sec, err := newSecurity(&cfg)
-	if err != nil {
-		return nil, err
-	}
-	if err := os.MkdirAll(cfg.DataDir, 0o700); err != nil {
-		return nil, fmt.Errorf("server: data dir: %w", err)
-	}
-	scfg := store.DefaultConfig(filepath.Join(cfg.DataDir, "replds.db"))
-	scfg.Logger = log
-	scfg.MaxNodeSize = cfg.MaxNodeSize
-	scfg.MaxBatch = cfg.MaxBatch
-	scfg.MaxBatchBytes = cfg.MaxBatchBytes
-	st, err := store.Open(scfg)
-	if err != nil {
-		return nil, fmt.Errorf("server: %w", err)
-	}
-	lis, err := net.Listen("tcp", cfg.Addr)
-	if err != nil {
-		st.Close()
-		return nil, fmt.Errorf("server: listen %s: %w", cfg.Addr, err)
+	if cfg.Logger == nil {
+		cfg.Logger = slog.Default()
 	}
 	ctx, cancel := context.WithCancel(context.Background())
 	s := &Server{
 		cfg:    cfg,
-		sec:    sec,
-		log:    log,
-		store:  st,
-		lis:    lis,
+		log:    cfg.Logger,
 		ctx:    ctx,
 		cancel: cancel,
 		done:   ctx.Done(),
@@ -111,18 +85,84 @@ func New(cfg Config) (*Server, error) {
 		stopping: make(chan struct{}),
 		draining: make(chan struct{}),
 	}
+	// Each step that holds a resource pushes its release; a failing step
+	// releases them all, the last taken first.
+	var undo cleanups
+	defer func() {
+		if err != nil {
+			undo.run()
+		}
+	}()
+	undo.push(cancel)
+	if s.sec, err = newSecurity(&s.cfg); err != nil {
+		return nil, err
+	}
+	if err := s.openStore(); err != nil {
+		return nil, err
+	}
+	undo.push(func() { s.store.Close() })
+	if s.lis, err = net.Listen("tcp", cfg.Addr); err != nil {
+		return nil, fmt.Errorf("server: listen %s: %w", cfg.Addr, err)
+	}
+	undo.push(func() { s.lis.Close() })
 	if s.cfg.Name == "" {
-		s.cfg.Name = lis.Addr().String()
+		s.cfg.Name = s.lis.Addr().String()
 	}
 	s.metrics = newMetrics(s)
-	s.dial = []grpc.DialOption{sec.dialOption()}
-	s.grpc = grpc.NewServer(
-		sec.serverOption(),
+	s.dial = []grpc.DialOption{s.sec.dialOption()}
+	s.grpc = s.newGRPCServer()
+	s.peers = newPeerSet(s)
+	if cfg.HTTPAddr != "" {
+		if s.http, err = newHTTPServer(s); err != nil {
+			return nil, err
+		}
+		undo.push(func() { s.http.lis.Close() })
+	}
+	if s.mem, err = newMembership(s); err != nil {
+		return nil, err
+	}
+	return s, nil
+}
+
+// cleanups is a stack of releases, for a constructor that fails halfway.
+type cleanups []func()
+
+func (c *cleanups) push(f func()) { *c = append(*c, f) }
+
+// run calls the releases, the last pushed first.
+func (c cleanups) run() {
+	for i := len(c) - 1; i >= 0; i-- {
+		c[i]()
+	}
+}
+
+// openStore opens the store in the data directory, creating it.
+func (s *Server) openStore() error {
+	if err := os.MkdirAll(s.cfg.DataDir, 0o700); err != nil {
+		return fmt.Errorf("server: data dir: %w", err)
+	}
+	scfg := store.DefaultConfig(filepath.Join(s.cfg.DataDir, "replds.db"))
+	scfg.Logger = s.log
+	scfg.MaxNodeSize = s.cfg.MaxNodeSize
+	scfg.MaxBatch = s.cfg.MaxBatch
+	scfg.MaxBatchBytes = s.cfg.MaxBatchBytes
+	st, err := store.Open(scfg)
+	if err != nil {
+		return fmt.Errorf("server: %w", err)
+	}
+	s.store = st
+	return nil
+}
+
+// newGRPCServer returns the gRPC server with both services registered.
+func (s *Server) newGRPCServer() *grpc.Server {
+	g := grpc.NewServer(
+		s.sec.serverOption(),
 		grpc.ChainUnaryInterceptor(s.metrics.unaryInterceptor),
 		grpc.ChainStreamInterceptor(s.metrics.streamInterceptor),
 		grpc.MaxConcurrentStreams(4096),
-		grpc.MaxRecvMsgSize(cfg.maxMessage()),
-		grpc.MaxSendMsgSize(cfg.maxMessage()),
+		grpc.MaxRecvMsgSize(s.cfg.maxMessage()),
+		grpc.MaxSendMsgSize(s.cfg.maxMessage()),
 		grpc.KeepaliveParams(keepalive.ServerParameters{
 			Time:    30 * time.Second,
 			Timeout: 10 * time.Second,
@@ -132,29 +172,9 @@ func New(cfg Config) (*Server, error) {
 			PermitWithoutStream: true,
 		}),
 	)
-	repldspb.RegisterRepldsServer(s.grpc, s)
-	repldspb.RegisterInternalServer(s.grpc, s)
-	s.peers = newPeerSet(s)
-	if cfg.HTTPAddr != "" {
-		if s.http, err = newHTTPServer(s); err != nil {
-			lis.Close()
-			st.Close()
-			cancel()
-			return nil, err
-		}
-	}
-	mem, err := newMembership(s)
-	if err != nil {
-		if s.http != nil {
-			s.http.lis.Close()
-		}
-		lis.Close()
-		st.Close()
-		cancel()
-		return nil, err
-	}
-	s.mem = mem
-	return s, nil
+	repldspb.RegisterRepldsServer(g, s)
+	repldspb.RegisterInternalServer(g, s)
+	return g
 }
 
 // Addr returns the gRPC address the server listens on.
