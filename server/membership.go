@@ -6,7 +6,6 @@ import (
 	"time"
 
 	"replds/cluster"
-	repldspb "replds/proto"
 )
 
 // newMembership creates the server's membership (package cluster): gossip
@@ -45,11 +44,11 @@ func newMembership(s *Server) (*cluster.Membership, error) {
 // hello asks the server at peer (a gRPC address) for its member name and
 // gossip address.
 func (s *Server) hello(ctx context.Context, peer string) (cluster.HelloInfo, error) {
-	conn, err := s.peers.conn(peer)
+	c, err := s.peers.tr.peer(peer)
 	if err != nil {
 		return cluster.HelloInfo{}, err
 	}
-	resp, err := repldspb.NewInternalClient(conn).Hello(ctx, &repldspb.HelloRequest{})
+	resp, err := c.hello(ctx)
 	if err != nil {
 		return cluster.HelloInfo{}, err
 	}

@@ -34,8 +34,10 @@ type Server struct {
 	sec   *security
 	mem   *cluster.Membership
 	peers *peerSet
-	// inbound tracks the peers' push streams into this server.
+	// inbound tracks the peers' push streams into this server, on the
+	// clock now (time.Now; the simulation's own in tests).
 	inbound inbound
+	now     func() time.Time
 	// metrics holds the Prometheus collectors; http serves them (nil
 	// without Config.HTTPAddr).
 	metrics *metrics
@@ -81,6 +83,7 @@ func New(cfg Config) (_ *Server, err error) {
 		ctx:    ctx,
 		cancel: cancel,
 		done:   ctx.Done(),
+		now:    time.Now,
 
 		stopping: make(chan struct{}),
 		draining: make(chan struct{}),
@@ -111,7 +114,11 @@ func New(cfg Config) (_ *Server, err error) {
 	s.metrics = newMetrics(s)
 	s.dial = []grpc.DialOption{s.sec.dialOption()}
 	s.grpc = s.newGRPCServer()
-	s.peers = newPeerSet(s)
+	s.peers = newPeerSet(s, newGRPCTransport(append(s.dial,
+		grpc.WithDefaultCallOptions(
+			grpc.MaxCallRecvMsgSize(cfg.maxMessage()),
+			grpc.MaxCallSendMsgSize(cfg.maxMessage()),
+		))))
 	if cfg.HTTPAddr != "" {
 		if s.http, err = newHTTPServer(s); err != nil {
 			return nil, err

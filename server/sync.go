@@ -2,13 +2,9 @@ package server
 
 import (
 	"context"
-	"errors"
 	"fmt"
-	"io"
 	"math/rand/v2"
 	"time"
-
-	"google.golang.org/grpc"
 
 	repldspb "replds/proto"
 )
@@ -25,13 +21,13 @@ func (s *Server) syncLoop() {
 			return
 		case <-time.After(d):
 		}
-		m, conn, ok := s.peers.randomPeer()
+		m, peer, ok := s.peers.randomPeer()
 		if !ok {
 			continue
 		}
 		ctx, cancel := context.WithTimeout(s.ctx, 5*time.Minute)
 		round := &syncRound{}
-		applied, err := s.syncWith(ctx, conn, round)
+		applied, err := s.syncWith(ctx, peer, round)
 		cancel()
 		if err != nil {
 			if s.ctx.Err() != nil {
@@ -62,36 +58,24 @@ func (s *Server) syncLoop() {
 // and hash root, applies what the peer sends back, and starts a hash-tree
 // repair when the peer says the vectors match but the roots do not. It
 // records what the round exchanged in r (nil: nowhere).
-func (s *Server) syncWith(ctx context.Context, conn *grpc.ClientConn, r *syncRound) (int, error) {
-	client := repldspb.NewInternalClient(conn)
+func (s *Server) syncWith(ctx context.Context, peer peerClient, r *syncRound) (int, error) {
 	req := syncRequest(s.store)
-	req.PushedSince = vectorToProto(s.inbound.claims(time.Now())).Entries
+	req.PushedSince = vectorToProto(s.inbound.claims(s.now())).Entries
 	r.sent(req)
-	stream, err := client.Sync(ctx, req)
-	if err != nil {
-		return 0, err
-	}
 	applied := 0
-	for {
-		msg, err := stream.Recv()
-		if errors.Is(err, io.EOF) {
-			return applied, nil
-		}
-		if err != nil {
-			return applied, err
-		}
+	err := peer.sync(ctx, req, func(msg *repldspb.SyncResponse) error {
 		r.received(msg)
 		if msg.Repair {
 			log := s.log.With("component", "repair")
 			log.Info("repair started")
-			buckets, n, err := repairFrom(ctx, s.store, grpcRepairPeer{client})
+			buckets, n, err := repairFrom(ctx, s.store, peer)
 			s.metrics.repaired(n, err)
 			applied += n
 			if err != nil {
-				return applied, fmt.Errorf("repair: %w", err)
+				return fmt.Errorf("repair: %w", err)
 			}
 			log.Info("repair finished", "buckets", buckets, "nodes", n)
-			continue
+			return nil
 		}
 		start := time.Now()
 		if o := s.store.Origin(); msg.Origin == o {
@@ -105,36 +89,9 @@ func (s *Server) syncWith(ctx context.Context, conn *grpc.ClientConn, r *syncRou
 		n, err := applySyncResponse(ctx, s.store, msg)
 		s.metrics.committed("apply", start, err)
 		applied += n
-		if err != nil {
-			return applied, err
-		}
-	}
-}
-
-// grpcRepairPeer runs repair requests over the internal API.
-type grpcRepairPeer struct{ c repldspb.InternalClient }
-
-func (p grpcRepairPeer) tree(ctx context.Context, req *repldspb.TreeRequest) (*repldspb.TreeResponse, error) {
-	return p.c.Tree(ctx, req)
-}
-
-func (p grpcRepairPeer) buckets(ctx context.Context, req *repldspb.BucketRequest, recv func(*repldspb.SyncResponse) error) error {
-	stream, err := p.c.Buckets(ctx, req)
-	if err != nil {
 		return err
-	}
-	for {
-		msg, err := stream.Recv()
-		if errors.Is(err, io.EOF) {
-			return nil
-		}
-		if err != nil {
-			return err
-		}
-		if err := recv(msg); err != nil {
-			return err
-		}
-	}
+	})
+	return applied, err
 }
 
 // checkIncarnation takes a new incarnation when a peer has seen up to seq
