@@ -12,9 +12,10 @@ import (
 type Config struct {
 	// Name is the local member's name, unique in the cluster. Required.
 	Name string
-	// BindAddr is the gossip listen address, HOST:PORT (port 0 picks one;
-	// an empty host listens on all addresses).
+	// BindAddr is the gossip listen host or IP (empty: all addresses),
+	// BindPort its port (0 picks one).
 	BindAddr string
+	BindPort int
 	// Profile selects memberlist's timings: "lan" (the default) or "local"
 	// (loopback-fast failure detection, for tests and local clusters).
 	Profile string
@@ -49,11 +50,12 @@ type HelloInfo struct {
 }
 
 // DefaultConfig returns a configuration with memberlist's LAN timings,
-// listening for gossip on bindAddr, for the member named name.
-func DefaultConfig(name, bindAddr string) Config {
+// listening for gossip on bindAddr:bindPort, for the member named name.
+func DefaultConfig(name, bindAddr string, bindPort int) Config {
 	return Config{
 		Name:           name,
 		BindAddr:       bindAddr,
+		BindPort:       bindPort,
 		Profile:        "lan",
 		RejoinInterval: 5 * time.Second,
 	}
@@ -64,8 +66,8 @@ func (c *Config) Validate() error {
 	if c.Name == "" {
 		return errors.New("cluster: member name is required")
 	}
-	if _, _, err := splitHostPort(c.BindAddr); err != nil {
-		return fmt.Errorf("cluster: gossip address %q: %w", c.BindAddr, err)
+	if c.BindPort < 0 || c.BindPort > 65535 {
+		return fmt.Errorf("cluster: gossip port %d out of range", c.BindPort)
 	}
 	switch c.Profile {
 	case "", "lan", "local":

@@ -76,11 +76,7 @@ func New(cfg Config) (*Membership, error) {
 	if err := cfg.Validate(); err != nil {
 		return nil, err
 	}
-	host, port, err := splitHostPort(cfg.BindAddr)
-	if err != nil {
-		return nil, fmt.Errorf("cluster: gossip address %q: %w", cfg.BindAddr, err)
-	}
-	ip, err := ResolveIP(host)
+	ip, err := ResolveIP(cfg.BindAddr)
 	if err != nil {
 		return nil, fmt.Errorf("cluster: gossip address %q: %w", cfg.BindAddr, err)
 	}
@@ -114,8 +110,8 @@ func New(cfg Config) (*Membership, error) {
 	}
 	conf.Name = cfg.Name
 	conf.BindAddr = ip.String()
-	conf.BindPort = port
-	conf.AdvertisePort = port
+	conf.BindPort = cfg.BindPort
+	conf.AdvertisePort = cfg.BindPort
 	if !ip.IsUnspecified() {
 		conf.AdvertiseAddr = ip.String()
 	}
@@ -131,7 +127,7 @@ func New(cfg Config) (*Membership, error) {
 	conf.Logger = log.New(&slogWriter{log: m.log, gate: m.gate}, "", 0)
 	ml, err := memberlist.Create(conf)
 	if err != nil {
-		return nil, fmt.Errorf("cluster: gossip on %s: %w", cfg.BindAddr, err)
+		return nil, fmt.Errorf("cluster: gossip on %s: %w", net.JoinHostPort(cfg.BindAddr, strconv.Itoa(cfg.BindPort)), err)
 	}
 	m.ml = ml
 	n := ml.LocalNode()
@@ -161,18 +157,6 @@ func ResolveIP(host string) (net.IP, error) {
 		return nil, fmt.Errorf("no address for %q", host)
 	}
 	return ips[0], nil
-}
-
-func splitHostPort(addr string) (string, int, error) {
-	host, ps, err := net.SplitHostPort(addr)
-	if err != nil {
-		return "", 0, err
-	}
-	port, err := strconv.Atoi(ps)
-	if err != nil || port < 0 || port > 65535 {
-		return "", 0, fmt.Errorf("bad port %q", ps)
-	}
-	return host, port, nil
 }
 
 // Addr returns the gossip address actually bound.

@@ -15,7 +15,7 @@ import (
 // gRPC "addresses" in peers, which hellos resolves.
 func newMember(t *testing.T, name string, hellos map[string]*cluster.Membership, peers ...string) *cluster.Membership {
 	t.Helper()
-	cfg := cluster.DefaultConfig(name, "127.0.0.1:0")
+	cfg := cluster.DefaultConfig(name, "127.0.0.1", 0)
 	cfg.Profile = "local"
 	cfg.Meta.GRPCAddr = "127.0.0.1:1" + name
 	cfg.Peers = peers
@@ -106,13 +106,13 @@ func TestMembership_JoinReadyLeave(t *testing.T) {
 }
 
 func TestConfig_Validate(t *testing.T) {
-	ok := cluster.DefaultConfig("a", "127.0.0.1:0")
+	ok := cluster.DefaultConfig("a", "127.0.0.1", 0)
 	for _, tc := range []struct {
 		name string
 		edit func(*cluster.Config)
 	}{
 		{"no name", func(c *cluster.Config) { c.Name = "" }},
-		{"bad address", func(c *cluster.Config) { c.BindAddr = "nowhere" }},
+		{"bad port", func(c *cluster.Config) { c.BindPort = 1 << 16 }},
 		{"bad profile", func(c *cluster.Config) { c.Profile = "wan" }},
 		{"bad key", func(c *cluster.Config) { c.SecretKey = []byte("short") }},
 		{"peers without hello", func(c *cluster.Config) { c.Peers = []string{"127.0.0.1:1"} }},

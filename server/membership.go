@@ -16,7 +16,11 @@ func newMembership(s *Server) (*cluster.Membership, error) {
 	if err != nil {
 		return nil, err
 	}
-	cfg := cluster.DefaultConfig(s.cfg.Name, addr)
+	host, port, err := splitHostPort(addr)
+	if err != nil {
+		return nil, fmt.Errorf("server: gossip address %q: %w", addr, err)
+	}
+	cfg := cluster.DefaultConfig(s.cfg.Name, host, port)
 	cfg.Profile = s.cfg.GossipProfile
 	if s.cfg.GossipKeyFile != "" {
 		if cfg.SecretKey, err = readGossipKey(s.cfg.GossipKeyFile); err != nil {
