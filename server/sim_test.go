@@ -22,6 +22,7 @@ import (
 	"fmt"
 	"log/slog"
 	"math/rand/v2"
+	"os"
 	"path/filepath"
 	"slices"
 	"strconv"
@@ -75,6 +76,12 @@ type simServer struct {
 	srv      *Server      // nil while crashed
 	skew     atomic.Int64 // nanoseconds added to the simulation clock
 	sessions map[int]*pushSession
+	// backup is the store file as the server's last crash left it.
+	backup []byte
+	// unchecked holds, after a restore, the peers the server has not yet
+	// completed a sync round with; while it is not empty, the server takes
+	// no client writes (see restore).
+	unchecked map[int]bool
 }
 
 // simMsg is a push message in flight on its stream.
@@ -192,8 +199,10 @@ func runSim(t *testing.T, seed uint64) {
 			w := s.watchers[s.rng.IntN(len(s.watchers))]
 			s.disconnect(w)
 			s.connect(w, s.rng.IntN(n))
-		default:
+		case r < 99:
 			s.orphan(s.rng.IntN(n))
+		default:
+			s.restore(s.rng.IntN(n))
 		}
 		s.drainWatchers()
 		s.checkMonotonic(step)
@@ -228,7 +237,7 @@ func (s *sim) start(i int) {
 	if srv.st != nil {
 		return
 	}
-	cfg := store.DefaultConfig(filepath.Join(srv.dir, "replds.db"))
+	cfg := store.DefaultConfig(s.dbPath(i))
 	cfg.NoSync = true
 	cfg.Logger = s.log
 	cfg.Now = func() time.Time { return time.Unix(0, s.now.Load()+srv.skew.Load()) }
@@ -244,13 +253,64 @@ func (s *sim) start(i int) {
 	srv.sessions = map[int]*pushSession{}
 }
 
-// crash stops server i; its watchers lose their streams.
+// crash stops server i, keeping a copy of its store file; its watchers
+// lose their streams.
 func (s *sim) crash(i int) {
-	srv := s.servers[i]
-	if srv.st == nil {
+	if s.servers[i].st == nil {
 		return
 	}
 	s.tracef("crash %d", i)
+	s.stop(i)
+	b, err := os.ReadFile(s.dbPath(i))
+	if err != nil {
+		s.t.Fatal(err)
+	}
+	s.servers[i].backup = b
+}
+
+func (s *sim) dbPath(i int) string { return filepath.Join(s.servers[i].dir, "replds.db") }
+
+// restore restarts server i from the copy of its store file its last
+// crash left, as from a backup: the peers may have seen more of its own
+// writes than it then holds, and it must take a new incarnation
+// (checkIncarnation) for its next writes to spread. It happens only while
+// another server holds the very same nodes, so that no acknowledged write
+// is lost.
+func (s *sim) restore(i int) {
+	srv := s.servers[i]
+	if srv.st == nil || srv.backup == nil {
+		return
+	}
+	own := srv.st.Origin()
+	twin := slices.IndexFunc(s.servers, func(o *simServer) bool {
+		return o != srv && o.st != nil && o.st.Root() == srv.st.Root() && o.st.Vector()[own] >= srv.st.Vector()[own]
+	})
+	if twin < 0 {
+		return
+	}
+	s.tracef("restore %d from its backup (server %d holds the same nodes)", i, twin)
+	s.stop(i)
+	if err := os.WriteFile(s.dbPath(i), srv.backup, 0o600); err != nil {
+		s.t.Fatal(err)
+	}
+	// Its versions go back, legitimately: they come back from the peers.
+	clear(s.seen[i])
+	s.start(i)
+	// Until its sync rounds have shown it what the peers saw of its own
+	// writes, its next writes would reuse seqs that a watcher may already
+	// have passed (see checkIncarnation): it takes client writes again
+	// once it has completed a round with every peer.
+	srv.unchecked = map[int]bool{}
+	for j := range s.servers {
+		if j != i {
+			srv.unchecked[j] = true
+		}
+	}
+}
+
+// stop closes server i; its watchers lose their streams.
+func (s *sim) stop(i int) {
+	srv := s.servers[i]
 	for _, w := range s.watchers {
 		if w.server == i {
 			s.disconnect(w)
@@ -271,7 +331,7 @@ func (s *sim) crash(i int) {
 // was acknowledged.
 func (s *sim) write(i int) {
 	st := s.servers[i].st
-	if st == nil {
+	if st == nil || len(s.servers[i].unchecked) > 0 {
 		return
 	}
 	var ws []store.Write
@@ -386,6 +446,7 @@ func (s *sim) sync(a, b int, lossy bool) {
 	if err != nil {
 		s.t.Fatalf("sync %d<-%d: %v", a, b, err)
 	}
+	delete(asker.unchecked, b)
 	// A complete round brings the asker up to the responder's vector,
 	// except for what a live push stream into the asker vouches to bring:
 	// writes of its origin after the seq the stream started at.

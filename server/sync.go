@@ -98,7 +98,11 @@ func (s *Server) syncWith(ctx context.Context, peer peerClient, r *syncRound) (i
 // seen of origin, this server's own origin, and the server holds less: it
 // was restored from a backup or lost its last writes. Its next writes would
 // otherwise reuse seqs its peers already cover, and never reach them; its
-// old writes, of a foreign origin from now on, come back by sync.
+// old writes, of a foreign origin from now on, come back by sync. Writes
+// it accepts before a round with such a peer still reuse those seqs: peers
+// get them by hash-tree repair, but a Watch client whose token already
+// passed them does not (the simulation keeps a restored server from
+// taking writes until it has synced with every peer).
 func (s *Server) checkIncarnation(ctx context.Context, origin, seen uint64) {
 	s.incMu.Lock()
 	defer s.incMu.Unlock()
