@@ -431,19 +431,9 @@ func TestCluster_PeerCatchesUpFromTheOriginAlone(t *testing.T) {
 		put(t, c.Client(0), fmt.Sprintf("/alone/%d", i), "x")
 	}
 	c.Restart(1)
-	// Writes until one reaches server 1: server 0's push stream to it is
-	// up and delivering, and server 1 names it in its digests.
-	marker := 0
-	c.Wait(10*time.Second, "a push from server 0 to server 1", func() error {
-		if marker > 0 {
-			if _, err := c.Server(1).DB().Get(fmt.Sprintf("/marker/%d", marker)); err == nil {
-				return nil
-			}
-		}
-		marker++
-		put(t, c.Client(0), fmt.Sprintf("/marker/%d", marker), "m")
-		return fmt.Errorf("marker %d not on server 1 yet", marker)
-	})
+	// Server 0's push stream to server 1 is up and delivering, and server
+	// 1 names it in its digests.
+	waitPushing(c, func(p string) { put(t, c.Client(0), p, "m") })
 	if _, err := c.Server(1).DB().Get("/alone/19"); !errors.Is(err, store.ErrNotFound) {
 		t.Fatalf("server 1 holds /alone/19 before any sync round (%v): the test proves nothing", err)
 	}
@@ -454,4 +444,52 @@ func TestCluster_PeerCatchesUpFromTheOriginAlone(t *testing.T) {
 		t.Errorf("after a sync round, server 1: Get(/alone/19) = %v; want x", err)
 	}
 	c.WaitConverged(10 * time.Second)
+}
+
+// waitPushing writes markers on server 0 with write until one reaches
+// server 1 (a push session starts at the head of the log, so a marker
+// written before it opened never comes by push): server 0's push stream
+// to server 1 is then up and delivering.
+func waitPushing(c *servertest.Cluster, write func(path string)) {
+	marker := 0
+	c.Wait(10*time.Second, "a push from server 0 to server 1", func() error {
+		if marker > 0 {
+			if _, err := c.Server(1).DB().Get(fmt.Sprintf("/marker/%d", marker)); err == nil {
+				return nil
+			}
+		}
+		marker++
+		write(fmt.Sprintf("/marker/%d", marker))
+		return fmt.Errorf("marker %d not on server 1 yet", marker)
+	})
+}
+
+// TestCluster_PushFollowsStoreCommits writes on one server's store
+// directly, as a writer inside the server would, not through the Store
+// RPC: its pushers must wake on the commit and deliver the nodes, with
+// digest sync out of the way.
+func TestCluster_PushFollowsStoreCommits(t *testing.T) {
+	ctx := context.Background()
+	c := servertest.NewCluster(t, 2, func(i int, cfg *server.Config) {
+		cfg.SyncInterval = time.Hour
+	})
+	write := func(p string) {
+		t.Helper()
+		if _, err := c.Server(0).DB().Write(ctx, []store.Write{{Path: p, Data: []byte("x")}}); err != nil {
+			t.Fatalf("Write(%s): %v", p, err)
+		}
+	}
+	// Each marker arrives only if the idle pusher wakes on the commit.
+	waitPushing(c, write)
+	for i := range 5 {
+		write(fmt.Sprintf("/direct/%d", i))
+	}
+	c.Wait(10*time.Second, "the direct writes on server 1", func() error {
+		for i := range 5 {
+			if _, err := c.Server(1).DB().Get(fmt.Sprintf("/direct/%d", i)); err != nil {
+				return fmt.Errorf("/direct/%d: %w", i, err)
+			}
+		}
+		return nil
+	})
 }

@@ -1,9 +1,16 @@
 // Package server runs one replds peer: the public gRPC API (Store, Get,
 // List, Watch, Status), the internal replication API (Hello, Push, Sync,
-// Tree, Buckets), cluster membership through memberlist, and the three
-// replication layers of docs/design.md, and, with Config.HTTPAddr, the
-// operations endpoints /metrics, /healthz and /readyz (metrics.go, http.go;
-// each Server has its own Prometheus registry).
+// Tree, Buckets), the wiring of cluster membership (package cluster: the
+// server advertises its gRPC address and readiness, and answers Hello for
+// joining peers), and the three replication layers of docs/design.md, and, with
+// Config.HTTPAddr, the operations endpoints /metrics, /healthz and /readyz
+// (metrics.go, http.go; each Server has its own Prometheus registry).
+//
+// The replication loops (pushers in peers.go, sync rounds in sync.go,
+// repair) reach peers only through a transport (transport.go): gRPC in
+// production, an in-memory one in the simulation test. The protocol
+// functions themselves (replicate.go) take no transport at all. Pushers
+// wake on the store's own commits (store.Written), whoever wrote.
 //
 // Invariants:
 //   - A Store RPC is answered only after its batch is durable in the local
@@ -33,5 +40,6 @@
 //     it (nodepath.Reserved or under) includes it.
 //   - Every goroutine is started through Server.goFunc and is waited for by
 //     Close, which is idempotent and ordered: stop RPCs, leave membership,
-//     stop background loops and the HTTP listener, close the store.
+//     stop background loops and the HTTP listener, close the store. New
+//     releases what it took, in reverse order, when a step fails.
 package server

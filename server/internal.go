@@ -19,7 +19,7 @@ func (s *Server) Hello(ctx context.Context, req *repldspb.HelloRequest) (*replds
 	if err := s.authorize(ctx, acl.Peer, ""); err != nil {
 		return nil, err
 	}
-	return &repldspb.HelloResponse{Name: s.cfg.Name, GossipAddr: s.mem.addr(), Origin: s.store.Origin()}, nil
+	return &repldspb.HelloResponse{Name: s.cfg.Name, GossipAddr: s.mem.Addr(), Origin: s.store.Origin()}, nil
 }
 
 // Push receives a peer's own accepted writes, in its seq order. It ends when
@@ -70,15 +70,24 @@ func (s *Server) Push(stream repldspb.Internal_PushServer) error {
 		if err := s.authorize(ctx, acl.Peer, ""); err != nil {
 			return err
 		}
-		s.metrics.pushReceived(r.msg)
-		start := time.Now()
-		s.inbound.delivered(in, r.msg.Origin, r.msg.Prev, start)
-		if _, err := applyPush(ctx, s.store, r.msg); err != nil {
+		if err := s.receivePush(ctx, in, r.msg); err != nil {
 			return err
 		}
-		s.inbound.delivered(in, r.msg.Origin, r.msg.Prev, time.Now())
-		s.metrics.committed("apply", start, nil)
 	}
+}
+
+// receivePush applies one message of the push stream in, and records its
+// delivery for the claims of this server's digests (inbound).
+func (s *Server) receivePush(ctx context.Context, in *inStream, msg *repldspb.PushRequest) error {
+	s.metrics.pushReceived(msg)
+	start := time.Now()
+	s.inbound.delivered(in, msg.Origin, msg.Prev, s.now())
+	if _, err := applyPush(ctx, s.store, msg); err != nil {
+		return err
+	}
+	s.inbound.delivered(in, msg.Origin, msg.Prev, s.now())
+	s.metrics.committed("apply", start, nil)
+	return nil
 }
 
 // nodesFromProto converts replicated nodes, checking that each belongs to
@@ -106,19 +115,24 @@ func (s *Server) Sync(req *repldspb.SyncRequest, stream repldspb.Internal_SyncSe
 	if err := s.authorize(stream.Context(), acl.Peer, ""); err != nil {
 		return err
 	}
-	// An asker that has seen more of our own writes than we hold means we
-	// were restored from an older state.
-	if o := s.store.Origin(); req.Vector != nil {
-		s.checkIncarnation(stream.Context(), o, vectorFromProto(req.Vector)[o])
-	}
 	send := s.metrics.syncServed(req, stream).Send
-	return answerSync(s.store, req, func(m *repldspb.SyncResponse) error {
+	return s.serveSync(stream.Context(), req, func(m *repldspb.SyncResponse) error {
 		// An ACL reload may take the peer permission away mid-stream.
 		if err := s.authorize(stream.Context(), acl.Peer, ""); err != nil {
 			return err
 		}
 		return send(m)
 	})
+}
+
+// serveSync answers a peer's digest through send (see answerSync).
+func (s *Server) serveSync(ctx context.Context, req *repldspb.SyncRequest, send func(*repldspb.SyncResponse) error) error {
+	// An asker that has seen more of our own writes than we hold means we
+	// were restored from an older state.
+	if o := s.store.Origin(); req.Vector != nil {
+		s.checkIncarnation(ctx, o, vectorFromProto(req.Vector)[o])
+	}
+	return answerSync(s.store, req, send)
 }
 
 // Tree returns hash-tree children for repair.

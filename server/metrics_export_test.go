@@ -6,12 +6,12 @@ import "context"
 // recorded as the sync loop records its rounds, under peer's name. Tests
 // use it where the loop's timing would race with what they measure.
 func SyncRoundWith(ctx context.Context, s *Server, peer, addr string) error {
-	conn, err := s.peers.conn(addr)
+	c, err := s.peers.tr.peer(addr)
 	if err != nil {
 		return err
 	}
 	r := &syncRound{}
-	_, err = s.syncWith(ctx, conn, r)
+	_, err = s.syncWith(ctx, c, r)
 	s.metrics.syncDone(peer, r, err)
 	return err
 }

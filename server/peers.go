@@ -3,15 +3,13 @@ package server
 import (
 	"context"
 	"errors"
-	"fmt"
 	"io"
 	"log/slog"
 	"math/rand/v2"
 	"sync"
 	"time"
 
-	"google.golang.org/grpc"
-
+	"replds/cluster"
 	repldspb "replds/proto"
 	"replds/store"
 )
@@ -23,26 +21,23 @@ const (
 	pageBytes = 4 << 20
 )
 
-// peerSet holds the gRPC connections to peers and one pusher per alive
-// peer. Membership events call changed, which must not block.
+// peerSet reaches the peers through a transport and keeps one pusher per
+// alive peer.
 type peerSet struct {
 	s   *Server
 	log *slog.Logger
-
-	changes chan struct{}
+	tr  transport
 
 	mu      sync.Mutex
-	conns   map[string]*grpc.ClientConn // by gRPC address
-	pushers map[string]*pusher          // by member name
+	pushers map[string]*pusher // by member name
 	closed  bool
 }
 
-func newPeerSet(s *Server) *peerSet {
+func newPeerSet(s *Server, tr transport) *peerSet {
 	return &peerSet{
 		s:       s,
 		log:     s.log.With("component", "replication"),
-		changes: make(chan struct{}, 1),
-		conns:   map[string]*grpc.ClientConn{},
+		tr:      tr,
 		pushers: map[string]*pusher{},
 	}
 }
@@ -52,57 +47,16 @@ func (p *peerSet) start() {
 	p.s.goFunc(p.reconcileLoop)
 }
 
-// changed signals a membership change. It never blocks.
-func (p *peerSet) changed() {
-	select {
-	case p.changes <- struct{}{}:
-	default:
-	}
-}
-
-// kick wakes every pusher: new local writes are committed. It never blocks.
-func (p *peerSet) kick() {
-	p.mu.Lock()
-	defer p.mu.Unlock()
-	for _, pu := range p.pushers {
-		select {
-		case pu.kick <- struct{}{}:
-		default:
-		}
-	}
-}
-
-// conn returns the (shared, lazily connecting) client connection to addr.
-func (p *peerSet) conn(addr string) (*grpc.ClientConn, error) {
-	p.mu.Lock()
-	defer p.mu.Unlock()
-	if p.closed {
-		return nil, store.ErrClosed
-	}
-	if c, ok := p.conns[addr]; ok {
-		return c, nil
-	}
-	c, err := grpc.NewClient(addr, append(p.s.dial,
-		grpc.WithDefaultCallOptions(
-			grpc.MaxCallRecvMsgSize(p.s.cfg.maxMessage()),
-			grpc.MaxCallSendMsgSize(p.s.cfg.maxMessage()),
-		))...)
-	if err != nil {
-		return nil, fmt.Errorf("dial %s: %w", addr, err)
-	}
-	p.conns[addr] = c
-	return c, nil
-}
-
 func (p *peerSet) reconcileLoop() {
 	t := time.NewTicker(time.Second)
 	defer t.Stop()
 	for {
+		changed := p.s.mem.Changed()
 		p.reconcile()
 		select {
 		case <-p.s.done:
 			return
-		case <-p.changes:
+		case <-changed:
 		case <-t.C:
 		}
 	}
@@ -110,14 +64,14 @@ func (p *peerSet) reconcileLoop() {
 
 // reconcile starts pushers for new alive peers and stops the others.
 func (p *peerSet) reconcile() {
-	alive := map[string]member{}
-	for _, m := range p.s.mem.alivePeers() {
-		alive[m.name] = m
+	alive := map[string]cluster.Member{}
+	for _, m := range alivePeers(p.s.mem) {
+		alive[m.Name] = m
 	}
 	p.mu.Lock()
 	defer p.mu.Unlock()
 	for name, pu := range p.pushers {
-		if m, ok := alive[name]; !ok || m.grpcAddr != pu.addr {
+		if m, ok := alive[name]; !ok || m.GRPCAddr != pu.addr {
 			pu.cancel()
 			delete(p.pushers, name)
 		}
@@ -130,7 +84,7 @@ func (p *peerSet) reconcile() {
 			continue
 		}
 		ctx, cancel := context.WithCancel(p.s.ctx)
-		pu := &pusher{set: p, name: name, addr: m.grpcAddr, kick: make(chan struct{}, 1), cancel: cancel, done: make(chan struct{})}
+		pu := &pusher{set: p, name: name, addr: m.GRPCAddr, cancel: cancel, done: make(chan struct{})}
 		if !p.s.goFunc(func() { pu.run(ctx) }) {
 			cancel()
 			return
@@ -139,63 +93,45 @@ func (p *peerSet) reconcile() {
 	}
 }
 
-// close stops the pushers and closes the connections. The goroutines are
+// close stops the pushers and breaks the connections. The goroutines are
 // waited for by Server.Close.
 func (p *peerSet) close() {
 	p.mu.Lock()
-	defer p.mu.Unlock()
 	p.closed = true
 	for _, pu := range p.pushers {
 		pu.cancel()
 	}
-	for _, c := range p.conns {
-		c.Close()
-	}
-	p.conns = map[string]*grpc.ClientConn{}
-}
-
-// redial closes every connection to peers, so that each is dialed again
-// and its certificate checked against the current ACLs (see
-// security.dialOption): the peer check happens in the handshake only, and
-// without this a push stream opened before the ACLs took the peer
-// permission away would keep sending data. Users of a closed connection
-// fail and retry on a new one.
-func (p *peerSet) redial() {
-	p.mu.Lock()
-	if p.closed {
-		p.mu.Unlock()
-		return
-	}
-	conns := p.conns
-	p.conns = map[string]*grpc.ClientConn{}
 	p.mu.Unlock()
-	for _, c := range conns {
-		c.Close()
-	}
+	p.tr.close()
 }
 
-// randomPeer returns the connection to a random alive peer.
-func (p *peerSet) randomPeer() (member, *grpc.ClientConn, bool) {
-	peers := p.s.mem.alivePeers()
+// redial breaks every stream and connection to peers (see
+// transport.reset). Their users fail and retry on new ones.
+func (p *peerSet) redial() { p.tr.reset() }
+
+// randomPeer returns a random alive peer.
+func (p *peerSet) randomPeer() (cluster.Member, peerClient, bool) {
+	peers := alivePeers(p.s.mem)
 	if len(peers) == 0 {
-		return member{}, nil, false
+		return cluster.Member{}, nil, false
 	}
 	m := peers[rand.IntN(len(peers))]
-	c, err := p.conn(m.grpcAddr)
+	c, err := p.tr.peer(m.GRPCAddr)
 	if err != nil {
-		return member{}, nil, false
+		return cluster.Member{}, nil, false
 	}
 	return m, c, true
 }
 
 // pusher streams this server's own accepted writes to one peer, in seq
-// order, as they are committed (eager push). A broken stream restarts from
-// the current head: what it missed is found by digest sync.
+// order, as they are committed (eager push): it wakes on every commit of
+// the store's own writes (store.Written), whoever made them. A broken
+// stream restarts from the current head: what it missed is found by digest
+// sync.
 type pusher struct {
 	set    *peerSet
 	name   string
 	addr   string
-	kick   chan struct{}
 	cancel context.CancelFunc
 	// done is closed when run returns.
 	done chan struct{}
@@ -257,33 +193,25 @@ func (pu *pusher) run(ctx context.Context) {
 }
 
 func (pu *pusher) session(ctx context.Context) error {
-	st := pu.set.s.store
-	origin := st.Origin()
-	conn, err := pu.set.conn(pu.addr)
+	peer, err := pu.set.tr.peer(pu.addr)
 	if err != nil {
 		return err
 	}
 	ctx, cancel := context.WithCancel(ctx)
 	defer cancel()
-	stream, err := repldspb.NewInternalClient(conn).Push(ctx)
+	ps, err := openPushSession(ctx, pu.set.s.store, peer)
 	if err != nil {
 		return err
 	}
-	cursor := st.Vector()[origin]
 	for {
-		msg, next, more, err := pushPage(st, cursor)
+		// Taken before the read, so that no commit after it goes unseen.
+		written := ps.st.Written()
+		msg, more, err := ps.sendNext()
 		if err != nil {
 			return err
 		}
 		if msg != nil {
-			if err := stream.Send(msg); err != nil {
-				if errors.Is(err, io.EOF) {
-					_, err = stream.CloseAndRecv()
-				}
-				return err
-			}
 			pu.set.s.metrics.pushSent(pu.name, msg)
-			cursor = next
 		}
 		if more {
 			continue
@@ -293,20 +221,78 @@ func (pu *pusher) session(ctx context.Context) error {
 			// No write can come any more, and every one up to the head
 			// was sent: the peer's answer to the end of the stream says
 			// it applied them all.
-			if _, last, _, err := pushPage(st, cursor); err != nil || last != cursor {
-				continue
-			}
-			if _, err := stream.CloseAndRecv(); err != nil {
+			if err := ps.finish(); err != nil {
+				if errors.Is(err, errPushPending) {
+					continue
+				}
 				return err
 			}
 			return errDrained
 		case <-ctx.Done():
 			return ctx.Err()
-		case <-stream.Context().Done():
+		case <-ps.stream.Context().Done():
 			// The stream broke while idle (the peer restarted, say): end
 			// the session now, so that the next one starts at once.
-			return stream.Context().Err()
-		case <-pu.kick:
+			return ps.stream.Context().Err()
+		case <-written:
 		}
 	}
 }
+
+// pushSession is one push stream of a store's own writes to a peer: it
+// starts at the head of the store's log and follows one origin (a new
+// incarnation breaks it, see transport.reset). One goroutine uses it.
+type pushSession struct {
+	st     *store.Store
+	stream pushStream
+	origin uint64
+	cursor uint64 // the last seq of origin sent
+}
+
+// errPushPending is finish's answer while writes remain to be sent.
+var errPushPending = errors.New("server: writes left to push")
+
+// openPushSession opens a push stream to peer, starting after what st
+// holds now.
+func openPushSession(ctx context.Context, st *store.Store, peer peerClient) (*pushSession, error) {
+	origin := st.Origin()
+	cursor := st.Vector()[origin]
+	stream, err := peer.push(ctx)
+	if err != nil {
+		return nil, err
+	}
+	return &pushSession{st: st, stream: stream, origin: origin, cursor: cursor}, nil
+}
+
+// sendNext sends the next page of own writes after the cursor, if there
+// is one, and reports it and whether more are waiting.
+func (ps *pushSession) sendNext() (*repldspb.PushRequest, bool, error) {
+	if ps.st.Origin() != ps.origin {
+		return nil, false, errNewIncarnation
+	}
+	msg, next, more, err := pushPage(ps.st, ps.cursor)
+	if err != nil || msg == nil {
+		return nil, more, err
+	}
+	if err := ps.stream.Send(msg); err != nil {
+		if errors.Is(err, io.EOF) {
+			_, err = ps.stream.CloseAndRecv()
+		}
+		return nil, false, err
+	}
+	ps.cursor = next
+	return msg, more, nil
+}
+
+// finish ends the stream once every write was sent, and waits for the
+// peer's answer that it applied them; errPushPending if some are left.
+func (ps *pushSession) finish() error {
+	if _, last, _, err := pushPage(ps.st, ps.cursor); err != nil || last != ps.cursor {
+		return errPushPending
+	}
+	_, err := ps.stream.CloseAndRecv()
+	return err
+}
+
+// errNewIncarnation ends a push session whose store took a new origin.
+var errNewIncarnation = errors.New("server: new incarnation")

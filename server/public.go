@@ -135,8 +135,8 @@ func (s *Server) Status(ctx context.Context, req *repldspb.StatusRequest) (*repl
 		Tombstones: st.Tombstones,
 	}
 	resp.Ready, _ = s.readiness()
-	for _, m := range append(s.mem.members(), s.mem.departed()...) {
-		resp.Members = append(resp.Members, &repldspb.Member{Name: m.name, Addr: m.grpcAddr, State: m.state})
+	for _, m := range s.mem.Members() {
+		resp.Members = append(resp.Members, &repldspb.Member{Name: m.Name, Addr: m.GRPCAddr, State: m.State.String()})
 	}
 	return resp, nil
 }

@@ -14,6 +14,7 @@ import (
 	"google.golang.org/grpc"
 	"google.golang.org/grpc/keepalive"
 
+	"replds/cluster"
 	repldspb "replds/proto"
 	"replds/store"
 )
@@ -31,12 +32,14 @@ type Server struct {
 	grpc  *grpc.Server
 	dial  []grpc.DialOption
 	sec   *security
-	mem   *membership
+	mem   *cluster.Membership
 	peers *peerSet
 	// jobs holds the job kinds clients may define (RegisterJobKind).
 	jobs jobKinds
-	// inbound tracks the peers' push streams into this server.
+	// inbound tracks the peers' push streams into this server, on the
+	// clock now (time.Now; the simulation's own in tests).
 	inbound inbound
+	now     func() time.Time
 	// metrics holds the Prometheus collectors; http serves them (nil
 	// without Config.HTTPAddr).
 	metrics *metrics
@@ -68,63 +71,108 @@ type Server struct {
 
 // New opens the store in cfg.DataDir and binds the listeners. It starts
 // nothing: call Start or Run.
-func New(cfg Config) (*Server, error) {
+func New(cfg Config) (_ *Server, err error) {
 	if err := cfg.Validate(); err != nil {
 		return nil, err
 	}
-	log := cfg.Logger
-	if log == nil {
-		log = slog.Default()
-	}
-	cfg.Logger = log
-	sec, err := newSecurity(&cfg)
-	if err != nil {
-		return nil, err
-	}
-	if err := os.MkdirAll(cfg.DataDir, 0o700); err != nil {
-		return nil, fmt.Errorf("server: data dir: %w", err)
-	}
-	scfg := store.DefaultConfig(filepath.Join(cfg.DataDir, "replds.db"))
-	scfg.Logger = log
-	scfg.MaxNodeSize = cfg.MaxNodeSize
-	scfg.MaxBatch = cfg.MaxBatch
-	scfg.MaxBatchBytes = cfg.MaxBatchBytes
-	st, err := store.Open(scfg)
-	if err != nil {
-		return nil, fmt.Errorf("server: %w", err)
-	}
-	lis, err := net.Listen("tcp", cfg.Addr)
-	if err != nil {
-		st.Close()
-		return nil, fmt.Errorf("server: listen %s: %w", cfg.Addr, err)
+	if cfg.Logger == nil {
+		cfg.Logger = slog.Default()
 	}
 	ctx, cancel := context.WithCancel(context.Background())
 	s := &Server{
 		cfg:    cfg,
-		sec:    sec,
-		log:    log,
-		store:  st,
-		lis:    lis,
+		log:    cfg.Logger,
 		ctx:    ctx,
 		cancel: cancel,
 		done:   ctx.Done(),
+		now:    time.Now,
 
 		stopping: make(chan struct{}),
 		draining: make(chan struct{}),
 	}
+	// Each step that holds a resource pushes its release; a failing step
+	// releases them all, the last taken first.
+	var undo cleanups
+	defer func() {
+		if err != nil {
+			undo.run()
+		}
+	}()
+	undo.push(cancel)
+	if s.sec, err = newSecurity(&s.cfg); err != nil {
+		return nil, err
+	}
+	if err := s.openStore(); err != nil {
+		return nil, err
+	}
+	undo.push(func() { s.store.Close() })
+	if s.lis, err = net.Listen("tcp", cfg.Addr); err != nil {
+		return nil, fmt.Errorf("server: listen %s: %w", cfg.Addr, err)
+	}
+	undo.push(func() { s.lis.Close() })
 	if s.cfg.Name == "" {
-		s.cfg.Name = lis.Addr().String()
+		s.cfg.Name = s.lis.Addr().String()
 	}
 	s.metrics = newMetrics(s)
-	s.dial = []grpc.DialOption{sec.dialOption()}
-	s.grpc = grpc.NewServer(
-		sec.serverOption(),
+	s.dial = []grpc.DialOption{s.sec.dialOption()}
+	s.grpc = s.newGRPCServer()
+	s.peers = newPeerSet(s, newGRPCTransport(append(s.dial,
+		grpc.WithDefaultCallOptions(
+			grpc.MaxCallRecvMsgSize(cfg.maxMessage()),
+			grpc.MaxCallSendMsgSize(cfg.maxMessage()),
+		))))
+	if cfg.HTTPAddr != "" {
+		if s.http, err = newHTTPServer(s); err != nil {
+			return nil, err
+		}
+		undo.push(func() { s.http.lis.Close() })
+	}
+	if s.mem, err = newMembership(s); err != nil {
+		return nil, err
+	}
+	return s, nil
+}
+
+// cleanups is a stack of releases, for a constructor that fails halfway.
+type cleanups []func()
+
+func (c *cleanups) push(f func()) { *c = append(*c, f) }
+
+// run calls the releases, the last pushed first.
+func (c cleanups) run() {
+	for i := len(c) - 1; i >= 0; i-- {
+		c[i]()
+	}
+}
+
+// openStore opens the store in the data directory, creating it.
+func (s *Server) openStore() error {
+	if err := os.MkdirAll(s.cfg.DataDir, 0o700); err != nil {
+		return fmt.Errorf("server: data dir: %w", err)
+	}
+	scfg := store.DefaultConfig(filepath.Join(s.cfg.DataDir, "replds.db"))
+	scfg.Logger = s.log
+	scfg.MaxNodeSize = s.cfg.MaxNodeSize
+	scfg.MaxBatch = s.cfg.MaxBatch
+	scfg.MaxBatchBytes = s.cfg.MaxBatchBytes
+	st, err := store.Open(scfg)
+	if err != nil {
+		return fmt.Errorf("server: %w", err)
+	}
+	s.store = st
+	return nil
+}
+
+// newGRPCServer returns the gRPC server with both services registered.
+func (s *Server) newGRPCServer() *grpc.Server {
+	g := grpc.NewServer(
+		s.sec.serverOption(),
 		// Errors are mapped to status codes before the metrics record them.
 		grpc.ChainUnaryInterceptor(s.metrics.unaryInterceptor, s.errorInterceptor),
 		grpc.ChainStreamInterceptor(s.metrics.streamInterceptor, s.streamErrorInterceptor),
 		grpc.MaxConcurrentStreams(4096),
-		grpc.MaxRecvMsgSize(cfg.maxMessage()),
-		grpc.MaxSendMsgSize(cfg.maxMessage()),
+		grpc.MaxRecvMsgSize(s.cfg.maxMessage()),
+		grpc.MaxSendMsgSize(s.cfg.maxMessage()),
 		grpc.KeepaliveParams(keepalive.ServerParameters{
 			Time:    30 * time.Second,
 			Timeout: 10 * time.Second,
@@ -134,29 +182,9 @@ func New(cfg Config) (*Server, error) {
 			PermitWithoutStream: true,
 		}),
 	)
-	repldspb.RegisterRepldsServer(s.grpc, s)
-	repldspb.RegisterInternalServer(s.grpc, s)
-	s.peers = newPeerSet(s)
-	if cfg.HTTPAddr != "" {
-		if s.http, err = newHTTPServer(s); err != nil {
-			lis.Close()
-			st.Close()
-			cancel()
-			return nil, err
-		}
-	}
-	mem, err := newMembership(s)
-	if err != nil {
-		if s.http != nil {
-			s.http.lis.Close()
-		}
-		lis.Close()
-		st.Close()
-		cancel()
-		return nil, err
-	}
-	s.mem = mem
-	return s, nil
+	repldspb.RegisterRepldsServer(g, s)
+	repldspb.RegisterInternalServer(g, s)
+	return g
 }
 
 // Addr returns the gRPC address the server listens on.
@@ -175,14 +203,14 @@ func (s *Server) Start() {
 		s.log.Warn("PLAIN MODE: no TLS; anyone who can reach this server can read and write every node, and join the cluster",
 			"addr", s.Addr())
 	}
-	s.log.Info("server started", "addr", s.Addr(), "gossip", s.mem.addr(), "name", s.cfg.Name,
+	s.log.Info("server started", "addr", s.Addr(), "gossip", s.mem.Addr(), "name", s.cfg.Name,
 		"origin", fmt.Sprintf("%016x", s.store.Origin()), "peers", s.cfg.Peers)
 	s.goFunc(func() {
 		if err := s.grpc.Serve(s.lis); err != nil && !errors.Is(err, grpc.ErrServerStopped) {
 			s.log.Error("grpc serve stopped", "err", err)
 		}
 	})
-	s.goFunc(s.mem.joinLoop)
+	s.goFunc(func() { s.mem.Run(s.ctx) })
 	s.goFunc(s.syncLoop)
 	if s.cfg.MemoryTrimInterval > 0 {
 		s.goFunc(s.trimLoop)
@@ -250,7 +278,7 @@ func (s *Server) Close() error {
 			s.log.Warn("shutdown: some peers did not take the last writes; they will get them by sync once this server is back")
 		}
 		s.cancel()
-		s.mem.leave()
+		s.mem.Close()
 		s.peers.close()
 		if s.http != nil {
 			s.http.close()
@@ -263,13 +291,17 @@ func (s *Server) Close() error {
 }
 
 // GossipAddr returns the memberlist address the server listens on.
-func (s *Server) GossipAddr() string { return s.mem.addr() }
+func (s *Server) GossipAddr() string { return s.mem.Addr() }
+
+// Membership returns the server's view of the cluster, for reading (who is
+// alive and ready, and when that changes). The server owns it and closes it.
+func (s *Server) Membership() *cluster.Membership { return s.mem }
 
 // AliveMembers returns how many members (this server included) are alive.
 func (s *Server) AliveMembers() int {
 	n := 0
-	for _, m := range s.mem.members() {
-		if m.state == "alive" {
+	for _, m := range s.mem.Members() {
+		if m.State.Live() {
 			n++
 		}
 	}

@@ -1,9 +1,11 @@
 package server
 
-// A seeded simulation of a cluster: the real replication code (replicate.go
-// and the Watch stream) and real stores, over an in-memory network that
-// drops, duplicates and reorders messages, with partitions, crashes and
-// restarts, and skewed clocks that jump. After healing, every server must
+// A seeded simulation of a cluster: the real replication code (the push
+// sessions and sync rounds of the server's loops, with the claims of live
+// push streams in digests and the incarnation checks, replicate.go and
+// the Watch stream) and real stores, over an in-memory transport
+// (simnet_test.go) that drops, duplicates and reorders messages, with
+// partitions, crashes and restarts, and skewed clocks that jump. After healing, every server must
 // hold the last-write-wins result of all acknowledged writes, no server's
 // version of a path may ever have decreased, and every watcher must hold
 // exactly the live nodes under its prefix.
@@ -20,8 +22,10 @@ import (
 	"fmt"
 	"log/slog"
 	"math/rand/v2"
+	"os"
 	"path/filepath"
 	"slices"
+	"strconv"
 	"sync/atomic"
 	"testing"
 	"time"
@@ -63,19 +67,27 @@ func TestSimulation(t *testing.T) {
 	}
 }
 
-// simServer is one server of the simulation: a real store, its clock skew,
-// and its push cursor towards each peer.
+// simServer is one server of the simulation: a real store, the Server
+// around it (replication only: no RPCs, no membership), its clock skew, and
+// its push session towards each peer.
 type simServer struct {
-	dir    string
-	st     *store.Store // nil while crashed
-	skew   atomic.Int64 // nanoseconds added to the simulation clock
-	cursor map[int]uint64
+	dir      string
+	st       *store.Store // nil while crashed
+	srv      *Server      // nil while crashed
+	skew     atomic.Int64 // nanoseconds added to the simulation clock
+	sessions map[int]*pushSession
+	// backup is the store file as the server's last crash left it.
+	backup []byte
+	// unchecked holds, after a restore, the peers the server has not yet
+	// completed a sync round with; while it is not empty, the server takes
+	// no client writes (see restore).
+	unchecked map[int]bool
 }
 
-// simMsg is a push message in flight.
+// simMsg is a push message in flight on its stream.
 type simMsg struct {
-	from, to int
-	msg      *repldspb.PushRequest
+	stream *simPushStream
+	msg    *repldspb.PushRequest
 }
 
 // simWatcher models a pull client: it applies what a Watch stream sends by
@@ -115,7 +127,9 @@ type sim struct {
 	now      atomic.Int64 // simulation clock, Unix nanoseconds
 	servers  []*simServer
 	inflight []simMsg
-	cut      map[[2]int]bool
+	// streams are the push streams open (not broken).
+	streams []*simPushStream
+	cut     map[[2]int]bool
 	// acked holds, per path, the winning acknowledged write: its metadata
 	// and data (nil for a delete).
 	acked     map[string]store.Meta
@@ -142,7 +156,7 @@ func runSim(t *testing.T, seed uint64) {
 	}
 	n := 3 + s.rng.IntN(3)
 	for i := range n {
-		srv := &simServer{dir: t.TempDir(), cursor: map[int]uint64{}}
+		srv := &simServer{dir: t.TempDir()}
 		srv.skew.Store(int64(s.rng.IntN(4000)-2000) * int64(time.Millisecond))
 		s.servers = append(s.servers, srv)
 		s.seen = append(s.seen, map[string]store.Meta{})
@@ -185,8 +199,10 @@ func runSim(t *testing.T, seed uint64) {
 			w := s.watchers[s.rng.IntN(len(s.watchers))]
 			s.disconnect(w)
 			s.connect(w, s.rng.IntN(n))
-		default:
+		case r < 99:
 			s.orphan(s.rng.IntN(n))
+		default:
+			s.restore(s.rng.IntN(n))
 		}
 		s.drainWatchers()
 		s.checkMonotonic(step)
@@ -221,7 +237,7 @@ func (s *sim) start(i int) {
 	if srv.st != nil {
 		return
 	}
-	cfg := store.DefaultConfig(filepath.Join(srv.dir, "replds.db"))
+	cfg := store.DefaultConfig(s.dbPath(i))
 	cfg.NoSync = true
 	cfg.Logger = s.log
 	cfg.Now = func() time.Time { return time.Unix(0, s.now.Load()+srv.skew.Load()) }
@@ -230,36 +246,92 @@ func (s *sim) start(i int) {
 		s.t.Fatalf("open server %d: %v", i, err)
 	}
 	srv.st = st
+	srv.srv = &Server{cfg: Config{Name: strconv.Itoa(i)}, log: s.log, store: st, now: cfg.Now}
+	srv.srv.metrics = newMetrics(srv.srv)
+	srv.srv.peers = newPeerSet(srv.srv, &simTransport{sim: s, from: i})
 	// A restarted pusher starts from the head: sync fills what it missed.
-	head := st.Vector()[st.Origin()]
-	for j := range s.servers {
-		srv.cursor[j] = head
-	}
+	srv.sessions = map[int]*pushSession{}
 }
 
-// crash stops server i; its watchers lose their streams.
+// crash stops server i, keeping a copy of its store file; its watchers
+// lose their streams.
 func (s *sim) crash(i int) {
-	srv := s.servers[i]
-	if srv.st == nil {
+	if s.servers[i].st == nil {
 		return
 	}
 	s.tracef("crash %d", i)
+	s.stop(i)
+	b, err := os.ReadFile(s.dbPath(i))
+	if err != nil {
+		s.t.Fatal(err)
+	}
+	s.servers[i].backup = b
+}
+
+func (s *sim) dbPath(i int) string { return filepath.Join(s.servers[i].dir, "replds.db") }
+
+// restore restarts server i from the copy of its store file its last
+// crash left, as from a backup: the peers may have seen more of its own
+// writes than it then holds, and it must take a new incarnation
+// (checkIncarnation) for its next writes to spread. It happens only while
+// another server holds the very same nodes, so that no acknowledged write
+// is lost.
+func (s *sim) restore(i int) {
+	srv := s.servers[i]
+	if srv.st == nil || srv.backup == nil {
+		return
+	}
+	own := srv.st.Origin()
+	twin := slices.IndexFunc(s.servers, func(o *simServer) bool {
+		return o != srv && o.st != nil && o.st.Root() == srv.st.Root() && o.st.Vector()[own] >= srv.st.Vector()[own]
+	})
+	if twin < 0 {
+		return
+	}
+	s.tracef("restore %d from its backup (server %d holds the same nodes)", i, twin)
+	s.stop(i)
+	if err := os.WriteFile(s.dbPath(i), srv.backup, 0o600); err != nil {
+		s.t.Fatal(err)
+	}
+	// Its versions go back, legitimately: they come back from the peers.
+	clear(s.seen[i])
+	s.start(i)
+	// Until its sync rounds have shown it what the peers saw of its own
+	// writes, its next writes would reuse seqs that a watcher may already
+	// have passed (see checkIncarnation): it takes client writes again
+	// once it has completed a round with every peer.
+	srv.unchecked = map[int]bool{}
+	for j := range s.servers {
+		if j != i {
+			srv.unchecked[j] = true
+		}
+	}
+}
+
+// stop closes server i; its watchers lose their streams.
+func (s *sim) stop(i int) {
+	srv := s.servers[i]
 	for _, w := range s.watchers {
 		if w.server == i {
 			s.disconnect(w)
 		}
 	}
+	for _, ps := range slices.Clone(s.streams) {
+		if ps.from == i || ps.to == i {
+			ps.cut()
+		}
+	}
 	if err := srv.st.Close(); err != nil {
 		s.t.Errorf("close server %d: %v", i, err)
 	}
-	srv.st = nil
+	srv.st, srv.srv, srv.sessions = nil, nil, nil
 }
 
 // write makes a client write a random batch on server i and records what
 // was acknowledged.
 func (s *sim) write(i int) {
 	st := s.servers[i].st
-	if st == nil {
+	if st == nil || len(s.servers[i].unchecked) > 0 {
 		return
 	}
 	var ws []store.Write
@@ -302,29 +374,40 @@ func (s *sim) write(i int) {
 	}
 }
 
-// push sends server a's next push page towards b; the network may
-// duplicate it.
-func (s *sim) push(a, b int) {
+// push makes server a's pusher towards b send its next page, on its push
+// session, opened first when there is none (or it broke). It reports
+// whether more pages wait.
+func (s *sim) push(a, b int) bool {
 	src := s.servers[a]
 	if src.st == nil || a == b {
-		return
+		return false
 	}
-	msg, next, _, err := pushPage(src.st, src.cursor[b])
+	ps := src.sessions[b]
+	if ps == nil || ps.stream.(*simPushStream).broken() {
+		peer, err := src.srv.peers.tr.peer(strconv.Itoa(b))
+		if err != nil {
+			s.t.Fatal(err)
+		}
+		if ps, err = openPushSession(s.ctx, src.st, peer); err != nil {
+			delete(src.sessions, b)
+			return false
+		}
+		src.sessions[b] = ps
+	}
+	msg, more, err := ps.sendNext()
 	if err != nil {
-		s.t.Fatalf("push page on %d: %v", a, err)
+		s.tracef("push %d->%d ends: %v", a, b, err)
+		delete(src.sessions, b)
+		return false
 	}
-	if msg == nil {
-		return
+	if msg != nil {
+		s.tracef("push %d->%d prev %d, %d nodes", a, b, msg.Prev, len(msg.Nodes))
 	}
-	src.cursor[b] = next
-	s.inflight = append(s.inflight, simMsg{a, b, msg})
-	if s.rng.IntN(10) == 0 {
-		s.inflight = append(s.inflight, simMsg{a, b, msg})
-	}
+	return more
 }
 
 // deliver delivers one random message in flight (so messages overtake
-// each other); when lossy, some are dropped.
+// each other); when lossy, some are dropped, which breaks their stream.
 func (s *sim) deliver(lossy bool) {
 	if len(s.inflight) == 0 {
 		return
@@ -332,55 +415,51 @@ func (s *sim) deliver(lossy bool) {
 	k := s.rng.IntN(len(s.inflight))
 	m := s.inflight[k]
 	s.inflight = slices.Delete(s.inflight, k, k+1)
-	if !s.reachable(m.from, m.to) || (lossy && s.rng.IntN(10) == 0) {
+	ps := m.stream
+	if ps.broken() {
 		return
 	}
-	s.tracef("deliver push %d->%d prev %d, %d nodes", m.from, m.to, m.msg.Prev, len(m.msg.Nodes))
-	if _, err := applyPush(s.ctx, s.servers[m.to].st, m.msg); err != nil {
-		s.t.Fatalf("apply push %d->%d: %v", m.from, m.to, err)
+	if !s.reachable(ps.from, ps.to) || (lossy && s.rng.IntN(10) == 0) {
+		ps.cut()
+		return
+	}
+	s.tracef("deliver push %d->%d prev %d, %d nodes", ps.from, ps.to, m.msg.Prev, len(m.msg.Nodes))
+	if err := ps.srv.receivePush(s.ctx, ps.in, m.msg); err != nil {
+		s.t.Fatalf("apply push %d->%d: %v", ps.from, ps.to, err)
 	}
 }
 
-// sync runs a digest round of a against b. When lossy, the answer may be
-// cut short, as by a broken stream.
+// sync runs a digest round of a against b, as a's sync loop does. When
+// lossy, the answer may be cut short, as by a broken stream.
 func (s *sim) sync(a, b int, lossy bool) {
 	if !s.reachable(a, b) {
 		return
 	}
-	asker, responder := s.servers[a].st, s.servers[b].st
-	var answer []*repldspb.SyncResponse
-	if err := answerSync(responder, syncRequest(asker), func(m *repldspb.SyncResponse) error {
-		answer = append(answer, m)
-		return nil
-	}); err != nil {
-		s.t.Fatalf("answer sync %d->%d: %v", b, a, err)
+	asker, responder := s.servers[a], s.servers[b]
+	claims := asker.srv.inbound.claims(asker.srv.now())
+	before := responder.st.Vector()
+	peer := &simPeer{sim: s, from: a, to: b, lossy: lossy}
+	_, err := asker.srv.syncWith(s.ctx, peer, nil)
+	if errors.Is(err, errSimNetwork) {
+		return
 	}
-	if lossy && len(answer) > 0 && s.rng.IntN(8) == 0 {
-		answer = answer[:s.rng.IntN(len(answer))]
+	if err != nil {
+		s.t.Fatalf("sync %d<-%d: %v", a, b, err)
 	}
-	s.tracef("sync %d<-%d: %d messages", a, b, len(answer))
-	for _, m := range answer {
-		if m.Repair {
-			if _, _, err := repairFrom(s.ctx, asker, simRepairPeer{responder}); err != nil {
-				s.t.Fatalf("repair %d from %d: %v", a, b, err)
-			}
-			continue
+	delete(asker.unchecked, b)
+	// A complete round brings the asker up to the responder's vector,
+	// except for what a live push stream into the asker vouches to bring:
+	// writes of its origin after the seq the stream started at.
+	after := asker.st.Vector()
+	for o, v := range before {
+		want := v
+		if since, ok := claims[o]; ok {
+			want = min(v, since)
 		}
-		if _, err := applySyncResponse(s.ctx, asker, m); err != nil {
-			s.t.Fatalf("apply sync %d<-%d: %v", a, b, err)
+		if after[o] < want {
+			s.t.Fatalf("sync %d<-%d: origin %x at %d after the round, want at least %d (responder %d, claimed since %v)", a, b, o, after[o], want, v, claims)
 		}
 	}
-}
-
-// simRepairPeer answers repair requests straight from another store.
-type simRepairPeer struct{ st *store.Store }
-
-func (p simRepairPeer) tree(_ context.Context, req *repldspb.TreeRequest) (*repldspb.TreeResponse, error) {
-	return answerTree(p.st, req)
-}
-
-func (p simRepairPeer) buckets(_ context.Context, req *repldspb.BucketRequest, recv func(*repldspb.SyncResponse) error) error {
-	return answerBuckets(p.st, req, recv)
 }
 
 // orphan puts a node on server i that no vector accounts for, as a restore
@@ -525,6 +604,21 @@ func (s *sim) heal() {
 	n := len(s.servers)
 	converged := false
 	for round := 0; round < 10 && !converged; round++ {
+		// Time passes between rounds, as between the loops' sync rounds:
+		// a stream that delivered nothing lately is claimed no more (its
+		// last message vouches only up to its last node; see pushFresh).
+		s.now.Add(int64(pushFresh + time.Second))
+		// The pushers run as the loops do: each sends all it has, on a
+		// stream that stays up, so the claims in digests stay valid.
+		for a := range n {
+			for b := range n {
+				for s.push(a, b) {
+				}
+			}
+		}
+		for len(s.inflight) > 0 {
+			s.deliver(false)
+		}
 		for a := range n {
 			for b := range n {
 				s.sync(a, b, false)
@@ -538,6 +632,9 @@ func (s *sim) heal() {
 		}
 	}
 	if !converged {
+		for i, srv := range s.servers {
+			s.t.Logf("server %d origin %x vector %v claims %v root %x", i, srv.st.Origin(), srv.st.Vector(), srv.srv.inbound.claims(srv.srv.now()), srv.st.Root())
+		}
 		s.t.Fatalf("servers did not converge after 10 full sync rounds")
 	}
 	s.drainWatchers()

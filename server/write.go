@@ -31,8 +31,9 @@ type Writer struct{ s *Server }
 func (s *Server) Writer() *Writer { return &Writer{s: s} }
 
 // Write stores ws as one atomic batch stamped by this server (new versions
-// of this server's origin, as store.Write) and hands the changes to the
-// pushers. It returns the changed nodes, without data, in request order;
+// of this server's origin, as store.Write); the pushers wake on the store's
+// own commit and send it to every live peer. It returns the changed nodes,
+// without data, in request order;
 // nil if nothing changed.
 func (w *Writer) Write(ctx context.Context, ws []store.Write) ([]store.Node, error) {
 	s := w.s
@@ -46,7 +47,6 @@ func (w *Writer) Write(ctx context.Context, ws []store.Write) ([]store.Node, err
 		return nil, nil
 	}
 	s.metrics.writes.Add(float64(len(nodes)))
-	s.peers.kick()
 	var size int
 	for _, w := range ws {
 		size += len(w.Data)

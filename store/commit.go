@@ -104,6 +104,9 @@ func (s *Store) Write(ctx context.Context, ws []Write) ([]Node, error) {
 		return nil, fmt.Errorf("%w: batch of %d bytes, limit %d", ErrTooLarge, total, s.cfg.MaxBatchBytes)
 	}
 	r := s.submit(ctx, writeRequest(ctx, ws, total))
+	if len(r.nodes) > 0 {
+		s.written.fire()
+	}
 	return r.nodes, r.err
 }
 

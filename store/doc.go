@@ -110,5 +110,8 @@
 // transaction: one fsync for many writers. Requests are processed in order,
 // each against the state left by the previous ones; one that fails
 // validation fails alone. Readers of memory take a read lock; readers of
-// data use their own short bbolt read transactions.
+// data use their own short bbolt read transactions. Written (notify.go)
+// wakes whoever waits for this store's own writes (the server's pushers)
+// once a Write that changed something has committed and memory holds it;
+// it never blocks the committer.
 package store

@@ -94,6 +94,8 @@ type Store struct {
 	subMu      sync.Mutex
 	subs       map[*Subscription]struct{} // guarded by subMu
 	subsClosed bool                       // guarded by subMu
+
+	written notifier // see Written
 }
 
 // entry is the value of a path in the radix tree: the node's metadata and

@@ -1,0 +1,131 @@
+package cluster_test
+
+import (
+	"context"
+	"fmt"
+	"log/slog"
+	"slices"
+	"testing"
+	"time"
+
+	"replds/cluster"
+)
+
+// newMember starts a member named name on loopback that joins through the
+// gRPC "addresses" in peers, which hellos resolves.
+func newMember(t *testing.T, name string, hellos map[string]*cluster.Membership, peers ...string) *cluster.Membership {
+	t.Helper()
+	cfg := cluster.DefaultConfig(name, "127.0.0.1", 0)
+	cfg.Profile = "local"
+	cfg.Meta.GRPCAddr = "127.0.0.1:1" + name
+	cfg.Peers = peers
+	cfg.RejoinInterval = 100 * time.Millisecond
+	cfg.Hello = func(ctx context.Context, peer string) (cluster.HelloInfo, error) {
+		m, ok := hellos[peer]
+		if !ok {
+			return cluster.HelloInfo{}, fmt.Errorf("no peer %s", peer)
+		}
+		return cluster.HelloInfo{Name: m.Name(), GossipAddr: m.Addr()}, nil
+	}
+	cfg.Logger = slog.New(slog.DiscardHandler)
+	m, err := cluster.New(cfg)
+	if err != nil {
+		t.Fatalf("New(%s): %v", name, err)
+	}
+	ctx, cancel := context.WithCancel(context.Background())
+	done := make(chan struct{})
+	go func() {
+		defer close(done)
+		m.Run(ctx)
+	}()
+	t.Cleanup(func() {
+		cancel()
+		<-done
+		m.Close()
+	})
+	return m
+}
+
+// waitFor waits, on m's change notifications and under a deadline, until
+// cond holds for m's members.
+func waitFor(t *testing.T, m *cluster.Membership, what string, cond func([]cluster.Member) bool) {
+	t.Helper()
+	deadline := time.After(20 * time.Second)
+	for {
+		ch := m.Changed()
+		members := m.Members()
+		if cond(members) {
+			return
+		}
+		select {
+		case <-ch:
+		case <-deadline:
+			t.Fatalf("%s: %s never happened; members %+v", m.Name(), what, members)
+		}
+	}
+}
+
+func member(ms []cluster.Member, name string) (cluster.Member, bool) {
+	i := slices.IndexFunc(ms, func(m cluster.Member) bool { return m.Name == name })
+	if i < 0 {
+		return cluster.Member{}, false
+	}
+	return ms[i], true
+}
+
+func TestMembership_JoinReadyLeave(t *testing.T) {
+	hellos := map[string]*cluster.Membership{}
+	a := newMember(t, "1", hellos)
+	hellos["a"] = a
+	b := newMember(t, "2", hellos, "a")
+
+	waitFor(t, a, "b alive", func(ms []cluster.Member) bool {
+		m, ok := member(ms, "2")
+		return ok && m.State == cluster.Alive && !m.Ready && m.GRPCAddr == "127.0.0.1:12"
+	})
+	if self, ok := member(a.Members(), "1"); !ok || !self.Self || self.State != cluster.Alive {
+		t.Errorf("a's own entry = %+v (present %v), want alive, self", self, ok)
+	}
+
+	if err := b.SetReady(true, 5*time.Second); err != nil {
+		t.Fatalf("SetReady: %v", err)
+	}
+	waitFor(t, a, "b ready", func(ms []cluster.Member) bool {
+		m, ok := member(ms, "2")
+		return ok && m.Ready
+	})
+
+	b.Close()
+	waitFor(t, a, "b left", func(ms []cluster.Member) bool {
+		m, ok := member(ms, "2")
+		return ok && m.State == cluster.Left
+	})
+	if ms := a.Members(); ms[0].Name != "1" || ms[len(ms)-1].Name != "2" {
+		t.Errorf("Members = %+v, want the live ones first", ms)
+	}
+}
+
+func TestConfig_Validate(t *testing.T) {
+	ok := cluster.DefaultConfig("a", "127.0.0.1", 0)
+	for _, tc := range []struct {
+		name string
+		edit func(*cluster.Config)
+	}{
+		{"no name", func(c *cluster.Config) { c.Name = "" }},
+		{"bad port", func(c *cluster.Config) { c.BindPort = 1 << 16 }},
+		{"bad profile", func(c *cluster.Config) { c.Profile = "wan" }},
+		{"bad key", func(c *cluster.Config) { c.SecretKey = []byte("short") }},
+		{"peers without hello", func(c *cluster.Config) { c.Peers = []string{"127.0.0.1:1"} }},
+	} {
+		t.Run(tc.name, func(t *testing.T) {
+			c := ok
+			tc.edit(&c)
+			if err := c.Validate(); err == nil {
+				t.Errorf("Validate() = nil, want an error")
+			}
+		})
+	}
+	if err := ok.Validate(); err != nil {
+		t.Errorf("DefaultConfig().Validate() = %v", err)
+	}
+}
