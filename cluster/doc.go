@@ -13,6 +13,9 @@
 // change; neither blocks on the network. The local member's metadata (its
 // gRPC address and readiness) rides on memberlist's node metadata, so every
 // member sees every other member's readiness (see Meta for the encoding).
+// A member from before that encoding advertises a bare address: it is read
+// as never ready. It cannot read the new encoding, so a cluster is
+// upgraded across this change all at once.
 //
 // Invariants:
 //   - Members lists each member once: the live ones (Alive, Suspect) first,

@@ -73,6 +73,9 @@ func alivePeers(mem *cluster.Membership) []cluster.Member {
 // advertiseReadiness tells the cluster when this server's readiness (see
 // readiness) changed. It blocks up to a second for the update to go out.
 func (s *Server) advertiseReadiness() {
+	if s.ctx.Err() != nil {
+		return // leaving: the departure says it all
+	}
 	ready, _ := s.readiness()
 	if err := s.mem.SetReady(ready, time.Second); err != nil {
 		s.log.Debug("readiness not advertised yet", "err", err)

@@ -20,6 +20,7 @@ import (
 	"errors"
 	"flag"
 	"fmt"
+	"io"
 	"log/slog"
 	"math/rand/v2"
 	"os"
@@ -76,8 +77,6 @@ type simServer struct {
 	srv      *Server      // nil while crashed
 	skew     atomic.Int64 // nanoseconds added to the simulation clock
 	sessions map[int]*pushSession
-	// backup is the store file as the server's last crash left it.
-	backup []byte
 	// unchecked holds, after a restore, the peers the server has not yet
 	// completed a sync round with; while it is not empty, the server takes
 	// no client writes (see restore).
@@ -129,7 +128,11 @@ type sim struct {
 	inflight []simMsg
 	// streams are the push streams open (not broken).
 	streams []*simPushStream
-	cut     map[[2]int]bool
+	// backedUp is the server whose store file the first crash of the run
+	// copied for restore, -1 before it (one copy a run: the files are
+	// large and slow to copy).
+	backedUp int
+	cut      map[[2]int]bool
 	// acked holds, per path, the winning acknowledged write: its metadata
 	// and data (nil for a delete).
 	acked     map[string]store.Meta
@@ -149,6 +152,7 @@ func runSim(t *testing.T, seed uint64) {
 		cut:       map[[2]int]bool{},
 		acked:     map[string]store.Meta{},
 		ackedData: map[string][]byte{},
+		backedUp:  -1,
 	}
 	s.now.Store(time.Date(2026, 1, 1, 0, 0, 0, 0, time.UTC).UnixNano())
 	for i := range 8 {
@@ -164,7 +168,7 @@ func runSim(t *testing.T, seed uint64) {
 	}
 	t.Cleanup(func() {
 		for i := range s.servers {
-			s.crash(i)
+			s.stop(i)
 		}
 	})
 	for _, prefix := range []string{"/", "/d", "/k/3"} {
@@ -253,32 +257,52 @@ func (s *sim) start(i int) {
 	srv.sessions = map[int]*pushSession{}
 }
 
-// crash stops server i, keeping a copy of its store file; its watchers
-// lose their streams.
+// crash stops server i; its watchers lose their streams. The first crash
+// of the run leaves a copy of the store file for restore.
 func (s *sim) crash(i int) {
 	if s.servers[i].st == nil {
 		return
 	}
 	s.tracef("crash %d", i)
 	s.stop(i)
-	b, err := os.ReadFile(s.dbPath(i))
+	if s.backedUp < 0 {
+		s.copyFile(s.dbPath(i), s.backupPath(i))
+		s.backedUp = i
+	}
+}
+
+func (s *sim) dbPath(i int) string     { return filepath.Join(s.servers[i].dir, "replds.db") }
+func (s *sim) backupPath(i int) string { return filepath.Join(s.servers[i].dir, "backup.db") }
+
+// copyFile copies a store file (io.Copy between files lets the kernel
+// copy: they are mostly free pages).
+func (s *sim) copyFile(from, to string) {
+	src, err := os.Open(from)
 	if err != nil {
 		s.t.Fatal(err)
 	}
-	s.servers[i].backup = b
+	defer src.Close()
+	dst, err := os.Create(to)
+	if err != nil {
+		s.t.Fatal(err)
+	}
+	if _, err := io.Copy(dst, src); err != nil {
+		s.t.Fatal(err)
+	}
+	if err := dst.Close(); err != nil {
+		s.t.Fatal(err)
+	}
 }
 
-func (s *sim) dbPath(i int) string { return filepath.Join(s.servers[i].dir, "replds.db") }
-
-// restore restarts server i from the copy of its store file its last
-// crash left, as from a backup: the peers may have seen more of its own
+// restore restarts server i from the copy of its store file the first
+// crash of the run left, if that was i's, as from a backup: the peers may have seen more of its own
 // writes than it then holds, and it must take a new incarnation
 // (checkIncarnation) for its next writes to spread. It happens only while
 // another server holds the very same nodes, so that no acknowledged write
 // is lost.
 func (s *sim) restore(i int) {
 	srv := s.servers[i]
-	if srv.st == nil || srv.backup == nil {
+	if srv.st == nil || s.backedUp != i {
 		return
 	}
 	own := srv.st.Origin()
@@ -290,9 +314,7 @@ func (s *sim) restore(i int) {
 	}
 	s.tracef("restore %d from its backup (server %d holds the same nodes)", i, twin)
 	s.stop(i)
-	if err := os.WriteFile(s.dbPath(i), srv.backup, 0o600); err != nil {
-		s.t.Fatal(err)
-	}
+	s.copyFile(s.backupPath(i), s.dbPath(i))
 	// Its versions go back, legitimately: they come back from the peers.
 	clear(s.seen[i])
 	s.start(i)
@@ -311,6 +333,9 @@ func (s *sim) restore(i int) {
 // stop closes server i; its watchers lose their streams.
 func (s *sim) stop(i int) {
 	srv := s.servers[i]
+	if srv.st == nil {
+		return
+	}
 	for _, w := range s.watchers {
 		if w.server == i {
 			s.disconnect(w)
