@@ -4,7 +4,6 @@ import (
 	"errors"
 	"fmt"
 	"strings"
-	"unicode"
 	"unicode/utf8"
 )
 
@@ -81,11 +80,10 @@ func Problem(p string) string {
 			return fmt.Sprintf("control character at byte %d", i)
 		case c == '\\':
 			return fmt.Sprintf("backslash at byte %d", i)
-		case c >= 0x80:
-			// Multi-byte runes: only C1 controls (U+0080-U+009F) are refused.
-			if r, _ := utf8.DecodeRuneInString(p[i:]); unicode.IsControl(r) {
-				return fmt.Sprintf("control character at byte %d", i)
-			}
+		case c == 0xc2 && i+1 < len(p) && p[i+1] <= 0x9f:
+			// C1 controls, U+0080-U+009F, are the UTF-8 pairs c2 80 to c2 9f
+			// (p is valid UTF-8, so a c2 is always followed by 80-bf).
+			return fmt.Sprintf("control character at byte %d", i)
 		}
 	}
 	rest, depth := p[1:], 0
