@@ -9,6 +9,7 @@ import (
 	"net/http"
 	"net/url"
 	"strings"
+	"time"
 
 	"github.com/aws/aws-sdk-go-v2/aws"
 	"github.com/aws/aws-sdk-go-v2/config"
@@ -20,6 +21,10 @@ import (
 // partSize is the size of the parts of a multipart upload, and the most a
 // Put buffers: a stream that ends within one part goes as one PutObject.
 const partSize = 8 << 20
+
+// abortTimeout bounds the abort of a failed multipart upload, which runs
+// even when the Put's own context has ended.
+const abortTimeout = 30 * time.Second
 
 // S3 is a Target in an S3 bucket under a key prefix. It works with AWS and
 // with S3-compatible servers (path-style addressing and checksums only
@@ -133,7 +138,7 @@ func (t *S3) multipart(ctx context.Context, key, k string, first []byte, r io.Re
 	defer func() {
 		if err != nil {
 			// The abort must run even when ctx is what failed.
-			actx, cancel := context.WithTimeout(context.WithoutCancel(ctx), 30e9)
+			actx, cancel := context.WithTimeout(context.WithoutCancel(ctx), abortTimeout)
 			defer cancel()
 			t.client.AbortMultipartUpload(actx, &s3.AbortMultipartUploadInput{Bucket: &t.bucket, Key: &k, UploadId: up.UploadId})
 		}
@@ -163,14 +168,16 @@ func (t *S3) multipart(ctx context.Context, key, k string, first []byte, r io.Re
 	return t.putErr(key, err)
 }
 
-// readPart reads up to partSize bytes; fewer means r reached EOF.
+// readPart reads up to partSize bytes; fewer means r reached EOF. The
+// buffer grows with what r yields, so a small object (a manifest) does not
+// cost a whole part.
 func readPart(ctx context.Context, r io.Reader) ([]byte, error) {
-	buf := make([]byte, partSize)
-	n, err := io.ReadFull(ctxReader{ctx, r}, buf)
-	if err == io.ErrUnexpectedEOF || err == io.EOF {
+	var buf bytes.Buffer
+	_, err := io.CopyN(&buf, ctxReader{ctx, r}, partSize)
+	if err == io.EOF {
 		err = nil
 	}
-	return buf[:n], err
+	return buf.Bytes(), err
 }
 
 func (t *S3) putErr(key string, err error) error {
