@@ -243,6 +243,11 @@ func TestManager_RunsOwnedJobsOnce(t *testing.T) {
 		})
 	}
 	check(members)
+	waitFor(t, "a status node for each job", func() bool {
+		statusMu.Lock()
+		defer statusMu.Unlock()
+		return len(status) == 20
+	})
 	statusMu.Lock()
 	for p, runner := range status {
 		if want := jobs.Owner(strings.Replace(p, "/_replds/status/", "/_replds/jobs/", 1), members); runner != want {
