@@ -55,7 +55,7 @@ func (s *Server) Push(stream repldspb.Internal_PushServer) error {
 	for {
 		var r recv
 		select {
-		case <-s.stopping:
+		case <-s.stopping.Done():
 			return status.Error(codes.Unavailable, "server shutting down")
 		case r = <-msgs:
 		}

@@ -50,13 +50,14 @@ type Server struct {
 	ctx    context.Context
 	cancel context.CancelFunc
 	done   <-chan struct{}
-	// stopping is closed first in Close: long-lived streams (Watch, and
-	// peers' Push into this server) end on it, so that the graceful stop
-	// waits only for requests such as Store. draining is closed once no
-	// more writes can be accepted: pushers then hand the last of them to
-	// their peers and stop.
-	stopping chan struct{}
-	draining chan struct{}
+	// stopping is cancelled first in Close, with cause store.ErrClosed:
+	// long-lived streams (Watch, and peers' Push into this server) end on
+	// it, so that the graceful stop waits only for requests such as Store.
+	// draining is closed once no more writes can be accepted: pushers then
+	// hand the last of them to their peers and stop.
+	stopping    context.Context
+	stopStreams context.CancelCauseFunc
+	draining    chan struct{}
 
 	// incMu serializes incarnation checks (checkIncarnation).
 	incMu sync.Mutex
@@ -87,9 +88,9 @@ func New(cfg Config) (_ *Server, err error) {
 		done:   ctx.Done(),
 		now:    time.Now,
 
-		stopping: make(chan struct{}),
 		draining: make(chan struct{}),
 	}
+	s.stopping, s.stopStreams = context.WithCancelCause(context.Background())
 	// Each step that holds a resource pushes its release; a failing step
 	// releases them all, the last taken first.
 	var undo cleanups
@@ -257,7 +258,7 @@ func (s *Server) Close() error {
 		s.closing = true
 		s.mu.Unlock()
 		deadline := time.Now().Add(s.cfg.ShutdownGrace)
-		close(s.stopping)
+		s.stopStreams(store.ErrClosed)
 
 		stopped := make(chan struct{})
 		go func() {

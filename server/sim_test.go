@@ -523,7 +523,6 @@ func (s *sim) connect(w *simWatcher, i int) {
 	w.ws = &watchStream{
 		s:      &Server{store: st, log: s.log},
 		stream: w.out,
-		prefix: w.prefix,
 		roots:  []string{w.prefix},
 		token:  vectorFromProto(w.token),
 	}

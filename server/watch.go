@@ -5,7 +5,6 @@ import (
 	"errors"
 	"hash/fnv"
 	"strings"
-	"time"
 
 	"google.golang.org/grpc/codes"
 	"google.golang.org/grpc/status"
@@ -39,7 +38,6 @@ func (s *Server) Watch(req *repldspb.WatchRequest, stream repldspb.Replds_WatchS
 	w := &watchStream{
 		s:        s,
 		stream:   stream,
-		prefix:   req.Prefix,
 		roots:    roots,
 		readable: readable,
 		rules:    rules,
@@ -76,14 +74,14 @@ var errRulesChanged = status.Error(codes.Unavailable, "access rules changed; rec
 type watchStream struct {
 	s      *Server
 	stream repldspb.Replds_WatchServer
-	prefix string
-	// roots are the readable subtrees under prefix (prefix itself when all
-	// of it is readable): replays scan only those.
+	// roots are the readable subtrees under the prefix (the prefix itself
+	// when all of it is readable): the feed follows only those.
 	roots    []string
 	readable func(string) bool
 	// rules are the ACLs the stream was opened under.
 	rules *acl.ACL
-	// reset makes the next replay a reset: the client's state is replaced.
+	// reset is sent before the first page: the client's state is replaced
+	// by the replay.
 	reset bool
 	// scope fingerprints what the client may read (see aclFingerprint);
 	// every bookmark carries it.
@@ -92,13 +90,15 @@ type watchStream struct {
 	// last bookmark sent).
 	token  store.Vector
 	synced bool
-	// due is when the next heartbeat bookmark is.
-	due time.Time
 }
 
 func (w *watchStream) run() error {
-	ctx, stop := w.s.untilStopping(w.stream.Context())
-	defer stop()
+	// The stream ends with the client, or with cause store.ErrClosed when
+	// the server starts stopping, so that the graceful stop does not wait
+	// for it. AfterFunc starts no goroutine unless the server stops.
+	ctx, cancel := context.WithCancelCause(w.stream.Context())
+	defer cancel(nil)
+	defer context.AfterFunc(w.s.stopping, func() { cancel(store.ErrClosed) })()
 	feed, err := w.openFeed()
 	if err != nil {
 		return err
@@ -108,25 +108,40 @@ func (w *watchStream) run() error {
 		if err := w.stream.Send(&repldspb.WatchResponse{Reset_: true}); err != nil {
 			return err
 		}
-		w.reset = false
 	}
-	w.due = time.Now().Add(w.s.cfg.BookmarkInterval)
 	for {
-		page, err := w.next(ctx, feed)
-		switch {
-		case errors.Is(err, errTick):
-			if w.rulesChanged() {
-				return errRulesChanged
-			}
-			// A bookmark every tick, even when nothing changed: it is
-			// also the heartbeat that lets a client tell a quiet stream
-			// from a server that stopped answering (watcher IdleTimeout).
-			w.token = feed.Vector()
-			if err := w.stream.Send(&repldspb.WatchResponse{Bookmark: w.bookmark()}); err != nil {
-				return err
-			}
-			continue
-		case err != nil:
+		// One deadline context per bookmark interval, not per page.
+		tick, cancelTick := context.WithTimeout(ctx, w.s.cfg.BookmarkInterval)
+		err := w.sendUntil(tick, feed)
+		cancelTick()
+		if ctx.Err() != nil {
+			return context.Cause(ctx)
+		}
+		if err != nil {
+			return err
+		}
+		if w.rulesChanged() {
+			return errRulesChanged
+		}
+		// A bookmark every interval, even when nothing changed: it is also
+		// the heartbeat that lets a client tell a quiet stream from a
+		// server that stopped answering (its idle timeout).
+		w.token = feed.Vector()
+		if err := w.stream.Send(&repldspb.WatchResponse{Bookmark: w.bookmark()}); err != nil {
+			return err
+		}
+	}
+}
+
+// sendUntil sends the feed's pages until tick ends (nil) or something
+// fails.
+func (w *watchStream) sendUntil(tick context.Context, feed *store.Feed) error {
+	for {
+		page, err := feed.Next(tick)
+		if errors.Is(err, context.DeadlineExceeded) || (err != nil && tick.Err() != nil) {
+			return nil
+		}
+		if err != nil {
 			return err
 		}
 		if !page.Replay && w.rulesChanged() {
@@ -152,54 +167,6 @@ func (w *watchStream) openFeed() (*store.Feed, error) {
 		},
 		Buffer: watchBuffer,
 	})
-}
-
-// errTick: a bookmark is due while the stream waits for changes.
-var errTick = errors.New("bookmark due")
-
-// next returns the feed's next page, or errTick once the bookmark falls
-// due (at w.due) while the feed waits for commits. It returns ctx's cause
-// when ctx ends.
-func (w *watchStream) next(ctx context.Context, feed *store.Feed) (store.FeedPage, error) {
-	waitCtx, cancel := context.WithDeadline(ctx, w.due)
-	defer cancel()
-	page, err := feed.Next(waitCtx)
-	switch {
-	case err == nil:
-		return page, nil
-	case ctx.Err() != nil:
-		return page, context.Cause(ctx)
-	case errors.Is(err, context.DeadlineExceeded):
-		w.due = time.Now().Add(w.s.cfg.BookmarkInterval)
-		return page, errTick
-	}
-	return page, err
-}
-
-// untilStopping returns a context that ends with parent, or with cause
-// store.ErrClosed when the server starts stopping, so that streams end
-// before the graceful stop waits for them. stop releases it and waits for
-// the goroutine (started by goFunc) that watches the server.
-func (s *Server) untilStopping(parent context.Context) (ctx context.Context, stop func()) {
-	ctx, cancel := context.WithCancelCause(parent)
-	done := make(chan struct{})
-	watching := s.goFunc(func() {
-		defer close(done)
-		select {
-		case <-s.stopping:
-			cancel(store.ErrClosed)
-		case <-ctx.Done():
-		}
-	})
-	if !watching {
-		// Close has begun.
-		cancel(store.ErrClosed)
-		close(done)
-	}
-	return ctx, func() {
-		cancel(nil)
-		<-done
-	}
 }
 
 // send sends a page: replayed nodes as they are, followed by a bookmark
