@@ -76,8 +76,17 @@ type feedReplay struct {
 // index takes for one change (a log entry, then a node found by path).
 const indexCost = 4
 
-// maxIndexRead bounds the log entries one index page reads, kept or not.
-const maxIndexRead = 16 * defaultPageNodes
+// replayReadFactor bounds what one catch-up page reads in its read
+// transaction, kept or not (log entries by index, nodes by scan), as a
+// multiple of the page's node limit: a catch-up that keeps little still
+// ends its transactions and looks at its context that often.
+const replayReadFactor = 16
+
+// maxReplayRead is what one catch-up page may read.
+func (f *Feed) maxReplayRead() int {
+	maxNodes, _ := pageLimits(f.opts.MaxNodes, f.opts.MaxBytes)
+	return replayReadFactor * maxNodes
+}
 
 // Feed returns a feed of what a consumer holding opts.From lacks under
 // opts.Prefixes. Its first pages, the catch-up, replay every winner there
@@ -126,9 +135,11 @@ func (f *Feed) Close() {
 	}
 }
 
-// Next returns the next page. It blocks only while waiting for a live
-// commit, until ctx ends: it then returns ctx.Err(), and a later call
-// carries on where this one stopped, losing nothing. It returns ErrClosed
+// Next returns the next page. It blocks while waiting for a live commit,
+// and reads on while a catch-up yields nothing to deliver, until ctx ends:
+// it then returns ctx.Err() (a catch-up page already read is returned
+// first, whatever ctx), and a later call carries on where this one
+// stopped, losing nothing. It returns ErrClosed
 // once the store or the feed is closed, and a storage error if a replay
 // read fails; the feed is then unusable.
 func (f *Feed) Next(ctx context.Context) (FeedPage, error) {
@@ -170,6 +181,13 @@ func (f *Feed) next(done <-chan struct{}, block bool) (FeedPage, bool, error) {
 			}
 			if ok {
 				return page, true, nil
+			}
+			// Nothing to deliver from this part of the catch-up (an origin
+			// done, or only filtered nodes): a long one stays interruptible.
+			select {
+			case <-done:
+				return FeedPage{}, false, nil
+			default:
 			}
 			continue
 		}
@@ -274,7 +292,7 @@ func (f *Feed) startReplay(target Vector) (*feedReplay, error) {
 		delta += min(head, max(target[o], from+1)) - from
 	}
 	slices.Sort(r.origins)
-	r.byIndex = delta*indexCost <= f.s.countUnder(f.opts.Prefixes, delta*indexCost)
+	r.byIndex = f.s.holdsAtLeast(f.opts.Prefixes, delta*indexCost)
 	if r.byIndex && len(r.origins) > 0 {
 		r.cursor = f.covered[r.origins[0]]
 	}
@@ -314,26 +332,30 @@ func logHeads(tx *bolt.Tx) (map[uint64]uint64, error) {
 	return heads, nil
 }
 
-// countUnder returns the number of nodes under prefixes, tombstones
-// included, or limit if there are at least that many: the cost is at most
-// limit, whatever the size of the store.
-func (s *Store) countUnder(prefixes []string, limit uint64) uint64 {
+// holdsAtLeast reports whether prefixes hold at least n nodes, tombstones
+// included. It walks at most n nodes, whatever the size of the store, and
+// none when n exceeds the store's size (a consumer starting from nothing):
+// a prefix cannot hold more nodes than the store.
+func (s *Store) holdsAtLeast(prefixes []string, n uint64) bool {
 	s.mu.RLock()
 	defer s.mu.RUnlock()
-	if slices.Contains(prefixes, "/") {
-		return min(limit, s.stats.Nodes+s.stats.Tombstones)
+	if total := s.stats.Nodes + s.stats.Tombstones; n > total {
+		return false
 	}
-	n := uint64(0)
+	if slices.Contains(prefixes, "/") {
+		return true
+	}
+	seen := uint64(0)
 	for _, p := range prefixes {
 		stopped := walkUnder(s.tree, p, true, func(string, any) bool {
-			n++
-			return n < limit
+			seen++
+			return seen < n
 		})
 		if stopped {
-			return limit
+			return true
 		}
 	}
-	return n
+	return seen >= n
 }
 
 // replayPage reads the next page of the catch-up; ok is false when it
@@ -376,7 +398,7 @@ func (f *Feed) indexPage(tx *bolt.Tx) (nodes []Node, done bool, err error) {
 	nodes, last, more, err := changesPage(tx, changesRange{
 		origin: o, after: r.cursor, upto: r.upto[o],
 		keep:     func(path string, m Meta) bool { return f.under(path) && f.keep(path, m) },
-		maxNodes: f.opts.MaxNodes, maxBytes: f.opts.MaxBytes, maxRead: maxIndexRead,
+		maxNodes: f.opts.MaxNodes, maxBytes: f.opts.MaxBytes, maxRead: f.maxReplayRead(),
 	})
 	if err != nil {
 		return nil, false, err
@@ -406,7 +428,7 @@ func (f *Feed) scanPage(tx *bolt.Tx) (nodes []Node, done bool, err error) {
 	nodes, next, err := scanPage(tx, ScanOptions{
 		Prefix: f.opts.Prefixes[r.root], After: r.after, Keep: f.keep,
 		MaxNodes: f.opts.MaxNodes, MaxBytes: f.opts.MaxBytes,
-	})
+	}, f.maxReplayRead())
 	if err != nil {
 		return nil, false, err
 	}

@@ -36,7 +36,7 @@ func (s *Store) Snapshot(ctx context.Context, opts ScanOptions, fn func(vec Vect
 			if err := ctx.Err(); err != nil {
 				return err
 			}
-			nodes, next, err := scanPage(tx, opts)
+			nodes, next, err := scanPage(tx, opts, 0)
 			if err != nil {
 				return err
 			}

@@ -492,7 +492,7 @@ func (s *Store) Scan(opts ScanOptions) (nodes []Node, next string, err error) {
 		return nil, "", err
 	}
 	err = s.view(func(tx *bolt.Tx) error {
-		nodes, next, err = scanPage(tx, opts)
+		nodes, next, err = scanPage(tx, opts, 0)
 		return err
 	})
 	if err != nil {
@@ -501,14 +501,24 @@ func (s *Store) Scan(opts ScanOptions) (nodes []Node, next string, err error) {
 	return nodes, next, nil
 }
 
-// scanPage reads one page of Scan in tx.
-func scanPage(tx *bolt.Tx, opts ScanOptions) (nodes []Node, next string, err error) {
+// scanPage reads one page of Scan in tx; maxRead, if positive, bounds the
+// nodes it reads, kept or not (next then names the last one read).
+func scanPage(tx *bolt.Tx, opts ScanOptions, maxRead int) (nodes []Node, next string, err error) {
 	maxNodes, maxBytes := pageLimits(opts.MaxNodes, opts.MaxBytes)
-	size := 0
+	size, read := 0, 0
 	var arena copyArena
+	var last string
 	// visit handles one candidate; it returns false to stop the scan.
 	visit := func(k, v []byte) (bool, error) {
+		if maxRead > 0 && read >= maxRead {
+			// Enough read for one transaction, kept or not: the caller
+			// resumes after the last node read.
+			next = last
+			return false, nil
+		}
+		read++
 		path := string(k)
+		last = path
 		m, data, err := decodeNode(v)
 		if err != nil {
 			return false, fmt.Errorf("store: node %s: %w", nodepath.Quote(path), err)
