@@ -5,7 +5,7 @@
 //	go run ./bench                 # everything: 100k-node rows, 10k/100k/1M scales, 10k streams
 //	go run ./bench --quick         # 10k nodes, scales 1k/10k, 1000 streams, 100 samples
 //	go run ./bench --rows=store,latency --compare-etcd
-//	go run ./bench --rows=resume,repair --seams-nodes=100000
+//	go run ./bench --rows=resume,restore --seams-nodes=100000
 //	make bench BENCHFLAGS=--quick
 //
 // It builds ./cmd/replds (or uses --bin), starts servers with
@@ -55,11 +55,14 @@
 //     bookmark: the time until its replay ends (the Synced bookmark) and
 //     the protobuf bytes it sent, the full replay in the note. A resume
 //     costs what changed, not what the prefix holds.
-//   - repair: on the same cluster, the second server is stopped, its data
+//   - restore: on the same cluster, the second server is stopped, its data
 //     directory copied, restarted; 1 node in 100 is rewritten on the
 //     first; once both agree, the second is stopped again and restored
 //     from the copy. Timed from that restart until both servers hold the
 //     same nodes and hash root, with the bytes between them (by method).
+//     The restored server's vector is behind, so it catches up by digest
+//     sync; hash-tree repair, for differences no vector shows, is measured
+//     in the store (go test ./store -bench Store_Bucket).
 //
 // # Bytes between servers
 //

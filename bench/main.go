@@ -30,7 +30,7 @@ func main() {
 }
 
 // Row names, as given to --rows.
-var allRows = []string{"store", "latency", "idle", "memory", "disk", "pull", "join", "watch", "resume", "repair"}
+var allRows = []string{"store", "latency", "idle", "memory", "disk", "pull", "join", "watch", "resume", "restore"}
 
 // options are the command line settings.
 type options struct {
@@ -68,7 +68,7 @@ func parseOptions(args []string, stderr io.Writer) (*options, error) {
 	fs.StringVar(&scales, "scales", "", "store sizes of the idle-round and memory rows; the largest also serves the join row (default 10000,100000,1000000; --quick 1000,10000)")
 	fs.IntVar(&o.storeRuns, "store-runs", 0, "uploads of the store row, each into an empty cluster; the row reports the median (default 3; --quick 1)")
 	fs.IntVar(&o.size, "size", 1024, "bytes of data per node")
-	fs.IntVar(&o.seamsNodes, "seams-nodes", 0, "nodes of the resume and repair rows (default 1000000; --quick 10000)")
+	fs.IntVar(&o.seamsNodes, "seams-nodes", 0, "nodes of the resume and restore rows (default 1000000; --quick 10000)")
 	fs.IntVar(&o.streams, "streams", 0, "concurrent Watch streams (default 10000; --quick 1000)")
 	fs.IntVar(&o.samples, "samples", 0, "write-to-pull latency samples (default 500; --quick 100)")
 	fs.DurationVar(&o.idle, "idle", 10*time.Second, "idle window of the idle-round rows")

@@ -14,24 +14,24 @@ import (
 	repldspb "replds/proto"
 )
 
-// Sizes of the resume and repair rows.
+// Sizes of the resume and restore rows.
 const (
 	// resumeChanges is how many nodes change between a Watch's bookmark
 	// and its resume.
 	resumeChanges = 100
-	// repairShare is the share of nodes (1 in repairShare) that differ
+	// restoreShare is the share of nodes (1 in restoreShare) that differ
 	// between a restored server and the cluster: 10k of 1M.
-	repairShare = 100
+	restoreShare = 100
 )
 
-// seamsPhase runs the resume and repair rows on a fresh cluster of two
+// seamsPhase runs the resume and restore rows on a fresh cluster of two
 // servers holding --seams-nodes nodes.
 func (b *bench) seamsPhase(ctx context.Context) error {
-	if !b.row("resume") && !b.row("repair") {
+	if !b.row("resume") && !b.row("restore") {
 		return nil
 	}
 	n := b.opts.seamsNodes
-	b.logf("resume/repair phase: 2 servers, %d nodes of %d bytes", n, b.opts.size)
+	b.logf("resume/restore phase: 2 servers, %d nodes of %d bytes", n, b.opts.size)
 	c, err := b.newCluster(ctx, "seams", 2)
 	if err != nil {
 		return err
@@ -49,9 +49,9 @@ func (b *bench) seamsPhase(ctx context.Context) error {
 			errs = append(errs, fmt.Errorf("resume row: %w", err))
 		}
 	}
-	if b.row("repair") && ctx.Err() == nil {
-		if err := b.repairRow(ctx, c, n); err != nil {
-			errs = append(errs, fmt.Errorf("repair row: %w", err))
+	if b.row("restore") && ctx.Err() == nil {
+		if err := b.restoreRow(ctx, c, n); err != nil {
+			errs = append(errs, fmt.Errorf("restore row: %w", err))
 		}
 	}
 	return errors.Join(errs...)
@@ -132,16 +132,16 @@ func (b *bench) resumeRow(ctx context.Context, c *cluster, n int) error {
 	return nil
 }
 
-// repairRow restores the second server from a copy of its data directory
-// taken before n/repairShare nodes changed, and times until the two
+// restoreRow restores the second server from a copy of its data directory
+// taken before n/restoreShare nodes changed, and times until the two
 // servers agree again, counting the bytes between them.
-func (b *bench) repairRow(ctx context.Context, c *cluster, n int) error {
+func (b *bench) restoreRow(ctx context.Context, c *cluster, n int) error {
 	s := c.servers[1]
 	backup := s.dataDir + ".old"
 	if err := c.restartWith(ctx, s, func() error { return copyDir(s.dataDir, backup) }); err != nil {
 		return err
 	}
-	differ := max(1, n/repairShare)
+	differ := max(1, n/restoreShare)
 	if err := rewrite(ctx, c.servers[0], dataPrefix, n, differ, b.opts.size, 2); err != nil {
 		return err
 	}
@@ -172,13 +172,13 @@ func (b *bench) repairRow(ctx context.Context, c *cluster, n int) error {
 	}
 	took := time.Since(start)
 	d := c.traffic().sub(before)
-	b.logf("repair: server restored %d changes behind converged %v after its restart began; between servers: %s",
+	b.logf("restore: server restored %d changes behind converged %v after its restart began; between servers: %s",
 		differ, took.Round(time.Millisecond), d.summary())
-	b.res.add(&metric{ID: "repair/time", Row: "repair", Order: 92, Nodes: n,
+	b.res.add(&metric{ID: "restore/time", Row: "restore", Order: 92, Nodes: n,
 		Name:  fmt.Sprintf("server restored from a copy %s changes behind, of %s nodes: converged", count(differ), count(n)),
 		Value: took.Seconds(), Unit: "s",
 		Note: "from the restart of the restored server"})
-	b.res.add(&metric{ID: "repair/bytes", Row: "repair", Order: 93, Nodes: n,
+	b.res.add(&metric{ID: "restore/bytes", Row: "restore", Order: 93, Nodes: n,
 		Name:  fmt.Sprintf("server restored from a copy %s changes behind, of %s nodes: bytes between servers", count(differ), count(n)),
 		Value: float64(d.total), Unit: "B",
 		Note: d.summary()})
