@@ -4,9 +4,10 @@ import (
 	"context"
 	"errors"
 	"fmt"
-	"replds/nodepath"
 
 	bolt "go.etcd.io/bbolt"
+
+	"replds/nodepath"
 )
 
 // Snapshot reads the nodes at or under opts.Prefix (tombstones included,
@@ -14,15 +15,17 @@ import (
 // reflect, all from one bbolt read transaction: commits made while it runs
 // are not seen. It calls fn with each page (bounded by opts.MaxNodes and
 // opts.MaxBytes, filtered by opts.Keep, resumed after opts.After) and the
-// vector, which is the same for every page; fn is called at least once,
-// with an empty page if nothing matches, so that the vector always
+// vector, one map shared by every page (read-only); fn is called at least
+// once, with an empty page if nothing matches, so that the vector always
 // reaches the caller. Only one page is held at a time.
 //
 // An error from fn, or ctx ending between pages, stops the snapshot and
 // is returned. fn runs inside the read transaction: it may block (on a
-// slow upload, say), and Writes and Applies commit meanwhile, but the file
-// keeps the pages the transaction reads from being reused until it ends,
-// so a snapshot should not outlive its need.
+// slow upload, say), and Writes and Applies commit meanwhile, with two
+// costs while it lasts: the pages it reads cannot be reused, so the file
+// grows faster, and a commit that must grow the file beyond its memory
+// map (initialMmapSize) waits for it to end. A snapshot should not
+// outlive its need.
 func (s *Store) Snapshot(ctx context.Context, opts ScanOptions, fn func(vec Vector, page []Node) error) error {
 	if err := nodepath.ValidatePrefix(opts.Prefix); err != nil {
 		return err

@@ -278,15 +278,25 @@ func testSnapshot(t *testing.T, open Opener) {
 	// Writes committed while the snapshot runs do not leak into it: not
 	// into its nodes, not into its vector.
 	gotVec, got := readSnapshot(t, e.s, "/s", func() {
-		done := make(chan struct{})
+		// The writes run on a goroutine of their own (the snapshot holds
+		// its transaction here); their error comes back on errs.
+		errs := make(chan error, 1)
 		go func() {
-			defer close(done)
-			e.put("/s/09", "new", "/s/99", "new")
-			e.write(del("/s/08"))
-			e.apply([]store.Node{{Path: "/s/00", Meta: store.Meta{Version: ^uint64(0) >> 1, Origin: 9, Seq: 2}, Data: []byte("r2")}})
+			ctx := context.Background()
+			_, err := e.s.Write(ctx, []store.Write{put("/s/09", "new"), put("/s/99", "new")})
+			if err == nil {
+				_, err = e.s.Write(ctx, []store.Write{del("/s/08")})
+			}
+			if err == nil {
+				_, err = e.s.Apply(ctx, []store.Node{{Path: "/s/00", Meta: store.Meta{Version: ^uint64(0) >> 1, Origin: 9, Seq: 2}, Data: []byte("r2")}}, nil)
+			}
+			errs <- err
 		}()
 		select {
-		case <-done:
+		case err := <-errs:
+			if err != nil {
+				t.Fatalf("writing during a snapshot: %v", err)
+			}
 		case <-time.After(10 * time.Second):
 			t.Fatal("writes blocked by a snapshot")
 		}
@@ -302,7 +312,20 @@ func testSnapshot(t *testing.T, open Opener) {
 		t.Errorf("Snapshot after the writes = %v, %v; want the store's state", gotVec, got)
 	}
 
-	err := e.s.Snapshot(context.Background(), store.ScanOptions{Prefix: "bad"}, func(store.Vector, []store.Node) error { return nil })
+	// A prefix with nothing under it still gives the vector, in one call.
+	calls := 0
+	err := e.s.Snapshot(context.Background(), store.ScanOptions{Prefix: "/none"}, func(v store.Vector, page []store.Node) error {
+		calls++
+		if !maps.Equal(v, e.s.Vector()) || len(page) != 0 {
+			t.Errorf("Snapshot(/none) gave vector %v and %d nodes, want %v and none", v, len(page), e.s.Vector())
+		}
+		return nil
+	})
+	if err != nil || calls != 1 {
+		t.Errorf("Snapshot(/none) = %v after %d calls, want nil after 1", err, calls)
+	}
+
+	err = e.s.Snapshot(context.Background(), store.ScanOptions{Prefix: "bad"}, func(store.Vector, []store.Node) error { return nil })
 	if !errors.Is(err, store.ErrInvalidPath) {
 		t.Errorf("Snapshot(bad prefix) = %v, want ErrInvalidPath", err)
 	}
