@@ -285,13 +285,7 @@ func (s *Store) insert(path string, m Meta) {
 // what it returns, so that adding costs no comparison. The caller holds
 // mu for writing (or is load).
 func (s *Store) indexBucket(b int, path string) {
-	paths := s.buckets[b]
-	if paths == nil {
-		// Most buckets hold a handful of paths: start small, then let
-		// append double.
-		paths = make([]string, 0, 2)
-	}
-	s.buckets[b] = append(paths, path)
+	s.buckets[b] = append(s.buckets[b], path)
 }
 
 // add counts node m in st.
