@@ -8,7 +8,6 @@ package server
 import (
 	"bytes"
 	"context"
-	"errors"
 	"fmt"
 	"maps"
 	"slices"
@@ -159,17 +158,11 @@ func answerBuckets(st *store.Store, req *repldspb.BucketRequest, send func(*repl
 		if int(b) >= store.TreeLeaves {
 			return status.Errorf(codes.InvalidArgument, "bucket %d out of range", b)
 		}
-		for _, n := range st.Bucket(int(b)) {
-			if !n.Deleted {
-				full, err := st.Get(n.Path)
-				if errors.Is(err, store.ErrNotFound) {
-					continue // deleted meanwhile; the next round sees the tombstone
-				}
-				if err != nil {
-					return err
-				}
-				n = full
-			}
+		nodes, err := st.Bucket(int(b))
+		if err != nil {
+			return err
+		}
+		for _, n := range nodes {
 			page = append(page, nodeToProto(n))
 			size += len(n.Data)
 			if len(page) >= pageNodes || size >= pageBytes {

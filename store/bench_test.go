@@ -255,7 +255,11 @@ func BenchmarkStore_Bucket(b *testing.B) {
 			b.ResetTimer()
 			n := 0
 			for i := range b.N {
-				n += len(s.Bucket(i * 7919 % store.TreeLeaves))
+				nodes, err := s.Bucket(i * 7919 % store.TreeLeaves)
+				if err != nil {
+					b.Fatal(err)
+				}
+				n += len(nodes)
 			}
 			b.ReportMetric(float64(n)/float64(b.N), "nodes/op")
 		})

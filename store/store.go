@@ -11,7 +11,6 @@ import (
 	"math"
 	"replds/nodepath"
 	"slices"
-	"strings"
 	"sync"
 	"sync/atomic"
 	"time"
@@ -747,27 +746,45 @@ func (s *Store) TreeChildren(level, index int) []Hash {
 	return s.hash.children(level, index)
 }
 
-// Bucket returns the metadata (no data) of every node, live or tombstone,
-// in leaf bucket b of the hash tree (0 <= b < TreeLeaves), in path order.
-// It reads the bucket's index under the read lock: its cost is the size of
-// the bucket, not of the store.
-func (s *Store) Bucket(b int) []Node {
+// Bucket returns every node, live or tombstone, with its data, in leaf
+// bucket b of the hash tree (0 <= b < TreeLeaves), in path order: what a
+// hash-tree repair sends for a differing bucket. It takes the bucket's
+// paths from the index under the read lock and reads the nodes in one
+// bbolt read transaction: its cost is the size of the bucket, not of the
+// store.
+func (s *Store) Bucket(b int) ([]Node, error) {
 	if b < 0 || b >= TreeLeaves {
-		return nil
+		return nil, nil
 	}
 	s.mu.RLock()
-	defer s.mu.RUnlock()
-	paths := s.buckets[b]
+	paths := slices.Clone(s.buckets[b])
+	s.mu.RUnlock()
 	if len(paths) == 0 {
+		return nil, nil
+	}
+	slices.Sort(paths)
+	out := make([]Node, 0, len(paths))
+	err := s.view(func(tx *bolt.Tx) error {
+		nc := newNodeCursor(tx.Bucket(bucketNodes))
+		for _, path := range paths {
+			v := nc.get([]byte(path))
+			if v == nil {
+				continue // indexed, not yet committed: the next round has it
+			}
+			m, data, err := decodeNode(v)
+			if err != nil {
+				return fmt.Errorf("store: node %s: %w", nodepath.Quote(path), err)
+			}
+			// A bucket holds a few nodes: a 64 KiB arena chunk would cost
+			// more than their copies.
+			out = append(out, Node{Path: path, Meta: m, Data: copyData(data)})
+		}
 		return nil
+	})
+	if err != nil {
+		return nil, err
 	}
-	out := make([]Node, len(paths))
-	for i, path := range paths {
-		v, _ := s.tree.Get(path)
-		out[i] = Node{Path: path, Meta: v.(*entry).meta()}
-	}
-	slices.SortFunc(out, func(a, b Node) int { return strings.Compare(a.Path, b.Path) })
-	return out
+	return out, nil
 }
 
 // Stats returns the counts of live leaves, their bytes and tombstones.

@@ -30,7 +30,7 @@ type Store interface {
 	Vector() store.Vector
 	Root() store.Hash
 	TreeChildren(level, index int) []store.Hash
-	Bucket(b int) []store.Node
+	Bucket(b int) ([]store.Node, error)
 	Subscribe(buf int) *store.Subscription
 	Feed(opts store.FeedOptions) (*store.Feed, error)
 	Stats() store.Stats

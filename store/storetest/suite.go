@@ -833,8 +833,14 @@ func testHashTree(t *testing.T, open Opener) {
 			want[i] ^= h[i]
 		}
 		b := BucketOf(n.Path)
-		if got := e.s.Bucket(b); !slices.ContainsFunc(got, func(o store.Node) bool { return o.Path == n.Path && o.Meta == n.Meta && o.Data == nil }) {
-			t.Errorf("Bucket(%d) = %+v, want it to hold %q", b, got, n.Path)
+		if n.Deleted {
+			n.Data = nil
+		} else {
+			n = e.mustGet(n.Path)
+		}
+		got, err := e.s.Bucket(b)
+		if err != nil || !slices.ContainsFunc(got, func(o store.Node) bool { return nodeEqual(o, n) }) {
+			t.Errorf("Bucket(%d) = %+v, %v; want it to hold %+v", b, got, err, n)
 		}
 	}
 	if got := e.s.Root(); got != want {
@@ -866,8 +872,10 @@ func testHashTree(t *testing.T, open Opener) {
 			t.Errorf("TreeChildren(%d, %d) = %d hashes, want nil", bad[0], bad[1], len(got))
 		}
 	}
-	if e.s.Bucket(-1) != nil || e.s.Bucket(store.TreeLeaves) != nil {
-		t.Errorf("Bucket out of range returned nodes")
+	for _, b := range []int{-1, store.TreeLeaves} {
+		if got, err := e.s.Bucket(b); got != nil || err != nil {
+			t.Errorf("Bucket(%d) = %v, %v; want nothing", b, got, err)
+		}
 	}
 }
 
@@ -901,12 +909,20 @@ func testBuckets(t *testing.T, open Opener) {
 	e.put("/other", "x")
 	want := slices.Sorted(slices.Values(paths))
 	for _, phase := range []string{"open", "reopened"} {
-		got := e.s.Bucket(b)
+		got, err := e.s.Bucket(b)
+		if err != nil {
+			t.Fatalf("%s: Bucket(%d) error: %v", phase, b, err)
+		}
 		var gotPaths []string
 		for _, n := range got {
 			gotPaths = append(gotPaths, n.Path)
-			if m, _ := e.s.Lookup(n.Path); n.Meta != m || n.Data != nil {
-				t.Errorf("%s: Bucket(%d) has %q %+v, Lookup %+v", phase, b, n.Path, n.Meta, m)
+			want := store.Node{Path: n.Path}
+			want.Meta, _ = e.s.Lookup(n.Path)
+			if !want.Deleted {
+				want = e.mustGet(n.Path)
+			}
+			if !nodeEqual(n, want) {
+				t.Errorf("%s: Bucket(%d) has %+v, want %+v", phase, b, n, want)
 			}
 		}
 		if !slices.Equal(gotPaths, want) {
