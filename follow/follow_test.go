@@ -159,8 +159,6 @@ func (s *memSink) want(t *testing.T, c *servertest.Cluster, want map[string]stri
 
 var _ follow.Sink = (*memSink)(nil)
 
-func put(path, data string) *repldspb.Write { return &repldspb.Write{Path: path, Data: []byte(data)} }
-
 // watching records the server of the latest Watch stream opened.
 type watching struct{ addr atomic.Value }
 
@@ -212,8 +210,8 @@ func start(t *testing.T, f *follow.Follower) <-chan error {
 // nodes already applied are not sent again, and new writes keep coming.
 func TestFollower_FailoverResumesFromToken(t *testing.T) {
 	c := servertest.NewCluster(t, 2)
-	c.Store(0, put("/p/a", "A"), put("/p/b", "B"), put("/other/x", "X"))
-	c.Store(0, put("/p/c", "C"))
+	c.Store(0, servertest.Put("/p/a", "A"), servertest.Put("/p/b", "B"), servertest.Put("/other/x", "X"))
+	c.Store(0, servertest.Put("/p/c", "C"))
 	c.WaitConverged(20 * time.Second)
 
 	sink := newMemSink()
@@ -239,7 +237,7 @@ func TestFollower_FailoverResumesFromToken(t *testing.T) {
 	}
 	other := 1 - first
 	c.Stop(first)
-	c.Store(other, put("/p/d", "D"))
+	c.Store(other, servertest.Put("/p/d", "D"))
 	sink.want(t, c, map[string]string{"/p/a": "A", "/p/b": "B", "/p/c": "C", "/p/d": "D"})
 	if got := w.get(); got != c.Addr(other) {
 		t.Fatalf("watching %s after server %d stopped, want %s", got, first, c.Addr(other))
@@ -261,7 +259,7 @@ func TestFollower_FailoverResumesFromToken(t *testing.T) {
 // up after MaxAttempts; an error wrapping ErrPermanent ends Run at once.
 func TestFollower_SinkErrors(t *testing.T) {
 	c := servertest.NewCluster(t, 1)
-	c.Store(0, put("/p/a", "A"), put("/p/b", "B"))
+	c.Store(0, servertest.Put("/p/a", "A"), servertest.Put("/p/b", "B"))
 	diskFull := errors.New("injected: disk full")
 
 	t.Run("retried", func(t *testing.T) {

@@ -14,7 +14,6 @@ import (
 	"testing"
 	"time"
 
-	repldspb "replds/proto"
 	"replds/server/servertest"
 	"replds/triggers"
 	"replds/watcher"
@@ -140,12 +139,9 @@ func (p *pull) waitFile(c *servertest.Cluster, name, content string, gone bool) 
 	})
 }
 
-func put(path, data string) *repldspb.Write { return &repldspb.Write{Path: path, Data: []byte(data)} }
-func del(path string) *repldspb.Write       { return &repldspb.Write{Path: path, Delete: true} }
-
 func TestWatcher_OnceSyncsAndResumes(t *testing.T) {
 	c := servertest.NewCluster(t, 2)
-	c.Store(0, put("/app/a", "A"), put("/app/d/b", "B"), put("/other/x", "X"))
+	c.Store(0, servertest.Put("/app/a", "A"), servertest.Put("/app/d/b", "B"), servertest.Put("/other/x", "X"))
 	c.WaitConverged(20 * time.Second)
 
 	p := newPull(t, c, "/app", 1)
@@ -168,7 +164,7 @@ func TestWatcher_OnceSyncsAndResumes(t *testing.T) {
 
 	// A second run resumes from the token: only what changed since comes,
 	// from the other server.
-	c.Store(0, put("/app/a", "A2"), del("/app/d/b"), put("/app/c", "C"))
+	c.Store(0, servertest.Put("/app/a", "A2"), servertest.Delete("/app/d/b"), servertest.Put("/app/c", "C"))
 	p.cfg.Servers = []string{c.Addr(0)}
 	if err := p.run(context.Background()); err != nil {
 		t.Fatalf("second Run once: %v", err)
@@ -194,7 +190,7 @@ func TestWatcher_FollowsLiveChangesAcrossFailover(t *testing.T) {
 	c := servertest.NewCluster(t, 3)
 	p := newPull(t, c, "/app", 0, 1, 2)
 	p.start()
-	c.Store(0, put("/app/one", "1"))
+	c.Store(0, servertest.Put("/app/one", "1"))
 	p.waitFile(c, "one", "1", false)
 
 	// Stop each server in turn; the watcher moves on and keeps up.
@@ -202,13 +198,13 @@ func TestWatcher_FollowsLiveChangesAcrossFailover(t *testing.T) {
 		c.Stop(i)
 		w := (i + 1) % 3
 		data := fmt.Sprintf("round %d", round)
-		c.Store(w, put("/app/one", data), put(fmt.Sprintf("/app/r%d", round), data))
+		c.Store(w, servertest.Put("/app/one", data), servertest.Put(fmt.Sprintf("/app/r%d", round), data))
 		p.waitFile(c, "one", data, false)
 		p.waitFile(c, fmt.Sprintf("r%d", round), data, false)
 		c.Restart(i)
 		c.WaitMembers(20 * time.Second)
 	}
-	c.Store(2, del("/app/one"))
+	c.Store(2, servertest.Delete("/app/one"))
 	p.waitFile(c, "one", "", true)
 
 	// Every change reached the trigger, none twice in a row as added.
@@ -270,7 +266,7 @@ func TestWatcher_CancelStopsCleanly(t *testing.T) {
 	ctx, cancel := context.WithCancel(context.Background())
 	done := make(chan error, 1)
 	go func() { done <- p.run(ctx) }()
-	c.Store(0, put("/app/x", "X"))
+	c.Store(0, servertest.Put("/app/x", "X"))
 	p.waitFile(c, "x", "X", false)
 	cancel()
 	select {
@@ -290,7 +286,7 @@ func TestWatcher_CancelStopsCleanly(t *testing.T) {
 
 func TestWatcher_OnceReportsFailedTriggers(t *testing.T) {
 	c := servertest.NewCluster(t, 1)
-	c.Store(0, put("/app/a", "A"))
+	c.Store(0, servertest.Put("/app/a", "A"))
 	p := newPull(t, c, "/app", 0)
 	trigDir := filepath.Join(filepath.Dir(p.cfg.Dir), "triggers")
 	flag := filepath.Join(t.TempDir(), "fixed")
