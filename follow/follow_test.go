@@ -6,7 +6,6 @@ import (
 	"fmt"
 	"log/slog"
 	"strings"
-	"sync"
 	"sync/atomic"
 	"testing"
 	"time"
@@ -14,7 +13,7 @@ import (
 	"google.golang.org/grpc"
 
 	"replds/follow"
-	"replds/lww"
+	"replds/follow/followtest"
 	repldspb "replds/proto"
 	"replds/server/servertest"
 )
@@ -26,138 +25,17 @@ func (w logWriter) Write(p []byte) (int, error) {
 	return len(p), nil
 }
 
-// memSink is a Sink over a map: the smallest faithful implementation of
-// the contract (last-write-wins per path, the token persisted only by a
-// bookmark, a complete replay deletes what it lacked). fail, when set,
-// decides the error of each call.
-type memSink struct {
-	mu      sync.Mutex
-	nodes   map[string]*repldspb.Node
-	seen    map[string]bool
-	token   *repldspb.Vector
-	full    bool // a reset's replay has not ended
-	tokens  []*repldspb.Vector
-	applied map[string]int // nodes applied, by path
-	synced  int
-	fail    func(method string) error
-}
-
-func newMemSink() *memSink {
-	return &memSink{nodes: map[string]*repldspb.Node{}, seen: map[string]bool{}, applied: map[string]int{}}
-}
-
-func (s *memSink) failing(method string) error {
-	if s.fail == nil {
-		return nil
-	}
-	return s.fail(method)
-}
-
-func (s *memSink) Token(ctx context.Context) (*repldspb.Vector, error) {
-	s.mu.Lock()
-	defer s.mu.Unlock()
-	if err := s.failing("Token"); err != nil {
-		return nil, err
-	}
-	t := s.token
-	if s.full {
-		t = nil
-	}
-	s.tokens = append(s.tokens, t)
-	if t == nil {
-		clear(s.seen)
-	}
-	return t, nil
-}
-
-func (s *memSink) Reset(ctx context.Context) error {
-	s.mu.Lock()
-	defer s.mu.Unlock()
-	if err := s.failing("Reset"); err != nil {
-		return err
-	}
-	s.full = true
-	clear(s.seen)
-	return nil
-}
-
-func (s *memSink) Apply(ctx context.Context, p follow.Page) error {
-	s.mu.Lock()
-	defer s.mu.Unlock()
-	if err := s.failing("Apply"); err != nil {
-		return err
-	}
-	for _, n := range p.Nodes {
-		s.applied[n.Path]++
-		if p.Full {
-			s.seen[n.Path] = true
-		}
-		old, ok := s.nodes[n.Path]
-		if !ok || (lww.Stamp{Version: n.Version, Origin: n.Origin}).Newer(lww.Stamp{Version: old.Version, Origin: old.Origin}) {
-			s.nodes[n.Path] = n
-		}
-	}
-	return nil
-}
-
-func (s *memSink) Bookmark(ctx context.Context, b follow.Bookmark) error {
-	s.mu.Lock()
-	defer s.mu.Unlock()
-	if err := s.failing("Bookmark"); err != nil {
-		return err
-	}
-	if b.Full {
-		for p := range s.nodes {
-			if !s.seen[p] {
-				delete(s.nodes, p)
-			}
-		}
-		s.full = false
-	}
-	s.token = b.Token
-	if b.Synced {
-		s.synced++
-	}
-	return nil
-}
-
-// live returns the live leaves and their data.
-func (s *memSink) live() map[string]string {
-	s.mu.Lock()
-	defer s.mu.Unlock()
-	out := map[string]string{}
-	for p, n := range s.nodes {
-		if !n.Deleted {
-			out[p] = string(n.Data)
-		}
-	}
-	return out
-}
-
-// sent returns how many nodes were applied per path, and the tokens the
-// sessions started from.
-func (s *memSink) sent() (map[string]int, []*repldspb.Vector) {
-	s.mu.Lock()
-	defer s.mu.Unlock()
-	applied := map[string]int{}
-	for p, n := range s.applied {
-		applied[p] = n
-	}
-	return applied, append([]*repldspb.Vector(nil), s.tokens...)
-}
-
-func (s *memSink) want(t *testing.T, c *servertest.Cluster, want map[string]string) {
+// want waits until sink holds want.
+func want(t *testing.T, c *servertest.Cluster, sink *followtest.MemSink, want map[string]string) {
 	t.Helper()
 	c.Wait(20*time.Second, "sink contents", func() error {
-		got := s.live()
+		got := sink.Live()
 		if fmt.Sprint(got) != fmt.Sprint(want) {
 			return fmt.Errorf("sink holds %v, want %v", got, want)
 		}
 		return nil
 	})
 }
-
-var _ follow.Sink = (*memSink)(nil)
 
 // watching records the server of the latest Watch stream opened.
 type watching struct{ addr atomic.Value }
@@ -175,18 +53,15 @@ func config(t *testing.T, c *servertest.Cluster, w *watching, servers ...int) fo
 	cfg.MinBackoff, cfg.MaxBackoff = 10*time.Millisecond, 100*time.Millisecond
 	cfg.IdleTimeout = 5 * time.Second
 	cfg.Logger = slog.New(slog.NewTextHandler(logWriter{t}, &slog.HandlerOptions{Level: slog.LevelDebug}))
-	cfg.Dial = func(addr string) (*grpc.ClientConn, error) {
-		opts := append(c.DialOptions(), follow.Keepalive(cfg.IdleTimeout))
-		if w != nil {
-			opts = append(opts, grpc.WithChainStreamInterceptor(func(ctx context.Context, desc *grpc.StreamDesc, cc *grpc.ClientConn,
-				method string, streamer grpc.Streamer, opts ...grpc.CallOption) (grpc.ClientStream, error) {
-				if method == repldspb.Replds_Watch_FullMethodName {
-					w.addr.Store(addr)
-				}
-				return streamer(ctx, desc, cc, method, opts...)
-			}))
-		}
-		return grpc.NewClient(addr, opts...)
+	cfg.DialOptions = c.DialOptions()
+	if w != nil {
+		cfg.DialOptions = append(cfg.DialOptions, grpc.WithChainStreamInterceptor(func(ctx context.Context, desc *grpc.StreamDesc, cc *grpc.ClientConn,
+			method string, streamer grpc.Streamer, opts ...grpc.CallOption) (grpc.ClientStream, error) {
+			if method == repldspb.Replds_Watch_FullMethodName {
+				w.addr.Store(cc.Target())
+			}
+			return streamer(ctx, desc, cc, method, opts...)
+		}))
 	}
 	return cfg
 }
@@ -214,18 +89,16 @@ func TestFollower_FailoverResumesFromToken(t *testing.T) {
 	c.Store(0, servertest.Put("/p/c", "C"))
 	c.WaitConverged(20 * time.Second)
 
-	sink := newMemSink()
+	sink := followtest.NewMemSink()
 	var w watching
 	f, err := follow.New(config(t, c, &w, 0, 1), sink)
 	if err != nil {
 		t.Fatal(err)
 	}
 	start(t, f)
-	sink.want(t, c, map[string]string{"/p/a": "A", "/p/b": "B", "/p/c": "C"})
+	want(t, c, sink, map[string]string{"/p/a": "A", "/p/b": "B", "/p/c": "C"})
 	c.Wait(10*time.Second, "a synced bookmark", func() error {
-		sink.mu.Lock()
-		defer sink.mu.Unlock()
-		if sink.synced == 0 || sink.token == nil {
+		if n, token := sink.Synced(); n == 0 || token == nil {
 			return errors.New("not synced yet")
 		}
 		return nil
@@ -238,12 +111,12 @@ func TestFollower_FailoverResumesFromToken(t *testing.T) {
 	other := 1 - first
 	c.Stop(first)
 	c.Store(other, servertest.Put("/p/d", "D"))
-	sink.want(t, c, map[string]string{"/p/a": "A", "/p/b": "B", "/p/c": "C", "/p/d": "D"})
+	want(t, c, sink, map[string]string{"/p/a": "A", "/p/b": "B", "/p/c": "C", "/p/d": "D"})
 	if got := w.get(); got != c.Addr(other) {
 		t.Fatalf("watching %s after server %d stopped, want %s", got, first, c.Addr(other))
 	}
 
-	applied, tokens := sink.sent()
+	applied, tokens := sink.Applied(), sink.Tokens()
 	for p, n := range applied {
 		if n != 1 {
 			t.Errorf("%s applied %d times, want once: the resumed stream sent it again", p, n)
@@ -263,9 +136,9 @@ func TestFollower_SinkErrors(t *testing.T) {
 	diskFull := errors.New("injected: disk full")
 
 	t.Run("retried", func(t *testing.T) {
-		sink := newMemSink()
+		sink := followtest.NewMemSink()
 		failures := 0
-		sink.fail = func(method string) error {
+		sink.Hook = func(_ context.Context, method string) error {
 			if method == "Bookmark" && failures < 2 {
 				failures++
 				return diskFull
@@ -281,17 +154,17 @@ func TestFollower_SinkErrors(t *testing.T) {
 		if err := f.Run(context.Background()); err != nil {
 			t.Fatalf("Run(once) with a sink failing twice = %v, want nil", err)
 		}
-		applied, tokens := sink.sent()
+		applied, tokens := sink.Applied(), sink.Tokens()
 		if len(tokens) != 3 || applied["/p/a"] != 3 {
 			t.Errorf("%d sessions, /p/a applied %d times; want 3 each (the failed bookmarks kept no token)", len(tokens), applied["/p/a"])
 		}
-		if got := sink.live(); len(got) != 2 {
+		if got := sink.Live(); len(got) != 2 {
 			t.Errorf("sink holds %v, want /p/a and /p/b", got)
 		}
 	})
 	t.Run("gives up", func(t *testing.T) {
-		sink := newMemSink()
-		sink.fail = func(method string) error {
+		sink := followtest.NewMemSink()
+		sink.Hook = func(_ context.Context, method string) error {
 			if method == "Apply" {
 				return diskFull
 			}
@@ -309,9 +182,9 @@ func TestFollower_SinkErrors(t *testing.T) {
 		}
 	})
 	t.Run("permanent", func(t *testing.T) {
-		sink := newMemSink()
+		sink := followtest.NewMemSink()
 		denied := fmt.Errorf("write /p/a: %w", follow.ErrPermanent)
-		sink.fail = func(method string) error {
+		sink.Hook = func(_ context.Context, method string) error {
 			if method == "Apply" {
 				return denied
 			}
@@ -328,7 +201,7 @@ func TestFollower_SinkErrors(t *testing.T) {
 		if !errors.Is(err, denied) {
 			t.Fatalf("Run with a permanent sink error = %v, want it", err)
 		}
-		if _, tokens := sink.sent(); len(tokens) != 1 {
+		if tokens := sink.Tokens(); len(tokens) != 1 {
 			t.Errorf("%d sessions, want 1: a permanent error is not retried", len(tokens))
 		}
 	})

@@ -7,7 +7,6 @@ import (
 	"log/slog"
 	"os"
 	"path/filepath"
-	"slices"
 	"strings"
 	"time"
 
@@ -167,15 +166,12 @@ func (c Config) stateFile() string {
 	return filepath.Clean(c.Dir) + StateSuffix
 }
 
-// follow returns the follower's part of c, logging to log. Dial adds the
-// keepalive option to DialOptions.
+// follow returns the follower's part of c, logging to log.
 func (c Config) follow(log *slog.Logger) follow.Config {
 	return follow.Config{
-		Prefix:  c.Prefix,
-		Servers: c.Servers,
-		Dial: func(addr string) (*grpc.ClientConn, error) {
-			return grpc.NewClient(addr, append(slices.Clip(c.DialOptions), follow.Keepalive(c.IdleTimeout))...)
-		},
+		Prefix:      c.Prefix,
+		Servers:     c.Servers,
+		DialOptions: c.DialOptions,
 		MinBackoff:  c.MinBackoff,
 		MaxBackoff:  c.MaxBackoff,
 		Once:        c.Once,
