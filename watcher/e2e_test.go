@@ -53,12 +53,12 @@ func newPull(t *testing.T, c *servertest.Cluster, prefix string, servers ...int)
 	}
 	cfg := watcher.DefaultConfig()
 	cfg.Dir = filepath.Join(base, "mirror")
-	cfg.Prefix = prefix
+	cfg.Follow.Prefix = prefix
 	for _, i := range servers {
-		cfg.Servers = append(cfg.Servers, c.Addr(i))
+		cfg.Follow.Servers = append(cfg.Follow.Servers, c.Addr(i))
 	}
-	cfg.DialOptions = c.DialOptions()
-	cfg.MinBackoff, cfg.MaxBackoff = 10*time.Millisecond, 200*time.Millisecond
+	cfg.Follow.DialOptions = c.DialOptions()
+	cfg.Follow.MinBackoff, cfg.Follow.MaxBackoff = 10*time.Millisecond, 200*time.Millisecond
 	cfg.Logger = logger(t)
 	r, err := triggers.New(triggers.Config{Dir: trigDir, Store: cfg.Dir, Logger: cfg.Logger})
 	if err != nil {
@@ -145,7 +145,7 @@ func TestWatcher_OnceSyncsAndResumes(t *testing.T) {
 	c.WaitConverged(20 * time.Second)
 
 	p := newPull(t, c, "/app", 1)
-	p.cfg.Once = true
+	p.cfg.Follow.Once = true
 	if err := p.run(context.Background()); err != nil {
 		t.Fatalf("Run once: %v", err)
 	}
@@ -165,7 +165,7 @@ func TestWatcher_OnceSyncsAndResumes(t *testing.T) {
 	// A second run resumes from the token: only what changed since comes,
 	// from the other server.
 	c.Store(0, servertest.Put("/app/a", "A2"), servertest.Delete("/app/d/b"), servertest.Put("/app/c", "C"))
-	p.cfg.Servers = []string{c.Addr(0)}
+	p.cfg.Follow.Servers = []string{c.Addr(0)}
 	if err := p.run(context.Background()); err != nil {
 		t.Fatalf("second Run once: %v", err)
 	}
@@ -245,16 +245,16 @@ func unreachable(t *testing.T) string {
 func TestWatcher_OnceGivesUpWhenNoServerAnswers(t *testing.T) {
 	c := servertest.NewCluster(t, 1)
 	p := newPull(t, c, "/app", 0)
-	p.cfg.Servers = []string{unreachable(t), unreachable(t)}
-	p.cfg.Once = true
-	p.cfg.MaxAttempts = 3
+	p.cfg.Follow.Servers = []string{unreachable(t), unreachable(t)}
+	p.cfg.Follow.Once = true
+	p.cfg.Follow.MaxAttempts = 3
 	err := p.run(context.Background())
 	if err == nil || !strings.Contains(err.Error(), "no complete sync after 3 attempts") {
 		t.Fatalf("Run once against dead servers = %v, want it to give up after 3 attempts", err)
 	}
 	// It failed over from a dead server to a live one.
-	p.cfg.Servers = []string{unreachable(t), c.Addr(0)}
-	p.cfg.MaxAttempts = 10
+	p.cfg.Follow.Servers = []string{unreachable(t), c.Addr(0)}
+	p.cfg.Follow.MaxAttempts = 10
 	if err := p.run(context.Background()); err != nil {
 		t.Fatalf("Run once with one live server: %v", err)
 	}
@@ -278,7 +278,7 @@ func TestWatcher_CancelStopsCleanly(t *testing.T) {
 		t.Fatal("Run did not return after cancel")
 	}
 	// The state is released: another run can take it.
-	p.cfg.Once = true
+	p.cfg.Follow.Once = true
 	if err := p.run(context.Background()); err != nil {
 		t.Fatalf("Run once after a stopped run: %v", err)
 	}
@@ -297,7 +297,7 @@ func TestWatcher_OnceReportsFailedTriggers(t *testing.T) {
 	if err := p.cfg.Triggers.(*triggers.Runner).Reload(); err != nil {
 		t.Fatal(err)
 	}
-	p.cfg.Once = true
+	p.cfg.Follow.Once = true
 	if err := p.run(context.Background()); !errors.Is(err, watcher.ErrTriggersFailed) {
 		t.Fatalf("Run once with a failing trigger = %v, want ErrTriggersFailed", err)
 	}

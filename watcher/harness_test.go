@@ -52,8 +52,8 @@ func newHarness(t *testing.T, prefix string, opts ...harnessOpt) *harness {
 	base := t.TempDir()
 	cfg := DefaultConfig()
 	cfg.Dir = filepath.Join(base, "mirror")
-	cfg.Prefix = prefix
-	cfg.Servers = []string{"unused:1"}
+	cfg.Follow.Prefix = prefix
+	cfg.Follow.Servers = []string{"unused:1"}
 	cfg.Logger = testLogger(t)
 	for _, o := range opts {
 		o(&cfg)

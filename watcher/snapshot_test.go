@@ -175,7 +175,7 @@ func TestAtomic_AdoptsPlainDirectory(t *testing.T) {
 func TestAtomic_RefusesForeignSymlink(t *testing.T) {
 	base := t.TempDir()
 	cfg := DefaultConfig()
-	cfg.Dir, cfg.Prefix, cfg.Servers, cfg.Atomic = filepath.Join(base, "mirror"), "/p", []string{"unused:1"}, true
+	cfg.Dir, cfg.Follow.Prefix, cfg.Follow.Servers, cfg.Atomic = filepath.Join(base, "mirror"), "/p", []string{"unused:1"}, true
 	cfg.Logger = testLogger(t)
 	if err := os.Symlink(t.TempDir(), cfg.Dir); err != nil {
 		t.Fatal(err)
