@@ -139,6 +139,31 @@ func TestTriggers_CrashAfterBookmarkRunsAtStart(t *testing.T) {
 	}
 }
 
+// TestTriggers_WaitingRunsAtStart: the quiescence schedule lives in
+// memory, so what a trigger with a window left pending runs as soon as the
+// next run's first session begins, and a later session leaves the window
+// alone.
+func TestTriggers_WaitingRunsAtStart(t *testing.T) {
+	h := newHarness(t, "/p", withTriggers(t, t.TempDir(), map[string]string{
+		"w": `{"path": "/p", "command": "{record}", "wait": {"min": "1h"}}`,
+	}))
+	h.bookmark(1, true, live("/p/a", 1, "A"))
+	if got := len(h.runs()); got != 0 {
+		t.Fatalf("ran within the window: %d runs", got)
+	}
+	h.reopen()
+	if got := len(h.runs()); got != 1 {
+		t.Fatalf("runs after restart = %d, want 1: the pending trigger runs at the first session", got)
+	}
+	h.bookmark(2, false, live("/p/b", 2, "B"))
+	if _, err := h.a.Token(context.Background()); err != nil { // a second session
+		t.Fatal(err)
+	}
+	if got := len(h.runs()); got != 1 {
+		t.Fatalf("runs after a second session = %d, want still 1: its window is running", got)
+	}
+}
+
 func TestTriggers_RemovedTriggerForgetsPending(t *testing.T) {
 	dir := t.TempDir()
 	h := newHarness(t, "/p", withTriggers(t, dir, map[string]string{"gone": "/p|exit 1"}))

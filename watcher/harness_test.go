@@ -109,10 +109,7 @@ func (h *harness) open() {
 		h.t.Fatalf("openLocal: %v", err)
 	}
 	h.w, h.a, h.closer = w, a, closer
-	// As Run does: pending triggers first, then a session.
-	if _, err := a.runTriggers(context.Background(), true); err != nil {
-		h.t.Fatalf("startup triggers: %v", err)
-	}
+	// As Run does: a session, whose Token runs the pending triggers.
 	token, err := a.Token(context.Background())
 	if err != nil {
 		h.t.Fatal(err)

@@ -17,8 +17,8 @@ var (
 )
 
 // Token settles the snapshots of atomic mode (completing a swap that
-// failed in the previous session), runs the triggers a failed session left
-// pending, and returns the persisted token: nil when there is none or a
+// failed in the previous session), runs the triggers a failed session or a
+// previous run left pending, and returns the persisted token: nil when there is none or a
 // reset's full resync is pending, and then the set of seen paths starts
 // empty.
 func (a *applier) Token(ctx context.Context) (*repldspb.Vector, error) {
@@ -27,10 +27,13 @@ func (a *applier) Token(ctx context.Context) (*repldspb.Vector, error) {
 	}
 	// A batch sealed in a session that then failed (before its triggers
 	// ran, or before settle finished its swap) has its triggers pending:
-	// run them now rather than at the next change.
-	if _, err := a.runTriggers(ctx, false); err != nil {
+	// run them now rather than at the next change. The first session runs
+	// those a previous run left, quiescence windows or not: the schedule
+	// lives in memory and is gone.
+	if _, err := a.runTriggers(ctx, !a.started); err != nil {
 		return nil, err
 	}
+	a.started = true
 	token, full, err := a.st.token()
 	if err != nil {
 		return nil, err

@@ -35,9 +35,9 @@ func New(cfg Config) (*Watcher, error) {
 	return &Watcher{cfg: cfg, log: log.With("component", "watcher", "prefix", cfg.Follow.Prefix)}, nil
 }
 
-// Run opens the mirror directory and the state file (locking it), runs the
-// triggers left pending by a previous run, then follows the servers
-// (a follow.Follower feeding the mirror),
+// Run opens the mirror directory and the state file (locking it), then
+// follows the servers (a follow.Follower feeding the mirror; the first
+// session begins with the triggers a previous run left pending),
 // reconnecting with backoff, until ctx ends (it then returns nil) or a
 // permanent error (invalid prefix, permission denied). With Once it returns
 // nil after the first complete sync and its triggers, ErrTriggersFailed if
@@ -55,15 +55,6 @@ func (w *Watcher) Run(ctx context.Context) (err error) {
 			err = cerr
 		}
 	}()
-	if _, err := a.runTriggers(ctx, true); err != nil {
-		switch {
-		case ctx.Err() == nil:
-			return err
-		case w.cfg.Follow.Once:
-			return fmt.Errorf("watcher: stopped before completing a sync: %w", err)
-		}
-		return nil
-	}
 	fc := w.cfg.Follow
 	if fc.Logger == nil {
 		fc.Logger = w.log
