@@ -18,8 +18,10 @@
 //   - the resume token, which it does not store: it asks the sink for it
 //     (Sink.Token) before each session, so the sink's persisted state is
 //     the only truth and a restart resumes where the sink stopped;
-//   - whether the stream is a complete replay (a nil token, or a reset),
-//     which it tells the sink in Page.Full and Bookmark.Full.
+//   - whether the stream is a complete replay (a nil token, or a reset):
+//     it tells the sink when one begins (Sink.Reset, so that no path of an
+//     earlier, failed replay counts as seen) and marks its pages and its
+//     last bookmark (Page.Full, Bookmark.Full).
 //
 // The follower reads time only through Config.Clock and draws randomness
 // only from Config.Rand (nil = the real ones), so that a seeded simulation

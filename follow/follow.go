@@ -254,7 +254,7 @@ func permanent(err error) bool {
 // (errSynced). progress reports whether a bookmark was handed over, i.e.
 // the server was useful.
 func (f *Follower) session(ctx context.Context, src Source, addr string) (progress bool, err error) {
-	token, err := f.sink.Token(ctx)
+	token, full, err := Start(ctx, f.sink)
 	if err != nil {
 		return false, err
 	}
@@ -270,7 +270,7 @@ func (f *Follower) session(ctx context.Context, src Source, addr string) (progre
 		cancel()
 		rcv.wg.Wait()
 	}()
-	return f.serve(ctx, rcv, token == nil)
+	return f.serve(ctx, rcv, full)
 }
 
 // open opens the stream. Opening waits for a connection: a server that
@@ -347,6 +347,9 @@ func (f *Follower) serve(ctx context.Context, rcv *receiver, full bool) (progres
 			}
 			if res.err != nil {
 				return progress, res.err
+			}
+			if res.msg.Reset_ {
+				f.log.Warn("server cannot resume from the token; replaying in full")
 			}
 			synced, err := Handle(ctx, f.sink, res.msg, &full)
 			if err != nil {

@@ -45,14 +45,10 @@ func (w *watching) get() string { s, _ := w.addr.Load().(string); return s }
 // config returns a follower config for the servers of c, recording into w
 // (if not nil) which one it watches.
 func config(t *testing.T, c *servertest.Cluster, w *watching, servers ...int) follow.Config {
-	cfg := follow.DefaultConfig()
-	cfg.Prefix = "/p"
+	cfg := baseConfig(t)
 	for _, i := range servers {
 		cfg.Servers = append(cfg.Servers, c.Addr(i))
 	}
-	cfg.MinBackoff, cfg.MaxBackoff = 10*time.Millisecond, 100*time.Millisecond
-	cfg.IdleTimeout = 5 * time.Second
-	cfg.Logger = slog.New(slog.NewTextHandler(logWriter{t}, &slog.HandlerOptions{Level: slog.LevelDebug}))
 	cfg.DialOptions = c.DialOptions()
 	if w != nil {
 		cfg.DialOptions = append(cfg.DialOptions, grpc.WithChainStreamInterceptor(func(ctx context.Context, desc *grpc.StreamDesc, cc *grpc.ClientConn,
@@ -64,6 +60,35 @@ func config(t *testing.T, c *servertest.Cluster, w *watching, servers ...int) fo
 		}))
 	}
 	return cfg
+}
+
+// baseConfig returns a follower config of /p with short backoffs, logging
+// to the test, without servers.
+func baseConfig(t *testing.T) follow.Config {
+	cfg := follow.DefaultConfig()
+	cfg.Prefix = "/p"
+	cfg.MinBackoff, cfg.MaxBackoff = 10*time.Millisecond, 100*time.Millisecond
+	cfg.IdleTimeout = 5 * time.Second
+	cfg.Logger = slog.New(slog.NewTextHandler(logWriter{t}, &slog.HandlerOptions{Level: slog.LevelDebug}))
+	return cfg
+}
+
+// waitFor polls cond until it returns nil, failing the test after 20s.
+func waitFor(t *testing.T, what string, cond func() error) {
+	t.Helper()
+	deadline := time.Now().Add(20 * time.Second)
+	tick := time.NewTicker(5 * time.Millisecond)
+	defer tick.Stop()
+	for {
+		err := cond()
+		if err == nil {
+			return
+		}
+		if time.Now().After(deadline) {
+			t.Fatalf("waiting for %s: %v", what, err)
+		}
+		<-tick.C
+	}
 }
 
 // start runs f until the test ends and returns Run's result channel.
@@ -205,4 +230,105 @@ func TestFollower_SinkErrors(t *testing.T) {
 			t.Errorf("%d sessions, want 1: a permanent error is not retried", len(tokens))
 		}
 	})
+}
+
+// sourceFunc is a follow.Source over a function.
+type sourceFunc func(ctx context.Context, req *repldspb.WatchRequest) (follow.Stream, error)
+
+func (f sourceFunc) Watch(ctx context.Context, req *repldspb.WatchRequest) (follow.Stream, error) {
+	return f(ctx, req)
+}
+
+// stream is a scripted follow.Stream: it returns msgs, then what then
+// returns (nil then: silent until ctx ends).
+type stream struct {
+	ctx  context.Context
+	msgs []*repldspb.WatchResponse
+	then func(ctx context.Context) (*repldspb.WatchResponse, error)
+}
+
+func (s *stream) Recv() (*repldspb.WatchResponse, error) {
+	if len(s.msgs) > 0 {
+		m := s.msgs[0]
+		s.msgs = s.msgs[1:]
+		return m, nil
+	}
+	if s.then != nil {
+		return s.then(s.ctx)
+	}
+	<-s.ctx.Done()
+	return nil, s.ctx.Err()
+}
+
+var errCut = errors.New("injected: connection cut")
+
+func cut(context.Context) (*repldspb.WatchResponse, error) { return nil, errCut }
+
+func node(path string, version uint64, data string) *repldspb.Node {
+	return &repldspb.Node{Path: path, Version: version, Origin: 1, Seq: version, Data: []byte(data)}
+}
+
+func vector(seq uint64) *repldspb.Vector {
+	return &repldspb.Vector{Entries: []*repldspb.VectorEntry{{Origin: 1, Seq: seq}}}
+}
+
+// scripted returns a config whose one server opens the streams of
+// sessions in turn (the last one again once they run out), with the
+// other settings of config.
+func scripted(t *testing.T, sessions ...func(ctx context.Context) follow.Stream) follow.Config {
+	cfg := baseConfig(t)
+	cfg.Servers = []string{"scripted"}
+	var n atomic.Int64
+	src := sourceFunc(func(ctx context.Context, req *repldspb.WatchRequest) (follow.Stream, error) {
+		i := min(int(n.Add(1))-1, len(sessions)-1)
+		return sessions[i](ctx), nil
+	})
+	cfg.Source = func(string) follow.Source { return src }
+	return cfg
+}
+
+// TestFollower_ReplayStartsUnseen: a complete replay that follows a failed
+// one starts with nothing seen, so that a path deleted meanwhile, which the
+// first replay brought, is deleted at the end of the second.
+func TestFollower_ReplayStartsUnseen(t *testing.T) {
+	cfg := scripted(t,
+		// Session 1, from nothing: a and b, synced; then the connection drops.
+		func(ctx context.Context) follow.Stream {
+			return &stream{ctx: ctx, then: cut, msgs: []*repldspb.WatchResponse{
+				{Nodes: []*repldspb.Node{node("/p/a", 1, "A"), node("/p/b", 2, "B")}, Bookmark: vector(2), Synced: true},
+			}}
+		},
+		// Session 2: the server cannot resume and replays a and b; cut
+		// before the replay ends.
+		func(ctx context.Context) follow.Stream {
+			return &stream{ctx: ctx, then: cut, msgs: []*repldspb.WatchResponse{
+				{Reset_: true, Nodes: []*repldspb.Node{node("/p/a", 1, "A"), node("/p/b", 2, "B")}},
+			}}
+		},
+		// Session 3, from nothing again: b was deleted meanwhile, and its
+		// tombstone is gone.
+		func(ctx context.Context) follow.Stream {
+			return &stream{ctx: ctx, msgs: []*repldspb.WatchResponse{
+				{Nodes: []*repldspb.Node{node("/p/a", 1, "A")}, Bookmark: vector(4), Synced: true},
+			}}
+		},
+	)
+	sink := followtest.NewMemSink()
+	f, err := follow.New(cfg, sink)
+	if err != nil {
+		t.Fatal(err)
+	}
+	start(t, f)
+	waitFor(t, "the second replay", func() error {
+		if n, _ := sink.Synced(); n < 2 {
+			return fmt.Errorf("%d synced bookmarks, want 2", n)
+		}
+		return nil
+	})
+	if got := sink.Live(); fmt.Sprint(got) != fmt.Sprint(map[string]string{"/p/a": "A"}) {
+		t.Errorf("sink holds %v after the second replay, want only /p/a: /p/b counted as seen by the failed replay", got)
+	}
+	if tokens := sink.Tokens(); len(tokens) != 3 || tokens[0] != nil || tokens[1] == nil || tokens[2] != nil {
+		t.Errorf("sessions started from tokens %v, want nil, the bookmark's, nil", tokens)
+	}
 }

@@ -110,11 +110,11 @@ func (h *harness) open() {
 	}
 	h.w, h.a, h.closer = w, a, closer
 	// As Run does: a session, whose Token runs the pending triggers.
-	token, err := a.Token(context.Background())
+	_, full, err := follow.Start(context.Background(), a)
 	if err != nil {
 		h.t.Fatal(err)
 	}
-	h.full = token == nil
+	h.full = full
 }
 
 // close closes everything; mid-batch it is a crash as far as the state

@@ -35,20 +35,16 @@ func (a *applier) Token(ctx context.Context) (*repldspb.Vector, error) {
 	}
 	a.started = true
 	token, full, err := a.st.token()
-	if err != nil {
+	if err != nil || full {
 		return nil, err
-	}
-	if full || token == nil {
-		return nil, a.st.startFull(false)
 	}
 	return token, nil
 }
 
-// Reset records that a full resync is pending, so that it is redone from
-// scratch if interrupted.
+// Reset begins a full resync: no path seen yet, and the resync recorded
+// as pending, so that it is redone from scratch if interrupted.
 func (a *applier) Reset(ctx context.Context) error {
-	a.log.Warn("server reset the mirror; resyncing in full")
-	return a.st.startFull(true)
+	return a.st.startFull()
 }
 
 // Apply writes a page of nodes to the mirror (see applyPage).

@@ -60,13 +60,10 @@ func (s *MemSink) Token(ctx context.Context) (*repldspb.Vector, error) {
 		t = nil
 	}
 	s.tokens = append(s.tokens, t)
-	if t == nil {
-		clear(s.seen)
-	}
 	return t, nil
 }
 
-// Reset starts a complete replay.
+// Reset starts a complete replay: nothing seen yet.
 func (s *MemSink) Reset(ctx context.Context) error {
 	if err := s.hook(ctx, "Reset"); err != nil {
 		return err
