@@ -332,3 +332,72 @@ func TestFollower_ReplayStartsUnseen(t *testing.T) {
 		t.Errorf("sessions started from tokens %v, want nil, the bookmark's, nil", tokens)
 	}
 }
+
+// TestFollower_BusySinkIsNotSilence: only the server's silence counts
+// toward IdleTimeout, not the time the sink spends: a sink blocked for
+// several idle timeouts, again and again, while the server keeps sending,
+// costs no session. (When the sink returns, both the idle timer and the
+// next message are ready and select picks either: a follower that counted
+// the sink's time fails each block with even odds, 1-2^-blocks in all.)
+func TestFollower_BusySinkIsNotSilence(t *testing.T) {
+	const blocks = 7
+	cfg := scripted(t, func(ctx context.Context) follow.Stream {
+		// A server: a page and its bookmark, then a heartbeat bookmark
+		// every quarter of the idle timeout.
+		var seq atomic.Uint64
+		seq.Store(1)
+		return &stream{ctx: ctx,
+			msgs: []*repldspb.WatchResponse{
+				{Nodes: []*repldspb.Node{node("/p/a", 1, "A")}, Bookmark: vector(1), Synced: true},
+			},
+			then: func(ctx context.Context) (*repldspb.WatchResponse, error) {
+				select {
+				case <-time.After(50 * time.Millisecond):
+					return &repldspb.WatchResponse{Bookmark: vector(seq.Add(1))}, nil
+				case <-ctx.Done():
+					return nil, ctx.Err()
+				}
+			},
+		}
+	})
+	cfg.IdleTimeout = 200 * time.Millisecond
+	sink := followtest.NewMemSink()
+	busy, release := make(chan time.Time), make(chan struct{})
+	var bookmarks atomic.Int64
+	sink.Hook = func(ctx context.Context, method string) error {
+		if method == "Bookmark" && bookmarks.Add(1) <= blocks {
+			busy <- time.Now()
+			<-release
+		}
+		return nil
+	}
+	f, err := follow.New(cfg, sink)
+	if err != nil {
+		t.Fatal(err)
+	}
+	start(t, f)
+	for range blocks {
+		since := <-busy
+		waitFor(t, "the sink busy for 2 idle timeouts", func() error {
+			if d := time.Since(since); d <= 2*cfg.IdleTimeout {
+				return fmt.Errorf("busy for %v", d)
+			}
+			return nil
+		})
+		release <- struct{}{}
+	}
+	// A few bookmarks after the last block: a follower that counted the
+	// sink's time would have ended the session by then.
+	waitFor(t, "bookmarks after the busy sink", func() error {
+		if n := bookmarks.Load(); n < blocks+3 {
+			return fmt.Errorf("%d bookmarks", n)
+		}
+		return nil
+	})
+	if tokens := sink.Tokens(); len(tokens) != 1 {
+		t.Errorf("%d sessions, want 1: the sink's work counted as the server's silence", len(tokens))
+	}
+	if got := sink.Live(); fmt.Sprint(got) != fmt.Sprint(map[string]string{"/p/a": "A"}) {
+		t.Errorf("sink holds %v, want /p/a", got)
+	}
+}
