@@ -9,6 +9,8 @@ import (
 	"testing"
 	"time"
 
+	bolt "go.etcd.io/bbolt"
+
 	"replds/triggers"
 )
 
@@ -124,9 +126,7 @@ func TestTriggers_CrashBeforeBookmarkRunsOnce(t *testing.T) {
 func TestTriggers_CrashAfterBookmarkRunsAtStart(t *testing.T) {
 	h := newHarness(t, "/p", withTriggers(t, t.TempDir(), map[string]string{"t": "/p"}))
 	h.page(live("/p/a", 1, "A"))
-	if _, _, err := h.a.seal(vec(1), true, 0); err != nil { // the bookmark, without its triggers
-		t.Fatal(err)
-	}
+	h.seal(1, true) // the bookmark, without its triggers
 	h.reopen()
 	runs := h.runs()
 	if len(runs) != 1 || !reflect.DeepEqual(runs[0].Changes.Added, []string{"/p/a"}) {
@@ -223,5 +223,26 @@ func TestTriggers_WaitWindow(t *testing.T) {
 	}
 	if _, ok := h.a.nextDue(); ok {
 		t.Fatal("still scheduled after the run")
+	}
+}
+
+// TestBookmark_HeartbeatWritesNothing: a bookmark that changes nothing and
+// repeats the persisted token commits no state transaction (no fsync per
+// heartbeat); one with a new token does.
+func TestBookmark_HeartbeatWritesNothing(t *testing.T) {
+	h := newHarness(t, "/p")
+	h.bookmark(1, true, live("/p/a", 1, "A"))
+	txid := func() (id int) {
+		h.a.st.db.View(func(tx *bolt.Tx) error { id = tx.ID(); return nil })
+		return id
+	}
+	before := txid()
+	h.bookmark(1, false)
+	if got := txid(); got != before {
+		t.Errorf("heartbeat committed %d transactions, want none", got-before)
+	}
+	h.bookmark(2, false)
+	if got := txid(); got == before {
+		t.Error("a new token committed nothing, want it persisted")
 	}
 }

@@ -12,6 +12,7 @@ import (
 	"testing"
 
 	bolt "go.etcd.io/bbolt"
+	"google.golang.org/protobuf/proto"
 
 	"replds/follow"
 	repldspb "replds/proto"
@@ -150,6 +151,24 @@ func (h *harness) page(nodes ...*repldspb.Node) {
 func (h *harness) bookmark(seq uint64, synced bool, nodes ...*repldspb.Node) {
 	h.t.Helper()
 	h.send(&repldspb.WatchResponse{Nodes: nodes, Bookmark: vec(seq), Synced: synced})
+}
+
+// seal seals the open batch in the state with the token {1: seq}, as a
+// bookmark does, and nothing more (no snapshot swap, no trigger run): a
+// crash right after the state commit.
+func (h *harness) seal(seq uint64, endFull bool) {
+	h.t.Helper()
+	token, err := proto.Marshal(vec(seq))
+	if err != nil {
+		h.t.Fatal(err)
+	}
+	var snap uint64
+	if s := h.a.m.snaps; s != nil && s.staging != nil {
+		snap = s.next
+	}
+	if _, _, err := h.a.st.seal(token, endFull, snap, h.a.trig.List()); err != nil {
+		h.t.Fatalf("seal: %v", err)
+	}
 }
 
 func vec(seq uint64) *repldspb.Vector {

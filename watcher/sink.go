@@ -5,8 +5,11 @@ import (
 	"fmt"
 	"time"
 
+	"google.golang.org/protobuf/proto"
+
 	"replds/follow"
 	repldspb "replds/proto"
+	"replds/triggers"
 )
 
 // The applier is the file mirror's follow.Sink: the follower calls it from
@@ -87,16 +90,31 @@ func (a *applier) Bookmark(ctx context.Context, b follow.Bookmark) error {
 	return nil
 }
 
-// commitBatch seals the batch and, in atomic mode, publishes its snapshot;
-// it logs and counts what the batch did.
+// commitBatch seals the batch in one state transaction (see state.seal):
+// the token is persisted, a full resync ends with b.Full, and the batch's
+// changes go to every current trigger whose path covers them. In atomic
+// mode the staging snapshot is recorded as sealed there, then published.
+// It logs and counts what the batch did. A heartbeat (nothing changed, the
+// token already persisted) is told in a read-only transaction and writes
+// nothing: no fsync per heartbeat.
 func (a *applier) commitBatch(b follow.Bookmark) (changed int, touched map[string]bool, err error) {
-	var snap uint64
-	if a.m.snaps != nil && a.m.snaps.staging != nil {
-		snap = a.m.snaps.next
-	}
-	changed, touched, err = a.seal(b.Token, b.Full, snap)
+	token, err := proto.Marshal(b.Token)
 	if err != nil {
-		return 0, nil, fmt.Errorf("watcher: %w", err)
+		return 0, nil, fmt.Errorf("watcher: encode token: %w", err)
+	}
+	touched = map[string]bool{}
+	if b.Full || !a.st.unchanged(token) {
+		var list []triggers.Trigger
+		if a.trig != nil {
+			list = a.trig.List()
+		}
+		var snap uint64
+		if a.m.snaps != nil && a.m.snaps.staging != nil {
+			snap = a.m.snaps.next
+		}
+		if changed, touched, err = a.st.seal(token, b.Full, snap, list); err != nil {
+			return 0, nil, fmt.Errorf("watcher: seal batch: %w", err)
+		}
 	}
 	// Atomic mode: the batch becomes visible here, in one rename, before
 	// any trigger runs.

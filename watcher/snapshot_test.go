@@ -102,9 +102,7 @@ func TestAtomic_CrashBetweenSealAndSwap(t *testing.T) {
 	h := newHarness(t, "/p", atomicMode, withTriggers(t, t.TempDir(), map[string]string{"t": "/p"}))
 	h.bookmark(1, true, live("/p/a", 1, "A"))
 	h.page(live("/p/a", 2, "A2"))
-	if _, _, err := h.a.seal(vec(2), false, h.a.m.snaps.next); err != nil {
-		t.Fatal(err)
-	}
+	h.seal(2, false)
 	h.wantTree(map[string]string{"a": "A"})
 	h.reopen()
 	h.wantTree(map[string]string{"a": "A2"})
