@@ -303,13 +303,17 @@ func (m *mirror) writeFile(name string, data []byte, d dirty) error {
 
 // queue adds the written temporary file f of local name to the page's
 // pending files, made durable and renamed together at the flush. Past
-// fsyncFew files the handles are closed: one syncfs covers them all. On
-// error the caller still owns f and the temporary file.
+// fsyncFew files the handles are closed: one syncfs covers them all. The
+// open ones are closed once, when the page reaches fsyncFew; each later
+// file is closed as it comes. On error the caller still owns f and the
+// temporary file.
 func (m *mirror) queue(f *os.File, pf pendingFile, name string, d dirty) error {
-	if len(m.pending) >= fsyncFew {
+	if len(m.pending) == fsyncFew {
 		if err := m.closePending(); err != nil {
 			return err
 		}
+	}
+	if len(m.pending) >= fsyncFew {
 		if err := f.Close(); err != nil {
 			return fmt.Errorf("close %s: %w", pf.tmp, err)
 		}
