@@ -7,6 +7,7 @@ import (
 	"google.golang.org/grpc"
 	"google.golang.org/grpc/keepalive"
 
+	"replds/limits"
 	repldspb "replds/proto"
 )
 
@@ -28,10 +29,11 @@ type Stream interface {
 	Recv() (*repldspb.WatchResponse, error)
 }
 
-// maxRecvMsg bounds one Watch message: a live batch can carry as much data
-// as a server accepts in one Store call (64 MiB by default) plus metadata,
-// far above gRPC's 4 MiB default.
-const maxRecvMsg = 128 << 20
+// maxRecvMsg bounds one Watch message: what a server with the default
+// limits sends at most (a live batch carries as much data as one Store
+// call, the largest node included, plus metadata), far above gRPC's 4 MiB
+// default.
+var maxRecvMsg = limits.MaxMessage(limits.MaxNodeSize, limits.MaxBatchBytes)
 
 // Client keepalive: gRPC refuses a ping interval below 10s, which is also
 // the servers' enforcement minimum; the timeout is how long an unanswered

@@ -12,6 +12,8 @@ import (
 	"path"
 	"strings"
 	"syscall"
+
+	"replds/limits"
 )
 
 // tmpPrefix starts the name of every temporary file the mirror creates,
@@ -26,8 +28,10 @@ func tempName(before string) string {
 	return before + tmpPrefix + hex.EncodeToString(b[:])
 }
 
-// maxShadowRead bounds what is read back from a leaf about to be shadowed.
-const maxShadowRead = 64 << 20
+// maxShadowRead bounds what is read back from a leaf about to be shadowed:
+// the leaf came in one Watch message, which a server with the default
+// limits keeps within this.
+var maxShadowRead = int64(limits.MaxMessage(limits.MaxNodeSize, limits.MaxBatchBytes))
 
 // errDirInTheWay: a directory that is not empty sits where a leaf goes.
 var errDirInTheWay = errors.New("watcher: a non-empty directory is in the way")
