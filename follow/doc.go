@@ -5,9 +5,10 @@
 // (whose sink writes into their store).
 //
 // A Follower owns:
-//   - the list of servers and their connections, made by the caller's Dial
-//     function (transport security stays with the caller; Keepalive gives
-//     the keepalive option to include);
+//   - the list of servers and their connections: a gRPC client per server,
+//     made with the caller's DialOptions (transport security stays with the
+//     caller) plus the follower's keepalive; or, with Config.Source, any
+//     Source of Watch streams (an in-memory server in a simulation);
 //   - failover: one stream at a time, from a random server, moving to the
 //     next after any failure, with exponential backoff and full jitter
 //     between attempts (reset by a session that delivered a bookmark);
@@ -17,8 +18,15 @@
 //   - the resume token, which it does not store: it asks the sink for it
 //     (Sink.Token) before each session, so the sink's persisted state is
 //     the only truth and a restart resumes where the sink stopped;
-//   - whether the stream is a complete replay (a nil token, or a reset),
-//     which it tells the sink in Page.Full and Bookmark.Full.
+//   - whether the stream is a complete replay (a nil token, or a reset):
+//     it tells the sink when one begins (Sink.Reset, so that no path of an
+//     earlier, failed replay counts as seen) and marks its pages and its
+//     last bookmark (Page.Full, Bookmark.Full).
+//
+// The follower reads time only through Config.Clock and draws randomness
+// only from Config.Rand (nil = the real ones), so that a seeded simulation
+// can drive it over in-memory Sources. Package followtest holds MemSink,
+// an in-memory Sink for such tests.
 //
 // The Sink contract is in its doc comment: calls come from Run's goroutine,
 // one at a time, in stream order; a Sink error ends the session and is

@@ -7,6 +7,7 @@ import (
 	"io"
 	"log/slog"
 	"math/rand/v2"
+	"slices"
 	"strings"
 	"sync"
 	"sync/atomic"
@@ -14,7 +15,6 @@ import (
 
 	"google.golang.org/grpc"
 	"google.golang.org/grpc/codes"
-	"google.golang.org/grpc/keepalive"
 	"google.golang.org/grpc/status"
 
 	"replds/nodepath"
@@ -25,11 +25,6 @@ import (
 // instead of retrying.
 var ErrPermanent = errors.New("follow: permanent error")
 
-// maxRecvMsg bounds one Watch message: a live batch can carry as much data
-// as a server accepts in one Store call (64 MiB by default) plus metadata,
-// far above gRPC's 4 MiB default.
-const maxRecvMsg = 128 << 20
-
 // errStreamEnded: the server closed the stream without an error.
 var errStreamEnded = errors.New("follow: stream closed by the server")
 
@@ -39,24 +34,6 @@ var errIdle = errors.New("follow: server silent for longer than the idle timeout
 // errSynced ends a Once session after its first synced bookmark.
 var errSynced = errors.New("follow: synced")
 
-// Client keepalive: gRPC refuses a ping interval below 10s, which is also
-// the servers' enforcement minimum; the timeout is how long an unanswered
-// ping waits before the connection is closed.
-const (
-	keepaliveMinTime = 10 * time.Second
-	keepaliveTimeout = 10 * time.Second
-)
-
-// Keepalive returns the dial option a Dial function should include:
-// keepalive pings find a dead connection even when the idle timer is not
-// running (a sink busy for long), at the pace servers accept.
-func Keepalive(idleTimeout time.Duration) grpc.DialOption {
-	return grpc.WithKeepaliveParams(keepalive.ClientParameters{
-		Time:    max(keepaliveMinTime, idleTimeout),
-		Timeout: keepaliveTimeout,
-	})
-}
-
 // Config configures a Follower.
 type Config struct {
 	// Prefix is the remote subtree to follow ("/" for all).
@@ -64,11 +41,11 @@ type Config struct {
 	// Servers are the addresses to watch from. The follower starts at a
 	// random one and moves on to the next after an error.
 	Servers []string
-	// Dial returns a connection to addr; the follower closes it when Run
-	// returns. Transport security is the caller's: the follower adds
-	// nothing (include Keepalive). grpc.NewClient connects lazily, so Dial
-	// should not block.
-	Dial func(addr string) (*grpc.ClientConn, error)
+	// DialOptions are passed to grpc.NewClient for every server: transport
+	// credentials at least. The follower adds its keepalive (pings at the
+	// pace servers accept, so that a dead connection is found even while
+	// the sink is busy).
+	DialOptions []grpc.DialOption
 	// MinBackoff and MaxBackoff bound the delay between reconnections
 	// (exponential, full jitter).
 	MinBackoff time.Duration
@@ -81,22 +58,40 @@ type Config struct {
 	MaxAttempts int
 	// IdleTimeout is how long a stream may stay silent before the follower
 	// gives up on its server. A server sends a bookmark at least every
-	// BookmarkInterval (5s by default) even when nothing changes.
+	// BookmarkInterval (5s by default) even when nothing changes, so about
+	// three times that tells a stuck server or a black-holed connection
+	// from a quiet tree.
 	IdleTimeout time.Duration
 	// Logger receives the follower's logs (servers and errors). The
 	// follower adds no attributes: the caller names its component. nil =
 	// slog.Default().
 	Logger *slog.Logger
+
+	// Source, when set, returns the Source of the server at addr instead
+	// of a gRPC client (DialOptions are then unused): an in-memory server
+	// in a simulation. Run calls it once per server; the caller owns what
+	// it returns. nil = gRPC.
+	Source func(addr string) Source
+	// Clock is the time the follower reads and waits on (the idle timeout,
+	// the backoff, a sink's Timer). nil = the real clock.
+	Clock Clock
+	// Rand draws the first server and the backoff jitter. The follower
+	// uses it from Run's goroutine only. nil = math/rand/v2's global
+	// source.
+	Rand *rand.Rand
 }
 
+// DefaultIdleTimeout is three times the servers' default bookmark interval.
+const DefaultIdleTimeout = 15 * time.Second
+
 // DefaultConfig returns the defaults: 100ms..30s backoff, 10 attempts for
-// Once, a 15s idle timeout (three bookmark intervals).
+// Once, a 15s idle timeout (three bookmark intervals), the real clock.
 func DefaultConfig() Config {
 	return Config{
 		MinBackoff:  100 * time.Millisecond,
 		MaxBackoff:  30 * time.Second,
 		MaxAttempts: 10,
-		IdleTimeout: 15 * time.Second,
+		IdleTimeout: DefaultIdleTimeout,
 	}
 }
 
@@ -112,9 +107,6 @@ func (c Config) Validate() error {
 		if strings.TrimSpace(s) == "" {
 			return errors.New("follow: config: empty server address")
 		}
-	}
-	if c.Dial == nil {
-		return errors.New("follow: config: no dial function")
 	}
 	if c.MinBackoff <= 0 || c.MaxBackoff < c.MinBackoff {
 		return fmt.Errorf("follow: config: backoff %s..%s: want 0 < min <= max", c.MinBackoff, c.MaxBackoff)
@@ -132,9 +124,10 @@ func (c Config) Validate() error {
 // and hands what it receives to a Sink. Create it with New; Run does the
 // work.
 type Follower struct {
-	cfg  Config
-	sink Sink
-	log  *slog.Logger
+	cfg   Config
+	sink  Sink
+	log   *slog.Logger
+	clock Clock
 }
 
 // New checks cfg and returns a Follower feeding sink. It dials nothing:
@@ -147,7 +140,11 @@ func New(cfg Config, sink Sink) (*Follower, error) {
 	if log == nil {
 		log = slog.Default()
 	}
-	return &Follower{cfg: cfg, sink: sink, log: log}, nil
+	clock := cfg.Clock
+	if clock == nil {
+		clock = realClock{}
+	}
+	return &Follower{cfg: cfg, sink: sink, log: log, clock: clock}, nil
 }
 
 // Run dials the servers and follows the stream, reconnecting to the next
@@ -157,16 +154,21 @@ func New(cfg Config, sink Sink) (*Follower, error) {
 // synced bookmark (nil) or MaxAttempts failed sessions in a row (an error).
 // Run blocks; the connections are closed when it returns.
 func (f *Follower) Run(ctx context.Context) error {
-	clients := make([]repldspb.RepldsClient, len(f.cfg.Servers))
+	sources := make([]Source, len(f.cfg.Servers))
 	for i, addr := range f.cfg.Servers {
-		conn, err := f.cfg.Dial(addr)
+		if f.cfg.Source != nil {
+			sources[i] = f.cfg.Source(addr)
+			continue
+		}
+		opts := append(slices.Clip(f.cfg.DialOptions), keepaliveOption(f.cfg.IdleTimeout))
+		conn, err := grpc.NewClient(addr, opts...)
 		if err != nil {
 			return fmt.Errorf("follow: server %s: %w", addr, err)
 		}
 		defer conn.Close()
-		clients[i] = repldspb.NewRepldsClient(conn)
+		sources[i] = grpcSource{repldspb.NewRepldsClient(conn)}
 	}
-	return f.loop(ctx, clients)
+	return f.loop(ctx, sources)
 }
 
 // stopped maps an error seen while ctx ended to Run's result.
@@ -182,11 +184,11 @@ func (f *Follower) stopped(ctx context.Context, err error) error {
 
 // loop runs sessions against the servers in turn, from a random one, with
 // exponential backoff and full jitter between failures.
-func (f *Follower) loop(ctx context.Context, clients []repldspb.RepldsClient) error {
+func (f *Follower) loop(ctx context.Context, sources []Source) error {
 	failures := 0
-	for i := rand.IntN(len(clients)); ; i = (i + 1) % len(clients) {
+	for i := f.intN(len(sources)); ; i = (i + 1) % len(sources) {
 		addr := f.cfg.Servers[i]
-		progress, err := f.session(ctx, clients[i], addr)
+		progress, err := f.session(ctx, sources[i], addr)
 		switch {
 		case errors.Is(err, errSynced):
 			return nil
@@ -206,12 +208,12 @@ func (f *Follower) loop(ctx context.Context, clients []repldspb.RepldsClient) er
 		}
 		d := f.backoff(failures)
 		f.log.Warn("watch interrupted; reconnecting", "server", addr, "err", err, "retry_in", d)
-		t := time.NewTimer(d)
+		t, fired := f.clock.NewTimer(d)
 		select {
 		case <-ctx.Done():
 			t.Stop()
 			return f.stopped(ctx, err)
-		case <-t.C:
+		case <-fired:
 		}
 	}
 }
@@ -224,7 +226,18 @@ func (f *Follower) backoff(n int) time.Duration {
 		ceil *= 2
 	}
 	ceil = min(ceil, f.cfg.MaxBackoff)
-	return rand.N(ceil)
+	if f.cfg.Rand == nil {
+		return rand.N(ceil)
+	}
+	return time.Duration(f.cfg.Rand.Int64N(int64(ceil)))
+}
+
+// intN returns a random index below n.
+func (f *Follower) intN(n int) int {
+	if f.cfg.Rand == nil {
+		return rand.IntN(n)
+	}
+	return f.cfg.Rand.IntN(n)
 }
 
 // permanent reports whether retrying cannot help.
@@ -240,33 +253,32 @@ func permanent(err error) bool {
 // silent for IdleTimeout (errIdle), or (Once) the first sync is done
 // (errSynced). progress reports whether a bookmark was handed over, i.e.
 // the server was useful.
-func (f *Follower) session(ctx context.Context, client repldspb.RepldsClient, addr string) (progress bool, err error) {
-	token, err := f.sink.Token(ctx)
+func (f *Follower) session(ctx context.Context, src Source, addr string) (progress bool, err error) {
+	token, full, err := Start(ctx, f.sink)
 	if err != nil {
 		return false, err
 	}
 	sctx, cancel := context.WithCancel(ctx)
 	defer cancel()
-	stream, err := f.open(ctx, sctx, cancel, client, token)
+	stream, err := f.open(ctx, sctx, cancel, src, token)
 	if err != nil {
 		return false, err
 	}
 	f.log.Info("watching", "server", addr, "resume", token != nil)
-	rcv := startReceiver(sctx, stream)
+	rcv := startReceiver(sctx, stream, f.clock)
 	defer func() {
 		cancel()
 		rcv.wg.Wait()
 	}()
-	return f.serve(ctx, rcv, token == nil)
+	return f.serve(ctx, rcv, full)
 }
 
 // open opens the stream. Opening waits for a connection: a server that
 // accepts TCP but never answers must not hold it for gRPC's 20s connect
 // timeout, so cancel ends sctx after IdleTimeout.
-func (f *Follower) open(ctx, sctx context.Context, cancel context.CancelFunc, client repldspb.RepldsClient, token *repldspb.Vector) (repldspb.Replds_WatchClient, error) {
-	opening := time.AfterFunc(f.cfg.IdleTimeout, cancel)
-	stream, err := client.Watch(sctx, &repldspb.WatchRequest{Prefix: f.cfg.Prefix, Token: token},
-		grpc.MaxCallRecvMsgSize(maxRecvMsg))
+func (f *Follower) open(ctx, sctx context.Context, cancel context.CancelFunc, src Source, token *repldspb.Vector) (Stream, error) {
+	opening := f.clock.AfterFunc(f.cfg.IdleTimeout, cancel)
+	stream, err := src.Watch(sctx, &repldspb.WatchRequest{Prefix: f.cfg.Prefix, Token: token})
 	if !opening.Stop() && ctx.Err() == nil {
 		return nil, fmt.Errorf("%w: opening the stream", errIdle)
 	}
@@ -291,11 +303,11 @@ type receiver struct {
 
 // startReceiver starts receiving; the goroutine ends after an error or
 // when ctx ends. The caller waits for it with wg.
-func startReceiver(ctx context.Context, stream repldspb.Replds_WatchClient) *receiver {
+func startReceiver(ctx context.Context, stream Stream, clock Clock) *receiver {
 	r := &receiver{msgs: make(chan recvResult)}
 	r.wg.Go(func() {
 		for {
-			r.waiting.Store(time.Now().UnixNano())
+			r.waiting.Store(clock.Now().UnixNano())
 			m, err := stream.Recv()
 			r.waiting.Store(0)
 			select {
@@ -315,16 +327,16 @@ func startReceiver(ctx context.Context, stream repldspb.Replds_WatchClient) *rec
 // watches for silence. full says whether the session replays in full.
 func (f *Follower) serve(ctx context.Context, rcv *receiver, full bool) (progress bool, err error) {
 	timed, _ := f.sink.(Timer)
-	idle := time.NewTimer(f.cfg.IdleTimeout)
+	idle, silent := f.clock.NewTimer(f.cfg.IdleTimeout)
 	defer idle.Stop()
-	timer := time.NewTimer(time.Hour)
+	timer, fired := f.clock.NewTimer(time.Hour)
 	timer.Stop()
 	for {
 		var due <-chan time.Time
 		if timed != nil {
 			if next, ok := timed.Due(); ok {
-				timer.Reset(time.Until(next))
-				due = timer.C
+				timer.Reset(next.Sub(f.clock.Now()))
+				due = fired
 			}
 		}
 		select {
@@ -335,6 +347,9 @@ func (f *Follower) serve(ctx context.Context, rcv *receiver, full bool) (progres
 			}
 			if res.err != nil {
 				return progress, res.err
+			}
+			if res.msg.Reset_ {
+				f.log.Warn("server cannot resume from the token; replaying in full")
 			}
 			synced, err := Handle(ctx, f.sink, res.msg, &full)
 			if err != nil {
@@ -348,7 +363,7 @@ func (f *Follower) serve(ctx context.Context, rcv *receiver, full bool) (progres
 			if err := timed.Tick(ctx); err != nil {
 				return progress, err
 			}
-		case <-idle.C:
+		case <-silent:
 			if err := f.silence(rcv, idle); err != nil {
 				return progress, err
 			}
@@ -360,10 +375,10 @@ func (f *Follower) serve(ctx context.Context, rcv *receiver, full bool) (progres
 
 // silence checks, when the idle timer fires, how long the server has been
 // silent: errIdle past IdleTimeout, else the timer is reset for the rest.
-func (f *Follower) silence(rcv *receiver, idle *time.Timer) error {
+func (f *Follower) silence(rcv *receiver, idle Alarm) error {
 	wait := f.cfg.IdleTimeout
 	if since := rcv.waiting.Load(); since != 0 {
-		silent := time.Since(time.Unix(0, since))
+		silent := f.clock.Now().Sub(time.Unix(0, since))
 		if silent >= f.cfg.IdleTimeout {
 			return fmt.Errorf("%w: nothing for %s", errIdle, silent.Round(time.Millisecond))
 		}

@@ -7,7 +7,6 @@ import (
 	"testing"
 	"time"
 
-	"google.golang.org/grpc"
 	"google.golang.org/grpc/codes"
 	"google.golang.org/grpc/status"
 )
@@ -60,7 +59,6 @@ func TestBackoff_FullJitterWithinBounds(t *testing.T) {
 func TestConfig_Validate(t *testing.T) {
 	good := DefaultConfig()
 	good.Prefix, good.Servers = "/app", []string{"a:1"}
-	good.Dial = func(string) (*grpc.ClientConn, error) { return nil, errors.New("unused") }
 	if err := good.Validate(); err != nil {
 		t.Fatalf("Validate(good) = %v", err)
 	}
@@ -68,7 +66,6 @@ func TestConfig_Validate(t *testing.T) {
 		"relative prefix": func(c *Config) { c.Prefix = "app" },
 		"no server":       func(c *Config) { c.Servers = nil },
 		"blank server":    func(c *Config) { c.Servers = []string{" "} },
-		"no dial":         func(c *Config) { c.Dial = nil },
 		"backoff":         func(c *Config) { c.MinBackoff, c.MaxBackoff = time.Second, time.Millisecond },
 		"once attempts":   func(c *Config) { c.Once, c.MaxAttempts = true, 0 },
 		"idle timeout":    func(c *Config) { c.IdleTimeout = 0 },

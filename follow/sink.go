@@ -38,8 +38,9 @@ type Bookmark struct {
 //
 // The follower calls the methods from the goroutine running Run, one at a
 // time, never concurrently, in stream order: Token once per session
-// (before the stream opens), then for each message Reset (if the message
-// says so), Apply (if it has nodes) and Bookmark (if it ends a batch).
+// (before the stream opens) and Reset if it returned nil (see Start), then
+// for each message Reset (if the message says so), Apply (if it has nodes)
+// and Bookmark (if it ends a batch).
 // A method may block (a slow disk, a trigger): the idle timeout measures
 // the server's silence, not the sink's work. ctx is Run's: it ends only
 // when Run must return, so a sink need not guard against a session's end.
@@ -55,12 +56,16 @@ type Sink interface {
 	// Token returns the vector to resume from: the Token of the last
 	// Bookmark the sink persisted, or nil for a complete replay (nothing
 	// persisted yet, or a Reset whose replay has not ended). The sink may
-	// do its per-session work here (tidy up after a failed session).
+	// do its per-session work here (tidy up after a failed session); the
+	// start of a complete replay is Reset's, not Token's.
 	Token(ctx context.Context) (*repldspb.Vector, error)
-	// Reset says that the server cannot resume from the token: a complete
-	// replay follows, up to a Bookmark with Full set. Until that bookmark
-	// is persisted, Token must return nil, so that a session that fails
-	// midway replays in full again.
+	// Reset says that a complete replay begins: the session starts from a
+	// nil token, or the server cannot resume from the sink's token. It
+	// runs up to a Bookmark with Full set, and no path counts as seen yet:
+	// paths an earlier, failed replay brought are not, or the sink would
+	// keep what was deleted since. Until that bookmark is persisted, Token
+	// must return nil, so that a session that fails midway replays in full
+	// again.
 	Reset(ctx context.Context) error
 	// Apply applies one page. Pages come between bookmarks, not at batch
 	// boundaries: what the sink persists of a page is keyed by node
@@ -84,13 +89,29 @@ type Timer interface {
 	Tick(ctx context.Context) error
 }
 
+// Start begins a session on s: it asks s for its token and, when there is
+// none, tells s that a complete replay begins (Reset). It returns the token
+// to watch from and whether the session replays in full, Handle's full.
+func Start(ctx context.Context, s Sink) (token *repldspb.Vector, full bool, err error) {
+	token, err = s.Token(ctx)
+	if err != nil {
+		return nil, false, err
+	}
+	if token == nil {
+		if err := s.Reset(ctx); err != nil {
+			return nil, false, err
+		}
+	}
+	return token, token == nil, nil
+}
+
 // Handle hands one Watch message to s: Reset, then Apply, then Bookmark,
 // as the message calls for. full says whether the message belongs to a
 // complete replay (the session started from a nil token, or a reset came);
 // Handle updates it. It reports whether the message ended a batch with
-// the server synced, and stops at the first error. It is the follower's
-// whole protocol step, without a transport: tests and simulations feed it
-// messages directly.
+// the server synced, and stops at the first error. With Start, it is the
+// follower's whole protocol without a transport: tests and simulations
+// feed it messages directly.
 func Handle(ctx context.Context, s Sink, msg *repldspb.WatchResponse, full *bool) (synced bool, err error) {
 	if msg.Reset_ {
 		if err := s.Reset(ctx); err != nil {

@@ -8,10 +8,11 @@ import (
 	"io"
 	"os"
 	"path/filepath"
-	"replds/nodepath"
 	"slices"
 	"strings"
 	"time"
+
+	"replds/nodepath"
 )
 
 // DefaultTimeout is how long a command may run when its file sets no timeout.

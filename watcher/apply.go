@@ -30,6 +30,9 @@ type applier struct {
 	once bool
 	// metrics records the bookmarks applied; nil = none.
 	metrics *Metrics
+	// started: a session began, and with it the triggers a previous run
+	// left pending ran.
+	started bool
 	// failed counts the triggers that failed in the latest run after a
 	// batch (the one that ends a Once sync).
 	failed int

@@ -229,7 +229,7 @@ func TestApply_StateSurvivesReopen(t *testing.T) {
 	// Another prefix or directory is refused rather than mixed up.
 	h.close()
 	for _, mod := range []func(*Config){
-		func(c *Config) { c.Prefix = "/other" },
+		func(c *Config) { c.Follow.Prefix = "/other" },
 		func(c *Config) { c.Dir += "2"; c.StateFile = h.cfg.Dir + StateSuffix },
 	} {
 		cfg := h.cfg

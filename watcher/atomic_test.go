@@ -27,7 +27,7 @@ func TestWatcher_AtomicPairNeverMixed(t *testing.T) {
 	// The pull watches the server written to: a server that got the
 	// pair by replication may apply it as two batches.
 	c := servertest.NewCluster(t, 1)
-	c.Store(0, put("/tls/cert", "0"), put("/tls/key", "0"))
+	c.Store(0, servertest.Put("/tls/cert", "0"), servertest.Put("/tls/key", "0"))
 	p := newPull(t, c, "/tls", 0)
 	p.cfg.Atomic = true
 	pairs := filepath.Join(t.TempDir(), "pairs")
@@ -100,7 +100,7 @@ func TestWatcher_AtomicPairNeverMixed(t *testing.T) {
 	// one batch for the watcher: 100 swaps, however fast they come.
 	for i := 1; i <= updates; i++ {
 		v := strconv.Itoa(i)
-		c.Store(0, put("/tls/cert", v), put("/tls/key", v))
+		c.Store(0, servertest.Put("/tls/cert", v), servertest.Put("/tls/key", v))
 	}
 	p.waitFile(c, "key", strconv.Itoa(updates), false)
 	close(stop)

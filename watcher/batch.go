@@ -7,9 +7,6 @@ import (
 	"slices"
 	"time"
 
-	"google.golang.org/protobuf/proto"
-
-	repldspb "replds/proto"
 	"replds/triggers"
 )
 
@@ -17,30 +14,6 @@ import (
 type schedule struct {
 	first time.Time // first change not yet handled
 	due   time.Time
-}
-
-// seal ends the open batch at a bookmark (see state.seal), handing its
-// changes to every current trigger whose path covers them; snap is the
-// staging snapshot of atomic mode (0 = none). It returns the number of
-// changed paths and the triggers that got some. A bookmark that changes
-// nothing (a heartbeat) writes nothing.
-func (a *applier) seal(bookmark *repldspb.Vector, endFull bool, snap uint64) (changed int, touched map[string]bool, err error) {
-	var list []triggers.Trigger
-	if a.trig != nil {
-		list = a.trig.List()
-	}
-	token, err := proto.Marshal(bookmark)
-	if err != nil {
-		return 0, nil, fmt.Errorf("encode token: %w", err)
-	}
-	if !endFull && a.st.unchanged(token) {
-		return 0, map[string]bool{}, nil
-	}
-	changed, touched, err = a.st.seal(token, endFull, snap, list)
-	if err != nil {
-		return 0, nil, fmt.Errorf("seal batch: %w", err)
-	}
-	return changed, touched, nil
 }
 
 // dropRemoved forgets the pending changes of triggers that no longer exist.

@@ -9,6 +9,8 @@ import (
 	"testing"
 	"time"
 
+	bolt "go.etcd.io/bbolt"
+
 	"replds/triggers"
 )
 
@@ -124,9 +126,7 @@ func TestTriggers_CrashBeforeBookmarkRunsOnce(t *testing.T) {
 func TestTriggers_CrashAfterBookmarkRunsAtStart(t *testing.T) {
 	h := newHarness(t, "/p", withTriggers(t, t.TempDir(), map[string]string{"t": "/p"}))
 	h.page(live("/p/a", 1, "A"))
-	if _, _, err := h.a.seal(vec(1), true, 0); err != nil { // the bookmark, without its triggers
-		t.Fatal(err)
-	}
+	h.seal(1, true) // the bookmark, without its triggers
 	h.reopen()
 	runs := h.runs()
 	if len(runs) != 1 || !reflect.DeepEqual(runs[0].Changes.Added, []string{"/p/a"}) {
@@ -136,6 +136,31 @@ func TestTriggers_CrashAfterBookmarkRunsAtStart(t *testing.T) {
 	h.bookmark(2, false)
 	if got := len(h.runs()); got != 1 {
 		t.Fatalf("runs = %d, want still 1", got)
+	}
+}
+
+// TestTriggers_WaitingRunsAtStart: the quiescence schedule lives in
+// memory, so what a trigger with a window left pending runs as soon as the
+// next run's first session begins, and a later session leaves the window
+// alone.
+func TestTriggers_WaitingRunsAtStart(t *testing.T) {
+	h := newHarness(t, "/p", withTriggers(t, t.TempDir(), map[string]string{
+		"w": `{"path": "/p", "command": "{record}", "wait": {"min": "1h"}}`,
+	}))
+	h.bookmark(1, true, live("/p/a", 1, "A"))
+	if got := len(h.runs()); got != 0 {
+		t.Fatalf("ran within the window: %d runs", got)
+	}
+	h.reopen()
+	if got := len(h.runs()); got != 1 {
+		t.Fatalf("runs after restart = %d, want 1: the pending trigger runs at the first session", got)
+	}
+	h.bookmark(2, false, live("/p/b", 2, "B"))
+	if _, err := h.a.Token(context.Background()); err != nil { // a second session
+		t.Fatal(err)
+	}
+	if got := len(h.runs()); got != 1 {
+		t.Fatalf("runs after a second session = %d, want still 1: its window is running", got)
 	}
 }
 
@@ -198,5 +223,26 @@ func TestTriggers_WaitWindow(t *testing.T) {
 	}
 	if _, ok := h.a.nextDue(); ok {
 		t.Fatal("still scheduled after the run")
+	}
+}
+
+// TestBookmark_HeartbeatWritesNothing: a bookmark that changes nothing and
+// repeats the persisted token commits no state transaction (no fsync per
+// heartbeat); one with a new token does.
+func TestBookmark_HeartbeatWritesNothing(t *testing.T) {
+	h := newHarness(t, "/p")
+	h.bookmark(1, true, live("/p/a", 1, "A"))
+	txid := func() (id int) {
+		h.a.st.db.View(func(tx *bolt.Tx) error { id = tx.ID(); return nil })
+		return id
+	}
+	before := txid()
+	h.bookmark(1, false)
+	if got := txid(); got != before {
+		t.Errorf("heartbeat committed %d transactions, want none", got-before)
+	}
+	h.bookmark(2, false)
+	if got := txid(); got == before {
+		t.Error("a new token committed nothing, want it persisted")
 	}
 }

@@ -7,11 +7,7 @@ import (
 	"log/slog"
 	"os"
 	"path/filepath"
-	"slices"
 	"strings"
-	"time"
-
-	"google.golang.org/grpc"
 
 	"replds/follow"
 	"replds/triggers"
@@ -42,14 +38,11 @@ type Config struct {
 	// Dir is the local mirror directory. It is created (with DirMode) if
 	// missing; its parent must exist.
 	Dir string
-	// Prefix is the remote subtree to mirror ("/" for all).
-	Prefix string
-	// Servers are the gRPC addresses to watch from. The watcher starts at a
-	// random one and moves on to the next after an error.
-	Servers []string
-	// DialOptions are passed to grpc.NewClient for every server (transport
-	// credentials at least).
-	DialOptions []grpc.DialOption
+	// Follow configures the follower that feeds the mirror: the remote
+	// prefix to mirror, the servers and how to dial them, backoff, idle
+	// timeout, and Once (return after the first complete sync and its
+	// triggers). Its Logger, when nil, is the watcher's.
+	Follow follow.Config
 	// StateFile is the bbolt file holding versions, resume token and pending
 	// trigger work. Empty = Dir + StateSuffix. It must not be inside Dir.
 	StateFile string
@@ -57,26 +50,11 @@ type Config struct {
 	// the watcher creates.
 	FileMode os.FileMode
 	DirMode  os.FileMode
-	// Once makes Run return after the first complete sync and its triggers.
-	Once bool
 	// DryRun logs what would change and which triggers would run, and
 	// writes nothing to Dir or StateFile.
 	DryRun bool
 	// Triggers are run after each batch; nil = none.
 	Triggers Triggers
-	// MinBackoff and MaxBackoff bound the delay between reconnections
-	// (exponential, full jitter).
-	MinBackoff time.Duration
-	MaxBackoff time.Duration
-	// MaxAttempts is, with Once, how many sessions in a row may fail before
-	// Run gives up. Without Once the watcher retries forever.
-	MaxAttempts int
-	// IdleTimeout is how long a Watch stream may stay silent before the
-	// watcher gives up on its server and reconnects to the next one. A
-	// server sends a bookmark at least every BookmarkInterval (5s by
-	// default) even when nothing changes, so about three times that tells
-	// a stuck server or a black-holed connection from a quiet tree.
-	IdleTimeout time.Duration
 	// Atomic makes Dir a symlink to a complete snapshot directory beside
 	// it, replaced by one rename per batch, so that a reader that resolves
 	// Dir once sees every file of one batch or none of them. See
@@ -99,19 +77,13 @@ type Owner struct {
 	UID, GID int
 }
 
-// DefaultIdleTimeout is three times the servers' default bookmark interval.
-const DefaultIdleTimeout = 15 * time.Second
-
-// DefaultConfig returns the defaults: private modes, 100ms..30s backoff,
-// 10 attempts for Once, a 15s idle timeout, files owned by the process.
+// DefaultConfig returns the defaults: the follower's (follow.DefaultConfig),
+// private modes, files owned by the process.
 func DefaultConfig() Config {
 	return Config{
-		FileMode:    0o600,
-		DirMode:     0o700,
-		MinBackoff:  100 * time.Millisecond,
-		MaxBackoff:  30 * time.Second,
-		MaxAttempts: 10,
-		IdleTimeout: DefaultIdleTimeout,
+		Follow:   follow.DefaultConfig(),
+		FileMode: 0o600,
+		DirMode:  0o700,
 	}
 }
 
@@ -124,8 +96,7 @@ func (c Config) Validate() error {
 	if c.Dir == "" {
 		return errors.New("watcher: config: empty store directory")
 	}
-	// Prefix, servers, backoff, attempts and idle timeout: the follower's.
-	if err := c.follow(nil).Validate(); err != nil {
+	if err := c.Follow.Validate(); err != nil {
 		return fmt.Errorf("watcher: %w", err)
 	}
 	if c.FileMode&^os.ModePerm != 0 || c.FileMode&0o400 == 0 {
@@ -165,22 +136,4 @@ func (c Config) stateFile() string {
 		return c.StateFile
 	}
 	return filepath.Clean(c.Dir) + StateSuffix
-}
-
-// follow returns the follower's part of c, logging to log. Dial adds the
-// keepalive option to DialOptions.
-func (c Config) follow(log *slog.Logger) follow.Config {
-	return follow.Config{
-		Prefix:  c.Prefix,
-		Servers: c.Servers,
-		Dial: func(addr string) (*grpc.ClientConn, error) {
-			return grpc.NewClient(addr, append(slices.Clip(c.DialOptions), follow.Keepalive(c.IdleTimeout))...)
-		},
-		MinBackoff:  c.MinBackoff,
-		MaxBackoff:  c.MaxBackoff,
-		Once:        c.Once,
-		MaxAttempts: c.MaxAttempts,
-		IdleTimeout: c.IdleTimeout,
-		Logger:      log,
-	}
 }

@@ -14,7 +14,7 @@
 // last-write-wins (lww.Stamp, the servers' rule): versions never go
 // backwards, even after failing over to a server that is behind. The
 // resume token the follower asks for is the one persisted at the last
-// bookmark (nil while a reset's full resync is pending).
+// bookmark (nil while a full resync is pending).
 //
 // In atomic mode (Config.Atomic, see snapshot.go) the store directory is a
 // symlink to a snapshot directory beside it. A batch is written into a new
@@ -55,7 +55,7 @@
 //	meta     schema -> u64 1; prefix, dir -> what the state belongs to;
 //	         token -> proto Vector (resume token, last bookmark);
 //	         batch -> u64 number of the last sealed batch that changed
-//	         something; full -> present while a reset's full resync runs;
+//	         something; full -> present while a full resync runs;
 //	         snap -> u64 number of the last sealed snapshot (atomic mode)
 //	nodes    remote path -> version u64 | origin u64 | deleted u8
 //	         (tombstones included)

@@ -14,7 +14,6 @@ import (
 	"testing"
 	"time"
 
-	repldspb "replds/proto"
 	"replds/server/servertest"
 	"replds/triggers"
 	"replds/watcher"
@@ -54,12 +53,12 @@ func newPull(t *testing.T, c *servertest.Cluster, prefix string, servers ...int)
 	}
 	cfg := watcher.DefaultConfig()
 	cfg.Dir = filepath.Join(base, "mirror")
-	cfg.Prefix = prefix
+	cfg.Follow.Prefix = prefix
 	for _, i := range servers {
-		cfg.Servers = append(cfg.Servers, c.Addr(i))
+		cfg.Follow.Servers = append(cfg.Follow.Servers, c.Addr(i))
 	}
-	cfg.DialOptions = c.DialOptions()
-	cfg.MinBackoff, cfg.MaxBackoff = 10*time.Millisecond, 200*time.Millisecond
+	cfg.Follow.DialOptions = c.DialOptions()
+	cfg.Follow.MinBackoff, cfg.Follow.MaxBackoff = 10*time.Millisecond, 200*time.Millisecond
 	cfg.Logger = logger(t)
 	r, err := triggers.New(triggers.Config{Dir: trigDir, Store: cfg.Dir, Logger: cfg.Logger})
 	if err != nil {
@@ -140,16 +139,13 @@ func (p *pull) waitFile(c *servertest.Cluster, name, content string, gone bool) 
 	})
 }
 
-func put(path, data string) *repldspb.Write { return &repldspb.Write{Path: path, Data: []byte(data)} }
-func del(path string) *repldspb.Write       { return &repldspb.Write{Path: path, Delete: true} }
-
 func TestWatcher_OnceSyncsAndResumes(t *testing.T) {
 	c := servertest.NewCluster(t, 2)
-	c.Store(0, put("/app/a", "A"), put("/app/d/b", "B"), put("/other/x", "X"))
+	c.Store(0, servertest.Put("/app/a", "A"), servertest.Put("/app/d/b", "B"), servertest.Put("/other/x", "X"))
 	c.WaitConverged(20 * time.Second)
 
 	p := newPull(t, c, "/app", 1)
-	p.cfg.Once = true
+	p.cfg.Follow.Once = true
 	if err := p.run(context.Background()); err != nil {
 		t.Fatalf("Run once: %v", err)
 	}
@@ -168,8 +164,8 @@ func TestWatcher_OnceSyncsAndResumes(t *testing.T) {
 
 	// A second run resumes from the token: only what changed since comes,
 	// from the other server.
-	c.Store(0, put("/app/a", "A2"), del("/app/d/b"), put("/app/c", "C"))
-	p.cfg.Servers = []string{c.Addr(0)}
+	c.Store(0, servertest.Put("/app/a", "A2"), servertest.Delete("/app/d/b"), servertest.Put("/app/c", "C"))
+	p.cfg.Follow.Servers = []string{c.Addr(0)}
 	if err := p.run(context.Background()); err != nil {
 		t.Fatalf("second Run once: %v", err)
 	}
@@ -194,7 +190,7 @@ func TestWatcher_FollowsLiveChangesAcrossFailover(t *testing.T) {
 	c := servertest.NewCluster(t, 3)
 	p := newPull(t, c, "/app", 0, 1, 2)
 	p.start()
-	c.Store(0, put("/app/one", "1"))
+	c.Store(0, servertest.Put("/app/one", "1"))
 	p.waitFile(c, "one", "1", false)
 
 	// Stop each server in turn; the watcher moves on and keeps up.
@@ -202,13 +198,13 @@ func TestWatcher_FollowsLiveChangesAcrossFailover(t *testing.T) {
 		c.Stop(i)
 		w := (i + 1) % 3
 		data := fmt.Sprintf("round %d", round)
-		c.Store(w, put("/app/one", data), put(fmt.Sprintf("/app/r%d", round), data))
+		c.Store(w, servertest.Put("/app/one", data), servertest.Put(fmt.Sprintf("/app/r%d", round), data))
 		p.waitFile(c, "one", data, false)
 		p.waitFile(c, fmt.Sprintf("r%d", round), data, false)
 		c.Restart(i)
 		c.WaitMembers(20 * time.Second)
 	}
-	c.Store(2, del("/app/one"))
+	c.Store(2, servertest.Delete("/app/one"))
 	p.waitFile(c, "one", "", true)
 
 	// Every change reached the trigger, none twice in a row as added.
@@ -249,16 +245,16 @@ func unreachable(t *testing.T) string {
 func TestWatcher_OnceGivesUpWhenNoServerAnswers(t *testing.T) {
 	c := servertest.NewCluster(t, 1)
 	p := newPull(t, c, "/app", 0)
-	p.cfg.Servers = []string{unreachable(t), unreachable(t)}
-	p.cfg.Once = true
-	p.cfg.MaxAttempts = 3
+	p.cfg.Follow.Servers = []string{unreachable(t), unreachable(t)}
+	p.cfg.Follow.Once = true
+	p.cfg.Follow.MaxAttempts = 3
 	err := p.run(context.Background())
 	if err == nil || !strings.Contains(err.Error(), "no complete sync after 3 attempts") {
 		t.Fatalf("Run once against dead servers = %v, want it to give up after 3 attempts", err)
 	}
 	// It failed over from a dead server to a live one.
-	p.cfg.Servers = []string{unreachable(t), c.Addr(0)}
-	p.cfg.MaxAttempts = 10
+	p.cfg.Follow.Servers = []string{unreachable(t), c.Addr(0)}
+	p.cfg.Follow.MaxAttempts = 10
 	if err := p.run(context.Background()); err != nil {
 		t.Fatalf("Run once with one live server: %v", err)
 	}
@@ -270,7 +266,7 @@ func TestWatcher_CancelStopsCleanly(t *testing.T) {
 	ctx, cancel := context.WithCancel(context.Background())
 	done := make(chan error, 1)
 	go func() { done <- p.run(ctx) }()
-	c.Store(0, put("/app/x", "X"))
+	c.Store(0, servertest.Put("/app/x", "X"))
 	p.waitFile(c, "x", "X", false)
 	cancel()
 	select {
@@ -282,7 +278,7 @@ func TestWatcher_CancelStopsCleanly(t *testing.T) {
 		t.Fatal("Run did not return after cancel")
 	}
 	// The state is released: another run can take it.
-	p.cfg.Once = true
+	p.cfg.Follow.Once = true
 	if err := p.run(context.Background()); err != nil {
 		t.Fatalf("Run once after a stopped run: %v", err)
 	}
@@ -290,7 +286,7 @@ func TestWatcher_CancelStopsCleanly(t *testing.T) {
 
 func TestWatcher_OnceReportsFailedTriggers(t *testing.T) {
 	c := servertest.NewCluster(t, 1)
-	c.Store(0, put("/app/a", "A"))
+	c.Store(0, servertest.Put("/app/a", "A"))
 	p := newPull(t, c, "/app", 0)
 	trigDir := filepath.Join(filepath.Dir(p.cfg.Dir), "triggers")
 	flag := filepath.Join(t.TempDir(), "fixed")
@@ -301,7 +297,7 @@ func TestWatcher_OnceReportsFailedTriggers(t *testing.T) {
 	if err := p.cfg.Triggers.(*triggers.Runner).Reload(); err != nil {
 		t.Fatal(err)
 	}
-	p.cfg.Once = true
+	p.cfg.Follow.Once = true
 	if err := p.run(context.Background()); !errors.Is(err, watcher.ErrTriggersFailed) {
 		t.Fatalf("Run once with a failing trigger = %v, want ErrTriggersFailed", err)
 	}

@@ -12,6 +12,7 @@ import (
 	"testing"
 
 	bolt "go.etcd.io/bbolt"
+	"google.golang.org/protobuf/proto"
 
 	"replds/follow"
 	repldspb "replds/proto"
@@ -52,8 +53,8 @@ func newHarness(t *testing.T, prefix string, opts ...harnessOpt) *harness {
 	base := t.TempDir()
 	cfg := DefaultConfig()
 	cfg.Dir = filepath.Join(base, "mirror")
-	cfg.Prefix = prefix
-	cfg.Servers = []string{"unused:1"}
+	cfg.Follow.Prefix = prefix
+	cfg.Follow.Servers = []string{"unused:1"}
 	cfg.Logger = testLogger(t)
 	for _, o := range opts {
 		o(&cfg)
@@ -109,15 +110,12 @@ func (h *harness) open() {
 		h.t.Fatalf("openLocal: %v", err)
 	}
 	h.w, h.a, h.closer = w, a, closer
-	// As Run does: pending triggers first, then a session.
-	if _, err := a.runTriggers(context.Background(), true); err != nil {
-		h.t.Fatalf("startup triggers: %v", err)
-	}
-	token, err := a.Token(context.Background())
+	// As Run does: a session, whose Token runs the pending triggers.
+	_, full, err := follow.Start(context.Background(), a)
 	if err != nil {
 		h.t.Fatal(err)
 	}
-	h.full = token == nil
+	h.full = full
 }
 
 // close closes everything; mid-batch it is a crash as far as the state
@@ -153,6 +151,24 @@ func (h *harness) page(nodes ...*repldspb.Node) {
 func (h *harness) bookmark(seq uint64, synced bool, nodes ...*repldspb.Node) {
 	h.t.Helper()
 	h.send(&repldspb.WatchResponse{Nodes: nodes, Bookmark: vec(seq), Synced: synced})
+}
+
+// seal seals the open batch in the state with the token {1: seq}, as a
+// bookmark does, and nothing more (no snapshot swap, no trigger run): a
+// crash right after the state commit.
+func (h *harness) seal(seq uint64, endFull bool) {
+	h.t.Helper()
+	token, err := proto.Marshal(vec(seq))
+	if err != nil {
+		h.t.Fatal(err)
+	}
+	var snap uint64
+	if s := h.a.m.snaps; s != nil && s.staging != nil {
+		snap = s.next
+	}
+	if _, _, err := h.a.st.seal(token, endFull, snap, h.a.trig.List()); err != nil {
+		h.t.Fatalf("seal: %v", err)
+	}
 }
 
 func vec(seq uint64) *repldspb.Vector {

@@ -103,7 +103,7 @@ func (p *proxy) pipe(dst, src net.Conn, count *atomic.Int64) {
 // stream still gets a bare bookmark every BookmarkInterval.
 func TestWatch_IdleStreamGetsHeartbeats(t *testing.T) {
 	c := servertest.NewCluster(t, 1)
-	c.Store(0, put("/app/a", "A"))
+	c.Store(0, servertest.Put("/app/a", "A"))
 	ctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
 	defer cancel()
 	stream, err := c.Client(0).Watch(ctx, &repldspb.WatchRequest{Prefix: "/app"})
@@ -148,13 +148,13 @@ func TestWatcher_IdleServerFailover(t *testing.T) {
 	c := servertest.NewCluster(t, 2)
 	proxies := []*proxy{newProxy(t, c.Addr(0)), newProxy(t, c.Addr(1))}
 	p := newPull(t, c, "/app", 0)
-	p.cfg.Servers = []string{proxies[0].addr(), proxies[1].addr()}
+	p.cfg.Follow.Servers = []string{proxies[0].addr(), proxies[1].addr()}
 	interval := c.Config(0).BookmarkInterval
 	// Ten heartbeats: margin for a loaded machine running tests in
 	// parallel under the race detector.
-	p.cfg.IdleTimeout = 10 * interval
+	p.cfg.Follow.IdleTimeout = 10 * interval
 	p.start()
-	c.Store(0, put("/app/x", "1"))
+	c.Store(0, servertest.Put("/app/x", "1"))
 	p.waitFile(c, "x", "1", false)
 
 	used := 0
@@ -181,14 +181,14 @@ func TestWatcher_IdleServerFailover(t *testing.T) {
 	// The server in use hangs: the watcher moves to the other one.
 	proxies[used].frozen.Store(true)
 	start := time.Now()
-	c.Store(other, put("/app/y", "2"))
+	c.Store(other, servertest.Put("/app/y", "2"))
 	p.waitFile(c, "y", "2", false)
 	took := time.Since(start)
-	t.Logf("failover from a silent server took %v (idle timeout %v)", took.Round(time.Millisecond), p.cfg.IdleTimeout)
+	t.Logf("failover from a silent server took %v (idle timeout %v)", took.Round(time.Millisecond), p.cfg.Follow.IdleTimeout)
 	if proxies[other].accepted.Load() == 0 {
 		t.Fatal("the change arrived without a connection to the other server")
 	}
-	if took > p.cfg.IdleTimeout+5*time.Second {
-		t.Errorf("failover took %v, want about the idle timeout %v (not gRPC's own timeouts)", took, p.cfg.IdleTimeout)
+	if took > p.cfg.Follow.IdleTimeout+5*time.Second {
+		t.Errorf("failover took %v, want about the idle timeout %v (not gRPC's own timeouts)", took, p.cfg.Follow.IdleTimeout)
 	}
 }

@@ -15,7 +15,7 @@ import (
 
 // Metrics are the pull client's Prometheus metrics, in a registry of their
 // own. Give it to a Watcher as Config.Metrics, add DialOption to
-// Config.DialOptions (it sees the server's bookmarks), and wrap the
+// Config.Follow.DialOptions (it sees the server's bookmarks), and wrap the
 // triggers with Triggers. A nil *Metrics records nothing. Its methods are
 // safe for concurrent use.
 type Metrics struct {

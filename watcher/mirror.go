@@ -12,6 +12,8 @@ import (
 	"path"
 	"strings"
 	"syscall"
+
+	"replds/limits"
 )
 
 // tmpPrefix starts the name of every temporary file the mirror creates,
@@ -26,8 +28,10 @@ func tempName(before string) string {
 	return before + tmpPrefix + hex.EncodeToString(b[:])
 }
 
-// maxShadowRead bounds what is read back from a leaf about to be shadowed.
-const maxShadowRead = 64 << 20
+// maxShadowRead bounds what is read back from a leaf about to be shadowed:
+// the leaf came in one Watch message, which a server with the default
+// limits keeps within this.
+var maxShadowRead = int64(limits.MaxMessage(limits.MaxNodeSize, limits.MaxBatchBytes))
 
 // errDirInTheWay: a directory that is not empty sits where a leaf goes.
 var errDirInTheWay = errors.New("watcher: a non-empty directory is in the way")
@@ -303,13 +307,17 @@ func (m *mirror) writeFile(name string, data []byte, d dirty) error {
 
 // queue adds the written temporary file f of local name to the page's
 // pending files, made durable and renamed together at the flush. Past
-// fsyncFew files the handles are closed: one syncfs covers them all. On
-// error the caller still owns f and the temporary file.
+// fsyncFew files the handles are closed: one syncfs covers them all. The
+// open ones are closed once, when the page reaches fsyncFew; each later
+// file is closed as it comes. On error the caller still owns f and the
+// temporary file.
 func (m *mirror) queue(f *os.File, pf pendingFile, name string, d dirty) error {
-	if len(m.pending) >= fsyncFew {
+	if len(m.pending) == fsyncFew {
 		if err := m.closePending(); err != nil {
 			return err
 		}
+	}
+	if len(m.pending) >= fsyncFew {
 		if err := f.Close(); err != nil {
 			return fmt.Errorf("close %s: %w", pf.tmp, err)
 		}

@@ -5,8 +5,11 @@ import (
 	"fmt"
 	"time"
 
+	"google.golang.org/protobuf/proto"
+
 	"replds/follow"
 	repldspb "replds/proto"
+	"replds/triggers"
 )
 
 // The applier is the file mirror's follow.Sink: the follower calls it from
@@ -17,8 +20,8 @@ var (
 )
 
 // Token settles the snapshots of atomic mode (completing a swap that
-// failed in the previous session), runs the triggers a failed session left
-// pending, and returns the persisted token: nil when there is none or a
+// failed in the previous session), runs the triggers a failed session or a
+// previous run left pending, and returns the persisted token: nil when there is none or a
 // reset's full resync is pending, and then the set of seen paths starts
 // empty.
 func (a *applier) Token(ctx context.Context) (*repldspb.Vector, error) {
@@ -27,25 +30,24 @@ func (a *applier) Token(ctx context.Context) (*repldspb.Vector, error) {
 	}
 	// A batch sealed in a session that then failed (before its triggers
 	// ran, or before settle finished its swap) has its triggers pending:
-	// run them now rather than at the next change.
-	if _, err := a.runTriggers(ctx, false); err != nil {
+	// run them now rather than at the next change. The first session runs
+	// those a previous run left, quiescence windows or not: the schedule
+	// lives in memory and is gone.
+	if _, err := a.runTriggers(ctx, !a.started); err != nil {
 		return nil, err
 	}
+	a.started = true
 	token, full, err := a.st.token()
-	if err != nil {
+	if err != nil || full {
 		return nil, err
-	}
-	if full || token == nil {
-		return nil, a.st.startFull(false)
 	}
 	return token, nil
 }
 
-// Reset records that a full resync is pending, so that it is redone from
-// scratch if interrupted.
+// Reset begins a full resync: no path seen yet, and the resync recorded
+// as pending, so that it is redone from scratch if interrupted.
 func (a *applier) Reset(ctx context.Context) error {
-	a.log.Warn("server reset the mirror; resyncing in full")
-	return a.st.startFull(true)
+	return a.st.startFull()
 }
 
 // Apply writes a page of nodes to the mirror (see applyPage).
@@ -88,16 +90,31 @@ func (a *applier) Bookmark(ctx context.Context, b follow.Bookmark) error {
 	return nil
 }
 
-// commitBatch seals the batch and, in atomic mode, publishes its snapshot;
-// it logs and counts what the batch did.
+// commitBatch seals the batch in one state transaction (see state.seal):
+// the token is persisted, a full resync ends with b.Full, and the batch's
+// changes go to every current trigger whose path covers them. In atomic
+// mode the staging snapshot is recorded as sealed there, then published.
+// It logs and counts what the batch did. A heartbeat (nothing changed, the
+// token already persisted) is told in a read-only transaction and writes
+// nothing: no fsync per heartbeat.
 func (a *applier) commitBatch(b follow.Bookmark) (changed int, touched map[string]bool, err error) {
-	var snap uint64
-	if a.m.snaps != nil && a.m.snaps.staging != nil {
-		snap = a.m.snaps.next
-	}
-	changed, touched, err = a.seal(b.Token, b.Full, snap)
+	token, err := proto.Marshal(b.Token)
 	if err != nil {
-		return 0, nil, fmt.Errorf("watcher: %w", err)
+		return 0, nil, fmt.Errorf("watcher: encode token: %w", err)
+	}
+	touched = map[string]bool{}
+	if b.Full || !a.st.unchanged(token) {
+		var list []triggers.Trigger
+		if a.trig != nil {
+			list = a.trig.List()
+		}
+		var snap uint64
+		if a.m.snaps != nil && a.m.snaps.staging != nil {
+			snap = a.m.snaps.next
+		}
+		if changed, touched, err = a.st.seal(token, b.Full, snap, list); err != nil {
+			return 0, nil, fmt.Errorf("watcher: seal batch: %w", err)
+		}
 	}
 	// Atomic mode: the batch becomes visible here, in one rename, before
 	// any trigger runs.

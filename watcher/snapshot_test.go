@@ -102,9 +102,7 @@ func TestAtomic_CrashBetweenSealAndSwap(t *testing.T) {
 	h := newHarness(t, "/p", atomicMode, withTriggers(t, t.TempDir(), map[string]string{"t": "/p"}))
 	h.bookmark(1, true, live("/p/a", 1, "A"))
 	h.page(live("/p/a", 2, "A2"))
-	if _, _, err := h.a.seal(vec(2), false, h.a.m.snaps.next); err != nil {
-		t.Fatal(err)
-	}
+	h.seal(2, false)
 	h.wantTree(map[string]string{"a": "A"})
 	h.reopen()
 	h.wantTree(map[string]string{"a": "A2"})
@@ -175,7 +173,7 @@ func TestAtomic_AdoptsPlainDirectory(t *testing.T) {
 func TestAtomic_RefusesForeignSymlink(t *testing.T) {
 	base := t.TempDir()
 	cfg := DefaultConfig()
-	cfg.Dir, cfg.Prefix, cfg.Servers, cfg.Atomic = filepath.Join(base, "mirror"), "/p", []string{"unused:1"}, true
+	cfg.Dir, cfg.Follow.Prefix, cfg.Follow.Servers, cfg.Atomic = filepath.Join(base, "mirror"), "/p", []string{"unused:1"}, true
 	cfg.Logger = testLogger(t)
 	if err := os.Symlink(t.TempDir(), cfg.Dir); err != nil {
 		t.Fatal(err)

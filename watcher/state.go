@@ -220,7 +220,7 @@ type state struct {
 func (s *state) close() error { return s.db.Close() }
 
 // token returns the persisted resume token (nil if none) and whether a
-// full resync is pending after a reset.
+// full resync is pending.
 func (s *state) token() (token *repldspb.Vector, full bool, err error) {
 	err = s.db.View(func(tx *bolt.Tx) error {
 		meta := tx.Bucket(bucketMeta)
@@ -270,15 +270,13 @@ func (s *state) knowsAny(paths ...string) bool {
 	return found
 }
 
-// startFull begins a complete replay: no path is seen yet. With reset, the
-// full resync is also recorded as pending, so that a restart before it ends
-// replays in full again.
-func (s *state) startFull(reset bool) error {
+// startFull begins a complete replay: no path is seen yet, and the full
+// resync is recorded as pending, so that a restart before it ends replays
+// in full again.
+func (s *state) startFull() error {
 	err := s.db.Update(func(tx *bolt.Tx) error {
-		if reset {
-			if err := tx.Bucket(bucketMeta).Put(keyFull, []byte{1}); err != nil {
-				return err
-			}
+		if err := tx.Bucket(bucketMeta).Put(keyFull, []byte{1}); err != nil {
+			return err
 		}
 		return clearBucket(tx, bucketSeen)
 	})

@@ -32,12 +32,12 @@ func New(cfg Config) (*Watcher, error) {
 	if log == nil {
 		log = slog.Default()
 	}
-	return &Watcher{cfg: cfg, log: log.With("component", "watcher", "prefix", cfg.Prefix)}, nil
+	return &Watcher{cfg: cfg, log: log.With("component", "watcher", "prefix", cfg.Follow.Prefix)}, nil
 }
 
-// Run opens the mirror directory and the state file (locking it), runs the
-// triggers left pending by a previous run, then follows the servers
-// (a follow.Follower feeding the mirror),
+// Run opens the mirror directory and the state file (locking it), then
+// follows the servers (a follow.Follower feeding the mirror; the first
+// session begins with the triggers a previous run left pending),
 // reconnecting with backoff, until ctx ends (it then returns nil) or a
 // permanent error (invalid prefix, permission denied). With Once it returns
 // nil after the first complete sync and its triggers, ErrTriggersFailed if
@@ -55,16 +55,11 @@ func (w *Watcher) Run(ctx context.Context) (err error) {
 			err = cerr
 		}
 	}()
-	if _, err := a.runTriggers(ctx, true); err != nil {
-		switch {
-		case ctx.Err() == nil:
-			return err
-		case w.cfg.Once:
-			return fmt.Errorf("watcher: stopped before completing a sync: %w", err)
-		}
-		return nil
+	fc := w.cfg.Follow
+	if fc.Logger == nil {
+		fc.Logger = w.log
 	}
-	f, err := follow.New(w.cfg.follow(w.log), a)
+	f, err := follow.New(fc, a)
 	if err != nil {
 		return fmt.Errorf("watcher: %w", err)
 	}
@@ -72,7 +67,7 @@ func (w *Watcher) Run(ctx context.Context) (err error) {
 		return err
 	}
 	// With Once, a nil error means synced.
-	if w.cfg.Once && a.failed > 0 {
+	if w.cfg.Follow.Once && a.failed > 0 {
 		return fmt.Errorf("%w: %d of them; their changes stay pending", ErrTriggersFailed, a.failed)
 	}
 	return nil
@@ -107,9 +102,9 @@ func (w *Watcher) openLocal() (*applier, func() error, error) {
 		err error
 	)
 	if w.cfg.DryRun {
-		st, tmp, err = openDryState(w.cfg.stateFile(), w.cfg.Prefix, w.cfg.Dir)
+		st, tmp, err = openDryState(w.cfg.stateFile(), w.cfg.Follow.Prefix, w.cfg.Dir)
 	} else {
-		st, err = openState(w.cfg.stateFile(), w.cfg.Prefix, w.cfg.Dir)
+		st, err = openState(w.cfg.stateFile(), w.cfg.Follow.Prefix, w.cfg.Dir)
 	}
 	if err != nil {
 		closeRoot()
@@ -118,12 +113,12 @@ func (w *Watcher) openLocal() (*applier, func() error, error) {
 	a := &applier{
 		st:      st,
 		m:       m,
-		prefix:  w.cfg.Prefix,
+		prefix:  w.cfg.Follow.Prefix,
 		log:     w.log,
 		trig:    w.cfg.Triggers,
 		sched:   map[string]schedule{},
 		now:     time.Now,
-		once:    w.cfg.Once,
+		once:    w.cfg.Follow.Once,
 		metrics: w.cfg.Metrics,
 	}
 	closeAll := func() error {

@@ -3,12 +3,11 @@ package watcher
 import (
 	"strings"
 	"testing"
-	"time"
 )
 
 func TestConfig_Validate(t *testing.T) {
 	good := DefaultConfig()
-	good.Dir, good.Prefix, good.Servers = "/srv/mirror", "/app", []string{"a:1"}
+	good.Dir, good.Follow.Prefix, good.Follow.Servers = "/srv/mirror", "/app", []string{"a:1"}
 	if err := good.Validate(); err != nil {
 		t.Fatalf("Validate(good) = %v", err)
 	}
@@ -18,19 +17,12 @@ func TestConfig_Validate(t *testing.T) {
 	tests := map[string]func(*Config){
 		"no dir":            func(c *Config) { c.Dir = "" },
 		"dir is root":       func(c *Config) { c.Dir = "/" },
-		"relative prefix":   func(c *Config) { c.Prefix = "app" },
-		"dotdot prefix":     func(c *Config) { c.Prefix = "/app/../etc" },
-		"no server":         func(c *Config) { c.Servers = nil },
-		"blank server":      func(c *Config) { c.Servers = []string{" "} },
 		"file mode bits":    func(c *Config) { c.FileMode = 0o4600 },
 		"unreadable files":  func(c *Config) { c.FileMode = 0o200 },
 		"dir mode":          func(c *Config) { c.DirMode = 0o500 },
-		"backoff":           func(c *Config) { c.MinBackoff, c.MaxBackoff = time.Second, time.Millisecond },
-		"once attempts":     func(c *Config) { c.Once, c.MaxAttempts = true, 0 },
 		"state inside":      func(c *Config) { c.StateFile = "/srv/mirror/state" },
 		"state is the dir":  func(c *Config) { c.StateFile = "/srv/mirror" },
 		"state deep inside": func(c *Config) { c.StateFile = "/srv/mirror/a/../b/state" },
-		"idle timeout":      func(c *Config) { c.IdleTimeout = 0 },
 		"owner unchanged":   func(c *Config) { c.Owner = &Owner{UID: -1, GID: -1} },
 		"owner bad uid":     func(c *Config) { c.Owner = &Owner{UID: -2, GID: 0} },
 	}
@@ -41,7 +33,13 @@ func TestConfig_Validate(t *testing.T) {
 			t.Errorf("Validate(%s) = nil, want an error", name)
 		}
 	}
+	// The follower's part is follow.Config.Validate's to check.
 	c := good
+	c.Follow.Servers = nil
+	if err := c.Validate(); err == nil || !strings.Contains(err.Error(), "follow: config: no server") {
+		t.Errorf("Validate(no server) = %v, want the follower's error", err)
+	}
+	c = good
 	c.StateFile = "/srv/mirror-state/x" // a sibling whose name starts alike
 	if err := c.Validate(); err != nil {
 		t.Errorf("Validate(sibling state) = %v", err)
@@ -50,7 +48,7 @@ func TestConfig_Validate(t *testing.T) {
 
 func TestConfig_OwnerNeedsRoot(t *testing.T) {
 	cfg := DefaultConfig()
-	cfg.Dir, cfg.Prefix, cfg.Servers = "/srv/mirror", "/app", []string{"a:1"}
+	cfg.Dir, cfg.Follow.Prefix, cfg.Follow.Servers = "/srv/mirror", "/app", []string{"a:1"}
 	cfg.Owner = &Owner{UID: 33, GID: -1}
 	old := geteuid
 	t.Cleanup(func() { geteuid = old })

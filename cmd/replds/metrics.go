@@ -22,7 +22,7 @@ import (
 func instrumentPull(cfg *watcher.Config, addr string, log *slog.Logger) (stop func(), err error) {
 	m := watcher.NewMetrics()
 	cfg.Metrics = m
-	cfg.DialOptions = append(cfg.DialOptions, m.DialOption())
+	cfg.Follow.DialOptions = append(cfg.Follow.DialOptions, m.DialOption())
 	cfg.Triggers = m.Triggers(cfg.Triggers)
 	return serveMetrics(addr, m.Registry(), log)
 }

@@ -53,7 +53,7 @@ re-reads the triggers directory.`,
 	f := cmd.Flags()
 	f.StringVar(&cfg.Dir, "store", "", "local directory to mirror into (required)")
 	f.StringVar(&o.triggersDir, "triggers-dir", "", "directory of trigger files (JSON, names without a dot)")
-	f.BoolVar(&cfg.Once, "once", false, "exit after the first complete sync and its triggers")
+	f.BoolVar(&cfg.Follow.Once, "once", false, "exit after the first complete sync and its triggers")
 	f.BoolVar(&cfg.DryRun, "dry-run", false, "log what would change and which triggers would run; write nothing")
 	f.Var(modeFlag{&cfg.FileMode}, "file-mode", "permissions of mirrored files (octal)")
 	f.Var(modeFlag{&cfg.DirMode}, "dir-mode", "permissions of created directories (octal)")
@@ -62,7 +62,7 @@ re-reads the triggers directory.`,
 	f.BoolVar(&cfg.Atomic, "atomic", false, "make the store directory a symlink to a snapshot swapped in one rename per batch")
 	f.StringVar(&o.owner, "owner", "", "user (name or uid) owning mirrored files and directories (root only)")
 	f.StringVar(&o.group, "group", "", "group (name or gid) owning mirrored files and directories (root only)")
-	f.DurationVar(&cfg.IdleTimeout, "idle-timeout", cfg.IdleTimeout, "reconnect elsewhere when a server sends nothing for this long")
+	f.DurationVar(&cfg.Follow.IdleTimeout, "idle-timeout", cfg.Follow.IdleTimeout, "reconnect elsewhere when a server sends nothing for this long")
 	cmd.MarkFlagRequired("store")
 	o.cf.register(cmd)
 	o.logf.register(cmd)
@@ -78,11 +78,11 @@ func (o *pullOptions) run(ctx context.Context, prefix string) error {
 		return err
 	}
 	cfg.Logger = log
-	cfg.Prefix = prefix
-	if cfg.Servers, err = o.cf.serverList(); err != nil {
+	cfg.Follow.Prefix = prefix
+	if cfg.Follow.Servers, err = o.cf.serverList(); err != nil {
 		return err
 	}
-	if cfg.DialOptions, err = o.cf.dialOptions(); err != nil {
+	if cfg.Follow.DialOptions, err = o.cf.dialOptions(); err != nil {
 		return err
 	}
 	if cfg.Owner, err = parseOwner(o.owner, o.group); err != nil {

@@ -17,3 +17,13 @@ func (c *Cluster) Store(i int, writes ...*repldspb.Write) {
 		c.t.Fatalf("Store on server %d: %v", i, err)
 	}
 }
+
+// Put returns the write of data at path, for Store.
+func Put(path, data string) *repldspb.Write {
+	return &repldspb.Write{Path: path, Data: []byte(data)}
+}
+
+// Delete returns the deletion of path, for Store.
+func Delete(path string) *repldspb.Write {
+	return &repldspb.Write{Path: path, Delete: true}
+}
