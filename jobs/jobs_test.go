@@ -93,26 +93,11 @@ func TestParseSchedule(t *testing.T) {
 }
 
 func TestDecodeSpec(t *testing.T) {
-	type spec struct {
+	var s struct {
 		Prefix string `json:"prefix"`
-		Paused bool   `json:"paused"`
 	}
-	var s spec
-	if err := jobs.DecodeSpec([]byte(`{"prefix": "/a", "paused": true}`), &s); err != nil || s.Prefix != "/a" || !s.Paused {
-		t.Fatalf("DecodeSpec = %+v, %v", s, err)
-	}
-	for in, want := range map[string]string{
-		`{"prefx": "/a"}`:    `unknown field "prefx" (known: prefix, paused)`,
-		`{"paused": "yes"}`:  `field "paused": want a boolean, got string`,
-		`[1]`:                `want a JSON object`,
-		`{"prefix": "/a"} x`: `data after`,
-		`{"prefix": `:        `spec:`,
-		``:                   `empty`,
-	} {
-		var s spec
-		if err := jobs.DecodeSpec([]byte(in), &s); err == nil || !strings.Contains(err.Error(), want) {
-			t.Errorf("DecodeSpec(%q) = %v, want an error containing %q", in, err, want)
-		}
+	if err := jobs.DecodeSpec([]byte(`{"prefx": "/a"}`), &s); err == nil || err.Error() != `spec: unknown field "prefx" (known: prefix)` {
+		t.Errorf("DecodeSpec(unknown field) = %v", err)
 	}
 }
 

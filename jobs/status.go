@@ -2,7 +2,10 @@ package jobs
 
 import (
 	"encoding/json"
+	"fmt"
 	"time"
+
+	"replds/strictjson"
 )
 
 // States a job's status reports.
@@ -46,6 +49,23 @@ type Status struct {
 	Failures    uint64          `json:"failures"`
 	Error       string          `json:"error,omitempty"`
 	Detail      json.RawMessage `json:"detail,omitempty"`
+}
+
+func marshalStatus(st Status) ([]byte, error) {
+	data, err := json.MarshalIndent(st, "", "  ")
+	if err != nil {
+		return nil, fmt.Errorf("jobs: status: %w", err)
+	}
+	return append(data, '\n'), nil
+}
+
+// DecodeSpec decodes a job's JSON spec into v (a pointer to a struct)
+// strictly (see strictjson.Decode); errors start with "spec: ".
+func DecodeSpec(data []byte, v any) error {
+	if err := strictjson.Decode(data, v); err != nil {
+		return fmt.Errorf("spec: %w", err)
+	}
+	return nil
 }
 
 // ParseStatus decodes a status node's data.

@@ -1,7 +1,6 @@
 package triggers
 
 import (
-	"bytes"
 	"encoding/json"
 	"errors"
 	"fmt"
@@ -13,6 +12,7 @@ import (
 	"time"
 
 	"replds/nodepath"
+	"replds/strictjson"
 )
 
 // DefaultTimeout is how long a command may run when its file sets no timeout.
@@ -81,13 +81,8 @@ func Parse(name string, data []byte) (Trigger, error) {
 
 func parse(name string, data []byte) (Trigger, error) {
 	var f fileJSON
-	dec := json.NewDecoder(bytes.NewReader(data))
-	dec.DisallowUnknownFields()
-	if err := dec.Decode(&f); err != nil {
+	if err := strictjson.Decode(data, &f); err != nil {
 		return Trigger{}, err
-	}
-	if dec.More() {
-		return Trigger{}, errors.New("trailing data after the JSON object")
 	}
 	t := Trigger{Name: name, Path: f.Path, Timeout: DefaultTimeout}
 	if f.Path == "" {
