@@ -18,13 +18,6 @@ import (
 	"replds/server/servertest"
 )
 
-type logWriter struct{ t testing.TB }
-
-func (w logWriter) Write(p []byte) (int, error) {
-	w.t.Log(strings.TrimRight(string(p), "\n"))
-	return len(p), nil
-}
-
 // want waits until sink holds want.
 func want(t *testing.T, c *servertest.Cluster, sink *followtest.MemSink, want map[string]string) {
 	t.Helper()
@@ -69,7 +62,7 @@ func baseConfig(t *testing.T) follow.Config {
 	cfg.Prefix = "/p"
 	cfg.MinBackoff, cfg.MaxBackoff = 10*time.Millisecond, 100*time.Millisecond
 	cfg.IdleTimeout = 5 * time.Second
-	cfg.Logger = slog.New(slog.NewTextHandler(logWriter{t}, &slog.HandlerOptions{Level: slog.LevelDebug}))
+	cfg.Logger = slog.New(slog.NewTextHandler(t.Output(), &slog.HandlerOptions{Level: slog.LevelDebug}))
 	return cfg
 }
 

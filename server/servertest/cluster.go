@@ -4,11 +4,9 @@
 package servertest
 
 import (
-	"bytes"
 	"context"
 	"errors"
 	"fmt"
-	"io"
 	"log/slog"
 	"sync"
 	"testing"
@@ -79,7 +77,7 @@ func (c *Cluster) config(i int, extra ...Option) server.Config {
 	cfg.BookmarkInterval = 200 * time.Millisecond
 	cfg.ShutdownGrace = 5 * time.Second
 	cfg.GossipProfile = "local"
-	cfg.Logger = slog.New(slog.NewTextHandler(testOutput(t), &slog.HandlerOptions{Level: slog.LevelInfo})).
+	cfg.Logger = slog.New(slog.NewTextHandler(t.Output(), &slog.HandlerOptions{Level: slog.LevelInfo})).
 		With("server", i)
 	for _, o := range c.opts {
 		o(i, &cfg)
@@ -117,20 +115,6 @@ func (c *Cluster) AddWith(opts ...Option) int {
 	c.mu.Unlock()
 	c.start(i)
 	return i
-}
-
-func testOutput(t testing.TB) io.Writer {
-	if o, ok := t.(interface{ Output() io.Writer }); ok {
-		return o.Output()
-	}
-	return tWriter{t}
-}
-
-type tWriter struct{ t testing.TB }
-
-func (w tWriter) Write(p []byte) (int, error) {
-	w.t.Log(string(bytes.TrimRight(p, "\n")))
-	return len(p), nil
 }
 
 func (c *Cluster) start(i int) {
