@@ -14,12 +14,18 @@ import (
 	"replds/store"
 )
 
-// Hello tells a joining peer our member name and gossip address.
+// Hello tells a peer our member name, gossip address and origin, and how
+// many of the asker's own writes (req.Origin) we have seen: a starting
+// peer asks (see startCheck).
 func (s *Server) Hello(ctx context.Context, req *repldspb.HelloRequest) (*repldspb.HelloResponse, error) {
 	if err := s.authorize(ctx, acl.Peer, ""); err != nil {
 		return nil, err
 	}
-	return &repldspb.HelloResponse{Name: s.cfg.Name, GossipAddr: s.mem.Addr(), Origin: s.store.Origin()}, nil
+	resp := &repldspb.HelloResponse{Name: s.cfg.Name, GossipAddr: s.mem.Addr(), Origin: s.store.Origin()}
+	if req.Origin != 0 {
+		resp.Seen = s.store.Vector()[req.Origin]
+	}
+	return resp, nil
 }
 
 // Push receives a peer's own accepted writes, in its seq order. It ends when

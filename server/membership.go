@@ -6,6 +6,7 @@ import (
 	"time"
 
 	"replds/cluster"
+	repldspb "replds/proto"
 )
 
 // newMembership creates the server's membership (package cluster): gossip
@@ -52,7 +53,7 @@ func (s *Server) hello(ctx context.Context, peer string) (cluster.HelloInfo, err
 	if err != nil {
 		return cluster.HelloInfo{}, err
 	}
-	resp, err := c.hello(ctx)
+	resp, err := c.hello(ctx, &repldspb.HelloRequest{Origin: s.store.Origin()})
 	if err != nil {
 		return cluster.HelloInfo{}, err
 	}

@@ -57,6 +57,9 @@ type Server struct {
 	// their peers and stop.
 	stopping chan struct{}
 	draining chan struct{}
+	// checked is closed once the start check (startCheck) has ended: the
+	// Writer waits for it before writing.
+	checked chan struct{}
 
 	// incMu serializes incarnation checks (checkIncarnation).
 	incMu sync.Mutex
@@ -89,6 +92,7 @@ func New(cfg Config) (_ *Server, err error) {
 
 		stopping: make(chan struct{}),
 		draining: make(chan struct{}),
+		checked:  make(chan struct{}),
 	}
 	// Each step that holds a resource pushes its release; a failing step
 	// releases them all, the last taken first.
@@ -197,7 +201,9 @@ func (s *Server) Name() string { return s.cfg.Name }
 func (s *Server) DB() *store.Store { return s.store }
 
 // Start serves RPCs and starts membership and replication in the
-// background. It returns at once.
+// background. It returns at once. Writes wait until the server has asked
+// its configured peers what they have seen of its own writes (startCheck),
+// a few seconds at most.
 func (s *Server) Start() {
 	if s.sec.tls == nil {
 		s.log.Warn("PLAIN MODE: no TLS; anyone who can reach this server can read and write every node, and join the cluster",
@@ -210,6 +216,7 @@ func (s *Server) Start() {
 			s.log.Error("grpc serve stopped", "err", err)
 		}
 	})
+	s.goFunc(s.startCheck)
 	s.goFunc(func() { s.mem.Run(s.ctx) })
 	s.goFunc(s.syncLoop)
 	if s.cfg.MemoryTrimInterval > 0 {

@@ -77,10 +77,6 @@ type simServer struct {
 	srv      *Server      // nil while crashed
 	skew     atomic.Int64 // nanoseconds added to the simulation clock
 	sessions map[int]*pushSession
-	// unchecked holds, after a restore, the peers the server has not yet
-	// completed a sync round with; while it is not empty, the server takes
-	// no client writes (see restore).
-	unchecked map[int]bool
 }
 
 // simMsg is a push message in flight on its stream.
@@ -255,6 +251,15 @@ func (s *sim) start(i int) {
 	srv.srv.peers = newPeerSet(srv.srv, &simTransport{sim: s, from: i})
 	// A restarted pusher starts from the head: sync fills what it missed.
 	srv.sessions = map[int]*pushSession{}
+	// As Start does before the first write: the peers it reaches say what
+	// they have seen of its writes.
+	var peers []peerClient
+	for j := range s.servers {
+		if j != i {
+			peers = append(peers, &simPeer{sim: s, from: i, to: j})
+		}
+	}
+	srv.srv.checkPeersSeen(s.ctx, peers)
 }
 
 // crash stops server i; its watchers lose their streams. The first crash
@@ -297,9 +302,10 @@ func (s *sim) copyFile(from, to string) {
 // restore restarts server i from the copy of its store file the first
 // crash of the run left, if that was i's, as from a backup: the peers may have seen more of its own
 // writes than it then holds, and it must take a new incarnation
-// (checkIncarnation) for its next writes to spread. It happens only while
-// another server holds the very same nodes, so that no acknowledged write
-// is lost.
+// (startCheck) for its next writes to spread. It happens only while
+// another server it reaches holds the very same nodes, so that no
+// acknowledged write is lost and the start check learns all the peers
+// and watchers may have seen of its writes.
 func (s *sim) restore(i int) {
 	srv := s.servers[i]
 	if srv.st == nil || s.backedUp != i {
@@ -307,7 +313,8 @@ func (s *sim) restore(i int) {
 	}
 	own := srv.st.Origin()
 	twin := slices.IndexFunc(s.servers, func(o *simServer) bool {
-		return o != srv && o.st != nil && o.st.Root() == srv.st.Root() && o.st.Vector()[own] >= srv.st.Vector()[own]
+		return o != srv && o.st != nil && !s.cut[link(i, slices.Index(s.servers, o))] &&
+			o.st.Root() == srv.st.Root() && o.st.Vector()[own] >= srv.st.Vector()[own]
 	})
 	if twin < 0 {
 		return
@@ -318,16 +325,6 @@ func (s *sim) restore(i int) {
 	// Its versions go back, legitimately: they come back from the peers.
 	clear(s.seen[i])
 	s.start(i)
-	// Until its sync rounds have shown it what the peers saw of its own
-	// writes, its next writes would reuse seqs that a watcher may already
-	// have passed (see checkIncarnation): it takes client writes again
-	// once it has completed a round with every peer.
-	srv.unchecked = map[int]bool{}
-	for j := range s.servers {
-		if j != i {
-			srv.unchecked[j] = true
-		}
-	}
 }
 
 // stop closes server i; its watchers lose their streams.
@@ -356,7 +353,7 @@ func (s *sim) stop(i int) {
 // was acknowledged.
 func (s *sim) write(i int) {
 	st := s.servers[i].st
-	if st == nil || len(s.servers[i].unchecked) > 0 {
+	if st == nil {
 		return
 	}
 	var ws []store.Write
@@ -471,7 +468,6 @@ func (s *sim) sync(a, b int, lossy bool) {
 	if err != nil {
 		s.t.Fatalf("sync %d<-%d: %v", a, b, err)
 	}
-	delete(asker.unchecked, b)
 	// A complete round brings the asker up to the responder's vector,
 	// except for what a live push stream into the asker vouches to bring:
 	// writes of its origin after the seq the stream started at.

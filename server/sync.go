@@ -4,6 +4,7 @@ import (
 	"context"
 	"fmt"
 	"math/rand/v2"
+	"sync"
 	"time"
 
 	repldspb "replds/proto"
@@ -94,15 +95,74 @@ func (s *Server) syncWith(ctx context.Context, peer peerClient, r *syncRound) (i
 	return applied, err
 }
 
+// startCheckTimeout bounds the start check (startCheck): how long a
+// starting server waits for its configured peers' answers before it takes
+// writes anyway.
+const startCheckTimeout = 3 * time.Second
+
+// startCheck runs once, at Start: it asks the configured peers what they
+// have seen of this server's own writes (checkPeersSeen), then lets the
+// Writer write (s.checked). A server restored from an older copy of its
+// data thus takes a new incarnation before its first write, instead of
+// reusing seqs that its peers, and the resume tokens of Watch clients,
+// already cover. A server with no peers configured skips it.
+func (s *Server) startCheck() {
+	defer close(s.checked)
+	if len(s.cfg.Peers) == 0 {
+		return
+	}
+	ctx, cancel := context.WithTimeout(s.ctx, startCheckTimeout)
+	defer cancel()
+	var peers []peerClient
+	for _, addr := range s.cfg.Peers {
+		if c, err := s.peers.tr.peer(addr); err == nil {
+			peers = append(peers, c)
+		}
+	}
+	answered := s.checkPeersSeen(ctx, peers)
+	s.log.Debug("start check done", "peers", len(s.cfg.Peers), "answered", answered)
+}
+
+// checkPeersSeen asks every peer at once (Hello) how far it has seen this
+// server's origin, until ctx is done, and takes a new incarnation
+// (checkIncarnation) if one has seen more than the server holds. It
+// returns how many peers answered. A peer that does not answer is passed
+// over: if it saw more, the first sync round with it finds out
+// (checkIncarnation), and writes taken until then reuse seqs.
+func (s *Server) checkPeersSeen(ctx context.Context, peers []peerClient) int {
+	origin := s.store.Origin()
+	seen := make([]uint64, len(peers))
+	ok := make([]bool, len(peers))
+	var wg sync.WaitGroup
+	for i, p := range peers {
+		wg.Go(func() {
+			resp, err := p.hello(ctx, &repldspb.HelloRequest{Origin: origin})
+			if err == nil {
+				seen[i], ok[i] = resp.Seen, true
+			}
+		})
+	}
+	wg.Wait()
+	answered := 0
+	var most uint64
+	for i := range peers {
+		if ok[i] {
+			answered++
+			most = max(most, seen[i])
+		}
+	}
+	// Taking the new origin is a local commit: ctx bounded only the asking.
+	s.checkIncarnation(context.WithoutCancel(ctx), origin, most)
+	return answered
+}
+
 // checkIncarnation takes a new incarnation when a peer has seen up to seq
 // seen of origin, this server's own origin, and the server holds less: it
 // was restored from a backup or lost its last writes. Its next writes would
 // otherwise reuse seqs its peers already cover, and never reach them; its
-// old writes, of a foreign origin from now on, come back by sync. Writes
-// it accepts before a round with such a peer still reuse those seqs: peers
-// get them by hash-tree repair, but a Watch client whose token already
-// passed them does not (the simulation keeps a restored server from
-// taking writes until it has synced with every peer).
+// old writes, of a foreign origin from now on, come back by sync. The
+// start check (startCheck) asks the peers before the first write; this
+// check in every sync round catches a peer that did not answer it.
 func (s *Server) checkIncarnation(ctx context.Context, origin, seen uint64) {
 	s.incMu.Lock()
 	defer s.incMu.Unlock()

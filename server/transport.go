@@ -38,8 +38,9 @@ type transport interface {
 // or ctx is done, and returns ctx's error or the peer's.
 type peerClient interface {
 	repairPeer
-	// hello asks the peer for its name, gossip address and origin.
-	hello(ctx context.Context) (*repldspb.HelloResponse, error)
+	// hello asks the peer for its name, gossip address and origin, and
+	// what it has seen of the asker's origin req.Origin.
+	hello(ctx context.Context, req *repldspb.HelloRequest) (*repldspb.HelloResponse, error)
 	// push opens a push stream, which lives until ctx is done, the stream
 	// breaks, or CloseAndRecv.
 	push(ctx context.Context) (pushStream, error)
@@ -124,8 +125,8 @@ func (t *grpcTransport) close() {
 // grpcPeer is a peer's internal API over gRPC.
 type grpcPeer struct{ c repldspb.InternalClient }
 
-func (p grpcPeer) hello(ctx context.Context) (*repldspb.HelloResponse, error) {
-	return p.c.Hello(ctx, &repldspb.HelloRequest{})
+func (p grpcPeer) hello(ctx context.Context, req *repldspb.HelloRequest) (*repldspb.HelloResponse, error) {
+	return p.c.Hello(ctx, req)
 }
 
 func (p grpcPeer) push(ctx context.Context) (pushStream, error) {

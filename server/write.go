@@ -26,9 +26,23 @@ import (
 type Writer struct{ s *Server }
 
 // Writer returns the server's internal write path. It may be called before
-// Start; writes then wait for no peer and are replicated once the server
-// runs.
+// Start, but its writes wait until Start has asked the peers what they
+// have seen of this server's writes (startCheck), or ctx ends.
 func (s *Server) Writer() *Writer { return &Writer{s: s} }
+
+// wait blocks until the start check has ended, so that no write reuses a
+// seq a peer has seen (startCheck). It fails with ctx's error, or
+// store.ErrClosed once the server is closing.
+func (w *Writer) wait(ctx context.Context) error {
+	select {
+	case <-w.s.checked:
+		return nil
+	case <-ctx.Done():
+		return ctx.Err()
+	case <-w.s.stopping:
+		return store.ErrClosed
+	}
+}
 
 // Write stores ws as one atomic batch stamped by this server (new versions
 // of this server's origin, as store.Write); the pushers wake on the store's
@@ -37,6 +51,9 @@ func (s *Server) Writer() *Writer { return &Writer{s: s} }
 // nil if nothing changed.
 func (w *Writer) Write(ctx context.Context, ws []store.Write) ([]store.Node, error) {
 	s := w.s
+	if err := w.wait(ctx); err != nil {
+		return nil, err
+	}
 	start := time.Now()
 	nodes, err := s.store.Write(ctx, ws)
 	s.metrics.committed("write", start, err)
@@ -63,6 +80,9 @@ func (w *Writer) Write(ctx context.Context, ws []store.Write) ([]store.Node, err
 // changed the store.
 func (w *Writer) Apply(ctx context.Context, nodes []store.Node) (int, error) {
 	s := w.s
+	if err := w.wait(ctx); err != nil {
+		return 0, err
+	}
 	start := time.Now()
 	n, err := s.store.Apply(ctx, nodes, nil)
 	s.metrics.committed("apply", start, err)
