@@ -60,7 +60,7 @@ func TestAnswerSync_SkipsWhatAPushStreamCarries(t *testing.T) {
 	}
 	// The relay holds all 6 writes, the asker the first 2.
 	copyUpTo := func(dst *store.Store, upto uint64) {
-		msg, _, _, err := pushPage(origin, 0)
+		msg, _, _, err := pushPage(origin, origin.Origin(), 0)
 		if err != nil {
 			t.Fatal(err)
 		}

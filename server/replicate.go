@@ -20,10 +20,11 @@ import (
 	"replds/store"
 )
 
-// pushPage returns the next push message of st's own writes after cursor
-// (nil when there is none), the new cursor, and whether more are waiting.
-func pushPage(st *store.Store, cursor uint64) (*repldspb.PushRequest, uint64, bool, error) {
-	origin := st.Origin()
+// pushPage returns the next push message of st's own writes of origin
+// after cursor (nil when there is none), the new cursor, and whether more
+// are waiting. origin is the push session's, not read again from st: a
+// new incarnation must not pair its seqs with the old origin's cursor.
+func pushPage(st *store.Store, origin, cursor uint64) (*repldspb.PushRequest, uint64, bool, error) {
 	nodes, last, more, err := st.Changes(origin, cursor, pageNodes, pageBytes)
 	if err != nil || len(nodes) == 0 {
 		return nil, cursor, more, err

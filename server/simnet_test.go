@@ -33,7 +33,7 @@ func (t *simTransport) peer(addr string) (peerClient, error) {
 	return &simPeer{sim: t.sim, from: t.from, to: to}, nil
 }
 
-// reset breaks the push streams from server from.
+// reset breaks the push streams from server from, as an ACL change does.
 func (t *simTransport) reset() {
 	for _, ps := range slices.Clone(t.sim.streams) {
 		if ps.from == t.from {

@@ -176,6 +176,6 @@ func (s *Server) checkIncarnation(ctx context.Context, origin, seen uint64) {
 	}
 	s.log.Warn("peers have seen more of this server's writes than it holds (restored from an older state?): new incarnation",
 		"old_origin", fmt.Sprintf("%016x", old), "origin", fmt.Sprintf("%016x", cur), "held", s.store.Vector()[old], "seen", seen)
-	// Pushers follow the origin's seqs: restart them on the new one.
-	s.peers.redial()
+	// The pushers wake on the new origin (Reincarnate fires store.Written)
+	// and restart their sessions on it (errNewIncarnation).
 }

@@ -25,9 +25,8 @@ type transport interface {
 	// address). Clients are shared: the caller does not close them.
 	peer(addr string) (peerClient, error)
 	// reset breaks every open stream and connection, so that their users
-	// fail and start again on new ones: after an ACL change (the peer
-	// check runs at the handshake) and after a new incarnation (a push
-	// stream follows one origin).
+	// fail and start again on new ones, after an ACL change: the peer
+	// check runs at the handshake.
 	reset()
 	// close breaks everything, as reset, and refuses later calls.
 	close()
