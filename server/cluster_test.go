@@ -364,6 +364,58 @@ func TestCluster_CloseHandsOverAcknowledgedWrites(t *testing.T) {
 	})
 }
 
+// TestCluster_CloseRefusesInternalWrites writes through a server's
+// Writer, as the server's own writers do, while it closes: every write it
+// acknowledged must be on its peer when Close returns, so a write that
+// comes after the pushers began their last drain must be refused
+// (store.ErrClosed), not acknowledged and left unpushed.
+func TestCluster_CloseRefusesInternalWrites(t *testing.T) {
+	c := servertest.NewCluster(t, 2, func(i int, cfg *server.Config) {
+		cfg.SyncInterval = time.Hour
+	})
+	s := c.Server(0)
+	waitPushing(c, func(p string) { put(t, c.Client(0), p, "m") })
+	var (
+		mu    sync.Mutex
+		acked []string
+		wg    sync.WaitGroup
+	)
+	started := make(chan struct{}, 64)
+	for g := range 4 {
+		wg.Go(func() {
+			for i := 0; ; i++ {
+				p := fmt.Sprintf("/w/%d/%d", g, i)
+				_, err := s.Writer().Write(context.Background(), []store.Write{{Path: p, Data: []byte("x")}})
+				if err != nil {
+					if !errors.Is(err, store.ErrClosed) {
+						t.Errorf("Write(%s) while closing = %v, want store.ErrClosed", p, err)
+					}
+					return
+				}
+				mu.Lock()
+				acked = append(acked, p)
+				mu.Unlock()
+				select {
+				case started <- struct{}{}:
+				default:
+				}
+			}
+		})
+	}
+	for range 40 {
+		<-started
+	}
+	c.Stop(0)
+	wg.Wait()
+	mu.Lock()
+	defer mu.Unlock()
+	for _, p := range acked {
+		if _, err := c.Server(1).DB().Get(p); err != nil {
+			t.Fatalf("server 1 after server 0 closed: Get(%s) of a write server 0 acknowledged: %v (%d acknowledged)", p, err, len(acked))
+		}
+	}
+}
+
 // TestCluster_RestoredServerTakesNewIncarnation restores a server's
 // database from an older copy: the writes it acknowledged after the copy
 // come back to it from its peer, and its new writes reach the peer and a

@@ -219,7 +219,8 @@ func (pu *pusher) session(ctx context.Context) error {
 		}
 		select {
 		case <-pu.set.s.draining:
-			// No write can come any more, and every one up to the head
+			// No write can come any more (Close waited for the Writer's
+			// calls and refuses new ones), and every one up to the head
 			// was sent: the peer's answer to the end of the stream says
 			// it applied them all.
 			if err := ps.finish(); err != nil {

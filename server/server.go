@@ -67,6 +67,9 @@ type Server struct {
 	mu      sync.Mutex
 	closing bool
 	wg      sync.WaitGroup
+	// writes counts the Writer's calls in progress (Writer.begin): Close
+	// waits for them before the pushers drain, and refuses new ones.
+	writes sync.WaitGroup
 
 	closeOnce sync.Once
 	closeErr  error
@@ -278,8 +281,10 @@ func (s *Server) Close() error {
 			s.grpc.Stop()
 			<-stopped
 		}
-		// Writes acknowledged until now must not wait for this server to
-		// come back: push them to the peers before going.
+		// No write can begin any more (Writer.begin); those acknowledged
+		// until now must not wait for this server to come back: push them
+		// to the peers before going.
+		s.writes.Wait()
 		close(s.draining)
 		if !s.peers.drained(deadline) {
 			s.log.Warn("shutdown: some peers did not take the last writes; they will get them by sync once this server is back")

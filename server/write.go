@@ -21,8 +21,10 @@ import (
 //
 // Its methods are safe for concurrent use. They block until the batch is
 // durable, and behave on ctx as store.Write does: if ctx ends before the
-// batch is committed, nothing is written. Once the server is closed they
-// fail with store.ErrClosed. They copy the data they are given.
+// batch is committed, nothing is written. Once the server is closing
+// (Close has begun) they fail with store.ErrClosed: Close waits for the
+// calls in progress, then the pushers hand every write acknowledged until
+// then to the peers. They copy the data they are given.
 type Writer struct{ s *Server }
 
 // Writer returns the server's internal write path. It may be called before
@@ -30,18 +32,27 @@ type Writer struct{ s *Server }
 // have seen of this server's writes (startCheck), or ctx ends.
 func (s *Server) Writer() *Writer { return &Writer{s: s} }
 
-// wait blocks until the start check has ended, so that no write reuses a
-// seq a peer has seen (startCheck). It fails with ctx's error, or
+// begin waits until the start check has ended, so that no write reuses a
+// seq a peer has seen (startCheck), and counts a write in progress, which
+// Close waits for before the pushers drain; the caller calls
+// s.writes.Done when the write ends. It fails with ctx's error, or with
 // store.ErrClosed once the server is closing.
-func (w *Writer) wait(ctx context.Context) error {
+func (w *Writer) begin(ctx context.Context) error {
+	s := w.s
 	select {
-	case <-w.s.checked:
-		return nil
+	case <-s.checked:
 	case <-ctx.Done():
 		return ctx.Err()
-	case <-w.s.stopping:
+	case <-s.stopping:
 		return store.ErrClosed
 	}
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	if s.closing {
+		return store.ErrClosed
+	}
+	s.writes.Add(1)
+	return nil
 }
 
 // Write stores ws as one atomic batch stamped by this server (new versions
@@ -51,9 +62,10 @@ func (w *Writer) wait(ctx context.Context) error {
 // nil if nothing changed.
 func (w *Writer) Write(ctx context.Context, ws []store.Write) ([]store.Node, error) {
 	s := w.s
-	if err := w.wait(ctx); err != nil {
+	if err := w.begin(ctx); err != nil {
 		return nil, err
 	}
+	defer s.writes.Done()
 	start := time.Now()
 	nodes, err := s.store.Write(ctx, ws)
 	s.metrics.committed("write", start, err)
@@ -80,9 +92,10 @@ func (w *Writer) Write(ctx context.Context, ws []store.Write) ([]store.Node, err
 // changed the store.
 func (w *Writer) Apply(ctx context.Context, nodes []store.Node) (int, error) {
 	s := w.s
-	if err := w.wait(ctx); err != nil {
+	if err := w.begin(ctx); err != nil {
 		return 0, err
 	}
+	defer s.writes.Done()
 	start := time.Now()
 	n, err := s.store.Apply(ctx, nodes, nil)
 	s.metrics.committed("apply", start, err)
