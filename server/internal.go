@@ -12,6 +12,7 @@ import (
 	"replds/acl"
 	repldspb "replds/proto"
 	"replds/store"
+	"replds/wire"
 )
 
 // Hello tells a peer our member name, gossip address and origin, and how
@@ -110,7 +111,7 @@ func nodesFromProto(origin uint64, pn []*repldspb.Node) ([]store.Node, error) {
 		if p.Deleted && len(p.Data) > 0 {
 			return nil, status.Errorf(codes.InvalidArgument, "tombstone %q with data", p.Path)
 		}
-		out[i] = nodeFromProto(p)
+		out[i] = wire.NodeFromProto(p)
 	}
 	return out, nil
 }
@@ -136,7 +137,7 @@ func (s *Server) serveSync(ctx context.Context, req *repldspb.SyncRequest, send 
 	// An asker that has seen more of our own writes than we hold means we
 	// were restored from an older state.
 	if o := s.store.Origin(); req.Vector != nil {
-		s.checkIncarnation(ctx, o, vectorFromProto(req.Vector)[o])
+		s.checkIncarnation(ctx, o, wire.VectorFromProto(req.Vector)[o])
 	}
 	return answerSync(s.store, req, send)
 }

@@ -18,6 +18,7 @@ import (
 
 	repldspb "replds/proto"
 	"replds/store"
+	"replds/wire"
 )
 
 // pushPage returns the next push message of st's own writes of origin
@@ -29,7 +30,7 @@ func pushPage(st *store.Store, origin, cursor uint64) (*repldspb.PushRequest, ui
 	if err != nil || len(nodes) == 0 {
 		return nil, cursor, more, err
 	}
-	return &repldspb.PushRequest{Origin: origin, Prev: cursor, Nodes: nodesToProto(nodes)}, last, more, nil
+	return &repldspb.PushRequest{Origin: origin, Prev: cursor, Nodes: wire.NodesToProto(nodes)}, last, more, nil
 }
 
 // applyPush applies a pushed message: its nodes, and the vector advance
@@ -47,7 +48,7 @@ func applyPush(ctx context.Context, st *store.Store, msg *repldspb.PushRequest) 
 // syncRequest is the digest st sends to a peer.
 func syncRequest(st *store.Store) *repldspb.SyncRequest {
 	root := st.Root()
-	return &repldspb.SyncRequest{Vector: vectorToProto(st.Vector()), Root: root[:]}
+	return &repldspb.SyncRequest{Vector: wire.VectorToProto(st.Vector()), Root: root[:]}
 }
 
 // answerSync answers a digest: for each origin where st knows more, the
@@ -63,7 +64,7 @@ func syncRequest(st *store.Store) *repldspb.SyncRequest {
 // with its own vector advance, and origins a push carries are skipped),
 // while a feed follows prefixes with one vector and no per-origin marks.
 func answerSync(st *store.Store, req *repldspb.SyncRequest, send func(*repldspb.SyncResponse) error) error {
-	ask := vectorFromProto(req.Vector)
+	ask := wire.VectorFromProto(req.Vector)
 	mine := st.Vector()
 	pushed := map[uint64]uint64{}
 	for _, e := range req.PushedSince {
@@ -84,7 +85,7 @@ func answerSync(st *store.Store, req *repldspb.SyncRequest, send func(*repldspb.
 			if err != nil {
 				return err
 			}
-			msg := &repldspb.SyncResponse{Origin: o, Nodes: nodesToProto(nodes)}
+			msg := &repldspb.SyncResponse{Origin: o, Nodes: wire.NodesToProto(nodes)}
 			if !more {
 				msg.Done, msg.From, msg.Upto = true, ask[o], mine[o]
 			}
@@ -171,7 +172,7 @@ func answerBuckets(st *store.Store, req *repldspb.BucketRequest, send func(*repl
 				}
 				n = full
 			}
-			page = append(page, nodeToProto(n))
+			page = append(page, wire.NodeToProto(n))
 			size += len(n.Data)
 			if len(page) >= pageNodes || size >= pageBytes {
 				if err := flush(); err != nil {

@@ -41,6 +41,7 @@ import (
 	"replds/nodepath"
 	repldspb "replds/proto"
 	"replds/store"
+	"replds/wire"
 )
 
 var (
@@ -635,7 +636,7 @@ func (s *sim) connect(w *simWatcher, i int) {
 	if st == nil {
 		return
 	}
-	s.tracef("watcher %s connects to %d with token %v, holding %d", w.prefix, i, vectorFromProto(w.token), len(w.held))
+	s.tracef("watcher %s connects to %d with token %v, holding %d", w.prefix, i, wire.VectorFromProto(w.token), len(w.held))
 	w.server = i
 	w.out = &simStream{ctx: s.ctx}
 	w.ws = &watchStream{
@@ -643,7 +644,7 @@ func (s *sim) connect(w *simWatcher, i int) {
 		stream: w.out,
 		prefix: w.prefix,
 		roots:  []string{w.prefix},
-		token:  vectorFromProto(w.token),
+		token:  wire.VectorFromProto(w.token),
 	}
 	feed, err := w.ws.openFeed()
 	if err != nil {
@@ -696,7 +697,7 @@ func (s *sim) receive(w *simWatcher) {
 			if !nodepath.Under(n.Path, w.prefix) {
 				s.t.Fatalf("watch of %s sent %s", w.prefix, n.Path)
 			}
-			node := nodeFromProto(n)
+			node := wire.NodeFromProto(n)
 			s.tracef("watcher %s on %d gets %s v%d o%x s%d deleted=%v", w.prefix, w.server, n.Path, n.Version, n.Origin, n.Seq, n.Deleted)
 			if cur, ok := w.held[n.Path]; ok && !node.Meta.Newer(cur) {
 				continue
@@ -706,7 +707,7 @@ func (s *sim) receive(w *simWatcher) {
 		}
 		if m.Bookmark != nil {
 			w.token = m.Bookmark
-			s.tracef("watcher %s on %d bookmark %v", w.prefix, w.server, vectorFromProto(m.Bookmark))
+			s.tracef("watcher %s on %d bookmark %v", w.prefix, w.server, wire.VectorFromProto(m.Bookmark))
 		}
 	}
 	w.out.msgs = nil

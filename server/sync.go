@@ -8,6 +8,7 @@ import (
 	"time"
 
 	repldspb "replds/proto"
+	"replds/wire"
 )
 
 // syncLoop runs a digest sync round with a random alive peer every
@@ -61,7 +62,7 @@ func (s *Server) syncLoop() {
 // records what the round exchanged in r (nil: nowhere).
 func (s *Server) syncWith(ctx context.Context, peer peerClient, r *syncRound) (int, error) {
 	req := syncRequest(s.store)
-	req.PushedSince = vectorToProto(s.inbound.claims(s.now())).Entries
+	req.PushedSince = wire.VectorToProto(s.inbound.claims(s.now())).Entries
 	r.sent(req)
 	applied := 0
 	err := peer.sync(ctx, req, func(msg *repldspb.SyncResponse) error {
