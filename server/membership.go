@@ -71,6 +71,15 @@ func alivePeers(mem *cluster.Membership) []cluster.Member {
 	return out
 }
 
+// setCaughtUp records a completed sync round: the server has had
+// everything some peer had, and is ready (see readiness). The first call
+// tells the cluster.
+func (s *Server) setCaughtUp() {
+	if s.caughtUp.CompareAndSwap(false, true) {
+		s.advertiseReadiness()
+	}
+}
+
 // advertiseReadiness tells the cluster when this server's readiness (see
 // readiness) changed. It blocks up to a second for the update to go out.
 func (s *Server) advertiseReadiness() {

@@ -6,7 +6,6 @@ import (
 	"path"
 	"slices"
 	"sync"
-	"sync/atomic"
 	"time"
 
 	"github.com/prometheus/client_golang/prometheus"
@@ -57,10 +56,6 @@ type metrics struct {
 
 	rpcs       *prometheus.CounterVec   // service, method, code
 	rpcSeconds *prometheus.HistogramVec // service, method, code
-
-	// caughtUp is set by the first successful sync round: the server has
-	// had everything some peer had. /readyz reads it.
-	caughtUp atomic.Bool
 
 	mu sync.Mutex
 	// lags holds, per peer member name, the lag measured by the last
@@ -283,7 +278,6 @@ func (m *metrics) syncDone(peer string, r *syncRound, err error) {
 	m.mu.Lock()
 	m.lags[peer] = lag
 	m.mu.Unlock()
-	m.caughtUp.Store(true)
 }
 
 // peerLags returns the lag behind each peer synced with, by name.

@@ -9,6 +9,7 @@ import (
 	"os"
 	"path/filepath"
 	"sync"
+	"sync/atomic"
 	"time"
 
 	"google.golang.org/grpc"
@@ -63,6 +64,8 @@ type Server struct {
 
 	// incMu serializes incarnation checks (checkIncarnation).
 	incMu sync.Mutex
+	// caughtUp latches at the first completed sync round (setCaughtUp).
+	caughtUp atomic.Bool
 
 	mu      sync.Mutex
 	closing bool

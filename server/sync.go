@@ -45,7 +45,7 @@ func (s *Server) syncLoop() {
 			continue
 		}
 		s.metrics.syncDone(m.Name, round, nil)
-		s.advertiseReadiness()
+		s.setCaughtUp()
 		if failures >= 3 {
 			log.Info("sync recovered", "peer", m.Name)
 		}
