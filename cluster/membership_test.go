@@ -75,15 +75,17 @@ func member(ms []cluster.Member, name string) (cluster.Member, bool) {
 
 func TestMembership_JoinReadyLeave(t *testing.T) {
 	hellos := map[string]*cluster.Membership{}
-	a := newMember(t, "1", hellos)
+	a := newMember(t, "2", hellos)
 	hellos["a"] = a
-	b := newMember(t, "2", hellos, "a")
+	// b, the member that leaves, sorts before a by name: Members must
+	// still list a first, as live.
+	b := newMember(t, "1", hellos, "a")
 
 	waitFor(t, a, "b alive", func(ms []cluster.Member) bool {
-		m, ok := member(ms, "2")
-		return ok && m.State == cluster.Alive && !m.Ready && m.GRPCAddr == "127.0.0.1:12"
+		m, ok := member(ms, "1")
+		return ok && m.State == cluster.Alive && !m.Ready && m.GRPCAddr == "127.0.0.1:11"
 	})
-	if self, ok := member(a.Members(), "1"); !ok || !self.Self || self.State != cluster.Alive {
+	if self, ok := member(a.Members(), "2"); !ok || !self.Self || self.State != cluster.Alive {
 		t.Errorf("a's own entry = %+v (present %v), want alive, self", self, ok)
 	}
 
@@ -91,16 +93,16 @@ func TestMembership_JoinReadyLeave(t *testing.T) {
 		t.Fatalf("SetReady: %v", err)
 	}
 	waitFor(t, a, "b ready", func(ms []cluster.Member) bool {
-		m, ok := member(ms, "2")
+		m, ok := member(ms, "1")
 		return ok && m.Ready
 	})
 
 	b.Close()
 	waitFor(t, a, "b left", func(ms []cluster.Member) bool {
-		m, ok := member(ms, "2")
+		m, ok := member(ms, "1")
 		return ok && m.State == cluster.Left
 	})
-	if ms := a.Members(); ms[0].Name != "1" || ms[len(ms)-1].Name != "2" {
+	if ms := a.Members(); ms[0].Name != "2" || ms[len(ms)-1].Name != "1" {
 		t.Errorf("Members = %+v, want the live ones first", ms)
 	}
 }
