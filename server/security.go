@@ -152,7 +152,9 @@ func (s *Server) authorize(ctx context.Context, o acl.Op, path string) error {
 // nodepath.Reserved or under it): a Watch or List of "/" does not copy the
 // cluster's own nodes onto hosts.
 func (s *Server) readable(ctx context.Context, prefix string) ([]string, func(path string) bool, error) {
-	hide := nodepath.Under(nodepath.Reserved, prefix) && !nodepath.IsReserved(prefix)
+	// The only prefix above the reserved namespace that does not name it:
+	// nodepath.Reserved sits right under the root.
+	hide := prefix == "/"
 	a := s.sec.acls.Get()
 	if a == nil {
 		if hide {
