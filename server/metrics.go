@@ -15,7 +15,6 @@ import (
 	"google.golang.org/protobuf/proto"
 
 	"replds/buildinfo"
-	"replds/cluster"
 	repldspb "replds/proto"
 )
 
@@ -376,11 +375,7 @@ func (c *memberCollector) Describe(ch chan<- *prometheus.Desc) { ch <- membersDe
 func (c *memberCollector) Collect(ch chan<- prometheus.Metric) {
 	counts := map[string]int{"alive": 0, "dead": 0, "left": 0}
 	for _, mb := range c.s.mem.Members() {
-		state := mb.State
-		if state == cluster.Suspect {
-			state = cluster.Alive // memberlist's alive or suspect, as documented
-		}
-		counts[state.String()]++
+		counts[mb.State.String()]++
 	}
 	for _, state := range slices.Sorted(maps.Keys(counts)) {
 		ch <- prometheus.MustNewConstMetric(membersDesc, prometheus.GaugeValue, float64(counts[state]), state)
