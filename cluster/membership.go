@@ -76,7 +76,7 @@ func New(cfg Config) (*Membership, error) {
 	if err := cfg.Validate(); err != nil {
 		return nil, err
 	}
-	ip, err := ResolveIP(cfg.BindAddr)
+	ip, err := resolveIP(cfg.BindAddr)
 	if err != nil {
 		return nil, fmt.Errorf("cluster: gossip address %q: %w", cfg.BindAddr, err)
 	}
@@ -135,9 +135,9 @@ func New(cfg Config) (*Membership, error) {
 	return m, nil
 }
 
-// ResolveIP turns a listen host into one IP, preferring IPv4 ("" and
+// resolveIP turns a listen host into one IP, preferring IPv4 ("" and
 // "0.0.0.0" stay unspecified).
-func ResolveIP(host string) (net.IP, error) {
+func resolveIP(host string) (net.IP, error) {
 	if host == "" {
 		return net.IPv4zero, nil
 	}
@@ -278,7 +278,7 @@ func (m *Membership) join(ctx context.Context, peer string) error {
 		gossip = net.JoinHostPort(ph, p)
 	}
 	if h, p, err := net.SplitHostPort(gossip); err == nil && net.ParseIP(h) == nil {
-		ip, err := ResolveIP(h)
+		ip, err := resolveIP(h)
 		if err != nil {
 			return err
 		}

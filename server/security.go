@@ -215,7 +215,8 @@ func lostPeers(old, cur *acl.ACL) []string {
 	return out
 }
 
-// readGossipKey reads a memberlist key: base64 of 16, 24 or 32 bytes.
+// readGossipKey reads a memberlist key, base64 encoded. Its length (16, 24
+// or 32 bytes) is checked by cluster.Config.Validate.
 func readGossipKey(path string) ([]byte, error) {
 	b, err := os.ReadFile(path)
 	if err != nil {
@@ -225,9 +226,5 @@ func readGossipKey(path string) ([]byte, error) {
 	if err != nil {
 		return nil, fmt.Errorf("server: gossip key %s: not base64: %w", path, err)
 	}
-	switch len(key) {
-	case 16, 24, 32:
-		return key, nil
-	}
-	return nil, fmt.Errorf("server: gossip key %s: %d bytes, want 16, 24 or 32", path, len(key))
+	return key, nil
 }
