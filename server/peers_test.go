@@ -3,8 +3,6 @@ package server
 import (
 	"context"
 	"errors"
-	"log/slog"
-	"path/filepath"
 	"testing"
 
 	"replds/store"
@@ -16,14 +14,7 @@ import (
 // are never sent after the old origin's cursor.
 func TestPushSession_NewIncarnation(t *testing.T) {
 	ctx := context.Background()
-	cfg := store.DefaultConfig(filepath.Join(t.TempDir(), "replds.db"))
-	cfg.NoSync = true
-	cfg.Logger = slog.New(slog.DiscardHandler)
-	st, err := store.Open(cfg)
-	if err != nil {
-		t.Fatal(err)
-	}
-	t.Cleanup(func() { st.Close() })
+	st := openTestStore(t)
 	if _, err := st.Write(ctx, []store.Write{{Path: "/old", Data: []byte("x")}}); err != nil {
 		t.Fatal(err)
 	}
