@@ -2,11 +2,12 @@ package acl
 
 import (
 	"fmt"
-	"replds/nodepath"
 	"slices"
 	"strings"
 	"unicode"
 	"unicode/utf8"
+
+	"replds/nodepath"
 )
 
 // Op is an operation an ACL rule allows. The zero Op is not a valid

@@ -1,6 +1,6 @@
 // Package cluster holds a server's view of its cluster's membership, on
 // hashicorp/memberlist: which members exist, whether each is alive,
-// suspected, failed or gone on purpose, where its gRPC API is, and whether
+// failed or gone on purpose, where its gRPC API is, and whether
 // it is ready to take traffic. Data never travels over it.
 //
 // A Membership is created with New (it binds the gossip address), joins the
@@ -18,9 +18,10 @@
 // upgraded across this change all at once.
 //
 // Invariants:
-//   - Members lists each member once: the live ones (Alive, Suspect) first,
+//   - Members lists each member once: the live ones (Alive) first,
 //     then those that failed (Dead) or left (Left) within the last 24 hours
-//     and have not joined again, each group sorted by name.
+//     and have not joined again, each group sorted by name. Changed fires
+//     at every change but that expiry.
 //   - memberlist calls into a Membership only until Close: callbacks that
 //     fire later (suspicion timers) do nothing, and nothing is logged after
 //     Close returns.

@@ -11,13 +11,10 @@ import (
 type State int
 
 const (
-	// Alive: memberlist lists the member and it answers probes.
+	// Alive: memberlist lists the member. That includes a member it
+	// suspects of failing: its events do not report suspicion, so a
+	// suspected member is Alive until it is declared dead.
 	Alive State = iota
-	// Suspect: memberlist lists the member but suspects it failed.
-	// memberlist's events do not report suspicion, so Members reports a
-	// suspected member as Alive until it is declared dead; the state exists
-	// so that readers handle it once memberlist does.
-	Suspect
 	// Dead: the member failed and has not joined again.
 	Dead
 	// Left: the member left the cluster on purpose.
@@ -25,13 +22,11 @@ const (
 )
 
 // String returns the state's name as `replds status` and the metrics show
-// it: "alive", "suspect", "dead" or "left".
+// it: "alive", "dead" or "left".
 func (s State) String() string {
 	switch s {
 	case Alive:
 		return "alive"
-	case Suspect:
-		return "suspect"
 	case Dead:
 		return "dead"
 	case Left:
@@ -40,9 +35,8 @@ func (s State) String() string {
 	return "unknown"
 }
 
-// Live reports whether a member in state s is listed by memberlist (alive
-// or suspect).
-func (s State) Live() bool { return s == Alive || s == Suspect }
+// Live reports whether a member in state s is listed by memberlist.
+func (s State) Live() bool { return s == Alive }
 
 // Member is a snapshot of one cluster member.
 type Member struct {

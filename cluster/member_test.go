@@ -34,7 +34,7 @@ func TestDecodeMeta(t *testing.T) {
 }
 
 func TestState_String(t *testing.T) {
-	for s, want := range map[State]string{Alive: "alive", Suspect: "suspect", Dead: "dead", Left: "left", State(42): "unknown"} {
+	for s, want := range map[State]string{Alive: "alive", Dead: "dead", Left: "left", State(42): "unknown"} {
 		if got := s.String(); got != want {
 			t.Errorf("State(%d).String() = %q, want %q", int(s), got, want)
 		}

@@ -76,7 +76,7 @@ func New(cfg Config) (*Membership, error) {
 	if err := cfg.Validate(); err != nil {
 		return nil, err
 	}
-	ip, err := ResolveIP(cfg.BindAddr)
+	ip, err := resolveIP(cfg.BindAddr)
 	if err != nil {
 		return nil, fmt.Errorf("cluster: gossip address %q: %w", cfg.BindAddr, err)
 	}
@@ -135,9 +135,9 @@ func New(cfg Config) (*Membership, error) {
 	return m, nil
 }
 
-// ResolveIP turns a listen host into one IP, preferring IPv4 ("" and
+// resolveIP turns a listen host into one IP, preferring IPv4 ("" and
 // "0.0.0.0" stay unspecified).
-func ResolveIP(host string) (net.IP, error) {
+func resolveIP(host string) (net.IP, error) {
 	if host == "" {
 		return net.IPv4zero, nil
 	}
@@ -167,7 +167,9 @@ func (m *Membership) Name() string { return m.cfg.Name }
 
 // Members returns every known member: the live ones (this one included),
 // then those that failed or left within the last 24 hours and have not
-// joined again, each group sorted by name. The slice is the caller's.
+// joined again, each group sorted by name. The slice is the caller's. A
+// member's 24 hours running out does not fire Changed: Members stops
+// listing it at its next call.
 func (m *Membership) Members() []Member {
 	m.mu.Lock()
 	defer m.mu.Unlock()
@@ -187,7 +189,8 @@ func (m *Membership) Members() []Member {
 }
 
 // Changed returns a channel that is closed at the next change of what
-// Members returns (a member joined, failed, left, or changed its Meta).
+// Members returns (a member joined, failed, left, or changed its Meta), but
+// not when a departed member's 24 hours run out (see Members).
 // Take the channel before reading Members, then wait on it: no change is
 // missed. It never blocks.
 func (m *Membership) Changed() <-chan struct{} {
@@ -253,7 +256,7 @@ func (m *Membership) joinMissing(ctx context.Context) {
 			continue
 		}
 		if err := m.join(ctx, peer); err != nil {
-			m.log.Debug("join failed", "peer", peer, "err", err)
+			m.logGated(slog.LevelDebug, "join failed", "peer", peer, "err", err)
 		}
 	}
 }
@@ -275,7 +278,7 @@ func (m *Membership) join(ctx context.Context, peer string) error {
 		gossip = net.JoinHostPort(ph, p)
 	}
 	if h, p, err := net.SplitHostPort(gossip); err == nil && net.ParseIP(h) == nil {
-		ip, err := ResolveIP(h)
+		ip, err := resolveIP(h)
 		if err != nil {
 			return err
 		}
@@ -287,8 +290,18 @@ func (m *Membership) join(ctx context.Context, peer string) error {
 	m.mu.Lock()
 	m.peerNames[peer] = resp.Name
 	m.mu.Unlock()
-	m.log.Info("joined", "peer", peer, "member", resp.Name)
+	m.logGated(slog.LevelInfo, "joined", "peer", peer, "member", resp.Name)
 	return nil
+}
+
+// logGated logs unless the membership is closed: the join loop (Run) may
+// outlive Close, and nothing is logged after Close returns.
+func (m *Membership) logGated(level slog.Level, msg string, args ...any) {
+	if !m.gate.enter() {
+		return
+	}
+	defer m.gate.exit()
+	m.log.Log(context.Background(), level, msg, args...)
 }
 
 // Close announces that the local member leaves on purpose, leaves the

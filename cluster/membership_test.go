@@ -2,9 +2,11 @@ package cluster_test
 
 import (
 	"context"
+	"errors"
 	"fmt"
 	"log/slog"
 	"slices"
+	"sync"
 	"testing"
 	"time"
 
@@ -75,15 +77,17 @@ func member(ms []cluster.Member, name string) (cluster.Member, bool) {
 
 func TestMembership_JoinReadyLeave(t *testing.T) {
 	hellos := map[string]*cluster.Membership{}
-	a := newMember(t, "1", hellos)
+	a := newMember(t, "2", hellos)
 	hellos["a"] = a
-	b := newMember(t, "2", hellos, "a")
+	// b, the member that leaves, sorts before a by name: Members must
+	// still list a first, as live.
+	b := newMember(t, "1", hellos, "a")
 
 	waitFor(t, a, "b alive", func(ms []cluster.Member) bool {
-		m, ok := member(ms, "2")
-		return ok && m.State == cluster.Alive && !m.Ready && m.GRPCAddr == "127.0.0.1:12"
+		m, ok := member(ms, "1")
+		return ok && m.State == cluster.Alive && !m.Ready && m.GRPCAddr == "127.0.0.1:11"
 	})
-	if self, ok := member(a.Members(), "1"); !ok || !self.Self || self.State != cluster.Alive {
+	if self, ok := member(a.Members(), "2"); !ok || !self.Self || self.State != cluster.Alive {
 		t.Errorf("a's own entry = %+v (present %v), want alive, self", self, ok)
 	}
 
@@ -91,16 +95,16 @@ func TestMembership_JoinReadyLeave(t *testing.T) {
 		t.Fatalf("SetReady: %v", err)
 	}
 	waitFor(t, a, "b ready", func(ms []cluster.Member) bool {
-		m, ok := member(ms, "2")
+		m, ok := member(ms, "1")
 		return ok && m.Ready
 	})
 
 	b.Close()
 	waitFor(t, a, "b left", func(ms []cluster.Member) bool {
-		m, ok := member(ms, "2")
+		m, ok := member(ms, "1")
 		return ok && m.State == cluster.Left
 	})
-	if ms := a.Members(); ms[0].Name != "1" || ms[len(ms)-1].Name != "2" {
+	if ms := a.Members(); ms[0].Name != "2" || ms[len(ms)-1].Name != "1" {
 		t.Errorf("Members = %+v, want the live ones first", ms)
 	}
 }
@@ -127,5 +131,74 @@ func TestConfig_Validate(t *testing.T) {
 	}
 	if err := ok.Validate(); err != nil {
 		t.Errorf("DefaultConfig().Validate() = %v", err)
+	}
+}
+
+// recorder is a slog.Handler that counts the records it gets once armed.
+type recorder struct {
+	mu    sync.Mutex
+	armed bool
+	after []string
+}
+
+func (r *recorder) Enabled(context.Context, slog.Level) bool { return true }
+func (r *recorder) WithAttrs([]slog.Attr) slog.Handler       { return r }
+func (r *recorder) WithGroup(string) slog.Handler            { return r }
+
+func (r *recorder) Handle(_ context.Context, rec slog.Record) error {
+	r.mu.Lock()
+	defer r.mu.Unlock()
+	if r.armed {
+		r.after = append(r.after, rec.Message)
+	}
+	return nil
+}
+
+// TestMembership_NothingLoggedAfterClose closes a membership whose join
+// loop still runs (its caller has not stopped Run yet) and fails to join
+// every millisecond: nothing may be logged once Close has returned.
+func TestMembership_NothingLoggedAfterClose(t *testing.T) {
+	rec := &recorder{}
+	hellos := make(chan struct{}, 1)
+	cfg := cluster.DefaultConfig("1", "127.0.0.1", 0)
+	cfg.Profile = "local"
+	cfg.Peers = []string{"127.0.0.1:1"}
+	cfg.RejoinInterval = time.Millisecond
+	cfg.Hello = func(context.Context, string) (cluster.HelloInfo, error) {
+		select {
+		case hellos <- struct{}{}:
+		default:
+		}
+		return cluster.HelloInfo{}, errors.New("unreachable")
+	}
+	cfg.Logger = slog.New(rec)
+	m, err := cluster.New(cfg)
+	if err != nil {
+		t.Fatal(err)
+	}
+	ctx, cancel := context.WithCancel(context.Background())
+	done := make(chan struct{})
+	go func() {
+		defer close(done)
+		m.Run(ctx)
+	}()
+	defer func() {
+		cancel()
+		<-done
+	}()
+	<-hellos
+	m.Close()
+	rec.mu.Lock()
+	rec.armed = true
+	rec.mu.Unlock()
+	// Two more attempts: the first one's failure was logged (or not)
+	// before the second's Hello.
+	<-hellos
+	<-hellos
+	<-hellos
+	rec.mu.Lock()
+	defer rec.mu.Unlock()
+	if len(rec.after) > 0 {
+		t.Errorf("logged after Close: %q", rec.after)
 	}
 }

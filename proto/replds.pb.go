@@ -1335,9 +1335,12 @@ func (x *SyncResponse) GetRepair() bool {
 	return false
 }
 
-// HelloRequest introduces a server to a peer.
+// HelloRequest introduces a server to a peer. origin is the asker's own
+// origin (0: not said), so that the peer can tell it how many of its
+// writes it has seen (HelloResponse.seen).
 type HelloRequest struct {
 	state         protoimpl.MessageState `protogen:"open.v1"`
+	Origin        uint64                 `protobuf:"varint,1,opt,name=origin,proto3" json:"origin,omitempty"`
 	unknownFields protoimpl.UnknownFields
 	sizeCache     protoimpl.SizeCache
 }
@@ -1372,13 +1375,25 @@ func (*HelloRequest) Descriptor() ([]byte, []int) {
 	return file_replds_proto_rawDescGZIP(), []int{21}
 }
 
+func (x *HelloRequest) GetOrigin() uint64 {
+	if x != nil {
+		return x.Origin
+	}
+	return 0
+}
+
 type HelloResponse struct {
 	state protoimpl.MessageState `protogen:"open.v1"`
 	// name is the peer's member name; gossip_addr where its membership
 	// listener is reachable (host:port).
-	Name          string `protobuf:"bytes,1,opt,name=name,proto3" json:"name,omitempty"`
-	GossipAddr    string `protobuf:"bytes,2,opt,name=gossip_addr,json=gossipAddr,proto3" json:"gossip_addr,omitempty"`
-	Origin        uint64 `protobuf:"varint,3,opt,name=origin,proto3" json:"origin,omitempty"`
+	Name       string `protobuf:"bytes,1,opt,name=name,proto3" json:"name,omitempty"`
+	GossipAddr string `protobuf:"bytes,2,opt,name=gossip_addr,json=gossipAddr,proto3" json:"gossip_addr,omitempty"`
+	Origin     uint64 `protobuf:"varint,3,opt,name=origin,proto3" json:"origin,omitempty"`
+	// seen is the peer's version vector entry for the asker's origin
+	// (HelloRequest.origin): a starting server that holds less of its own
+	// writes than a peer has seen was restored from an older copy, and
+	// takes a new origin before it writes.
+	Seen          uint64 `protobuf:"varint,4,opt,name=seen,proto3" json:"seen,omitempty"`
 	unknownFields protoimpl.UnknownFields
 	sizeCache     protoimpl.SizeCache
 }
@@ -1430,6 +1445,13 @@ func (x *HelloResponse) GetGossipAddr() string {
 func (x *HelloResponse) GetOrigin() uint64 {
 	if x != nil {
 		return x.Origin
+	}
+	return 0
+}
+
+func (x *HelloResponse) GetSeen() uint64 {
+	if x != nil {
+		return x.Seen
 	}
 	return 0
 }
@@ -1669,13 +1691,15 @@ const file_replds_proto_rawDesc = "" +
 	"\x04done\x18\x03 \x01(\bR\x04done\x12\x12\n" +
 	"\x04from\x18\x04 \x01(\x04R\x04from\x12\x12\n" +
 	"\x04upto\x18\x05 \x01(\x04R\x04upto\x12\x16\n" +
-	"\x06repair\x18\x06 \x01(\bR\x06repair\"\x0e\n" +
-	"\fHelloRequest\"\\\n" +
+	"\x06repair\x18\x06 \x01(\bR\x06repair\"&\n" +
+	"\fHelloRequest\x12\x16\n" +
+	"\x06origin\x18\x01 \x01(\x04R\x06origin\"p\n" +
 	"\rHelloResponse\x12\x12\n" +
 	"\x04name\x18\x01 \x01(\tR\x04name\x12\x1f\n" +
 	"\vgossip_addr\x18\x02 \x01(\tR\n" +
 	"gossipAddr\x12\x16\n" +
-	"\x06origin\x18\x03 \x01(\x04R\x06origin\"9\n" +
+	"\x06origin\x18\x03 \x01(\x04R\x06origin\x12\x12\n" +
+	"\x04seen\x18\x04 \x01(\x04R\x04seen\"9\n" +
 	"\vTreeRequest\x12\x14\n" +
 	"\x05level\x18\x01 \x01(\rR\x05level\x12\x14\n" +
 	"\x05index\x18\x02 \x03(\rR\x05index\"&\n" +

@@ -5,6 +5,7 @@ import (
 	"fmt"
 	"log/slog"
 	"sync"
+	"sync/atomic"
 	"testing"
 	"time"
 
@@ -13,6 +14,7 @@ import (
 	repldspb "replds/proto"
 	"replds/server"
 	"replds/server/servertest"
+	"replds/store"
 )
 
 // quiet silences a benchmark server (benchmark logs are always printed)
@@ -152,4 +154,25 @@ func BenchmarkWatch_FanOut(b *testing.B) {
 			}
 		})
 	}
+}
+
+// BenchmarkWriter_Write times small writes through a server's Writer, the
+// one write path of the Store RPC and the server's own writers, from 16
+// goroutines at once (so that group commits gather them).
+func BenchmarkWriter_Write(b *testing.B) {
+	c := servertest.NewCluster(b, 1, quiet)
+	w := c.Server(0).Writer()
+	ctx := context.Background()
+	var next atomic.Int64
+	b.SetParallelism(16)
+	b.ResetTimer()
+	b.RunParallel(func(pb *testing.PB) {
+		for pb.Next() {
+			p := fmt.Sprintf("/bench/%d", next.Add(1)%1000)
+			if _, err := w.Write(ctx, []store.Write{{Path: p, Data: []byte("x")}}); err != nil {
+				b.Error(err)
+				return
+			}
+		}
+	})
 }

@@ -319,40 +319,11 @@ var _ = io.EOF
 // server never comes back.
 func TestCluster_CloseHandsOverAcknowledgedWrites(t *testing.T) {
 	c := servertest.NewCluster(t, 2)
-	var (
-		mu    sync.Mutex
-		acked []string
-		wg    sync.WaitGroup
-	)
-	started := make(chan struct{}, 64)
-	for g := range 4 {
-		wg.Add(1)
-		go func() {
-			defer wg.Done()
-			client := c.Client(0)
-			for i := 0; ; i++ {
-				p := fmt.Sprintf("/w/%d/%d", g, i)
-				_, err := client.Store(context.Background(), &repldspb.StoreRequest{Writes: []*repldspb.Write{{Path: p, Data: []byte("x")}}})
-				if err != nil {
-					return // the server is gone
-				}
-				mu.Lock()
-				acked = append(acked, p)
-				mu.Unlock()
-				select {
-				case started <- struct{}{}:
-				default:
-				}
-			}
-		}()
-	}
-	for range 40 {
-		<-started
-	}
-	c.Stop(0)
-	wg.Wait()
-	mu.Lock()
-	defer mu.Unlock()
+	client := c.Client(0)
+	acked := writeWhileStopping(c, func(p string) error {
+		_, err := client.Store(context.Background(), &repldspb.StoreRequest{Writes: []*repldspb.Write{{Path: p, Data: []byte("x")}}})
+		return err // an error: the server is gone
+	})
 	t.Logf("%d writes acknowledged before the stop", len(acked))
 	c.Wait(10*time.Second, "acknowledged writes on server 1", func() error {
 		for _, p := range acked {
@@ -364,42 +335,132 @@ func TestCluster_CloseHandsOverAcknowledgedWrites(t *testing.T) {
 	})
 }
 
+// TestCluster_CloseRefusesInternalWrites writes through a server's
+// Writer, as the server's own writers do, while it closes: every write it
+// acknowledged must be on its peer when Close returns, so a write that
+// comes after the pushers began their last drain must be refused
+// (store.ErrClosed), not acknowledged and left unpushed.
+func TestCluster_CloseRefusesInternalWrites(t *testing.T) {
+	c := servertest.NewCluster(t, 2, func(i int, cfg *server.Config) {
+		cfg.SyncInterval = time.Hour
+	})
+	s := c.Server(0)
+	waitPushing(c, func(p string) { put(t, c.Client(0), p, "m") })
+	acked := writeWhileStopping(c, func(p string) error {
+		_, err := s.Writer().Write(context.Background(), []store.Write{{Path: p, Data: []byte("x")}})
+		if err != nil && !errors.Is(err, store.ErrClosed) {
+			t.Errorf("Write(%s) while closing = %v, want store.ErrClosed", p, err)
+		}
+		return err
+	})
+	for _, p := range acked {
+		if _, err := c.Server(1).DB().Get(p); err != nil {
+			t.Fatalf("server 1 after server 0 closed: Get(%s) of a write server 0 acknowledged: %v (%d acknowledged)", p, err, len(acked))
+		}
+	}
+}
+
+// writeWhileStopping writes distinct paths with write from 4 goroutines,
+// each until write fails; once 40 writes are acknowledged it stops server
+// 0. It returns the acknowledged paths once every goroutine has ended.
+func writeWhileStopping(c *servertest.Cluster, write func(path string) error) []string {
+	var (
+		mu    sync.Mutex
+		acked []string
+		wg    sync.WaitGroup
+	)
+	started := make(chan struct{}, 64)
+	for g := range 4 {
+		wg.Go(func() {
+			for i := 0; ; i++ {
+				p := fmt.Sprintf("/w/%d/%d", g, i)
+				if write(p) != nil {
+					return
+				}
+				mu.Lock()
+				acked = append(acked, p)
+				mu.Unlock()
+				select {
+				case started <- struct{}{}:
+				default:
+				}
+			}
+		})
+	}
+	for range 40 {
+		<-started
+	}
+	c.Stop(0)
+	wg.Wait()
+	return acked
+}
+
 // TestCluster_RestoredServerTakesNewIncarnation restores a server's
 // database from an older copy: the writes it acknowledged after the copy
 // come back to it from its peer, and its new writes reach the peer and a
 // resumed Watch there, although their seqs were already used.
 func TestCluster_RestoredServerTakesNewIncarnation(t *testing.T) {
 	c := servertest.NewCluster(t, 2)
-	put(t, c.Client(0), "/r/1", "one")
-	db := filepath.Join(c.Config(0).DataDir, "replds.db")
-	c.Stop(0)
-	backup := filepath.Join(t.TempDir(), "backup.db")
-	copyFile(t, db, backup)
-	c.Restart(0)
-	c.WaitMembers(10 * time.Second)
-	put(t, c.Client(0), "/r/2", "two", "/r/3", "three")
-	waitData(t, c, "/r/3", []byte("three"))
-	// A watcher on server 1 holds a token covering those writes.
-	next := watch(t, c.Client(1), "/r", nil)
-	var token *repldspb.Vector
-	for token == nil {
-		token = next().Bookmark
-	}
-
-	c.Stop(0)
-	copyFile(t, backup, db)
-	c.Restart(0)
+	restore, token := olderCopy(t, c)
+	restore()
 	c.WaitMembers(10 * time.Second)
 	waitData(t, c, "/r/2", []byte("two")) // back on server 0
 	put(t, c.Client(0), "/r/new", "new")
 	waitData(t, c, "/r/new", []byte("new"))
 	c.WaitConverged(10 * time.Second)
 
-	next = watch(t, c.Client(1), "/r", token)
-	got := untilSynced(next)
+	got := untilSynced(watch(t, c.Client(1), "/r", token))
 	if !slices.Contains(got, "/r/new") {
 		t.Errorf("Watch resumed on server 1 replayed %v, want /r/new among them", got)
 	}
+}
+
+// TestCluster_RestoredServerAsksPeersBeforeWriting restores a server from
+// an older copy and writes to it at once, before any sync round (digest
+// sync is off): the server must have asked its peer what it has seen of
+// its writes and taken a new incarnation first, or the write reuses a seq
+// that a resume token taken before the restore already covers, and a
+// Watch resumed from that token never gets it.
+func TestCluster_RestoredServerAsksPeersBeforeWriting(t *testing.T) {
+	c := servertest.NewCluster(t, 2, func(i int, cfg *server.Config) {
+		cfg.SyncInterval = time.Hour
+	})
+	restore, token := olderCopy(t, c)
+	restore()
+	put(t, c.Client(0), "/r/new", "new")
+
+	got := untilSynced(watch(t, c.Client(0), "/r", token))
+	if !slices.Contains(got, "/r/new") {
+		t.Errorf("Watch resumed on the restored server replayed %v, want /r/new among them", got)
+	}
+}
+
+// olderCopy copies server 0's database after a first write (/r/1), then
+// writes /r/2 and /r/3 there, which reach server 1 by push, and takes a
+// Watch token on server 1 that covers them. restore restarts server 0 on
+// the copy.
+func olderCopy(t *testing.T, c *servertest.Cluster) (restore func(), token *repldspb.Vector) {
+	t.Helper()
+	put(t, c.Client(0), "/r/1", "one")
+	waitData(t, c, "/r/1", []byte("one"))
+	db := filepath.Join(c.Config(0).DataDir, "replds.db")
+	c.Stop(0)
+	backup := filepath.Join(t.TempDir(), "backup.db")
+	copyFile(t, db, backup)
+	c.Restart(0)
+	c.WaitMembers(10 * time.Second)
+	waitPushing(c, func(p string) { put(t, c.Client(0), p, "m") })
+	put(t, c.Client(0), "/r/2", "two", "/r/3", "three")
+	waitData(t, c, "/r/3", []byte("three"))
+	next := watch(t, c.Client(1), "/r", nil)
+	for token == nil {
+		token = next().Bookmark
+	}
+	return func() {
+		c.Stop(0)
+		copyFile(t, backup, db)
+		c.Restart(0)
+	}, token
 }
 
 func copyFile(t *testing.T, from, to string) {

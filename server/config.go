@@ -44,6 +44,7 @@ type Config struct {
 	MaxBatchBytes int
 	// GossipProfile selects memberlist timings: "lan" (default) or "local"
 	// (loopback-fast failure detection, for tests and local clusters).
+	// cluster.Config.Validate checks it, when New creates the membership.
 	GossipProfile string
 	// TLS holds the certificate, key and CA files; all or none. With them
 	// every connection is mutually authenticated TLS 1.3.
@@ -115,11 +116,6 @@ func (c *Config) Validate() error {
 	}
 	if c.SyncInterval <= 0 || c.RejoinInterval <= 0 || c.BookmarkInterval <= 0 {
 		return errors.New("server: intervals must be positive")
-	}
-	switch c.GossipProfile {
-	case "", "lan", "local":
-	default:
-		return fmt.Errorf("server: gossip profile %q (want lan or local)", c.GossipProfile)
 	}
 	if err := c.TLS.Validate(); err != nil {
 		return err

@@ -23,11 +23,15 @@
 //     on any server. Its replay and live changes come from a store.Feed
 //     (watch.go), which resumes from the change index when the client
 //     lacks few changes.
-//   - Every write goes through the server's Writer (write.go): the Store RPC
-//     and the server's own writers alike, so metrics, the "stored" log and
-//     the hand-off to the pushers happen in one place. RPC handlers only
-//     check, call and return plain errors; one interceptor pair maps them
-//     to gRPC codes with the table in errors.go.
+//   - Every write this server originates, or imports for a job, goes
+//     through the server's Writer (write.go): the Store RPC and the
+//     server's own writers alike, so metrics, the "stored" log, the start
+//     check (no write before the peers said what they have seen of this
+//     server's writes) and the shutdown (no write once Close has begun)
+//     apply in one place. Replication from peers (push, sync, repair)
+//     applies to the store directly. RPC handlers only check, call and
+//     return plain errors; one interceptor pair maps them to gRPC codes
+//     with the table in errors.go.
 //   - The reserved namespace nodepath.Reserved (reserved.go) belongs to
 //     the cluster. Clients may write only job definitions, leaves
 //     nodepath.Jobs/<kind>/<name> of a kind registered with

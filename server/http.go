@@ -144,7 +144,7 @@ func (s *Server) readiness() (bool, string) {
 	if len(s.cfg.Peers) == 0 {
 		return true, "alone by configuration (no --peer)"
 	}
-	if s.metrics.caughtUp.Load() {
+	if s.caughtUp.Load() {
 		return true, "joined and caught up with a peer"
 	}
 	if s.AliveMembers() < 2 {

@@ -41,18 +41,7 @@ func TestInbound_ClaimsFreshStreamsOnly(t *testing.T) {
 // serves, unless the stream started after what the asker holds.
 func TestAnswerSync_SkipsWhatAPushStreamCarries(t *testing.T) {
 	ctx := context.Background()
-	open := func(name string) *store.Store {
-		cfg := store.DefaultConfig(filepath.Join(t.TempDir(), name+".db"))
-		cfg.NoSync = true
-		cfg.Logger = slog.New(slog.DiscardHandler)
-		st, err := store.Open(cfg)
-		if err != nil {
-			t.Fatal(err)
-		}
-		t.Cleanup(func() { st.Close() })
-		return st
-	}
-	origin, relay, asker := open("origin"), open("relay"), open("asker")
+	origin, relay, asker := openTestStore(t), openTestStore(t), openTestStore(t)
 	for i := range 6 {
 		if _, err := origin.Write(ctx, []store.Write{{Path: fmt.Sprintf("/n/%d", i), Data: []byte("x")}}); err != nil {
 			t.Fatal(err)
@@ -60,7 +49,7 @@ func TestAnswerSync_SkipsWhatAPushStreamCarries(t *testing.T) {
 	}
 	// The relay holds all 6 writes, the asker the first 2.
 	copyUpTo := func(dst *store.Store, upto uint64) {
-		msg, _, _, err := pushPage(origin, 0)
+		msg, _, _, err := pushPage(origin, origin.Origin(), 0)
 		if err != nil {
 			t.Fatal(err)
 		}
@@ -103,4 +92,19 @@ func TestAnswerSync_SkipsWhatAPushStreamCarries(t *testing.T) {
 			t.Errorf("%s: relayed %d nodes, want %d", tc.name, got, tc.want)
 		}
 	}
+}
+
+// openTestStore opens a store in a directory of its own, closed at the
+// end of the test.
+func openTestStore(t *testing.T) *store.Store {
+	t.Helper()
+	cfg := store.DefaultConfig(filepath.Join(t.TempDir(), "replds.db"))
+	cfg.NoSync = true
+	cfg.Logger = slog.New(slog.DiscardHandler)
+	st, err := store.Open(cfg)
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { st.Close() })
+	return st
 }

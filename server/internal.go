@@ -12,14 +12,21 @@ import (
 	"replds/acl"
 	repldspb "replds/proto"
 	"replds/store"
+	"replds/wire"
 )
 
-// Hello tells a joining peer our member name and gossip address.
+// Hello tells a peer our member name, gossip address and origin, and how
+// many of the asker's own writes (req.Origin) we have seen: a starting
+// peer asks (see startCheck).
 func (s *Server) Hello(ctx context.Context, req *repldspb.HelloRequest) (*repldspb.HelloResponse, error) {
 	if err := s.authorize(ctx, acl.Peer, ""); err != nil {
 		return nil, err
 	}
-	return &repldspb.HelloResponse{Name: s.cfg.Name, GossipAddr: s.mem.Addr(), Origin: s.store.Origin()}, nil
+	resp := &repldspb.HelloResponse{Name: s.cfg.Name, GossipAddr: s.mem.Addr(), Origin: s.store.Origin()}
+	if req.Origin != 0 {
+		resp.Seen = s.store.Vector()[req.Origin]
+	}
+	return resp, nil
 }
 
 // Push receives a peer's own accepted writes, in its seq order. It ends when
@@ -104,7 +111,7 @@ func nodesFromProto(origin uint64, pn []*repldspb.Node) ([]store.Node, error) {
 		if p.Deleted && len(p.Data) > 0 {
 			return nil, status.Errorf(codes.InvalidArgument, "tombstone %q with data", p.Path)
 		}
-		out[i] = nodeFromProto(p)
+		out[i] = wire.NodeFromProto(p)
 	}
 	return out, nil
 }
@@ -130,7 +137,7 @@ func (s *Server) serveSync(ctx context.Context, req *repldspb.SyncRequest, send 
 	// An asker that has seen more of our own writes than we hold means we
 	// were restored from an older state.
 	if o := s.store.Origin(); req.Vector != nil {
-		s.checkIncarnation(ctx, o, vectorFromProto(req.Vector)[o])
+		s.checkIncarnation(ctx, o, wire.VectorFromProto(req.Vector)[o])
 	}
 	return answerSync(s.store, req, send)
 }

@@ -6,6 +6,7 @@ import (
 	"time"
 
 	"replds/cluster"
+	repldspb "replds/proto"
 )
 
 // newMembership creates the server's membership (package cluster): gossip
@@ -52,7 +53,7 @@ func (s *Server) hello(ctx context.Context, peer string) (cluster.HelloInfo, err
 	if err != nil {
 		return cluster.HelloInfo{}, err
 	}
-	resp, err := c.hello(ctx)
+	resp, err := c.hello(ctx, &repldspb.HelloRequest{Origin: s.store.Origin()})
 	if err != nil {
 		return cluster.HelloInfo{}, err
 	}
@@ -68,6 +69,15 @@ func alivePeers(mem *cluster.Membership) []cluster.Member {
 		}
 	}
 	return out
+}
+
+// setCaughtUp records a completed sync round: the server has had
+// everything some peer had, and is ready (see readiness). The first call
+// tells the cluster.
+func (s *Server) setCaughtUp() {
+	if s.caughtUp.CompareAndSwap(false, true) {
+		s.advertiseReadiness()
+	}
 }
 
 // advertiseReadiness tells the cluster when this server's readiness (see

@@ -6,7 +6,6 @@ import (
 	"path"
 	"slices"
 	"sync"
-	"sync/atomic"
 	"time"
 
 	"github.com/prometheus/client_golang/prometheus"
@@ -16,7 +15,6 @@ import (
 	"google.golang.org/protobuf/proto"
 
 	"replds/buildinfo"
-	"replds/cluster"
 	repldspb "replds/proto"
 )
 
@@ -57,10 +55,6 @@ type metrics struct {
 
 	rpcs       *prometheus.CounterVec   // service, method, code
 	rpcSeconds *prometheus.HistogramVec // service, method, code
-
-	// caughtUp is set by the first successful sync round: the server has
-	// had everything some peer had. /readyz reads it.
-	caughtUp atomic.Bool
 
 	mu sync.Mutex
 	// lags holds, per peer member name, the lag measured by the last
@@ -283,7 +277,6 @@ func (m *metrics) syncDone(peer string, r *syncRound, err error) {
 	m.mu.Lock()
 	m.lags[peer] = lag
 	m.mu.Unlock()
-	m.caughtUp.Store(true)
 }
 
 // peerLags returns the lag behind each peer synced with, by name.
@@ -382,11 +375,7 @@ func (c *memberCollector) Describe(ch chan<- *prometheus.Desc) { ch <- membersDe
 func (c *memberCollector) Collect(ch chan<- prometheus.Metric) {
 	counts := map[string]int{"alive": 0, "dead": 0, "left": 0}
 	for _, mb := range c.s.mem.Members() {
-		state := mb.State
-		if state == cluster.Suspect {
-			state = cluster.Alive // memberlist's alive or suspect, as documented
-		}
-		counts[state.String()]++
+		counts[mb.State.String()]++
 	}
 	for _, state := range slices.Sorted(maps.Keys(counts)) {
 		ch <- prometheus.MustNewConstMetric(membersDesc, prometheus.GaugeValue, float64(counts[state]), state)

@@ -13,5 +13,8 @@ func SyncRoundWith(ctx context.Context, s *Server, peer, addr string) error {
 	r := &syncRound{}
 	_, err = s.syncWith(ctx, c, r)
 	s.metrics.syncDone(peer, r, err)
+	if err == nil {
+		s.setCaughtUp()
+	}
 	return err
 }

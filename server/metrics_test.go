@@ -441,3 +441,33 @@ func TestHTTP_TLS(t *testing.T) {
 		t.Errorf("plain HTTP /metrics = 200 on a TLS server")
 	}
 }
+
+// TestCluster_SyncRoundAdvertisesReadiness: a server with a peer becomes
+// ready at its first completed sync round, whoever ran it (here the test,
+// through SyncRoundWith, with the server's own loop idle), and the other
+// members learn it.
+func TestCluster_SyncRoundAdvertisesReadiness(t *testing.T) {
+	c := servertest.NewCluster(t, 2, func(i int, cfg *server.Config) {
+		cfg.SyncInterval = time.Hour
+	})
+	ready := func() (bool, error) {
+		for _, m := range c.Server(0).Membership().Members() {
+			if m.Name == c.Server(1).Name() {
+				return m.Ready, nil
+			}
+		}
+		return false, fmt.Errorf("server 0 does not list server 1")
+	}
+	if r, err := ready(); err != nil || r {
+		t.Fatalf("server 1 ready in server 0's view before any sync round = %v, %v; want false", r, err)
+	}
+	if err := server.SyncRoundWith(context.Background(), c.Server(1), c.Server(0).Name(), c.Addr(0)); err != nil {
+		t.Fatal(err)
+	}
+	c.Wait(10*time.Second, "server 1 ready in server 0's view", func() error {
+		if r, err := ready(); err != nil || !r {
+			return fmt.Errorf("ready = %v, %v", r, err)
+		}
+		return nil
+	})
+}

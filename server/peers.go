@@ -106,7 +106,8 @@ func (p *peerSet) close() {
 }
 
 // redial breaks every stream and connection to peers (see
-// transport.reset). Their users fail and retry on new ones.
+// transport.reset), after an ACL change. Their users fail and retry on new
+// ones, whose handshakes check the current ACLs.
 func (p *peerSet) redial() { p.tr.reset() }
 
 // randomPeer returns a random alive peer.
@@ -218,7 +219,8 @@ func (pu *pusher) session(ctx context.Context) error {
 		}
 		select {
 		case <-pu.set.s.draining:
-			// No write can come any more, and every one up to the head
+			// No write can come any more (Close waited for the Writer's
+			// calls and refuses new ones), and every one up to the head
 			// was sent: the peer's answer to the end of the stream says
 			// it applied them all.
 			if err := ps.finish(); err != nil {
@@ -240,8 +242,10 @@ func (pu *pusher) session(ctx context.Context) error {
 }
 
 // pushSession is one push stream of a store's own writes to a peer: it
-// starts at the head of the store's log and follows one origin (a new
-// incarnation breaks it, see transport.reset). One goroutine uses it.
+// starts at the head of the store's log and follows one origin. A new
+// incarnation ends it (errNewIncarnation): the store's Reincarnate wakes
+// idle pushers as a commit does (store.Written), and the pusher starts a
+// session on the new origin. One goroutine uses it.
 type pushSession struct {
 	st     *store.Store
 	stream pushStream
@@ -270,7 +274,7 @@ func (ps *pushSession) sendNext() (*repldspb.PushRequest, bool, error) {
 	if ps.st.Origin() != ps.origin {
 		return nil, false, errNewIncarnation
 	}
-	msg, next, more, err := pushPage(ps.st, ps.cursor)
+	msg, next, more, err := pushPage(ps.st, ps.origin, ps.cursor)
 	if err != nil || msg == nil {
 		return nil, more, err
 	}
@@ -287,7 +291,7 @@ func (ps *pushSession) sendNext() (*repldspb.PushRequest, bool, error) {
 // finish ends the stream once every write was sent, and waits for the
 // peer's answer that it applied them; errPushPending if some are left.
 func (ps *pushSession) finish() error {
-	if _, last, _, err := pushPage(ps.st, ps.cursor); err != nil || last != ps.cursor {
+	if _, last, _, err := pushPage(ps.st, ps.origin, ps.cursor); err != nil || last != ps.cursor {
 		return errPushPending
 	}
 	_, err := ps.stream.CloseAndRecv()

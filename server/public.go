@@ -11,6 +11,7 @@ import (
 	"replds/nodepath"
 	repldspb "replds/proto"
 	"replds/store"
+	"replds/wire"
 )
 
 // Store applies a client's batch of writes atomically, once it is durable.
@@ -36,7 +37,7 @@ func (s *Server) Store(ctx context.Context, req *repldspb.StoreRequest) (*replds
 	if err != nil {
 		return nil, err
 	}
-	return &repldspb.StoreResponse{Nodes: nodesToProto(nodes)}, nil
+	return &repldspb.StoreResponse{Nodes: wire.NodesToProto(nodes)}, nil
 }
 
 // Get returns one live leaf with its data.
@@ -51,7 +52,7 @@ func (s *Server) Get(ctx context.Context, req *repldspb.GetRequest) (*repldspb.G
 	if err != nil {
 		return nil, err
 	}
-	return &repldspb.GetResponse{Node: nodeToProto(n)}, nil
+	return &repldspb.GetResponse{Node: wire.NodeToProto(n)}, nil
 }
 
 // listPage bounds the entries of one List message.
@@ -125,7 +126,7 @@ func (s *Server) Status(ctx context.Context, req *repldspb.StatusRequest) (*repl
 	resp := &repldspb.StatusResponse{
 		Name:   s.cfg.Name,
 		Origin: s.store.Origin(),
-		Vector: vectorToProto(s.store.Vector()),
+		Vector: wire.VectorToProto(s.store.Vector()),
 		Root:   root[:],
 		Nodes:  st.Nodes,
 		Bytes:  st.Bytes,

@@ -17,17 +17,19 @@ import (
 
 	repldspb "replds/proto"
 	"replds/store"
+	"replds/wire"
 )
 
-// pushPage returns the next push message of st's own writes after cursor
-// (nil when there is none), the new cursor, and whether more are waiting.
-func pushPage(st *store.Store, cursor uint64) (*repldspb.PushRequest, uint64, bool, error) {
-	origin := st.Origin()
+// pushPage returns the next push message of st's own writes of origin
+// after cursor (nil when there is none), the new cursor, and whether more
+// are waiting. origin is the push session's, not read again from st: a
+// new incarnation must not pair its seqs with the old origin's cursor.
+func pushPage(st *store.Store, origin, cursor uint64) (*repldspb.PushRequest, uint64, bool, error) {
 	nodes, last, more, err := st.Changes(origin, cursor, pageNodes, pageBytes)
 	if err != nil || len(nodes) == 0 {
 		return nil, cursor, more, err
 	}
-	return &repldspb.PushRequest{Origin: origin, Prev: cursor, Nodes: nodesToProto(nodes)}, last, more, nil
+	return &repldspb.PushRequest{Origin: origin, Prev: cursor, Nodes: wire.NodesToProto(nodes)}, last, more, nil
 }
 
 // applyPush applies a pushed message: its nodes, and the vector advance
@@ -45,7 +47,7 @@ func applyPush(ctx context.Context, st *store.Store, msg *repldspb.PushRequest) 
 // syncRequest is the digest st sends to a peer.
 func syncRequest(st *store.Store) *repldspb.SyncRequest {
 	root := st.Root()
-	return &repldspb.SyncRequest{Vector: vectorToProto(st.Vector()), Root: root[:]}
+	return &repldspb.SyncRequest{Vector: wire.VectorToProto(st.Vector()), Root: root[:]}
 }
 
 // answerSync answers a digest: for each origin where st knows more, the
@@ -61,7 +63,7 @@ func syncRequest(st *store.Store) *repldspb.SyncRequest {
 // with its own vector advance, and origins a push carries are skipped),
 // while a feed follows prefixes with one vector and no per-origin marks.
 func answerSync(st *store.Store, req *repldspb.SyncRequest, send func(*repldspb.SyncResponse) error) error {
-	ask := vectorFromProto(req.Vector)
+	ask := wire.VectorFromProto(req.Vector)
 	mine := st.Vector()
 	pushed := map[uint64]uint64{}
 	for _, e := range req.PushedSince {
@@ -82,7 +84,7 @@ func answerSync(st *store.Store, req *repldspb.SyncRequest, send func(*repldspb.
 			if err != nil {
 				return err
 			}
-			msg := &repldspb.SyncResponse{Origin: o, Nodes: nodesToProto(nodes)}
+			msg := &repldspb.SyncResponse{Origin: o, Nodes: wire.NodesToProto(nodes)}
 			if !more {
 				msg.Done, msg.From, msg.Upto = true, ask[o], mine[o]
 			}
@@ -163,7 +165,7 @@ func answerBuckets(st *store.Store, req *repldspb.BucketRequest, send func(*repl
 			return err
 		}
 		for _, n := range nodes {
-			page = append(page, nodeToProto(n))
+			page = append(page, wire.NodeToProto(n))
 			size += len(n.Data)
 			if len(page) >= pageNodes || size >= pageBytes {
 				if err := flush(); err != nil {

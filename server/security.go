@@ -152,7 +152,9 @@ func (s *Server) authorize(ctx context.Context, o acl.Op, path string) error {
 // nodepath.Reserved or under it): a Watch or List of "/" does not copy the
 // cluster's own nodes onto hosts.
 func (s *Server) readable(ctx context.Context, prefix string) ([]string, func(path string) bool, error) {
-	hide := nodepath.Under(nodepath.Reserved, prefix) && !nodepath.IsReserved(prefix)
+	// The only prefix above the reserved namespace that does not name it:
+	// nodepath.Reserved sits right under the root.
+	hide := prefix == "/"
 	a := s.sec.acls.Get()
 	if a == nil {
 		if hide {
@@ -213,7 +215,8 @@ func lostPeers(old, cur *acl.ACL) []string {
 	return out
 }
 
-// readGossipKey reads a memberlist key: base64 of 16, 24 or 32 bytes.
+// readGossipKey reads a memberlist key, base64 encoded. Its length (16, 24
+// or 32 bytes) is checked by cluster.Config.Validate.
 func readGossipKey(path string) ([]byte, error) {
 	b, err := os.ReadFile(path)
 	if err != nil {
@@ -223,9 +226,5 @@ func readGossipKey(path string) ([]byte, error) {
 	if err != nil {
 		return nil, fmt.Errorf("server: gossip key %s: not base64: %w", path, err)
 	}
-	switch len(key) {
-	case 16, 24, 32:
-		return key, nil
-	}
-	return nil, fmt.Errorf("server: gossip key %s: %d bytes, want 16, 24 or 32", path, len(key))
+	return key, nil
 }

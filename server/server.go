@@ -9,6 +9,7 @@ import (
 	"os"
 	"path/filepath"
 	"sync"
+	"sync/atomic"
 	"time"
 
 	"google.golang.org/grpc"
@@ -58,13 +59,21 @@ type Server struct {
 	stopping    context.Context
 	stopStreams context.CancelCauseFunc
 	draining    chan struct{}
+	// checked is closed once the start check (startCheck) has ended: the
+	// Writer waits for it before writing.
+	checked chan struct{}
 
 	// incMu serializes incarnation checks (checkIncarnation).
 	incMu sync.Mutex
+	// caughtUp latches at the first completed sync round (setCaughtUp).
+	caughtUp atomic.Bool
 
 	mu      sync.Mutex
 	closing bool
 	wg      sync.WaitGroup
+	// writes counts the Writer's calls in progress (Writer.begin): Close
+	// waits for them before the pushers drain, and refuses new ones.
+	writes sync.WaitGroup
 
 	closeOnce sync.Once
 	closeErr  error
@@ -89,6 +98,7 @@ func New(cfg Config) (_ *Server, err error) {
 		now:    time.Now,
 
 		draining: make(chan struct{}),
+		checked:  make(chan struct{}),
 	}
 	s.stopping, s.stopStreams = context.WithCancelCause(context.Background())
 	// Each step that holds a resource pushes its release; a failing step
@@ -198,7 +208,9 @@ func (s *Server) Name() string { return s.cfg.Name }
 func (s *Server) DB() *store.Store { return s.store }
 
 // Start serves RPCs and starts membership and replication in the
-// background. It returns at once.
+// background. It returns at once. Writes wait until the server has asked
+// its configured peers what they have seen of its own writes (startCheck),
+// a few seconds at most.
 func (s *Server) Start() {
 	if s.sec.tls == nil {
 		s.log.Warn("PLAIN MODE: no TLS; anyone who can reach this server can read and write every node, and join the cluster",
@@ -211,6 +223,7 @@ func (s *Server) Start() {
 			s.log.Error("grpc serve stopped", "err", err)
 		}
 	})
+	s.goFunc(s.startCheck)
 	s.goFunc(func() { s.mem.Run(s.ctx) })
 	s.goFunc(s.syncLoop)
 	if s.cfg.MemoryTrimInterval > 0 {
@@ -272,8 +285,10 @@ func (s *Server) Close() error {
 			s.grpc.Stop()
 			<-stopped
 		}
-		// Writes acknowledged until now must not wait for this server to
-		// come back: push them to the peers before going.
+		// No write can begin any more (Writer.begin); those acknowledged
+		// until now must not wait for this server to come back: push them
+		// to the peers before going.
+		s.writes.Wait()
 		close(s.draining)
 		if !s.peers.drained(deadline) {
 			s.log.Warn("shutdown: some peers did not take the last writes; they will get them by sync once this server is back")

@@ -5,10 +5,14 @@ package server
 // push streams in digests and the incarnation checks, replicate.go and
 // the Watch stream) and real stores, over an in-memory transport
 // (simnet_test.go) that drops, duplicates and reorders messages, with
-// partitions, crashes and restarts, and skewed clocks that jump. After healing, every server must
-// hold the last-write-wins result of all acknowledged writes, no server's
-// version of a path may ever have decreased, and every watcher must hold
-// exactly the live nodes under its prefix.
+// partitions, crashes and restarts, restores from older copies of a
+// server's store (which its start check must turn into a new
+// incarnation), and skewed clocks that jump. After healing, eager push
+// alone must bring each server's next write to every peer, every server
+// must hold the last-write-wins result of all acknowledged writes, no
+// server's version of a path may ever have decreased, and every watcher
+// must hold exactly the live nodes under its prefix. The seeds together
+// must have taken at least one new incarnation.
 //
 //	go test -run TestSimulation ./server/                      # default seeds
 //	go test -run TestSimulation ./server/ -sim.seeds=5000      # more
@@ -31,11 +35,13 @@ import (
 	"testing"
 	"time"
 
+	bolt "go.etcd.io/bbolt"
 	"google.golang.org/grpc"
 
 	"replds/nodepath"
 	repldspb "replds/proto"
 	"replds/store"
+	"replds/wire"
 )
 
 var (
@@ -60,11 +66,22 @@ func TestSimulation(t *testing.T) {
 			n = 10
 		}
 	}
+	var restores, incarnations int
 	for seed := uint64(1); seed <= uint64(n); seed++ {
-		if !t.Run(fmt.Sprint(seed), func(t *testing.T) { runSim(t, seed) }) {
+		if !t.Run(fmt.Sprint(seed), func(t *testing.T) {
+			s := runSim(t, seed)
+			restores += s.restores
+			incarnations += s.incarnations
+		}) {
 			t.Logf("replay with: go test -run TestSimulation ./server/ -sim.seed=%d -v", seed)
 			return
 		}
+	}
+	t.Logf("%d seeds: %d restores from a backup, %d new incarnations", n, restores, incarnations)
+	// Restores are what the incarnation checks and the pushers' restart on
+	// a new origin are for: a run without one tested neither.
+	if incarnations == 0 {
+		t.Errorf("no server took a new incarnation in %d seeds", n)
 	}
 }
 
@@ -77,10 +94,15 @@ type simServer struct {
 	srv      *Server      // nil while crashed
 	skew     atomic.Int64 // nanoseconds added to the simulation clock
 	sessions map[int]*pushSession
-	// unchecked holds, after a restore, the peers the server has not yet
-	// completed a sync round with; while it is not empty, the server takes
-	// no client writes (see restore).
-	unchecked map[int]bool
+	// backedUp says that dir holds a copy of the store file, taken when
+	// the server last crashed with a backup (see crash).
+	backedUp bool
+	// origin is the store's origin when last looked at (countIncarnations).
+	origin uint64
+	// twin is, from a restore until a start check has run, the server
+	// that holds all it held, crashes and restarts included; -1 otherwise
+	// (see restore).
+	twin int
 }
 
 // simMsg is a push message in flight on its stream.
@@ -128,11 +150,10 @@ type sim struct {
 	inflight []simMsg
 	// streams are the push streams open (not broken).
 	streams []*simPushStream
-	// backedUp is the server whose store file the first crash of the run
-	// copied for restore, -1 before it (one copy a run: the files are
-	// large and slow to copy).
-	backedUp int
-	cut      map[[2]int]bool
+	// restores and incarnations count the restores from a backup and the
+	// new incarnations servers took (see restore, countIncarnations).
+	restores, incarnations int
+	cut                    map[[2]int]bool
 	// acked holds, per path, the winning acknowledged write: its metadata
 	// and data (nil for a delete).
 	acked     map[string]store.Meta
@@ -143,7 +164,8 @@ type sim struct {
 	paths    []string
 }
 
-func runSim(t *testing.T, seed uint64) {
+// runSim runs one seed and returns the simulation for its counts.
+func runSim(t *testing.T, seed uint64) *sim {
 	s := &sim{
 		t:         t,
 		rng:       rand.New(rand.NewPCG(seed, seed^0x5eed)),
@@ -152,7 +174,6 @@ func runSim(t *testing.T, seed uint64) {
 		cut:       map[[2]int]bool{},
 		acked:     map[string]store.Meta{},
 		ackedData: map[string][]byte{},
-		backedUp:  -1,
 	}
 	s.now.Store(time.Date(2026, 1, 1, 0, 0, 0, 0, time.UTC).UnixNano())
 	for i := range 8 {
@@ -160,7 +181,7 @@ func runSim(t *testing.T, seed uint64) {
 	}
 	n := 3 + s.rng.IntN(3)
 	for i := range n {
-		srv := &simServer{dir: t.TempDir()}
+		srv := &simServer{dir: t.TempDir(), twin: -1}
 		srv.skew.Store(int64(s.rng.IntN(4000)-2000) * int64(time.Millisecond))
 		s.servers = append(s.servers, srv)
 		s.seen = append(s.seen, map[string]store.Meta{})
@@ -203,18 +224,26 @@ func runSim(t *testing.T, seed uint64) {
 			w := s.watchers[s.rng.IntN(len(s.watchers))]
 			s.disconnect(w)
 			s.connect(w, s.rng.IntN(n))
-		case r < 99:
+		case r < 98:
 			s.orphan(s.rng.IntN(n))
 		default:
 			s.restore(s.rng.IntN(n))
 		}
+		// Start checks run concurrently with the rest of the server.
+		for i := range n {
+			if s.rng.IntN(3) == 0 {
+				s.startCheck(i)
+			}
+		}
+		s.countIncarnations()
 		s.drainWatchers()
 		s.checkMonotonic(step)
 		if t.Failed() {
-			return
+			return s
 		}
 	}
 	s.heal()
+	return s
 }
 
 // tracef logs a step with -sim.trace.
@@ -250,32 +279,159 @@ func (s *sim) start(i int) {
 		s.t.Fatalf("open server %d: %v", i, err)
 	}
 	srv.st = st
-	srv.srv = &Server{cfg: Config{Name: strconv.Itoa(i)}, log: s.log, store: st, now: cfg.Now}
+	srv.srv = &Server{cfg: Config{Name: strconv.Itoa(i)}, log: s.log, store: st, now: cfg.Now, checked: make(chan struct{})}
 	srv.srv.metrics = newMetrics(srv.srv)
 	srv.srv.peers = newPeerSet(srv.srv, &simTransport{sim: s, from: i})
 	// A restarted pusher starts from the head: sync fills what it missed.
 	srv.sessions = map[int]*pushSession{}
+	srv.origin = st.Origin()
+	// Its pushers start at once, before its start check has run: on the
+	// origin it has now.
+	for j := range s.servers {
+		if s.reachable(i, j) {
+			s.push(i, j)
+		}
+	}
 }
 
-// crash stops server i; its watchers lose their streams. The first crash
-// of the run leaves a copy of the store file for restore.
+// startCheck runs server i's start check (Server.startCheck), which a
+// started server runs concurrently with its pushers and sync rounds, and
+// which its writes wait for: the peers it reaches say what they have seen
+// of its writes. After a restore it waits until the server reaches the
+// twin that holds everything it held (see restore); in production it
+// would give up after startCheckTimeout and write anyway.
+func (s *sim) startCheck(i int) {
+	srv := s.servers[i]
+	if srv.st == nil || srv.checked() || (srv.twin >= 0 && !s.reachable(i, srv.twin)) {
+		return
+	}
+	s.tracef("start check of %d", i)
+	var peers []peerClient
+	for j := range s.servers {
+		if j != i {
+			peers = append(peers, &simPeer{sim: s, from: i, to: j})
+		}
+	}
+	srv.srv.checkPeersSeen(s.ctx, peers)
+	close(srv.srv.checked)
+	srv.twin = -1
+}
+
+// checked reports whether the server's start check has run: its Writer
+// writes only then.
+func (srv *simServer) checked() bool {
+	select {
+	case <-srv.srv.checked:
+		return true
+	default:
+		return false
+	}
+}
+
+// countIncarnations counts the servers whose origin changed since the
+// last call: by their start check or a sync round's check. Their backup,
+// of an older incarnation, is dropped: restored, it would take back an
+// origin whose writes its twin may not have all seen (the server caught
+// up with them from its peers, maybe not yet all), and the start check
+// could miss seqs a watcher has passed.
+func (s *sim) countIncarnations() {
+	for i, srv := range s.servers {
+		if srv.st != nil && srv.st.Origin() != srv.origin {
+			s.tracef("server %d takes a new incarnation", i)
+			s.incarnations++
+			srv.origin = srv.st.Origin()
+			srv.backedUp = false
+		}
+	}
+}
+
+// crash stops server i; its watchers lose their streams. Half the crashes
+// leave a copy of the store file for a later restore, replacing the one
+// before.
 func (s *sim) crash(i int) {
 	if s.servers[i].st == nil {
 		return
 	}
 	s.tracef("crash %d", i)
 	s.stop(i)
-	if s.backedUp < 0 {
-		s.copyFile(s.dbPath(i), s.backupPath(i))
-		s.backedUp = i
+	if s.rng.IntN(2) == 0 {
+		s.backup(i)
 	}
 }
 
 func (s *sim) dbPath(i int) string     { return filepath.Join(s.servers[i].dir, "replds.db") }
 func (s *sim) backupPath(i int) string { return filepath.Join(s.servers[i].dir, "backup.db") }
 
-// copyFile copies a store file (io.Copy between files lets the kernel
-// copy: they are mostly free pages).
+// backup copies the store file of stopped server i, as a backup would:
+// only the pages in use (bbolt Tx.CopyFile), not the free space bbolt
+// allocated ahead (16 MiB).
+func (s *sim) backup(i int) {
+	s.tracef("backup %d", i)
+	db, err := bolt.Open(s.dbPath(i), 0o600, &bolt.Options{ReadOnly: true})
+	if err != nil {
+		s.t.Fatalf("backup %d: %v", i, err)
+	}
+	defer db.Close()
+	if err := db.View(func(tx *bolt.Tx) error { return tx.CopyFile(s.backupPath(i), 0o600) }); err != nil {
+		s.t.Fatalf("backup %d: %v", i, err)
+	}
+	s.servers[i].backedUp = true
+}
+
+// restore restarts server i from its backup, as an operator restores one:
+// the peers may have seen more of its own writes than it then holds, and
+// its start check (startCheck) must take a new incarnation for its next
+// writes to spread. So that no acknowledged write is lost, a peer it
+// reaches first takes every node it holds (sync rounds both ways, its push
+// streams to that peer cut so that the rounds carry everything); that
+// peer has then seen all that any server or watcher has of its writes,
+// and the start check asks it.
+func (s *sim) restore(i int) {
+	srv := s.servers[i]
+	if !srv.backedUp || slices.ContainsFunc(s.servers, func(o *simServer) bool { return o.twin == i }) {
+		return // i is a pending start check's twin: it must keep what it holds
+	}
+	s.start(i)
+	var reached []int
+	for j := range s.servers {
+		if s.reachable(i, j) {
+			reached = append(reached, j)
+		}
+	}
+	if len(reached) == 0 {
+		return
+	}
+	j := reached[s.rng.IntN(len(reached))]
+	for _, ps := range slices.Clone(s.streams) {
+		if ps.from == i && ps.to == j {
+			ps.cut()
+		}
+	}
+	twin := func() bool {
+		own := srv.st.Origin()
+		return s.servers[j].st.Root() == srv.st.Root() && s.servers[j].st.Vector()[own] >= srv.st.Vector()[own]
+	}
+	for range 3 {
+		if twin() {
+			break
+		}
+		s.sync(j, i, false)
+		s.sync(i, j, false)
+	}
+	if !twin() {
+		return
+	}
+	s.tracef("restore %d from its backup (server %d holds the same nodes)", i, j)
+	s.restores++
+	s.stop(i)
+	s.copyFile(s.backupPath(i), s.dbPath(i))
+	// Its versions go back, legitimately: they come back from the peers.
+	clear(s.seen[i])
+	s.start(i)
+	srv.twin = j
+}
+
+// copyFile copies a store file.
 func (s *sim) copyFile(from, to string) {
 	src, err := os.Open(from)
 	if err != nil {
@@ -291,42 +447,6 @@ func (s *sim) copyFile(from, to string) {
 	}
 	if err := dst.Close(); err != nil {
 		s.t.Fatal(err)
-	}
-}
-
-// restore restarts server i from the copy of its store file the first
-// crash of the run left, if that was i's, as from a backup: the peers may have seen more of its own
-// writes than it then holds, and it must take a new incarnation
-// (checkIncarnation) for its next writes to spread. It happens only while
-// another server holds the very same nodes, so that no acknowledged write
-// is lost.
-func (s *sim) restore(i int) {
-	srv := s.servers[i]
-	if srv.st == nil || s.backedUp != i {
-		return
-	}
-	own := srv.st.Origin()
-	twin := slices.IndexFunc(s.servers, func(o *simServer) bool {
-		return o != srv && o.st != nil && o.st.Root() == srv.st.Root() && o.st.Vector()[own] >= srv.st.Vector()[own]
-	})
-	if twin < 0 {
-		return
-	}
-	s.tracef("restore %d from its backup (server %d holds the same nodes)", i, twin)
-	s.stop(i)
-	s.copyFile(s.backupPath(i), s.dbPath(i))
-	// Its versions go back, legitimately: they come back from the peers.
-	clear(s.seen[i])
-	s.start(i)
-	// Until its sync rounds have shown it what the peers saw of its own
-	// writes, its next writes would reuse seqs that a watcher may already
-	// have passed (see checkIncarnation): it takes client writes again
-	// once it has completed a round with every peer.
-	srv.unchecked = map[int]bool{}
-	for j := range s.servers {
-		if j != i {
-			srv.unchecked[j] = true
-		}
 	}
 }
 
@@ -355,9 +475,9 @@ func (s *sim) stop(i int) {
 // write makes a client write a random batch on server i and records what
 // was acknowledged.
 func (s *sim) write(i int) {
-	st := s.servers[i].st
-	if st == nil || len(s.servers[i].unchecked) > 0 {
-		return
+	srv := s.servers[i]
+	if srv.st == nil || !srv.checked() {
+		return // its Writer waits for the start check
 	}
 	var ws []store.Write
 	data := map[string][]byte{}
@@ -380,7 +500,7 @@ func (s *sim) write(i int) {
 			ws = append(ws, store.Write{Path: p, Data: d})
 		}
 	}
-	nodes, err := st.Write(s.ctx, ws)
+	nodes, err := srv.srv.Writer().Write(s.ctx, ws)
 	if errors.Is(err, store.ErrClockSkew) {
 		return // refused: nothing was acknowledged
 	}
@@ -471,7 +591,6 @@ func (s *sim) sync(a, b int, lossy bool) {
 	if err != nil {
 		s.t.Fatalf("sync %d<-%d: %v", a, b, err)
 	}
-	delete(asker.unchecked, b)
 	// A complete round brings the asker up to the responder's vector,
 	// except for what a live push stream into the asker vouches to bring:
 	// writes of its origin after the seq the stream started at.
@@ -517,14 +636,14 @@ func (s *sim) connect(w *simWatcher, i int) {
 	if st == nil {
 		return
 	}
-	s.tracef("watcher %s connects to %d with token %v, holding %d", w.prefix, i, vectorFromProto(w.token), len(w.held))
+	s.tracef("watcher %s connects to %d with token %v, holding %d", w.prefix, i, wire.VectorFromProto(w.token), len(w.held))
 	w.server = i
 	w.out = &simStream{ctx: s.ctx}
 	w.ws = &watchStream{
 		s:      &Server{store: st, log: s.log},
 		stream: w.out,
 		roots:  []string{w.prefix},
-		token:  vectorFromProto(w.token),
+		token:  wire.VectorFromProto(w.token),
 	}
 	feed, err := w.ws.openFeed()
 	if err != nil {
@@ -577,7 +696,7 @@ func (s *sim) receive(w *simWatcher) {
 			if !nodepath.Under(n.Path, w.prefix) {
 				s.t.Fatalf("watch of %s sent %s", w.prefix, n.Path)
 			}
-			node := nodeFromProto(n)
+			node := wire.NodeFromProto(n)
 			s.tracef("watcher %s on %d gets %s v%d o%x s%d deleted=%v", w.prefix, w.server, n.Path, n.Version, n.Origin, n.Seq, n.Deleted)
 			if cur, ok := w.held[n.Path]; ok && !node.Meta.Newer(cur) {
 				continue
@@ -587,7 +706,7 @@ func (s *sim) receive(w *simWatcher) {
 		}
 		if m.Bookmark != nil {
 			w.token = m.Bookmark
-			s.tracef("watcher %s on %d bookmark %v", w.prefix, w.server, vectorFromProto(m.Bookmark))
+			s.tracef("watcher %s on %d bookmark %v", w.prefix, w.server, wire.VectorFromProto(m.Bookmark))
 		}
 	}
 	w.out.msgs = nil
@@ -615,6 +734,56 @@ func (s *sim) checkMonotonic(step int) {
 	}
 }
 
+// checkPushes checks that eager push alone delivers a write to every peer
+// once the network is whole, a new incarnation included: each server's
+// pushers restart on its current origin (a session of an older one ends
+// with errNewIncarnation), then it writes a marker, which its pushes must
+// bring to every peer, with no sync round.
+func (s *sim) checkPushes() {
+	n := len(s.servers)
+	for range 2 {
+		// The first pass ends sessions of an older origin, the second
+		// opens new ones at the head.
+		for a := range n {
+			for b := range n {
+				for s.push(a, b) {
+				}
+			}
+		}
+	}
+	markers := map[int]store.Node{}
+	for a, srv := range s.servers {
+		p := fmt.Sprintf("/k/%d", a)
+		nodes, err := srv.srv.Writer().Write(s.ctx, []store.Write{{Path: p, Data: []byte("marker")}})
+		if errors.Is(err, store.ErrClockSkew) {
+			continue
+		}
+		if err != nil || len(nodes) != 1 {
+			s.t.Fatalf("marker on %d: %v, %v", a, nodes, err)
+		}
+		if cur, ok := s.acked[p]; !ok || nodes[0].Meta.Newer(cur) {
+			s.acked[p], s.ackedData[p] = nodes[0].Meta, []byte("marker")
+		}
+		markers[a] = nodes[0]
+	}
+	for a := range n {
+		for b := range n {
+			for s.push(a, b) {
+			}
+		}
+	}
+	for len(s.inflight) > 0 {
+		s.deliver(false)
+	}
+	for a, m := range markers {
+		for b, srv := range s.servers {
+			if got, ok := srv.st.Lookup(m.Path); b != a && (!ok || m.Meta.Newer(got)) {
+				s.t.Errorf("server %d: %s = %+v after pushes, want server %d's marker %+v (origin now %x)", b, m.Path, got, a, m.Meta, s.servers[a].st.Origin())
+			}
+		}
+	}
+}
+
 // heal restarts every server, ends partitions and loss, lets the network
 // settle, then checks the outcome.
 func (s *sim) heal() {
@@ -622,10 +791,15 @@ func (s *sim) heal() {
 		s.start(i)
 	}
 	clear(s.cut)
+	for i := range s.servers {
+		s.startCheck(i)
+	}
+	s.countIncarnations()
 	for len(s.inflight) > 0 {
 		s.deliver(false)
 	}
 	n := len(s.servers)
+	s.checkPushes()
 	converged := false
 	for round := 0; round < 10 && !converged; round++ {
 		// Time passes between rounds, as between the loops' sync rounds:

@@ -33,7 +33,7 @@ func (t *simTransport) peer(addr string) (peerClient, error) {
 	return &simPeer{sim: t.sim, from: t.from, to: to}, nil
 }
 
-// reset breaks the push streams from server from.
+// reset breaks the push streams from server from, as an ACL change does.
 func (t *simTransport) reset() {
 	for _, ps := range slices.Clone(t.sim.streams) {
 		if ps.from == t.from {
@@ -52,12 +52,12 @@ type simPeer struct {
 	lossy    bool
 }
 
-func (p *simPeer) hello(context.Context) (*repldspb.HelloResponse, error) {
+func (p *simPeer) hello(_ context.Context, req *repldspb.HelloRequest) (*repldspb.HelloResponse, error) {
 	if !p.sim.reachable(p.from, p.to) {
 		return nil, errSimNetwork
 	}
 	srv := p.sim.servers[p.to].srv
-	return &repldspb.HelloResponse{Name: srv.Name(), Origin: srv.store.Origin()}, nil
+	return &repldspb.HelloResponse{Name: srv.Name(), Origin: srv.store.Origin(), Seen: srv.store.Vector()[req.Origin]}, nil
 }
 
 func (p *simPeer) push(ctx context.Context) (pushStream, error) {

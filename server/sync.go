@@ -4,9 +4,11 @@ import (
 	"context"
 	"fmt"
 	"math/rand/v2"
+	"sync"
 	"time"
 
 	repldspb "replds/proto"
+	"replds/wire"
 )
 
 // syncLoop runs a digest sync round with a random alive peer every
@@ -43,7 +45,7 @@ func (s *Server) syncLoop() {
 			continue
 		}
 		s.metrics.syncDone(m.Name, round, nil)
-		s.advertiseReadiness()
+		s.setCaughtUp()
 		if failures >= 3 {
 			log.Info("sync recovered", "peer", m.Name)
 		}
@@ -60,7 +62,7 @@ func (s *Server) syncLoop() {
 // records what the round exchanged in r (nil: nowhere).
 func (s *Server) syncWith(ctx context.Context, peer peerClient, r *syncRound) (int, error) {
 	req := syncRequest(s.store)
-	req.PushedSince = vectorToProto(s.inbound.claims(s.now())).Entries
+	req.PushedSince = wire.VectorToProto(s.inbound.claims(s.now())).Entries
 	r.sent(req)
 	applied := 0
 	err := peer.sync(ctx, req, func(msg *repldspb.SyncResponse) error {
@@ -94,15 +96,74 @@ func (s *Server) syncWith(ctx context.Context, peer peerClient, r *syncRound) (i
 	return applied, err
 }
 
+// startCheckTimeout bounds the start check (startCheck): how long a
+// starting server waits for its configured peers' answers before it takes
+// writes anyway.
+const startCheckTimeout = 3 * time.Second
+
+// startCheck runs once, at Start: it asks the configured peers what they
+// have seen of this server's own writes (checkPeersSeen), then lets the
+// Writer write (s.checked). A server restored from an older copy of its
+// data thus takes a new incarnation before its first write, instead of
+// reusing seqs that its peers, and the resume tokens of Watch clients,
+// already cover. A server with no peers configured skips it.
+func (s *Server) startCheck() {
+	defer close(s.checked)
+	if len(s.cfg.Peers) == 0 {
+		return
+	}
+	ctx, cancel := context.WithTimeout(s.ctx, startCheckTimeout)
+	defer cancel()
+	var peers []peerClient
+	for _, addr := range s.cfg.Peers {
+		if c, err := s.peers.tr.peer(addr); err == nil {
+			peers = append(peers, c)
+		}
+	}
+	answered := s.checkPeersSeen(ctx, peers)
+	s.log.Debug("start check done", "peers", len(s.cfg.Peers), "answered", answered)
+}
+
+// checkPeersSeen asks every peer at once (Hello) how far it has seen this
+// server's origin, until ctx is done, and takes a new incarnation
+// (checkIncarnation) if one has seen more than the server holds. It
+// returns how many peers answered. A peer that does not answer is passed
+// over: if it saw more, the first sync round with it finds out
+// (checkIncarnation), and writes taken until then reuse seqs.
+func (s *Server) checkPeersSeen(ctx context.Context, peers []peerClient) int {
+	origin := s.store.Origin()
+	seen := make([]uint64, len(peers))
+	ok := make([]bool, len(peers))
+	var wg sync.WaitGroup
+	for i, p := range peers {
+		wg.Go(func() {
+			resp, err := p.hello(ctx, &repldspb.HelloRequest{Origin: origin})
+			if err == nil {
+				seen[i], ok[i] = resp.Seen, true
+			}
+		})
+	}
+	wg.Wait()
+	answered := 0
+	var most uint64
+	for i := range peers {
+		if ok[i] {
+			answered++
+			most = max(most, seen[i])
+		}
+	}
+	// Taking the new origin is a local commit: ctx bounded only the asking.
+	s.checkIncarnation(context.WithoutCancel(ctx), origin, most)
+	return answered
+}
+
 // checkIncarnation takes a new incarnation when a peer has seen up to seq
 // seen of origin, this server's own origin, and the server holds less: it
 // was restored from a backup or lost its last writes. Its next writes would
 // otherwise reuse seqs its peers already cover, and never reach them; its
-// old writes, of a foreign origin from now on, come back by sync. Writes
-// it accepts before a round with such a peer still reuse those seqs: peers
-// get them by hash-tree repair, but a Watch client whose token already
-// passed them does not (the simulation keeps a restored server from
-// taking writes until it has synced with every peer).
+// old writes, of a foreign origin from now on, come back by sync. The
+// start check (startCheck) asks the peers before the first write; this
+// check in every sync round catches a peer that did not answer it.
 func (s *Server) checkIncarnation(ctx context.Context, origin, seen uint64) {
 	s.incMu.Lock()
 	defer s.incMu.Unlock()
@@ -116,6 +177,6 @@ func (s *Server) checkIncarnation(ctx context.Context, origin, seen uint64) {
 	}
 	s.log.Warn("peers have seen more of this server's writes than it holds (restored from an older state?): new incarnation",
 		"old_origin", fmt.Sprintf("%016x", old), "origin", fmt.Sprintf("%016x", cur), "held", s.store.Vector()[old], "seen", seen)
-	// Pushers follow the origin's seqs: restart them on the new one.
-	s.peers.redial()
+	// The pushers wake on the new origin (Reincarnate fires store.Written)
+	// and restart their sessions on it (errNewIncarnation).
 }

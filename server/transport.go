@@ -25,9 +25,8 @@ type transport interface {
 	// address). Clients are shared: the caller does not close them.
 	peer(addr string) (peerClient, error)
 	// reset breaks every open stream and connection, so that their users
-	// fail and start again on new ones: after an ACL change (the peer
-	// check runs at the handshake) and after a new incarnation (a push
-	// stream follows one origin).
+	// fail and start again on new ones, after an ACL change: the peer
+	// check runs at the handshake.
 	reset()
 	// close breaks everything, as reset, and refuses later calls.
 	close()
@@ -38,8 +37,9 @@ type transport interface {
 // or ctx is done, and returns ctx's error or the peer's.
 type peerClient interface {
 	repairPeer
-	// hello asks the peer for its name, gossip address and origin.
-	hello(ctx context.Context) (*repldspb.HelloResponse, error)
+	// hello asks the peer for its name, gossip address and origin, and
+	// what it has seen of the asker's origin req.Origin.
+	hello(ctx context.Context, req *repldspb.HelloRequest) (*repldspb.HelloResponse, error)
 	// push opens a push stream, which lives until ctx is done, the stream
 	// breaks, or CloseAndRecv.
 	push(ctx context.Context) (pushStream, error)
@@ -124,8 +124,8 @@ func (t *grpcTransport) close() {
 // grpcPeer is a peer's internal API over gRPC.
 type grpcPeer struct{ c repldspb.InternalClient }
 
-func (p grpcPeer) hello(ctx context.Context) (*repldspb.HelloResponse, error) {
-	return p.c.Hello(ctx, &repldspb.HelloRequest{})
+func (p grpcPeer) hello(ctx context.Context, req *repldspb.HelloRequest) (*repldspb.HelloResponse, error) {
+	return p.c.Hello(ctx, req)
 }
 
 func (p grpcPeer) push(ctx context.Context) (pushStream, error) {

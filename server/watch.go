@@ -13,6 +13,7 @@ import (
 	"replds/nodepath"
 	repldspb "replds/proto"
 	"replds/store"
+	"replds/wire"
 )
 
 // watchBuffer is how many committed batches a Watch stream may fall behind
@@ -41,7 +42,7 @@ func (s *Server) Watch(req *repldspb.WatchRequest, stream repldspb.Replds_WatchS
 		roots:    roots,
 		readable: readable,
 		rules:    rules,
-		token:    vectorFromProto(req.Token),
+		token:    wire.VectorFromProto(req.Token),
 		scope:    aclFingerprint(rules, roots),
 	}
 	// The token records what the client could read when it was issued
@@ -175,10 +176,10 @@ func (w *watchStream) openFeed() (*store.Feed, error) {
 func (w *watchStream) send(page store.FeedPage) error {
 	w.token = page.Vector
 	if !page.Replay {
-		return w.stream.Send(&repldspb.WatchResponse{Nodes: nodesToProto(page.Nodes), Bookmark: w.bookmark()})
+		return w.stream.Send(&repldspb.WatchResponse{Nodes: wire.NodesToProto(page.Nodes), Bookmark: w.bookmark()})
 	}
 	if len(page.Nodes) > 0 {
-		if err := w.stream.Send(&repldspb.WatchResponse{Nodes: nodesToProto(page.Nodes)}); err != nil {
+		if err := w.stream.Send(&repldspb.WatchResponse{Nodes: wire.NodesToProto(page.Nodes)}); err != nil {
 			return err
 		}
 	}
@@ -197,7 +198,7 @@ func (w *watchStream) rulesChanged() bool {
 
 // bookmark returns the resume token covering everything sent so far.
 func (w *watchStream) bookmark() *repldspb.Vector {
-	v := vectorToProto(w.token)
+	v := wire.VectorToProto(w.token)
 	v.Scope = w.scope
 	return v
 }

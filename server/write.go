@@ -7,10 +7,13 @@ import (
 	"replds/store"
 )
 
-// Writer is the server's one write path into its store. The Store RPC goes
-// through it, and so does every writer inside the server (a job publishing
-// its status node, a restore, a cross-cluster replication), so that
-// metrics, logging and the hand-off to replication happen in one place.
+// Writer is the path of every write this server originates, or imports
+// for a job, into its store: the Store RPC goes through it, and so does
+// every writer inside the server (a job publishing its status node, a
+// restore, a cross-cluster replication), so that metrics, logging, the
+// start check and shutdown see them in one place. Replication from peers
+// (push, digest sync, repair) applies to the store directly. The pushers
+// follow the store's own commits (store.Written), not the Writer.
 //
 // A Writer checks no ACLs and none of the rules of the reserved namespace
 // (see doc.go): it is the server writing, and it may write anywhere,
@@ -21,22 +24,51 @@ import (
 //
 // Its methods are safe for concurrent use. They block until the batch is
 // durable, and behave on ctx as store.Write does: if ctx ends before the
-// batch is committed, nothing is written. Once the server is closed they
-// fail with store.ErrClosed. They copy the data they are given.
+// committer starts on the batch, they return ctx.Err() and write nothing;
+// after that, they wait for the commit. Once the server is closing
+// (Close has begun) they fail with store.ErrClosed: Close waits for the
+// calls in progress, then the pushers hand every write acknowledged until
+// then to the peers. They copy the data they are given.
 type Writer struct{ s *Server }
 
 // Writer returns the server's internal write path. It may be called before
-// Start; writes then wait for no peer and are replicated once the server
-// runs.
+// Start, but its writes wait until Start has asked the peers what they
+// have seen of this server's writes (startCheck), or ctx ends.
 func (s *Server) Writer() *Writer { return &Writer{s: s} }
+
+// begin waits until the start check has ended, so that no write reuses a
+// seq a peer has seen (startCheck), and counts a write in progress, which
+// Close waits for before the pushers drain; the caller calls
+// s.writes.Done when the write ends. It fails with ctx's error, or with
+// store.ErrClosed once the server is closing.
+func (w *Writer) begin(ctx context.Context) error {
+	s := w.s
+	select {
+	case <-s.checked:
+	case <-ctx.Done():
+		return ctx.Err()
+	case <-s.stopping.Done():
+		return store.ErrClosed
+	}
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	if s.closing {
+		return store.ErrClosed
+	}
+	s.writes.Add(1)
+	return nil
+}
 
 // Write stores ws as one atomic batch stamped by this server (new versions
 // of this server's origin, as store.Write); the pushers wake on the store's
 // own commit and send it to every live peer. It returns the changed nodes,
-// without data, in request order;
-// nil if nothing changed.
+// without data, in request order; nil if nothing changed.
 func (w *Writer) Write(ctx context.Context, ws []store.Write) ([]store.Node, error) {
 	s := w.s
+	if err := w.begin(ctx); err != nil {
+		return nil, err
+	}
+	defer s.writes.Done()
 	start := time.Now()
 	nodes, err := s.store.Write(ctx, ws)
 	s.metrics.committed("write", start, err)
@@ -48,8 +80,8 @@ func (w *Writer) Write(ctx context.Context, ws []store.Write) ([]store.Node, err
 	}
 	s.metrics.writes.Add(float64(len(nodes)))
 	var size int
-	for _, w := range ws {
-		size += len(w.Data)
+	for _, x := range ws {
+		size += len(x.Data)
 	}
 	s.log.Info("stored", "nodes", len(nodes), "bytes", size, "first", nodes[0].Path)
 	return nodes, nil
@@ -63,6 +95,10 @@ func (w *Writer) Write(ctx context.Context, ws []store.Write) ([]store.Node, err
 // changed the store.
 func (w *Writer) Apply(ctx context.Context, nodes []store.Node) (int, error) {
 	s := w.s
+	if err := w.begin(ctx); err != nil {
+		return 0, err
+	}
+	defer s.writes.Done()
 	start := time.Now()
 	n, err := s.store.Apply(ctx, nodes, nil)
 	s.metrics.committed("apply", start, err)

@@ -10,9 +10,10 @@ type notifier struct {
 }
 
 // Written returns a channel that is closed once a Write that changed
-// something has committed after the call: the store then holds new writes
-// of its own origin (see Changes). Take the channel before reading the
-// state and wait on it afterwards, and no commit is missed. It never
+// something has committed after the call, or the store took a new origin
+// (Reincarnate): the store then holds new writes of its own origin, or a
+// new origin of its own (see Changes). Take the channel before reading
+// the state and wait on it afterwards, and no commit is missed. It never
 // blocks, costs a commit nothing while nobody waits, and is not closed by
 // Close: waiters also select on their own lifetime.
 func (s *Store) Written() <-chan struct{} {

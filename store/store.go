@@ -366,7 +366,8 @@ type reincarnation struct {
 // A server does so when its peers have seen more of its own writes than it
 // holds (it was restored from a backup, or lost its last writes): its new
 // writes must not reuse seqs its peers already cover, and its old writes,
-// now of a foreign origin, come back through Apply. It returns the old and
+// now of a foreign origin, come back through Apply. It wakes the waiters
+// of Written, who follow the store's own origin. It returns the old and
 // the new origin.
 func (s *Store) Reincarnate(ctx context.Context) (old, new uint64, err error) {
 	answer := make(chan reincarnation, 1)
@@ -396,6 +397,9 @@ func (s *Store) reincarnate() reincarnation {
 	old := s.origin
 	s.origin = o
 	s.mu.Unlock()
+	// Waiters on Written follow the store's own writes: those of a new
+	// origin from now on.
+	s.written.fire()
 	return reincarnation{old: old, new: o}
 }
 

@@ -302,7 +302,7 @@ func TestNotifyShutdown(t *testing.T) {
 
 func TestE2E_Version(t *testing.T) {
 	out := mustRun(t, "--version")
-	if !regexp.MustCompile(`^replds \S+\nrevision: .+\ngo: go1\.\d+`).MatchString(out) {
+	if !regexp.MustCompile(`^replds \S+(, revision [0-9a-f]+(\+modified)?)?, go1\.\d+`).MatchString(out) {
 		t.Errorf("replds --version = %q", out)
 	}
 }
