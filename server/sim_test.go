@@ -38,6 +38,8 @@ import (
 	bolt "go.etcd.io/bbolt"
 	"google.golang.org/grpc"
 
+	"replds/follow"
+	"replds/follow/followtest"
 	"replds/nodepath"
 	repldspb "replds/proto"
 	"replds/store"
@@ -111,18 +113,19 @@ type simMsg struct {
 	msg    *repldspb.PushRequest
 }
 
-// simWatcher models a pull client: it applies what a Watch stream sends by
-// the client's rule (a node only if newer than what it holds) and resumes
-// elsewhere from its last bookmark.
+// simWatcher models a pull client: the follower's own protocol (follow.Start
+// at each connection, follow.Handle for each message) into an in-memory
+// sink, which applies a node only if newer than what it holds, deletes what
+// a complete replay lacked, and resumes elsewhere from its last bookmark.
 type simWatcher struct {
 	prefix string
 	server int // -1 when disconnected
 	ws     *watchStream
 	out    *simStream
 	feed   *store.Feed
-	token  *repldspb.Vector
-	held   map[string]store.Meta
-	data   map[string][]byte
+	sink   *followtest.MemSink
+	// full: the session replays in full (see follow.Handle).
+	full bool
 }
 
 // simStream is the in-memory end of a Watch stream.
@@ -193,7 +196,7 @@ func runSim(t *testing.T, seed uint64) *sim {
 		}
 	})
 	for _, prefix := range []string{"/", "/d", "/k/3"} {
-		w := &simWatcher{prefix: prefix, server: -1, held: map[string]store.Meta{}, data: map[string][]byte{}}
+		w := &simWatcher{prefix: prefix, server: -1, sink: followtest.NewMemSink()}
 		s.watchers = append(s.watchers, w)
 		s.connect(w, s.rng.IntN(n))
 	}
@@ -279,7 +282,7 @@ func (s *sim) start(i int) {
 		s.t.Fatalf("open server %d: %v", i, err)
 	}
 	srv.st = st
-	srv.srv = &Server{cfg: Config{Name: strconv.Itoa(i)}, log: s.log, store: st, now: cfg.Now, checked: make(chan struct{})}
+	srv.srv = &Server{cfg: Config{Name: strconv.Itoa(i)}, log: s.log, store: st, now: cfg.Now, checked: make(chan struct{}), stopping: context.Background()}
 	srv.srv.metrics = newMetrics(srv.srv)
 	srv.srv.peers = newPeerSet(srv.srv, &simTransport{sim: s, from: i})
 	// A restarted pusher starts from the head: sync fills what it missed.
@@ -636,14 +639,18 @@ func (s *sim) connect(w *simWatcher, i int) {
 	if st == nil {
 		return
 	}
-	s.tracef("watcher %s connects to %d with token %v, holding %d", w.prefix, i, wire.VectorFromProto(w.token), len(w.held))
-	w.server = i
+	token, full, err := follow.Start(s.ctx, w.sink)
+	if err != nil {
+		s.t.Fatalf("watcher start: %v", err)
+	}
+	s.tracef("watcher %s connects to %d with token %v, holding %d", w.prefix, i, wire.VectorFromProto(token), len(w.sink.Live()))
+	w.server, w.full = i, full
 	w.out = &simStream{ctx: s.ctx}
 	w.ws = &watchStream{
 		s:      &Server{store: st, log: s.log},
 		stream: w.out,
 		roots:  []string{w.prefix},
-		token:  wire.VectorFromProto(w.token),
+		token:  wire.VectorFromProto(token),
 	}
 	feed, err := w.ws.openFeed()
 	if err != nil {
@@ -689,24 +696,20 @@ func (s *sim) drainWatchers() {
 	}
 }
 
-// receive applies what w's stream sent, by the pull client's rules.
+// receive hands what w's stream sent to its sink, as the follower does.
 func (s *sim) receive(w *simWatcher) {
 	for _, m := range w.out.msgs {
 		for _, n := range m.Nodes {
 			if !nodepath.Under(n.Path, w.prefix) {
 				s.t.Fatalf("watch of %s sent %s", w.prefix, n.Path)
 			}
-			node := wire.NodeFromProto(n)
 			s.tracef("watcher %s on %d gets %s v%d o%x s%d deleted=%v", w.prefix, w.server, n.Path, n.Version, n.Origin, n.Seq, n.Deleted)
-			if cur, ok := w.held[n.Path]; ok && !node.Meta.Newer(cur) {
-				continue
-			}
-			w.held[n.Path] = node.Meta
-			w.data[n.Path] = n.Data
 		}
 		if m.Bookmark != nil {
-			w.token = m.Bookmark
 			s.tracef("watcher %s on %d bookmark %v", w.prefix, w.server, wire.VectorFromProto(m.Bookmark))
+		}
+		if _, err := follow.Handle(s.ctx, w.sink, m, &w.full); err != nil {
+			s.t.Fatalf("watcher of %s: %v", w.prefix, err)
 		}
 	}
 	w.out.msgs = nil
@@ -863,14 +866,19 @@ func (s *sim) heal() {
 			s.connect(w, s.rng.IntN(n))
 			s.drainWatchers()
 		}
+		held := w.sink.Live()
 		for p, want := range s.acked {
 			if !nodepath.Under(p, w.prefix) {
 				continue
 			}
-			got, ok := w.held[p]
-			live := ok && !got.Deleted
-			if live != !want.Deleted || (live && !bytes.Equal(w.data[p], s.ackedData[p])) {
-				s.t.Errorf("watcher of %s: %s = %+v %q (held %v), want %+v %q", w.prefix, p, got, w.data[p], ok, want, s.ackedData[p])
+			data, live := held[p]
+			if live != !want.Deleted || (live && data != string(s.ackedData[p])) {
+				s.t.Errorf("watcher of %s: %s = %q (live %v), want %+v %q", w.prefix, p, data, live, want, s.ackedData[p])
+			}
+		}
+		for p := range held {
+			if want, ok := s.acked[p]; !ok || want.Deleted {
+				s.t.Errorf("watcher of %s holds %s, which is not a live acknowledged node", w.prefix, p)
 			}
 		}
 	}
