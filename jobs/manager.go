@@ -230,9 +230,9 @@ func New(cfg Config) (*Manager, error) {
 		cfg.RetryMax = time.Minute
 	}
 	m := &Manager{
-		cfg:     cfg,
-		log:     cfg.Logger.With("component", "jobs"),
-		kinds:   map[string]Kind{},
+		cfg:      cfg,
+		log:      cfg.Logger.With("component", "jobs"),
+		kinds:    map[string]Kind{},
 		defs:     map[string]Def{},
 		running:  map[string]*instance{},
 		requests: map[string]Request{},
