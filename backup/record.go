@@ -2,6 +2,7 @@ package backup
 
 import (
 	"bufio"
+	"bytes"
 	"encoding/binary"
 	"errors"
 	"fmt"
@@ -134,12 +135,28 @@ func (d *decoder) next(n *store.Node) (bool, error) {
 	}
 	n.Size = uint32(dataLen)
 	if dataLen > 0 {
-		n.Data = make([]byte, dataLen)
-		if _, err := io.ReadFull(d.r, n.Data); err != nil {
-			return false, fmt.Errorf("%w: record %d: %v", errFormat, d.count, eofIsUnexpected(err))
+		if n.Data, err = readData(d.r, int64(dataLen)); err != nil {
+			return false, fmt.Errorf("%w: record %d: %v", errFormat, d.count, err)
 		}
 	}
 	return true, nil
+}
+
+// readData reads n bytes of data. Beyond a megabyte it lets the buffer grow
+// with what arrives, so that a corrupt length does not allocate up to
+// MaxNodeData before the stream ends.
+func readData(r io.Reader, n int64) ([]byte, error) {
+	if n <= 1<<20 {
+		b := make([]byte, n)
+		_, err := io.ReadFull(r, b)
+		return b, eofIsUnexpected(err)
+	}
+	var buf bytes.Buffer
+	buf.Grow(1 << 20)
+	if _, err := io.CopyN(&buf, r, n); err != nil {
+		return nil, eofIsUnexpected(err)
+	}
+	return buf.Bytes(), nil
 }
 
 func (d *decoder) uvarint() (uint64, error) {
