@@ -84,7 +84,7 @@ type fileWriter struct {
 	key   string
 	name  string
 	pw    *io.PipeWriter
-	sum   *digest // of the bytes stored
+	sum   *digest        // of the bytes stored
 	enc   io.WriteCloser // age encryption, or nil
 	raw   int            // uncompressed bytes written
 	nodes uint64
