@@ -1077,6 +1077,95 @@ func (x *StatusResponse) GetReady() bool {
 	return false
 }
 
+type ImportRequest struct {
+	state         protoimpl.MessageState `protogen:"open.v1"`
+	Nodes         []*Node                `protobuf:"bytes,1,rep,name=nodes,proto3" json:"nodes,omitempty"`
+	unknownFields protoimpl.UnknownFields
+	sizeCache     protoimpl.SizeCache
+}
+
+func (x *ImportRequest) Reset() {
+	*x = ImportRequest{}
+	mi := &file_replds_proto_msgTypes[17]
+	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+	ms.StoreMessageInfo(mi)
+}
+
+func (x *ImportRequest) String() string {
+	return protoimpl.X.MessageStringOf(x)
+}
+
+func (*ImportRequest) ProtoMessage() {}
+
+func (x *ImportRequest) ProtoReflect() protoreflect.Message {
+	mi := &file_replds_proto_msgTypes[17]
+	if x != nil {
+		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+		if ms.LoadMessageInfo() == nil {
+			ms.StoreMessageInfo(mi)
+		}
+		return ms
+	}
+	return mi.MessageOf(x)
+}
+
+// Deprecated: Use ImportRequest.ProtoReflect.Descriptor instead.
+func (*ImportRequest) Descriptor() ([]byte, []int) {
+	return file_replds_proto_rawDescGZIP(), []int{17}
+}
+
+func (x *ImportRequest) GetNodes() []*Node {
+	if x != nil {
+		return x.Nodes
+	}
+	return nil
+}
+
+type ImportResponse struct {
+	state protoimpl.MessageState `protogen:"open.v1"`
+	// changed is how many of the nodes changed the store (were newer).
+	Changed       uint64 `protobuf:"varint,1,opt,name=changed,proto3" json:"changed,omitempty"`
+	unknownFields protoimpl.UnknownFields
+	sizeCache     protoimpl.SizeCache
+}
+
+func (x *ImportResponse) Reset() {
+	*x = ImportResponse{}
+	mi := &file_replds_proto_msgTypes[18]
+	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+	ms.StoreMessageInfo(mi)
+}
+
+func (x *ImportResponse) String() string {
+	return protoimpl.X.MessageStringOf(x)
+}
+
+func (*ImportResponse) ProtoMessage() {}
+
+func (x *ImportResponse) ProtoReflect() protoreflect.Message {
+	mi := &file_replds_proto_msgTypes[18]
+	if x != nil {
+		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+		if ms.LoadMessageInfo() == nil {
+			ms.StoreMessageInfo(mi)
+		}
+		return ms
+	}
+	return mi.MessageOf(x)
+}
+
+// Deprecated: Use ImportResponse.ProtoReflect.Descriptor instead.
+func (*ImportResponse) Descriptor() ([]byte, []int) {
+	return file_replds_proto_rawDescGZIP(), []int{18}
+}
+
+func (x *ImportResponse) GetChanged() uint64 {
+	if x != nil {
+		return x.Changed
+	}
+	return 0
+}
+
 // PushRequest carries writes of the sender's own origin, in seq order.
 type PushRequest struct {
 	state protoimpl.MessageState `protogen:"open.v1"`
@@ -1093,7 +1182,7 @@ type PushRequest struct {
 
 func (x *PushRequest) Reset() {
 	*x = PushRequest{}
-	mi := &file_replds_proto_msgTypes[17]
+	mi := &file_replds_proto_msgTypes[19]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -1105,7 +1194,7 @@ func (x *PushRequest) String() string {
 func (*PushRequest) ProtoMessage() {}
 
 func (x *PushRequest) ProtoReflect() protoreflect.Message {
-	mi := &file_replds_proto_msgTypes[17]
+	mi := &file_replds_proto_msgTypes[19]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -1118,7 +1207,7 @@ func (x *PushRequest) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use PushRequest.ProtoReflect.Descriptor instead.
 func (*PushRequest) Descriptor() ([]byte, []int) {
-	return file_replds_proto_rawDescGZIP(), []int{17}
+	return file_replds_proto_rawDescGZIP(), []int{19}
 }
 
 func (x *PushRequest) GetOrigin() uint64 {
@@ -1150,7 +1239,7 @@ type PushResponse struct {
 
 func (x *PushResponse) Reset() {
 	*x = PushResponse{}
-	mi := &file_replds_proto_msgTypes[18]
+	mi := &file_replds_proto_msgTypes[20]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -1162,7 +1251,7 @@ func (x *PushResponse) String() string {
 func (*PushResponse) ProtoMessage() {}
 
 func (x *PushResponse) ProtoReflect() protoreflect.Message {
-	mi := &file_replds_proto_msgTypes[18]
+	mi := &file_replds_proto_msgTypes[20]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -1175,7 +1264,7 @@ func (x *PushResponse) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use PushResponse.ProtoReflect.Descriptor instead.
 func (*PushResponse) Descriptor() ([]byte, []int) {
-	return file_replds_proto_rawDescGZIP(), []int{18}
+	return file_replds_proto_rawDescGZIP(), []int{20}
 }
 
 type SyncRequest struct {
@@ -1195,7 +1284,7 @@ type SyncRequest struct {
 
 func (x *SyncRequest) Reset() {
 	*x = SyncRequest{}
-	mi := &file_replds_proto_msgTypes[19]
+	mi := &file_replds_proto_msgTypes[21]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -1207,7 +1296,7 @@ func (x *SyncRequest) String() string {
 func (*SyncRequest) ProtoMessage() {}
 
 func (x *SyncRequest) ProtoReflect() protoreflect.Message {
-	mi := &file_replds_proto_msgTypes[19]
+	mi := &file_replds_proto_msgTypes[21]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -1220,7 +1309,7 @@ func (x *SyncRequest) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use SyncRequest.ProtoReflect.Descriptor instead.
 func (*SyncRequest) Descriptor() ([]byte, []int) {
-	return file_replds_proto_rawDescGZIP(), []int{19}
+	return file_replds_proto_rawDescGZIP(), []int{21}
 }
 
 func (x *SyncRequest) GetVector() *Vector {
@@ -1265,7 +1354,7 @@ type SyncResponse struct {
 
 func (x *SyncResponse) Reset() {
 	*x = SyncResponse{}
-	mi := &file_replds_proto_msgTypes[20]
+	mi := &file_replds_proto_msgTypes[22]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -1277,7 +1366,7 @@ func (x *SyncResponse) String() string {
 func (*SyncResponse) ProtoMessage() {}
 
 func (x *SyncResponse) ProtoReflect() protoreflect.Message {
-	mi := &file_replds_proto_msgTypes[20]
+	mi := &file_replds_proto_msgTypes[22]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -1290,7 +1379,7 @@ func (x *SyncResponse) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use SyncResponse.ProtoReflect.Descriptor instead.
 func (*SyncResponse) Descriptor() ([]byte, []int) {
-	return file_replds_proto_rawDescGZIP(), []int{20}
+	return file_replds_proto_rawDescGZIP(), []int{22}
 }
 
 func (x *SyncResponse) GetOrigin() uint64 {
@@ -1347,7 +1436,7 @@ type HelloRequest struct {
 
 func (x *HelloRequest) Reset() {
 	*x = HelloRequest{}
-	mi := &file_replds_proto_msgTypes[21]
+	mi := &file_replds_proto_msgTypes[23]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -1359,7 +1448,7 @@ func (x *HelloRequest) String() string {
 func (*HelloRequest) ProtoMessage() {}
 
 func (x *HelloRequest) ProtoReflect() protoreflect.Message {
-	mi := &file_replds_proto_msgTypes[21]
+	mi := &file_replds_proto_msgTypes[23]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -1372,7 +1461,7 @@ func (x *HelloRequest) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use HelloRequest.ProtoReflect.Descriptor instead.
 func (*HelloRequest) Descriptor() ([]byte, []int) {
-	return file_replds_proto_rawDescGZIP(), []int{21}
+	return file_replds_proto_rawDescGZIP(), []int{23}
 }
 
 func (x *HelloRequest) GetOrigin() uint64 {
@@ -1400,7 +1489,7 @@ type HelloResponse struct {
 
 func (x *HelloResponse) Reset() {
 	*x = HelloResponse{}
-	mi := &file_replds_proto_msgTypes[22]
+	mi := &file_replds_proto_msgTypes[24]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -1412,7 +1501,7 @@ func (x *HelloResponse) String() string {
 func (*HelloResponse) ProtoMessage() {}
 
 func (x *HelloResponse) ProtoReflect() protoreflect.Message {
-	mi := &file_replds_proto_msgTypes[22]
+	mi := &file_replds_proto_msgTypes[24]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -1425,7 +1514,7 @@ func (x *HelloResponse) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use HelloResponse.ProtoReflect.Descriptor instead.
 func (*HelloResponse) Descriptor() ([]byte, []int) {
-	return file_replds_proto_rawDescGZIP(), []int{22}
+	return file_replds_proto_rawDescGZIP(), []int{24}
 }
 
 func (x *HelloResponse) GetName() string {
@@ -1468,7 +1557,7 @@ type TreeRequest struct {
 
 func (x *TreeRequest) Reset() {
 	*x = TreeRequest{}
-	mi := &file_replds_proto_msgTypes[23]
+	mi := &file_replds_proto_msgTypes[25]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -1480,7 +1569,7 @@ func (x *TreeRequest) String() string {
 func (*TreeRequest) ProtoMessage() {}
 
 func (x *TreeRequest) ProtoReflect() protoreflect.Message {
-	mi := &file_replds_proto_msgTypes[23]
+	mi := &file_replds_proto_msgTypes[25]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -1493,7 +1582,7 @@ func (x *TreeRequest) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use TreeRequest.ProtoReflect.Descriptor instead.
 func (*TreeRequest) Descriptor() ([]byte, []int) {
-	return file_replds_proto_rawDescGZIP(), []int{23}
+	return file_replds_proto_rawDescGZIP(), []int{25}
 }
 
 func (x *TreeRequest) GetLevel() uint32 {
@@ -1521,7 +1610,7 @@ type TreeResponse struct {
 
 func (x *TreeResponse) Reset() {
 	*x = TreeResponse{}
-	mi := &file_replds_proto_msgTypes[24]
+	mi := &file_replds_proto_msgTypes[26]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -1533,7 +1622,7 @@ func (x *TreeResponse) String() string {
 func (*TreeResponse) ProtoMessage() {}
 
 func (x *TreeResponse) ProtoReflect() protoreflect.Message {
-	mi := &file_replds_proto_msgTypes[24]
+	mi := &file_replds_proto_msgTypes[26]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -1546,7 +1635,7 @@ func (x *TreeResponse) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use TreeResponse.ProtoReflect.Descriptor instead.
 func (*TreeResponse) Descriptor() ([]byte, []int) {
-	return file_replds_proto_rawDescGZIP(), []int{24}
+	return file_replds_proto_rawDescGZIP(), []int{26}
 }
 
 func (x *TreeResponse) GetHashes() [][]byte {
@@ -1566,7 +1655,7 @@ type BucketRequest struct {
 
 func (x *BucketRequest) Reset() {
 	*x = BucketRequest{}
-	mi := &file_replds_proto_msgTypes[25]
+	mi := &file_replds_proto_msgTypes[27]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -1578,7 +1667,7 @@ func (x *BucketRequest) String() string {
 func (*BucketRequest) ProtoMessage() {}
 
 func (x *BucketRequest) ProtoReflect() protoreflect.Message {
-	mi := &file_replds_proto_msgTypes[25]
+	mi := &file_replds_proto_msgTypes[27]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -1591,7 +1680,7 @@ func (x *BucketRequest) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use BucketRequest.ProtoReflect.Descriptor instead.
 func (*BucketRequest) Descriptor() ([]byte, []int) {
-	return file_replds_proto_rawDescGZIP(), []int{25}
+	return file_replds_proto_rawDescGZIP(), []int{27}
 }
 
 func (x *BucketRequest) GetBuckets() []uint32 {
@@ -1675,7 +1764,11 @@ const file_replds_proto_rawDesc = "" +
 	"tombstones\x18\n" +
 	" \x01(\x04R\n" +
 	"tombstones\x12\x14\n" +
-	"\x05ready\x18\v \x01(\bR\x05ready\"`\n" +
+	"\x05ready\x18\v \x01(\bR\x05ready\"6\n" +
+	"\rImportRequest\x12%\n" +
+	"\x05nodes\x18\x01 \x03(\v2\x0f.replds.v1.NodeR\x05nodes\"*\n" +
+	"\x0eImportResponse\x12\x18\n" +
+	"\achanged\x18\x01 \x01(\x04R\achanged\"`\n" +
 	"\vPushRequest\x12\x16\n" +
 	"\x06origin\x18\x01 \x01(\x04R\x06origin\x12\x12\n" +
 	"\x04prev\x18\x02 \x01(\x04R\x04prev\x12%\n" +
@@ -1706,13 +1799,14 @@ const file_replds_proto_rawDesc = "" +
 	"\fTreeResponse\x12\x16\n" +
 	"\x06hashes\x18\x01 \x03(\fR\x06hashes\")\n" +
 	"\rBucketRequest\x12\x18\n" +
-	"\abuckets\x18\x01 \x03(\rR\abuckets2\xb2\x02\n" +
+	"\abuckets\x18\x01 \x03(\rR\abuckets2\xf1\x02\n" +
 	"\x06Replds\x12:\n" +
 	"\x05Store\x12\x17.replds.v1.StoreRequest\x1a\x18.replds.v1.StoreResponse\x124\n" +
 	"\x03Get\x12\x15.replds.v1.GetRequest\x1a\x16.replds.v1.GetResponse\x129\n" +
 	"\x04List\x12\x16.replds.v1.ListRequest\x1a\x17.replds.v1.ListResponse0\x01\x12<\n" +
 	"\x05Watch\x12\x17.replds.v1.WatchRequest\x1a\x18.replds.v1.WatchResponse0\x01\x12=\n" +
-	"\x06Status\x12\x18.replds.v1.StatusRequest\x1a\x19.replds.v1.StatusResponse2\xb5\x02\n" +
+	"\x06Status\x12\x18.replds.v1.StatusRequest\x1a\x19.replds.v1.StatusResponse\x12=\n" +
+	"\x06Import\x12\x18.replds.v1.ImportRequest\x1a\x19.replds.v1.ImportResponse2\xb5\x02\n" +
 	"\bInternal\x12:\n" +
 	"\x05Hello\x12\x17.replds.v1.HelloRequest\x1a\x18.replds.v1.HelloResponse\x129\n" +
 	"\x04Push\x12\x16.replds.v1.PushRequest\x1a\x17.replds.v1.PushResponse(\x01\x129\n" +
@@ -1732,7 +1826,7 @@ func file_replds_proto_rawDescGZIP() []byte {
 	return file_replds_proto_rawDescData
 }
 
-var file_replds_proto_msgTypes = make([]protoimpl.MessageInfo, 26)
+var file_replds_proto_msgTypes = make([]protoimpl.MessageInfo, 28)
 var file_replds_proto_goTypes = []any{
 	(*Node)(nil),           // 0: replds.v1.Node
 	(*VectorEntry)(nil),    // 1: replds.v1.VectorEntry
@@ -1751,15 +1845,17 @@ var file_replds_proto_goTypes = []any{
 	(*Member)(nil),         // 14: replds.v1.Member
 	(*PeerLag)(nil),        // 15: replds.v1.PeerLag
 	(*StatusResponse)(nil), // 16: replds.v1.StatusResponse
-	(*PushRequest)(nil),    // 17: replds.v1.PushRequest
-	(*PushResponse)(nil),   // 18: replds.v1.PushResponse
-	(*SyncRequest)(nil),    // 19: replds.v1.SyncRequest
-	(*SyncResponse)(nil),   // 20: replds.v1.SyncResponse
-	(*HelloRequest)(nil),   // 21: replds.v1.HelloRequest
-	(*HelloResponse)(nil),  // 22: replds.v1.HelloResponse
-	(*TreeRequest)(nil),    // 23: replds.v1.TreeRequest
-	(*TreeResponse)(nil),   // 24: replds.v1.TreeResponse
-	(*BucketRequest)(nil),  // 25: replds.v1.BucketRequest
+	(*ImportRequest)(nil),  // 17: replds.v1.ImportRequest
+	(*ImportResponse)(nil), // 18: replds.v1.ImportResponse
+	(*PushRequest)(nil),    // 19: replds.v1.PushRequest
+	(*PushResponse)(nil),   // 20: replds.v1.PushResponse
+	(*SyncRequest)(nil),    // 21: replds.v1.SyncRequest
+	(*SyncResponse)(nil),   // 22: replds.v1.SyncResponse
+	(*HelloRequest)(nil),   // 23: replds.v1.HelloRequest
+	(*HelloResponse)(nil),  // 24: replds.v1.HelloResponse
+	(*TreeRequest)(nil),    // 25: replds.v1.TreeRequest
+	(*TreeResponse)(nil),   // 26: replds.v1.TreeResponse
+	(*BucketRequest)(nil),  // 27: replds.v1.BucketRequest
 }
 var file_replds_proto_depIdxs = []int32{
 	1,  // 0: replds.v1.Vector.entries:type_name -> replds.v1.VectorEntry
@@ -1773,35 +1869,38 @@ var file_replds_proto_depIdxs = []int32{
 	2,  // 8: replds.v1.StatusResponse.vector:type_name -> replds.v1.Vector
 	14, // 9: replds.v1.StatusResponse.members:type_name -> replds.v1.Member
 	15, // 10: replds.v1.StatusResponse.peers:type_name -> replds.v1.PeerLag
-	0,  // 11: replds.v1.PushRequest.nodes:type_name -> replds.v1.Node
-	2,  // 12: replds.v1.SyncRequest.vector:type_name -> replds.v1.Vector
-	1,  // 13: replds.v1.SyncRequest.pushed_since:type_name -> replds.v1.VectorEntry
-	0,  // 14: replds.v1.SyncResponse.nodes:type_name -> replds.v1.Node
-	4,  // 15: replds.v1.Replds.Store:input_type -> replds.v1.StoreRequest
-	6,  // 16: replds.v1.Replds.Get:input_type -> replds.v1.GetRequest
-	8,  // 17: replds.v1.Replds.List:input_type -> replds.v1.ListRequest
-	11, // 18: replds.v1.Replds.Watch:input_type -> replds.v1.WatchRequest
-	13, // 19: replds.v1.Replds.Status:input_type -> replds.v1.StatusRequest
-	21, // 20: replds.v1.Internal.Hello:input_type -> replds.v1.HelloRequest
-	17, // 21: replds.v1.Internal.Push:input_type -> replds.v1.PushRequest
-	19, // 22: replds.v1.Internal.Sync:input_type -> replds.v1.SyncRequest
-	23, // 23: replds.v1.Internal.Tree:input_type -> replds.v1.TreeRequest
-	25, // 24: replds.v1.Internal.Buckets:input_type -> replds.v1.BucketRequest
-	5,  // 25: replds.v1.Replds.Store:output_type -> replds.v1.StoreResponse
-	7,  // 26: replds.v1.Replds.Get:output_type -> replds.v1.GetResponse
-	10, // 27: replds.v1.Replds.List:output_type -> replds.v1.ListResponse
-	12, // 28: replds.v1.Replds.Watch:output_type -> replds.v1.WatchResponse
-	16, // 29: replds.v1.Replds.Status:output_type -> replds.v1.StatusResponse
-	22, // 30: replds.v1.Internal.Hello:output_type -> replds.v1.HelloResponse
-	18, // 31: replds.v1.Internal.Push:output_type -> replds.v1.PushResponse
-	20, // 32: replds.v1.Internal.Sync:output_type -> replds.v1.SyncResponse
-	24, // 33: replds.v1.Internal.Tree:output_type -> replds.v1.TreeResponse
-	20, // 34: replds.v1.Internal.Buckets:output_type -> replds.v1.SyncResponse
-	25, // [25:35] is the sub-list for method output_type
-	15, // [15:25] is the sub-list for method input_type
-	15, // [15:15] is the sub-list for extension type_name
-	15, // [15:15] is the sub-list for extension extendee
-	0,  // [0:15] is the sub-list for field type_name
+	0,  // 11: replds.v1.ImportRequest.nodes:type_name -> replds.v1.Node
+	0,  // 12: replds.v1.PushRequest.nodes:type_name -> replds.v1.Node
+	2,  // 13: replds.v1.SyncRequest.vector:type_name -> replds.v1.Vector
+	1,  // 14: replds.v1.SyncRequest.pushed_since:type_name -> replds.v1.VectorEntry
+	0,  // 15: replds.v1.SyncResponse.nodes:type_name -> replds.v1.Node
+	4,  // 16: replds.v1.Replds.Store:input_type -> replds.v1.StoreRequest
+	6,  // 17: replds.v1.Replds.Get:input_type -> replds.v1.GetRequest
+	8,  // 18: replds.v1.Replds.List:input_type -> replds.v1.ListRequest
+	11, // 19: replds.v1.Replds.Watch:input_type -> replds.v1.WatchRequest
+	13, // 20: replds.v1.Replds.Status:input_type -> replds.v1.StatusRequest
+	17, // 21: replds.v1.Replds.Import:input_type -> replds.v1.ImportRequest
+	23, // 22: replds.v1.Internal.Hello:input_type -> replds.v1.HelloRequest
+	19, // 23: replds.v1.Internal.Push:input_type -> replds.v1.PushRequest
+	21, // 24: replds.v1.Internal.Sync:input_type -> replds.v1.SyncRequest
+	25, // 25: replds.v1.Internal.Tree:input_type -> replds.v1.TreeRequest
+	27, // 26: replds.v1.Internal.Buckets:input_type -> replds.v1.BucketRequest
+	5,  // 27: replds.v1.Replds.Store:output_type -> replds.v1.StoreResponse
+	7,  // 28: replds.v1.Replds.Get:output_type -> replds.v1.GetResponse
+	10, // 29: replds.v1.Replds.List:output_type -> replds.v1.ListResponse
+	12, // 30: replds.v1.Replds.Watch:output_type -> replds.v1.WatchResponse
+	16, // 31: replds.v1.Replds.Status:output_type -> replds.v1.StatusResponse
+	18, // 32: replds.v1.Replds.Import:output_type -> replds.v1.ImportResponse
+	24, // 33: replds.v1.Internal.Hello:output_type -> replds.v1.HelloResponse
+	20, // 34: replds.v1.Internal.Push:output_type -> replds.v1.PushResponse
+	22, // 35: replds.v1.Internal.Sync:output_type -> replds.v1.SyncResponse
+	26, // 36: replds.v1.Internal.Tree:output_type -> replds.v1.TreeResponse
+	22, // 37: replds.v1.Internal.Buckets:output_type -> replds.v1.SyncResponse
+	27, // [27:38] is the sub-list for method output_type
+	16, // [16:27] is the sub-list for method input_type
+	16, // [16:16] is the sub-list for extension type_name
+	16, // [16:16] is the sub-list for extension extendee
+	0,  // [0:16] is the sub-list for field type_name
 }
 
 func init() { file_replds_proto_init() }
@@ -1815,7 +1914,7 @@ func file_replds_proto_init() {
 			GoPackagePath: reflect.TypeOf(x{}).PkgPath(),
 			RawDescriptor: unsafe.Slice(unsafe.StringData(file_replds_proto_rawDesc), len(file_replds_proto_rawDesc)),
 			NumEnums:      0,
-			NumMessages:   26,
+			NumMessages:   28,
 			NumExtensions: 0,
 			NumServices:   2,
 		},

@@ -37,6 +37,7 @@ const (
 	Replds_List_FullMethodName   = "/replds.v1.Replds/List"
 	Replds_Watch_FullMethodName  = "/replds.v1.Replds/Watch"
 	Replds_Status_FullMethodName = "/replds.v1.Replds/Status"
+	Replds_Import_FullMethodName = "/replds.v1.Replds/Import"
 )
 
 // RepldsClient is the client API for Replds service.
@@ -57,6 +58,12 @@ type RepldsClient interface {
 	Watch(ctx context.Context, in *WatchRequest, opts ...grpc.CallOption) (grpc.ServerStreamingClient[WatchResponse], error)
 	// Status describes this server: identity, vector, hash root, members.
 	Status(ctx context.Context, in *StatusRequest, opts ...grpc.CallOption) (*StatusResponse, error)
+	// Import applies nodes that keep their own versions (a restore in merge
+	// mode): each replaces the node at its path only if it is newer, so
+	// nothing newer is ever overwritten. It needs write on every path, and
+	// refuses versions ahead of the server's clock limit and the reserved
+	// namespace.
+	Import(ctx context.Context, in *ImportRequest, opts ...grpc.CallOption) (*ImportResponse, error)
 }
 
 type repldsClient struct {
@@ -135,6 +142,16 @@ func (c *repldsClient) Status(ctx context.Context, in *StatusRequest, opts ...gr
 	return out, nil
 }
 
+func (c *repldsClient) Import(ctx context.Context, in *ImportRequest, opts ...grpc.CallOption) (*ImportResponse, error) {
+	cOpts := append([]grpc.CallOption{grpc.StaticMethod()}, opts...)
+	out := new(ImportResponse)
+	err := c.cc.Invoke(ctx, Replds_Import_FullMethodName, in, out, cOpts...)
+	if err != nil {
+		return nil, err
+	}
+	return out, nil
+}
+
 // RepldsServer is the server API for Replds service.
 // All implementations must embed UnimplementedRepldsServer
 // for forward compatibility.
@@ -153,6 +170,12 @@ type RepldsServer interface {
 	Watch(*WatchRequest, grpc.ServerStreamingServer[WatchResponse]) error
 	// Status describes this server: identity, vector, hash root, members.
 	Status(context.Context, *StatusRequest) (*StatusResponse, error)
+	// Import applies nodes that keep their own versions (a restore in merge
+	// mode): each replaces the node at its path only if it is newer, so
+	// nothing newer is ever overwritten. It needs write on every path, and
+	// refuses versions ahead of the server's clock limit and the reserved
+	// namespace.
+	Import(context.Context, *ImportRequest) (*ImportResponse, error)
 	mustEmbedUnimplementedRepldsServer()
 }
 
@@ -177,6 +200,9 @@ func (UnimplementedRepldsServer) Watch(*WatchRequest, grpc.ServerStreamingServer
 }
 func (UnimplementedRepldsServer) Status(context.Context, *StatusRequest) (*StatusResponse, error) {
 	return nil, status.Error(codes.Unimplemented, "method Status not implemented")
+}
+func (UnimplementedRepldsServer) Import(context.Context, *ImportRequest) (*ImportResponse, error) {
+	return nil, status.Error(codes.Unimplemented, "method Import not implemented")
 }
 func (UnimplementedRepldsServer) mustEmbedUnimplementedRepldsServer() {}
 func (UnimplementedRepldsServer) testEmbeddedByValue()                {}
@@ -275,6 +301,24 @@ func _Replds_Status_Handler(srv interface{}, ctx context.Context, dec func(inter
 	return interceptor(ctx, in, info, handler)
 }
 
+func _Replds_Import_Handler(srv interface{}, ctx context.Context, dec func(interface{}) error, interceptor grpc.UnaryServerInterceptor) (interface{}, error) {
+	in := new(ImportRequest)
+	if err := dec(in); err != nil {
+		return nil, err
+	}
+	if interceptor == nil {
+		return srv.(RepldsServer).Import(ctx, in)
+	}
+	info := &grpc.UnaryServerInfo{
+		Server:     srv,
+		FullMethod: Replds_Import_FullMethodName,
+	}
+	handler := func(ctx context.Context, req interface{}) (interface{}, error) {
+		return srv.(RepldsServer).Import(ctx, req.(*ImportRequest))
+	}
+	return interceptor(ctx, in, info, handler)
+}
+
 // Replds_ServiceDesc is the grpc.ServiceDesc for Replds service.
 // It's only intended for direct use with grpc.RegisterService,
 // and not to be introspected or modified (even as a copy)
@@ -293,6 +337,10 @@ var Replds_ServiceDesc = grpc.ServiceDesc{
 		{
 			MethodName: "Status",
 			Handler:    _Replds_Status_Handler,
+		},
+		{
+			MethodName: "Import",
+			Handler:    _Replds_Import_Handler,
 		},
 	},
 	Streams: []grpc.StreamDesc{
