@@ -40,6 +40,9 @@ type Server struct {
 	// jobMgr runs the ones this server owns (nil without kinds).
 	jobs   jobKinds
 	jobMgr *jobs.Manager
+	// jobCollectors are made on the first call of JobMetrics.
+	jobMetricsOnce sync.Once
+	jobCollectors  *jobCollectors
 	// inbound tracks the peers' push streams into this server, on the
 	// clock now (time.Now; the simulation's own in tests).
 	inbound inbound
