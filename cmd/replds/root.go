@@ -21,6 +21,8 @@ func newRootCmd() *cobra.Command {
 		newRmCmd(),
 		newCertCmd(),
 		newStatusCmd(),
+		newBackupCmd(),
+		newRestoreCmd(),
 	)
 	setVersion(root)
 	return root

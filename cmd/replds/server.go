@@ -1,6 +1,8 @@
 package main
 
 import (
+	"context"
+
 	"github.com/spf13/cobra"
 
 	"replds/server"
@@ -10,6 +12,7 @@ import (
 func newServerCmd() *cobra.Command {
 	cfg := server.DefaultConfig()
 	var logf logFlags
+	var prov provisionFlags
 	cmd := &cobra.Command{
 		Use:   "server --addr=HOST:PORT --data-dir=DIR [--peer=HOST:PORT ...]",
 		Short: "Run a replds server, a peer of a cluster",
@@ -20,7 +23,11 @@ func newServerCmd() *cobra.Command {
 				return err
 			}
 			cfg.Logger = log
+			cfg.JobKinds = jobKinds
 			if err := cfg.Validate(); err != nil {
+				return err
+			}
+			if err := prov.validate(); err != nil {
 				return err
 			}
 			s, err := server.New(cfg)
@@ -33,10 +40,22 @@ func newServerCmd() *cobra.Command {
 				}
 			})
 			defer stop()
+			if prov.from != "" {
+				ctx, cancel := context.WithCancel(cmd.Context())
+				done := make(chan struct{})
+				defer func() { cancel(); <-done }()
+				go func() {
+					defer close(done)
+					if err := prov.provision(ctx, s, log); err != nil {
+						log.Error("provisioning from a backup failed; the server runs on, empty", "err", err)
+					}
+				}()
+			}
 			return s.Run(cmd.Context())
 		},
 	}
 	f := cmd.Flags()
+	prov.register(f)
 	f.StringVar(&cfg.Addr, "addr", cfg.Addr, "gRPC listen address HOST:PORT")
 	f.StringVar(&cfg.GossipAddr, "gossip-addr", "", "membership listen address HOST:PORT (default: --addr with port+1)")
 	f.StringVar(&cfg.AdvertiseAddr, "advertise-addr", "", "gRPC address HOST:PORT peers reach this server at (default: --addr)")
