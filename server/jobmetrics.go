@@ -76,4 +76,3 @@ func (m *JobMetrics) Run(job, run string, took time.Duration, nodes, bytes uint6
 func (m *JobMetrics) Skip(job string) {
 	m.c.skips.WithLabelValues(m.kind, job).Inc()
 }
-
