@@ -651,9 +651,15 @@ type WatchRequest struct {
 	Prefix string `protobuf:"bytes,1,opt,name=prefix,proto3" json:"prefix,omitempty"`
 	// token is the resume token: the version vector the client has applied,
 	// as last received in a bookmark. Empty means a full initial sync.
-	Token         *Vector `protobuf:"bytes,2,opt,name=token,proto3" json:"token,omitempty"`
-	unknownFields protoimpl.UnknownFields
-	sizeCache     protoimpl.SizeCache
+	Token *Vector `protobuf:"bytes,2,opt,name=token,proto3" json:"token,omitempty"`
+	// exclude_origins lists origins whose nodes the client does not want:
+	// the stream leaves out every node whose origin is one of them
+	// (bookmarks still cover them). A replication job names the origins of
+	// its own cluster, so that it never brings a node back to the cluster
+	// it was first written in.
+	ExcludeOrigins []uint64 `protobuf:"fixed64,3,rep,packed,name=exclude_origins,json=excludeOrigins,proto3" json:"exclude_origins,omitempty"`
+	unknownFields  protoimpl.UnknownFields
+	sizeCache      protoimpl.SizeCache
 }
 
 func (x *WatchRequest) Reset() {
@@ -696,6 +702,13 @@ func (x *WatchRequest) GetPrefix() string {
 func (x *WatchRequest) GetToken() *Vector {
 	if x != nil {
 		return x.Token
+	}
+	return nil
+}
+
+func (x *WatchRequest) GetExcludeOrigins() []uint64 {
+	if x != nil {
+		return x.ExcludeOrigins
 	}
 	return nil
 }
@@ -1731,10 +1744,11 @@ const file_replds_proto_rawDesc = "" +
 	"\aversion\x18\x03 \x01(\x04R\aversion\x12\x12\n" +
 	"\x04size\x18\x04 \x01(\x04R\x04size\">\n" +
 	"\fListResponse\x12.\n" +
-	"\aentries\x18\x01 \x03(\v2\x14.replds.v1.ListEntryR\aentries\"O\n" +
+	"\aentries\x18\x01 \x03(\v2\x14.replds.v1.ListEntryR\aentries\"x\n" +
 	"\fWatchRequest\x12\x16\n" +
 	"\x06prefix\x18\x01 \x01(\tR\x06prefix\x12'\n" +
-	"\x05token\x18\x02 \x01(\v2\x11.replds.v1.VectorR\x05token\"\x93\x01\n" +
+	"\x05token\x18\x02 \x01(\v2\x11.replds.v1.VectorR\x05token\x12'\n" +
+	"\x0fexclude_origins\x18\x03 \x03(\x06R\x0eexcludeOrigins\"\x93\x01\n" +
 	"\rWatchResponse\x12\x14\n" +
 	"\x05reset\x18\x01 \x01(\bR\x05reset\x12%\n" +
 	"\x05nodes\x18\x02 \x03(\v2\x0f.replds.v1.NodeR\x05nodes\x12-\n" +

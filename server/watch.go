@@ -44,6 +44,7 @@ func (s *Server) Watch(req *repldspb.WatchRequest, stream repldspb.Replds_WatchS
 		rules:    rules,
 		token:    wire.VectorFromProto(req.Token),
 		scope:    aclFingerprint(rules, roots),
+		exclude:  excludeOrigins(req.ExcludeOrigins),
 	}
 	// The token records what the client could read when it was issued
 	// (its scope). If that changed, what the token covers is not what the
@@ -91,6 +92,9 @@ type watchStream struct {
 	// last bookmark sent).
 	token  store.Vector
 	synced bool
+	// exclude holds the origins whose nodes the client leaves out
+	// (WatchRequest.exclude_origins); nil for none.
+	exclude map[uint64]bool
 }
 
 func (w *watchStream) run() error {
@@ -163,8 +167,8 @@ func (w *watchStream) openFeed() (*store.Feed, error) {
 	return w.s.store.Feed(store.FeedOptions{
 		Prefixes: w.roots,
 		From:     w.token,
-		Keep: func(path string, _ store.Meta) bool {
-			return w.readable == nil || w.readable(path)
+		Keep: func(path string, m store.Meta) bool {
+			return !w.exclude[m.Origin] && (w.readable == nil || w.readable(path))
 		},
 		Buffer: watchBuffer,
 	})
