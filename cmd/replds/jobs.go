@@ -14,6 +14,7 @@ import (
 
 	"replds/backup/backupjob"
 	"replds/jobs"
+	"replds/replicate"
 	"replds/server"
 )
 
@@ -28,7 +29,21 @@ func jobKinds(s *server.Server) ([]jobs.Kind, error) {
 	if err != nil {
 		return nil, err
 	}
-	return []jobs.Kind{b}, nil
+	rm, err := replicate.NewMetrics(s.Registry())
+	if err != nil {
+		return nil, err
+	}
+	r, err := replicate.New(replicate.Config{
+		Writer:         s.Writer(),
+		Vector:         s.DB().Vector,
+		Allowed:        s.Allowed,
+		ClusterOrigins: s.ClusterOrigins,
+		Metrics:        rm,
+	})
+	if err != nil {
+		return nil, err
+	}
+	return []jobs.Kind{b, r}, nil
 }
 
 // provisionFlags make a new cluster from a backup (server --restore-from).

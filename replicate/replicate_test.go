@@ -1,0 +1,419 @@
+package replicate_test
+
+import (
+	"context"
+	"encoding/json"
+	"fmt"
+	"maps"
+	"slices"
+	"strings"
+	"testing"
+	"time"
+
+	"replds/jobs"
+	"replds/nodepath"
+	repldspb "replds/proto"
+	"replds/replicate"
+	"replds/server"
+	"replds/server/servertest"
+	"replds/store"
+)
+
+// withJobs makes the servers run replication jobs, with short intervals.
+func withJobs() servertest.Option {
+	return func(i int, cfg *server.Config) {
+		cfg.JobKinds = func(s *server.Server) ([]jobs.Kind, error) {
+			k, err := replicate.New(replicate.Config{
+				Writer:         s.Writer(),
+				Vector:         s.DB().Vector,
+				Allowed:        s.Allowed,
+				ClusterOrigins: s.ClusterOrigins,
+				RetryWait:      200 * time.Millisecond,
+				PublishEvery:   50 * time.Millisecond,
+				LagEvery:       100 * time.Millisecond,
+				AdvanceEvery:   100 * time.Millisecond,
+				MaxBackoff:     500 * time.Millisecond,
+				IdleTimeout:    2 * time.Second,
+			})
+			return []jobs.Kind{k}, err
+		}
+	}
+}
+
+// waitReady waits until every server of c is ready, so that the runner a
+// job gets is the one it keeps.
+func waitReady(t *testing.T, c *servertest.Cluster) {
+	t.Helper()
+	c.Wait(20*time.Second, "every server ready", func() error {
+		for i := range c.N() {
+			if ok, why := c.Server(i).Ready(); !ok {
+				return fmt.Errorf("server %d: %s", i, why)
+			}
+		}
+		return nil
+	})
+}
+
+func addrs(c *servertest.Cluster) []string {
+	var out []string
+	for i := range c.N() {
+		out = append(out, c.Addr(i))
+	}
+	return out
+}
+
+func define(t *testing.T, c *servertest.Cluster, name string, spec replicate.Spec) {
+	t.Helper()
+	data, err := json.Marshal(spec)
+	if err != nil {
+		t.Fatal(err)
+	}
+	c.Store(0, servertest.Put(jobs.DefPath(replicate.Kind, name), string(data)))
+}
+
+func request(t *testing.T, c *servertest.Cluster, name, action string) {
+	t.Helper()
+	c.Store(0, servertest.Put(jobs.RequestPath(replicate.Kind, name), fmt.Sprintf(`{"action":%q}`, action)))
+}
+
+// status returns the job's status as server i holds it.
+func status(c *servertest.Cluster, i int, name string) (jobs.Status, replicate.Detail, error) {
+	var d replicate.Detail
+	n, err := c.Server(i).DB().Get(jobs.StatusPath(replicate.Kind, name))
+	if err != nil {
+		return jobs.Status{}, d, err
+	}
+	st, err := jobs.ParseStatus(n.Data)
+	if err != nil {
+		return st, d, err
+	}
+	err = json.Unmarshal(st.Detail, &d)
+	return st, d, err
+}
+
+// runner returns the index of the server running the job, -1 if none.
+func runner(c *servertest.Cluster) int {
+	for i := range c.N() {
+		if s := c.Server(i); s != nil && len(s.JobsRunning()) > 0 {
+			return i
+		}
+	}
+	return -1
+}
+
+// live returns the live nodes under prefix on server i: path -> data.
+func live(t *testing.T, s *server.Server, prefix string) map[string]string {
+	t.Helper()
+	out := map[string]string{}
+	err := s.DB().Snapshot(context.Background(), store.ScanOptions{Prefix: prefix}, func(_ store.Vector, page []store.Node) error {
+		for _, n := range page {
+			if !n.Deleted && !nodepath.IsReserved(n.Path) {
+				out[n.Path] = string(n.Data)
+			}
+		}
+		return nil
+	})
+	if err != nil {
+		t.Fatal(err)
+	}
+	return out
+}
+
+// stamps returns path -> version/origin of every node (tombstones too)
+// under prefix on server i.
+func stamps(t *testing.T, s *server.Server, prefix string) map[string]string {
+	t.Helper()
+	out := map[string]string{}
+	err := s.DB().Snapshot(context.Background(), store.ScanOptions{Prefix: prefix}, func(_ store.Vector, page []store.Node) error {
+		for _, n := range page {
+			out[n.Path] = fmt.Sprintf("%d/%x/%v/%s", n.Version, n.Origin, n.Deleted, n.Data)
+		}
+		return nil
+	})
+	if err != nil {
+		t.Fatal(err)
+	}
+	return out
+}
+
+// waitHolds waits until every running server of c holds exactly want
+// under prefix.
+func waitHolds(t *testing.T, c *servertest.Cluster, prefix string, want map[string]string) {
+	t.Helper()
+	c.Wait(20*time.Second, "the replicated nodes on every destination server", func() error {
+		for i := range c.N() {
+			if s := c.Server(i); s != nil {
+				if got := live(t, s, prefix); !maps.Equal(got, want) {
+					return fmt.Errorf("server %d holds %d nodes under %s, want %d (%v)", i, len(got), prefix, len(want), diff(got, want))
+				}
+			}
+		}
+		return nil
+	})
+}
+
+func diff(got, want map[string]string) string {
+	var out []string
+	for p, v := range want {
+		if got[p] != v {
+			out = append(out, fmt.Sprintf("%s=%q want %q", p, got[p], v))
+		}
+	}
+	for p := range got {
+		if _, ok := want[p]; !ok {
+			out = append(out, p+" extra")
+		}
+	}
+	slices.Sort(out)
+	if len(out) > 5 {
+		out = append(out[:5], "...")
+	}
+	return strings.Join(out, ", ")
+}
+
+// waitState waits for the job's status, as server i holds it, to satisfy ok.
+func waitState(t *testing.T, c *servertest.Cluster, i int, name, what string, ok func(jobs.Status, replicate.Detail) bool) (jobs.Status, replicate.Detail) {
+	t.Helper()
+	var st jobs.Status
+	var d replicate.Detail
+	c.Wait(20*time.Second, what, func() error {
+		var err error
+		st, d, err = status(c, i, name)
+		if err != nil {
+			return err
+		}
+		if !ok(st, d) {
+			return fmt.Errorf("status %s, error %q, detail %+v", st.State, st.Error, d)
+		}
+		return nil
+	})
+	return st, d
+}
+
+func caughtUp(st jobs.Status, d replicate.Detail) bool {
+	return st.State == replicate.StateFollowing && d.LagChanges == 0 && d.Token != nil
+}
+
+// TestReplicate_PrefixRewriteExcludesDeletes: an initial copy of a prefix
+// lands under the destination prefix on every destination server, without
+// the excluded subtree or anything outside the prefix; live writes and
+// deletes follow; the status says following, the source in use and no lag.
+func TestReplicate_PrefixRewriteExcludesDeletes(t *testing.T) {
+	src := servertest.NewCluster(t, 2)
+	dst := servertest.NewCluster(t, 3, withJobs())
+	src.Store(0, servertest.Put("/src/a", "1"), servertest.Put("/src/b/c", "2"), servertest.Put("/src/skip/x", "no"),
+		servertest.Put("/other/y", "no"), servertest.Put("/srcx", "no"))
+	src.Store(1, servertest.Put("/src/d", "3"), servertest.Put("/src/gone", "4"))
+	src.Store(0, servertest.Delete("/src/gone"))
+	dst.Store(1, servertest.Put("/dst/local", "mine"))
+	define(t, dst, "mirror", replicate.Spec{Source: addrs(src), SourcePrefix: "/src", DestPrefix: "/dst", Exclude: []string{"/src/skip"}})
+
+	want := map[string]string{"/dst/a": "1", "/dst/b/c": "2", "/dst/d": "3", "/dst/local": "mine"}
+	waitHolds(t, dst, "/", want)
+	_, d := waitState(t, dst, 2, "mirror", "following, caught up", caughtUp)
+	if !slices.Contains(addrs(src), d.Source) {
+		t.Errorf("status source = %q, want one of %v", d.Source, addrs(src))
+	}
+	// Replicated nodes keep their source stamps.
+	srcStamps, dstStamps := stamps(t, src.Server(0), "/src"), stamps(t, dst.Server(0), "/dst")
+	if a, b := srcStamps["/src/a"], dstStamps["/dst/a"]; a != b {
+		t.Errorf("stamp of /dst/a = %s, want the source's %s", b, a)
+	}
+
+	src.Store(1, servertest.Put("/src/a", "1b"), servertest.Delete("/src/b/c"), servertest.Put("/src/skip/y", "no"), servertest.Put("/src/e", "5"))
+	want = map[string]string{"/dst/a": "1b", "/dst/d": "3", "/dst/e": "5", "/dst/local": "mine"}
+	waitHolds(t, dst, "/", want)
+	st, d := waitState(t, dst, 0, "mirror", "caught up after live changes", caughtUp)
+	if d.Received == 0 || d.Applied == 0 || d.Bytes == 0 || st.Error != "" {
+		t.Errorf("status %+v detail %+v: want counts and no error", st, d)
+	}
+}
+
+// TestReplicate_TakeoverResumes: when the runner stops, another server
+// takes over from the token in the status node: it receives only what
+// came after it (nothing copied twice) and everything (nothing skipped).
+func TestReplicate_TakeoverResumes(t *testing.T) {
+	src := servertest.NewCluster(t, 1)
+	dst := servertest.NewCluster(t, 3, withJobs())
+	want := map[string]string{}
+	var ws []*repldspb.Write
+	for i := range 500 {
+		p := fmt.Sprintf("/p/n%03d", i)
+		ws = append(ws, servertest.Put(p, p))
+		want[p] = p
+	}
+	src.Store(0, ws...)
+	define(t, dst, "job", replicate.Spec{Source: addrs(src), SourcePrefix: "/p"})
+	waitHolds(t, dst, "/p", want)
+	dst.WaitConverged(20 * time.Second)
+	first := runner(dst)
+	if first < 0 {
+		t.Fatal("no runner")
+	}
+	// The job may have moved while the cluster became ready: what counts
+	// is the status of the runner that stops, and that its state reached
+	// the others (the nodes, and the vector raised to its token).
+	_, before := waitState(t, dst, first, "job", "the first runner's status with everything applied", func(st jobs.Status, d replicate.Detail) bool {
+		return caughtUp(st, d) && d.Applied >= 500 && st.Runner == dst.Server(first).Name()
+	})
+	srcOrigin := src.Server(0).DB().Origin()
+	dst.Wait(20*time.Second, "every destination server's vector at the token", func() error {
+		for i := range dst.N() {
+			if got, want := dst.Server(i).DB().Vector()[srcOrigin], before.Token.Vector[fmt.Sprintf("%016x", srcOrigin)]; got < want {
+				return fmt.Errorf("server %d: vector[source] = %d, want %d", i, got, want)
+			}
+		}
+		return nil
+	})
+	firstName := dst.Server(first).Name()
+	dst.Stop(first)
+
+	ws = ws[:0]
+	for i := range 100 {
+		p := fmt.Sprintf("/p/m%03d", i)
+		ws = append(ws, servertest.Put(p, "new"))
+		want[p] = "new"
+	}
+	src.Store(0, ws...)
+	waitHolds(t, dst, "/p", want)
+	other := (first + 1) % 3
+	st, after := waitState(t, dst, other, "job", "the new runner caught up", func(st jobs.Status, d replicate.Detail) bool {
+		return caughtUp(st, d) && d.Applied >= before.Applied+100 && st.Runner != firstName
+	})
+	if got := after.Received - before.Received; got != 100 {
+		t.Errorf("the new runner (%s) received %d nodes, want the 100 new ones only", st.Runner, got)
+	}
+	if got := after.Applied - before.Applied; got != 100 {
+		t.Errorf("the new runner applied %d nodes, want 100", got)
+	}
+}
+
+// TestReplicate_SourceFailover: when the source server in use stops, the
+// job moves to another listed source server and goes on.
+func TestReplicate_SourceFailover(t *testing.T) {
+	src := servertest.NewCluster(t, 2)
+	dst := servertest.NewCluster(t, 1, withJobs())
+	src.Store(0, servertest.Put("/p/a", "1"))
+	define(t, dst, "job", replicate.Spec{Source: addrs(src), SourcePrefix: "/p"})
+	_, d := waitState(t, dst, 0, "job", "following", caughtUp)
+	used := slices.Index(addrs(src), d.Source)
+	if used < 0 {
+		t.Fatalf("source in use %q is not a listed one", d.Source)
+	}
+	src.Stop(used)
+	other := 1 - used
+	src.Store(other, servertest.Put("/p/b", "2"))
+	waitHolds(t, dst, "/p", map[string]string{"/p/a": "1", "/p/b": "2"})
+	waitState(t, dst, 0, "job", "following the other source server", func(st jobs.Status, d replicate.Detail) bool {
+		return d.Source == src.Addr(other) && d.Reconnects >= 1 && caughtUp(st, d)
+	})
+}
+
+// TestReplicate_StopAbortStart: stop applies everything the source held
+// when asked, then stops; start resumes from the token (no full copy);
+// abort stops at once.
+func TestReplicate_StopAbortStart(t *testing.T) {
+	src := servertest.NewCluster(t, 1)
+	dst := servertest.NewCluster(t, 1, withJobs())
+	src.Store(0, servertest.Put("/p/a", "1"))
+	define(t, dst, "job", replicate.Spec{Source: addrs(src), SourcePrefix: "/p"})
+	waitState(t, dst, 0, "job", "following", caughtUp)
+
+	want := map[string]string{"/p/a": "1"}
+	for i := range 20 {
+		var ws []*repldspb.Write
+		for j := range 50 {
+			p := fmt.Sprintf("/p/%d/%d", i, j)
+			ws = append(ws, servertest.Put(p, "x"))
+			want[p] = "x"
+		}
+		src.Store(0, ws...)
+	}
+	request(t, dst, "job", "stop")
+	_, stopped := waitState(t, dst, 0, "job", "stopped", func(st jobs.Status, d replicate.Detail) bool {
+		return st.State == replicate.StateStopped && d.Stopped
+	})
+	// Everything written before the request is here once stopped.
+	if got := live(t, dst.Server(0), "/p"); !maps.Equal(got, want) {
+		t.Fatalf("stopped holding %d nodes, want %d: %s", len(got), len(want), diff(got, want))
+	}
+
+	src.Store(0, servertest.Put("/p/after", "2"))
+	want["/p/after"] = "2"
+	request(t, dst, "job", "start")
+	waitHolds(t, dst, "/p", want)
+	_, d := waitState(t, dst, 0, "job", "following again", func(st jobs.Status, d replicate.Detail) bool {
+		return caughtUp(st, d) && !d.Stopped
+	})
+	if got := d.Received - stopped.Received; got != 1 {
+		t.Errorf("start received %d nodes, want 1 (resumed, not copied again)", got)
+	}
+
+	request(t, dst, "job", "abort")
+	waitState(t, dst, 0, "job", "stopped by abort", func(st jobs.Status, d replicate.Detail) bool {
+		return st.State == replicate.StateStopped && d.Stopped
+	})
+	src.Store(0, servertest.Put("/p/later", "3"))
+	want["/p/later"] = "3"
+	request(t, dst, "job", "start")
+	waitHolds(t, dst, "/p", want)
+}
+
+// TestReplicate_TwoWayNoLoop: jobs A->B and B->A run at once on the same
+// prefix; every write crosses once, concurrent writes of one path end with
+// the same winner on both sides, and nothing comes back.
+func TestReplicate_TwoWayNoLoop(t *testing.T) {
+	a := servertest.NewCluster(t, 2, withJobs())
+	b := servertest.NewCluster(t, 2, withJobs())
+	waitReady(t, a)
+	waitReady(t, b)
+	define(t, b, "from-a", replicate.Spec{Source: addrs(a), SourcePrefix: "/shared"})
+	define(t, a, "from-b", replicate.Spec{Source: addrs(b), SourcePrefix: "/shared"})
+	a.Store(0, servertest.Put("/shared/a1", "A"), servertest.Put("/shared/both", "from A"))
+	b.Store(1, servertest.Put("/shared/b1", "B"), servertest.Put("/shared/both", "from B"))
+	a.Store(1, servertest.Put("/shared/a2", "A"))
+	b.Store(0, servertest.Put("/shared/b2", "B"), servertest.Delete("/shared/b1"))
+
+	converged := func(what string) {
+		t.Helper()
+		a.Wait(20*time.Second, what, func() error {
+			want := stamps(t, a.Server(0), "/shared")
+			for _, c := range []*servertest.Cluster{a, b} {
+				for i := range c.N() {
+					if got := stamps(t, c.Server(i), "/shared"); !maps.Equal(got, want) {
+						return fmt.Errorf("%s differs from a0: %s", c.Server(i).Name(), diff(got, want))
+					}
+				}
+			}
+			return nil
+		})
+	}
+	converged("both clusters converged on the same stamps")
+	if got := live(t, b.Server(0), "/shared"); len(got) != 4 {
+		t.Errorf("live nodes %v, want a1, a2, b2 and both", got)
+	}
+	// Each job received the writes of the other cluster only: 3 from A
+	// (a1, both, a2), 4 from B (b1, both, b2, the tombstone of b1 counts
+	// once as the winner of b1), never its own cluster's back.
+	_, fromA := waitState(t, b, 0, "from-a", "A->B caught up", caughtUp)
+	_, fromB := waitState(t, a, 0, "from-b", "B->A caught up", caughtUp)
+	if fromA.Received > 3 || fromB.Received > 4 {
+		t.Errorf("received: A->B %d (want at most 3), B->A %d (want at most 4): a node came back", fromA.Received, fromB.Received)
+	}
+
+	// One more write on A crosses to B once; B->A receives nothing.
+	a.Store(0, servertest.Put("/shared/last", "A"))
+	converged("the last write on both sides")
+	_, fromA2 := waitState(t, b, 0, "from-a", "A->B caught up again", func(st jobs.Status, d replicate.Detail) bool {
+		return caughtUp(st, d) && d.Received > fromA.Received
+	})
+	_, fromB2 := waitState(t, a, 0, "from-b", "B->A caught up again", func(st jobs.Status, d replicate.Detail) bool {
+		return caughtUp(st, d) && d.Received > 0
+	})
+	if got := fromA2.Received - fromA.Received; got != 1 {
+		t.Errorf("A->B received %d more nodes for one write, want 1", got)
+	}
+	if fromB2.Received != fromB.Received {
+		t.Errorf("B->A received %d more nodes after a write on A, want 0: it came back", fromB2.Received-fromB.Received)
+	}
+}

@@ -1,0 +1,121 @@
+package replicate
+
+import (
+	"context"
+	"maps"
+
+	"replds/follow"
+	repldspb "replds/proto"
+	"replds/store"
+	"replds/wire"
+)
+
+var _ follow.Sink = (*runner)(nil)
+
+// Token returns the token to resume from: the persisted one, lowered per
+// source origin to what this server's store holds, so that a runner taking
+// over does not skip what its predecessor applied but this server has not
+// received yet (it comes again, a no-op where it is here already).
+func (r *runner) Token(ctx context.Context) (*repldspb.Vector, error) {
+	r.refreshOwn(ctx)
+	local := r.k.cfg.Vector()
+	r.mu.Lock()
+	defer r.mu.Unlock()
+	r.sessions++
+	if r.sessions > 1 {
+		r.d.Reconnects++
+		if m := r.k.cfg.Metrics; m != nil {
+			m.reconnect(r.job.Name)
+		}
+	}
+	if r.d.Token == nil || r.inFull {
+		return nil, nil
+	}
+	vec := r.d.Token.vector()
+	for o, s := range vec {
+		if !r.own[o] && local[o] < s {
+			vec[o] = local[o]
+		}
+	}
+	v := wire.VectorToProto(vec)
+	v.Scope = r.d.Token.Scope
+	return v, nil
+}
+
+// Reset begins a complete replay: an initial copy.
+func (r *runner) Reset(ctx context.Context) error {
+	r.mu.Lock()
+	defer r.mu.Unlock()
+	r.inFull = true
+	r.d.Copied = 0
+	if r.st.State != StateStopping {
+		r.st.State = StateInitialCopy
+	}
+	r.dirty = true
+	return nil
+}
+
+// Apply applies one page atomically: its nodes under the source prefix,
+// not excluded and not of this cluster, rewritten to the destination
+// prefix, with their own versions, origins and seqs.
+func (r *runner) Apply(ctx context.Context, p follow.Page) error {
+	nodes := make([]store.Node, 0, len(p.Nodes))
+	var bytes uint64
+	r.mu.Lock()
+	for _, pn := range p.Nodes {
+		if r.own[pn.Origin] {
+			continue
+		}
+		path, ok := r.spec.rewrite(pn.Path)
+		if !ok {
+			continue
+		}
+		n := wire.NodeFromProto(pn)
+		n.Path = path
+		nodes = append(nodes, n)
+		bytes += uint64(len(n.Data))
+	}
+	r.mu.Unlock()
+	changed := 0
+	if len(nodes) > 0 {
+		var err error
+		if changed, err = r.k.cfg.Writer.ApplyAdvance(ctx, nodes, nil); err != nil {
+			return err
+		}
+	}
+	r.mu.Lock()
+	r.d.Received += uint64(len(nodes))
+	r.d.Applied += uint64(changed)
+	r.d.Bytes += bytes
+	if r.inFull {
+		r.d.Copied += uint64(len(nodes))
+	}
+	r.dirty = true
+	r.mu.Unlock()
+	if m := r.k.cfg.Metrics; m != nil {
+		m.applied(r.job.Name, len(nodes), changed, bytes)
+	}
+	return nil
+}
+
+// Bookmark records the token; the main goroutine publishes it (at most
+// every PublishEvery). A complete replay's end moves the job to following;
+// nodes the replay lacked are not deleted here: the destination prefix may
+// hold this cluster's own writes, and replays carry tombstones.
+func (r *runner) Bookmark(ctx context.Context, b follow.Bookmark) error {
+	r.mu.Lock()
+	defer r.mu.Unlock()
+	if r.inFull && !b.Full {
+		return nil // mid-replay: resuming from it would not be a complete copy
+	}
+	tok := tokenFromProto(b.Token)
+	if r.inFull || r.d.Token == nil || !maps.Equal(tok.Vector, r.d.Token.Vector) || tok.Scope != r.d.Token.Scope {
+		// An idle source's bookmarks change nothing: no status write.
+		r.d.Token, r.dirty = tok, true
+	}
+	r.inFull = false
+	if r.st.State == StateInitialCopy || r.st.State == StateStarting {
+		r.st.State, r.d.Copied, r.dirty = StateFollowing, 0, true
+	}
+	return nil
+}
