@@ -10,6 +10,9 @@ import (
 	"testing"
 	"time"
 
+	"google.golang.org/grpc/codes"
+	"google.golang.org/grpc/status"
+
 	"replds/jobs"
 	"replds/nodepath"
 	repldspb "replds/proto"
@@ -77,7 +80,7 @@ func request(t *testing.T, c *servertest.Cluster, name, action string) {
 }
 
 // status returns the job's status as server i holds it.
-func status(c *servertest.Cluster, i int, name string) (jobs.Status, replicate.Detail, error) {
+func jobStatus(c *servertest.Cluster, i int, name string) (jobs.Status, replicate.Detail, error) {
 	var d replicate.Detail
 	n, err := c.Server(i).DB().Get(jobs.StatusPath(replicate.Kind, name))
 	if err != nil {
@@ -178,7 +181,7 @@ func waitState(t *testing.T, c *servertest.Cluster, i int, name, what string, ok
 	var d replicate.Detail
 	c.Wait(20*time.Second, what, func() error {
 		var err error
-		st, d, err = status(c, i, name)
+		st, d, err = jobStatus(c, i, name)
 		if err != nil {
 			return err
 		}
@@ -415,5 +418,81 @@ func TestReplicate_TwoWayNoLoop(t *testing.T) {
 	}
 	if fromB2.Received != fromB.Received {
 		t.Errorf("B->A received %d more nodes after a write on A, want 0: it came back", fromB2.Received-fromB.Received)
+	}
+}
+
+// TestReplicate_BadSpecRefused: a bad spec or request is refused at write
+// time with a message naming the field, and nothing is written.
+func TestReplicate_BadSpecRefused(t *testing.T) {
+	dst := servertest.NewCluster(t, 1, withJobs())
+	for _, tc := range []struct{ spec, field string }{
+		{`{}`, `"source"`},
+		{`{"source":["nohost"]}`, `"source"[0]`},
+		{`{"source":["h:1"],"source_prefix":"p"}`, `"source_prefix"`},
+		{`{"source":["h:1"],"dest_prefix":"/a/../b"}`, `"dest_prefix"`},
+		{`{"source":["h:1"],"dest_prefix":"/_replds/jobs"}`, `"dest_prefix"`},
+		{`{"source":["h:1"],"source_prefix":"/a","exclude":["/b"]}`, `"exclude"[0]`},
+		{`{"source":["h:1"],"tls_cert":"/c.crt"}`, `"tls_key"`},
+		{`{"source":["h:1"],"tls_cert":"c.crt","tls_key":"/k","tls_ca":"/ca"}`, `"tls_cert"`},
+		{`{"source":["h:1"],"sauce":1}`, `sauce`},
+		{`{"source":"h:1"}`, `source`},
+	} {
+		_, err := dst.Client(0).Store(context.Background(), &repldspb.StoreRequest{Writes: []*repldspb.Write{servertest.Put(jobs.DefPath(replicate.Kind, "bad"), tc.spec)}})
+		if status.Code(err) != codes.InvalidArgument || !strings.Contains(err.Error(), tc.field) {
+			t.Errorf("spec %s: %v, want InvalidArgument naming %s", tc.spec, err, tc.field)
+		}
+	}
+	_, err := dst.Client(0).Store(context.Background(), &repldspb.StoreRequest{Writes: []*repldspb.Write{servertest.Put(jobs.RequestPath(replicate.Kind, "bad"), `{"action":"pause"}`)}})
+	if status.Code(err) != codes.InvalidArgument || !strings.Contains(err.Error(), `"action"`) {
+		t.Errorf("request pause: %v, want InvalidArgument naming action", err)
+	}
+	if _, err := dst.Server(0).DB().Get(jobs.DefPath(replicate.Kind, "bad")); err == nil {
+		t.Error("a refused spec was stored")
+	}
+}
+
+// TestReplicate_ACLs: defining a job into a prefix needs write on it in
+// the destination; in the source the job is a client whose certificate
+// needs read: without it, or once it is revoked, the status says failed
+// with the source's refusal, and nothing is partly mirrored.
+func TestReplicate_ACLs(t *testing.T) {
+	pki := servertest.NewPKI(t)
+	src := servertest.NewCluster(t, 1, servertest.WithTLS(pki,
+		"server0 peer\nclient / write\nclient / read\nreplicator /src read\nnoread /other read\n"))
+	dst := servertest.NewCluster(t, 2, servertest.WithTLS(pki,
+		"server0 peer\nserver1 peer\nclient /_replds write\nclient /_replds read\nclient /dst write\nclient / read\n"), withJobs())
+	src.Store(0, servertest.Put("/src/a", "1"), servertest.Put("/other/b", "2"))
+
+	spec := func(identity, dest string) string {
+		f := pki.Files(t, identity)
+		data, _ := json.Marshal(replicate.Spec{Source: addrs(src), SourcePrefix: "/src", DestPrefix: dest, TLSCert: f.Cert, TLSKey: f.Key, TLSCA: f.CA})
+		return string(data)
+	}
+	_, err := dst.Client(0).Store(context.Background(), &repldspb.StoreRequest{Writes: []*repldspb.Write{servertest.Put(jobs.DefPath(replicate.Kind, "outside"), spec("replicator", "/elsewhere"))}})
+	if status.Code(err) != codes.PermissionDenied || !strings.Contains(err.Error(), "dest_prefix") {
+		t.Errorf("job into /elsewhere: %v, want PermissionDenied naming dest_prefix", err)
+	}
+
+	dst.Store(0, servertest.Put(jobs.DefPath(replicate.Kind, "good"), spec("replicator", "/dst/good")))
+	dst.Store(0, servertest.Put(jobs.DefPath(replicate.Kind, "noread"), spec("noread", "/dst/noread")))
+	waitHolds(t, dst, "/dst", map[string]string{"/dst/good/a": "1"})
+	waitState(t, dst, 0, "good", "the good job following", caughtUp)
+	if n, _ := dst.Server(0).DB().Get(jobs.DefPath(replicate.Kind, "good")); !strings.Contains(string(n.Data), `"owner":"client"`) {
+		t.Errorf("stored spec %s: want the owner recorded", n.Data)
+	}
+	waitState(t, dst, 1, "noread", "the job without read failed", func(st jobs.Status, d replicate.Detail) bool {
+		return st.State == replicate.StateFailed && strings.Contains(st.Error, "PermissionDenied") && d.Received == 0
+	})
+
+	// Revoking read at the source stops the job with a clear error.
+	if err := src.SetACL("server0 peer\nclient / write\nclient / read\nnoread /other read\n"); err != nil {
+		t.Fatal(err)
+	}
+	src.Store(0, servertest.Put("/src/after", "x"))
+	waitState(t, dst, 0, "good", "the good job failed after the revocation", func(st jobs.Status, d replicate.Detail) bool {
+		return st.State == replicate.StateFailed && strings.Contains(st.Error, "PermissionDenied")
+	})
+	if got := live(t, dst.Server(0), "/dst"); !maps.Equal(got, map[string]string{"/dst/good/a": "1"}) {
+		t.Errorf("after the revocation the destination holds %v", got)
 	}
 }

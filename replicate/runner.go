@@ -56,9 +56,10 @@ type Detail struct {
 	// LagSeconds is how long the job has been behind: the time since the
 	// last measurement that found no lag (0 when caught up).
 	LagSeconds float64 `json:"lag_seconds"`
-	// Received counts the nodes received from the source, Applied those
-	// that changed this server's store (a node received again is a no-op
-	// under last-write-wins), Bytes the data bytes received.
+	// Received counts the nodes received from the source (excluded paths
+	// included), Applied those that changed this server's store (a node
+	// received again is a no-op under last-write-wins), Bytes the data
+	// bytes received.
 	Received uint64 `json:"received"`
 	Applied  uint64 `json:"applied"`
 	Bytes    uint64 `json:"bytes"`

@@ -63,6 +63,7 @@ func (r *runner) Apply(ctx context.Context, p follow.Page) error {
 	var bytes uint64
 	r.mu.Lock()
 	for _, pn := range p.Nodes {
+		bytes += uint64(len(pn.Data))
 		if r.own[pn.Origin] {
 			continue
 		}
@@ -73,7 +74,6 @@ func (r *runner) Apply(ctx context.Context, p follow.Page) error {
 		n := wire.NodeFromProto(pn)
 		n.Path = path
 		nodes = append(nodes, n)
-		bytes += uint64(len(n.Data))
 	}
 	r.mu.Unlock()
 	changed := 0
@@ -84,16 +84,16 @@ func (r *runner) Apply(ctx context.Context, p follow.Page) error {
 		}
 	}
 	r.mu.Lock()
-	r.d.Received += uint64(len(nodes))
+	r.d.Received += uint64(len(p.Nodes))
 	r.d.Applied += uint64(changed)
 	r.d.Bytes += bytes
 	if r.inFull {
-		r.d.Copied += uint64(len(nodes))
+		r.d.Copied += uint64(len(p.Nodes))
 	}
 	r.dirty = true
 	r.mu.Unlock()
 	if m := r.k.cfg.Metrics; m != nil {
-		m.applied(r.job.Name, len(nodes), changed, bytes)
+		m.applied(r.job.Name, len(p.Nodes), changed, bytes)
 	}
 	return nil
 }
