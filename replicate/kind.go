@@ -53,6 +53,11 @@ type Config struct {
 	// PublishEvery bounds how often the status node is written while
 	// pages are applied; 0 = 250 ms.
 	PublishEvery time.Duration
+	// RefreshEvery is how often the status node is written even when
+	// nothing changed: runner views can briefly disagree, and the final
+	// status of a runner that handed the job over must not stay the last
+	// word; 0 = 10 s.
+	RefreshEvery time.Duration
 	// LagEvery is how often the runner asks the source server in use for
 	// its vector, to measure the lag; 0 = 1 s.
 	LagEvery time.Duration
@@ -87,6 +92,9 @@ func New(cfg Config) (jobs.Kind, error) {
 	}
 	if cfg.PublishEvery <= 0 {
 		cfg.PublishEvery = 250 * time.Millisecond
+	}
+	if cfg.RefreshEvery <= 0 {
+		cfg.RefreshEvery = 10 * time.Second
 	}
 	if cfg.LagEvery <= 0 {
 		cfg.LagEvery = time.Second

@@ -33,6 +33,7 @@ func withJobs() servertest.Option {
 				ClusterOrigins: s.ClusterOrigins,
 				RetryWait:      200 * time.Millisecond,
 				PublishEvery:   50 * time.Millisecond,
+				RefreshEvery:   500 * time.Millisecond,
 				LagEvery:       100 * time.Millisecond,
 				AdvanceEvery:   100 * time.Millisecond,
 				MaxBackoff:     500 * time.Millisecond,

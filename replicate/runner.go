@@ -38,6 +38,9 @@ type Detail struct {
 	// Token is the resume token: the source's vector as of the last
 	// bookmark whose batch is applied here. nil: an initial copy.
 	Token *Token `json:"token,omitempty"`
+	// TokenFor is what the token was made for (Spec.tokenFor): a spec
+	// that changes the prefixes or the excludes makes the job copy again.
+	TokenFor string `json:"token_for,omitempty"`
 	// LastRequest is the version of the last request node handled.
 	LastRequest uint64 `json:"last_request,omitempty"`
 	// Stopped: a stop or abort request stopped the job; a start request
@@ -120,11 +123,13 @@ type runner struct {
 	spec Spec
 	log  *slog.Logger
 
-	mu     sync.Mutex
-	st     jobs.Status
-	d      Detail
-	dirty  bool
-	inFull bool
+	mu    sync.Mutex
+	st    jobs.Status
+	d     Detail
+	dirty bool
+	// published is when the status node was last written.
+	published time.Time
+	inFull    bool
 	// own are this cluster's origins, left out of the feed and never
 	// advanced from a source's bookmark.
 	own      map[uint64]bool
@@ -146,6 +151,9 @@ func newRunner(k *kind, job jobs.Job, spec Spec) *runner {
 			r.d = Detail{}
 		}
 	}
+	if r.d.TokenFor != spec.tokenFor() {
+		r.d.Token, r.d.TokenFor = nil, spec.tokenFor()
+	}
 	r.caughtUp = k.cfg.Now()
 	return r
 }
@@ -165,11 +173,11 @@ func (r *runner) setState(ctx context.Context, state, errText string) {
 // write. Only the main goroutine calls it.
 func (r *runner) publish(ctx context.Context) {
 	r.mu.Lock()
-	if !r.dirty {
+	if !r.dirty && r.now().Sub(r.published) < r.k.cfg.RefreshEvery {
 		r.mu.Unlock()
 		return
 	}
-	r.dirty = false
+	r.dirty, r.published = false, r.now()
 	st := r.st
 	st.Detail, _ = json.Marshal(r.d)
 	r.mu.Unlock()
@@ -198,7 +206,7 @@ func (r *runner) run(ctx context.Context) error {
 	defer r.publishFinal(ctx)
 	if r.spec.Paused {
 		r.setState(ctx, StatePaused, "")
-		<-ctx.Done()
+		r.idle(ctx, nil, func(jobs.Request) bool { return false })
 		return nil
 	}
 	for ctx.Err() == nil {
@@ -239,38 +247,45 @@ func (r *runner) run(ctx context.Context) error {
 
 // waitStart waits, stopped, for a start request; false when ctx ended.
 func (r *runner) waitStart(ctx context.Context) bool {
-	for {
-		select {
-		case <-ctx.Done():
-			return false
-		case req := <-r.job.Requests:
-			if a, ok := r.request(req); ok && a == ActionStart {
-				return true
-			}
-			r.publish(ctx)
-		}
-	}
+	return r.idle(ctx, nil, func(req jobs.Request) bool {
+		a, ok := r.request(req)
+		return ok && a == ActionStart
+	})
 }
 
 // waitRetry waits RetryWait after a failure, handling requests; false
-// when ctx ended or the job was stopped.
+// when ctx ended.
 func (r *runner) waitRetry(ctx context.Context) bool {
 	t := time.NewTimer(r.k.cfg.RetryWait)
 	defer t.Stop()
+	return r.idle(ctx, t.C, func(req jobs.Request) bool {
+		if a, ok := r.request(req); ok && (a == ActionStop || a == ActionAbort) {
+			// The source cannot be followed: a stop cannot wait for it.
+			r.stopNow(req.Version)
+			return true
+		}
+		return false
+	})
+}
+
+// idle waits for ctx (false), the timer (true) or a request that handle
+// says ends the wait (true), refreshing the status node meanwhile.
+func (r *runner) idle(ctx context.Context, timer <-chan time.Time, handle func(jobs.Request) bool) bool {
+	refresh := time.NewTicker(r.k.cfg.RefreshEvery)
+	defer refresh.Stop()
 	for {
 		select {
 		case <-ctx.Done():
 			return false
-		case <-t.C:
+		case <-timer:
 			return true
 		case req := <-r.job.Requests:
-			if a, ok := r.request(req); ok && (a == ActionStop || a == ActionAbort) {
-				// The source cannot be followed: a stop cannot wait for it.
-				r.stopNow(req.Version)
+			if handle(req) {
 				return true
 			}
-			r.publish(ctx)
+		case <-refresh.C:
 		}
+		r.publish(ctx)
 	}
 }
 

@@ -106,6 +106,13 @@ func checkPrefix(p string) error {
 	return nil
 }
 
+// tokenFor identifies what a resume token covers: the source prefix, the
+// excludes and the destination prefix. A spec that changes any of them
+// makes the job copy again (a changed source list or paused keeps it).
+func (s *Spec) tokenFor() string {
+	return s.SourcePrefix + "\x00" + strings.Join(s.Exclude, "\x00") + "\x00" + s.DestPrefix
+}
+
 // rewrite maps a source path to its destination path; ok is false for a
 // path outside SourcePrefix, under an excluded prefix, in the reserved
 // namespace, or that has no destination path (the prefix itself onto "/").

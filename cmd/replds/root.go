@@ -22,6 +22,7 @@ func newRootCmd() *cobra.Command {
 		newCertCmd(),
 		newStatusCmd(),
 		newBackupCmd(),
+		newReplicateCmd(),
 		newRestoreCmd(),
 	)
 	setVersion(root)
