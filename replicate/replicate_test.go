@@ -4,6 +4,7 @@ import (
 	"context"
 	"encoding/json"
 	"fmt"
+	"log/slog"
 	"maps"
 	"slices"
 	"strings"
@@ -44,9 +45,14 @@ func withJobs() servertest.Option {
 	}
 }
 
+// quiet sends the servers' logs nowhere (benchmarks).
+func quiet() servertest.Option {
+	return func(i int, cfg *server.Config) { cfg.Logger = slog.New(slog.DiscardHandler) }
+}
+
 // waitReady waits until every server of c is ready, so that the runner a
 // job gets is the one it keeps.
-func waitReady(t *testing.T, c *servertest.Cluster) {
+func waitReady(t testing.TB, c *servertest.Cluster) {
 	t.Helper()
 	c.Wait(20*time.Second, "every server ready", func() error {
 		for i := range c.N() {
@@ -66,7 +72,7 @@ func addrs(c *servertest.Cluster) []string {
 	return out
 }
 
-func define(t *testing.T, c *servertest.Cluster, name string, spec replicate.Spec) {
+func define(t testing.TB, c *servertest.Cluster, name string, spec replicate.Spec) {
 	t.Helper()
 	data, err := json.Marshal(spec)
 	if err != nil {
@@ -106,7 +112,7 @@ func runner(c *servertest.Cluster) int {
 }
 
 // live returns the live nodes under prefix on server i: path -> data.
-func live(t *testing.T, s *server.Server, prefix string) map[string]string {
+func live(t testing.TB, s *server.Server, prefix string) map[string]string {
 	t.Helper()
 	out := map[string]string{}
 	err := s.DB().Snapshot(context.Background(), store.ScanOptions{Prefix: prefix}, func(_ store.Vector, page []store.Node) error {
@@ -142,7 +148,7 @@ func stamps(t *testing.T, s *server.Server, prefix string) map[string]string {
 
 // waitHolds waits until every running server of c holds exactly want
 // under prefix.
-func waitHolds(t *testing.T, c *servertest.Cluster, prefix string, want map[string]string) {
+func waitHolds(t testing.TB, c *servertest.Cluster, prefix string, want map[string]string) {
 	t.Helper()
 	c.Wait(20*time.Second, "the replicated nodes on every destination server", func() error {
 		for i := range c.N() {
