@@ -503,3 +503,24 @@ func TestReplicate_ACLs(t *testing.T) {
 		t.Errorf("after the revocation the destination holds %v", got)
 	}
 }
+
+// TestReplicate_SourceDownLagReported: while no source server answers,
+// the lag in seconds grows in the status; once the source is back the
+// job catches up and the lag goes back to zero.
+func TestReplicate_SourceDownLagReported(t *testing.T) {
+	src := servertest.NewCluster(t, 1)
+	dst := servertest.NewCluster(t, 1, withJobs())
+	src.Store(0, servertest.Put("/p/a", "1"))
+	define(t, dst, "job", replicate.Spec{Source: addrs(src), SourcePrefix: "/p"})
+	waitState(t, dst, 0, "job", "following", caughtUp)
+	src.Stop(0)
+	waitState(t, dst, 0, "job", "the lag growing", func(st jobs.Status, d replicate.Detail) bool {
+		return d.LagSeconds >= 1
+	})
+	src.Restart(0)
+	src.Store(0, servertest.Put("/p/b", "2"))
+	waitHolds(t, dst, "/p", map[string]string{"/p/a": "1", "/p/b": "2"})
+	waitState(t, dst, 0, "job", "caught up, no lag", func(st jobs.Status, d replicate.Detail) bool {
+		return caughtUp(st, d) && d.LagSeconds == 0 && d.Reconnects >= 1
+	})
+}

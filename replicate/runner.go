@@ -57,7 +57,8 @@ type Detail struct {
 	// server in use last answered) that the token does not cover yet.
 	LagChanges uint64 `json:"lag_changes"`
 	// LagSeconds is how long the job has been behind: the time since the
-	// last measurement that found no lag (0 when caught up).
+	// last measurement that found no lag (0 when caught up), growing too
+	// while no source server answers.
 	LagSeconds float64 `json:"lag_seconds"`
 	// Received counts the nodes received from the source (excluded paths
 	// included), Applied those that changed this server's store (a node
@@ -458,11 +459,19 @@ func (r *runner) sourceVector(ctx context.Context, clients map[string]repldspb.R
 // long the job has been behind.
 func (r *runner) measure(ctx context.Context, clients map[string]repldspb.RepldsClient) {
 	vec, _, err := r.sourceVector(ctx, clients)
-	if err != nil {
-		return // the follower reports the source's failures
-	}
 	r.mu.Lock()
 	defer r.mu.Unlock()
+	if err != nil {
+		// The source cannot be asked: the changes are unknown, but the
+		// time since the job was last known caught up keeps growing.
+		if secs := r.now().Sub(r.caughtUp).Seconds(); secs >= 1 || r.d.LagSeconds != 0 {
+			r.d.LagSeconds, r.dirty = secs, true
+			if m := r.k.cfg.Metrics; m != nil {
+				m.lag(r.job.Name, r.d.LagChanges, secs)
+			}
+		}
+		return
+	}
 	var tok store.Vector
 	if r.d.Token != nil && !r.inFull {
 		tok = r.d.Token.vector()
