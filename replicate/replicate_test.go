@@ -524,3 +524,49 @@ func TestReplicate_SourceDownLagReported(t *testing.T) {
 		return caughtUp(st, d) && d.LagSeconds == 0 && d.Reconnects >= 1
 	})
 }
+
+// TestReplicate_RunnerKilledMidCopy: a runner stopped during the initial
+// copy is replaced; the new one copies again from the source (an
+// incomplete copy has no token), what reached it already being no-ops,
+// and every node ends on every destination server.
+func TestReplicate_RunnerKilledMidCopy(t *testing.T) {
+	const n = 20000
+	src := servertest.NewCluster(t, 1)
+	dst := servertest.NewCluster(t, 3, withJobs())
+	waitReady(t, dst)
+	data := strings.Repeat("x", 1024)
+	want := map[string]string{}
+	for i := 0; i < n; i += 1000 {
+		var ws []*repldspb.Write
+		for j := i; j < i+1000; j++ {
+			p := fmt.Sprintf("/p/%05d", j)
+			ws = append(ws, servertest.Put(p, data))
+			want[p] = data
+		}
+		src.Store(0, ws...)
+	}
+	define(t, dst, "job", replicate.Spec{Source: addrs(src), SourcePrefix: "/p"})
+	first := -1
+	dst.Wait(20*time.Second, "a runner part way through the copy", func() error {
+		first = runner(dst)
+		if first < 0 {
+			return fmt.Errorf("no runner yet")
+		}
+		got := 0
+		dst.Server(first).DB().Walk("/p", func(string, store.Meta) bool { got++; return true })
+		if got == 0 || got == n {
+			return fmt.Errorf("the runner holds %d of %d nodes", got, n)
+		}
+		return nil
+	})
+	dst.Stop(first)
+	waitHolds(t, dst, "/p", want)
+	other := (first + 1) % 3
+	st, d := waitState(t, dst, other, "job", "the new runner caught up", caughtUp)
+	if d.Received < n {
+		t.Errorf("runner %s received %d nodes, want the whole copy again (%d)", st.Runner, d.Received, n)
+	}
+	dst.Restart(first)
+	waitHolds(t, dst, "/p", want)
+	dst.WaitConverged(20 * time.Second)
+}
