@@ -27,7 +27,12 @@ import (
 func withJobs() servertest.Option {
 	return func(i int, cfg *server.Config) {
 		cfg.JobKinds = func(s *server.Server) ([]jobs.Kind, error) {
+			m, err := replicate.NewMetrics(s.Registry())
+			if err != nil {
+				return nil, err
+			}
 			k, err := replicate.New(replicate.Config{
+				Metrics:        m,
 				Writer:         s.Writer(),
 				Vector:         s.DB().Vector,
 				Allowed:        s.Allowed,
@@ -237,6 +242,40 @@ func TestReplicate_PrefixRewriteExcludesDeletes(t *testing.T) {
 	if d.Received == 0 || d.Applied == 0 || d.Bytes == 0 || st.Error != "" {
 		t.Errorf("status %+v detail %+v: want counts and no error", st, d)
 	}
+	// The runner's metrics say the same.
+	r := runner(dst)
+	applied, following := metric(t, dst.Server(r), "replds_replicate_applied_nodes_total", ""), metric(t, dst.Server(r), "replds_replicate_state", replicate.StateFollowing)
+	if applied == 0 || following != 1 {
+		t.Errorf("runner metrics: applied %v, state following %v; want > 0 and 1", applied, following)
+	}
+}
+
+// metric returns the value of the series of name for job "mirror" (and
+// state, if given) in server s's registry.
+func metric(t *testing.T, s *server.Server, name, state string) float64 {
+	t.Helper()
+	mfs, err := s.Registry().Gather()
+	if err != nil {
+		t.Fatal(err)
+	}
+	for _, mf := range mfs {
+		if mf.GetName() != name {
+			continue
+		}
+	series:
+		for _, m := range mf.GetMetric() {
+			for _, l := range m.GetLabel() {
+				if l.GetName() == "job" && l.GetValue() != "mirror" || l.GetName() == "state" && l.GetValue() != state {
+					continue series
+				}
+			}
+			if m.Counter != nil {
+				return m.Counter.GetValue()
+			}
+			return m.Gauge.GetValue()
+		}
+	}
+	return 0
 }
 
 // TestReplicate_TakeoverResumes: when the runner stops, another server
