@@ -20,6 +20,7 @@ func TestImport(t *testing.T) {
 	c := servertest.NewCluster(t, 2, servertest.WithTLS(pki, peersACL+`
 restorer /r write
 restorer /r read
+restorer /_replds write
 reader   /r read
 `))
 	cl := clientAs(t, c, pki, 0, "restorer")
