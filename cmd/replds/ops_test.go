@@ -430,9 +430,16 @@ func TestExamples_Parse(t *testing.T) {
 	if err := json.Unmarshal(data, &dash); err != nil {
 		t.Fatalf("dashboard: %v", err)
 	}
-	// Every metric name the code defines (server and pull).
+	// Every metric name the code defines (server, jobs and pull).
 	var src []byte
-	for _, f := range []string{"../../server/metrics.go", "../../watcher/metrics.go"} {
+	files, err := filepath.Glob("../../*/*metrics*.go")
+	if err != nil || len(files) < 2 {
+		t.Fatalf("metrics sources: %v, %v", files, err)
+	}
+	for _, f := range files {
+		if strings.HasSuffix(f, "_test.go") {
+			continue
+		}
 		b, err := os.ReadFile(f)
 		if err != nil {
 			t.Fatal(err)
