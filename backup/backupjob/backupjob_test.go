@@ -197,6 +197,32 @@ func TestBackupJob_ScheduleTakeoverRetention(t *testing.T) {
 	if st, d := statusOf(); st.Runs < 4 || st.Failures != 0 || st.LastSuccess.IsZero() || d.Latest == "" {
 		t.Errorf("status %+v detail %+v: want runs carried over, no failures", st, d)
 	}
+	// The runner's metrics count its runs.
+	now := alive
+	for i := range c.N() {
+		if s := c.Server(i); s != nil && len(s.JobsRunning()) == 1 {
+			now = i
+		}
+	}
+	mfs, err := c.Server(now).Registry().Gather()
+	if err != nil {
+		t.Fatal(err)
+	}
+	got := map[string]float64{}
+	for _, mf := range mfs {
+		for _, m := range mf.GetMetric() {
+			labels := map[string]string{}
+			for _, l := range m.GetLabel() {
+				labels[l.GetName()] = l.GetValue()
+			}
+			if labels["kind"] == "backup" && labels["job"] == "nightly" {
+				got[mf.GetName()+"/"+labels["result"]] += m.GetCounter().GetValue() + m.GetGauge().GetValue()
+			}
+		}
+	}
+	if got["replds_job_runs_total/ok"] < 1 || got["replds_job_last_success_timestamp_seconds/"] == 0 || got["replds_job_runs_total/error"] != 0 {
+		t.Errorf("job metrics of the runner: %v; want ok runs, a last success, no errors", got)
+	}
 }
 
 // TestBackupJob_S3StopMidBackup: backups go to a real S3 server; the
