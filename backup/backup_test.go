@@ -409,6 +409,18 @@ func TestVerify_Corruption(t *testing.T) {
 			})
 		}
 	}
+	t.Run("truncated file", func(t *testing.T) {
+		tg := newDir(t)
+		chain := newChainFixture().writeChain(t, tg, backup.WriterOptions{})
+		if err := os.Truncate(nodeFile(tg, chain[2], 0), 10); err != nil {
+			t.Fatal(err)
+		}
+		v, err := backup.Verify(ctx, tg, chain, nil)
+		want := chain[2].Files[0].Name + ": size 10, manifest says"
+		if err != nil || v.OK || !strings.Contains(v.Error, want) {
+			t.Errorf("Verify = %+v, %v; want not OK with %q", v, err, want)
+		}
+	})
 	t.Run("missing file", func(t *testing.T) {
 		tg := newDir(t)
 		chain := newChainFixture().writeChain(t, tg, backup.WriterOptions{})
@@ -786,5 +798,26 @@ func TestParseWithin(t *testing.T) {
 		if _, err := backup.ParseWithin(bad); err == nil {
 			t.Errorf("ParseWithin(%q) succeeded", bad)
 		}
+	}
+}
+
+func TestRebuild_CountMismatch(t *testing.T) {
+	tg := newDir(t)
+	chain := newChainFixture().writeChain(t, tg, backup.WriterOptions{})
+	chain[1].Files[0].Nodes++
+	_, err := rebuild(t, tg, chain, backup.ReadOptions{})
+	wantErr(t, "Rebuild with a manifest counting one record more", err, backup.ErrCorrupt)
+	if !strings.Contains(err.Error(), chain[1].Key(chain[1].Files[0].Name)) {
+		t.Errorf("Rebuild error %q does not name the file", err)
+	}
+}
+
+func TestVerify_Cancelled(t *testing.T) {
+	tg := newDir(t)
+	chain := newChainFixture().writeChain(t, tg, backup.WriterOptions{})
+	ctx, cancel := context.WithCancel(context.Background())
+	cancel()
+	if v, err := backup.Verify(ctx, tg, chain, nil); err == nil {
+		t.Errorf("Verify with a cancelled context = %+v, nil; want an error, not a verdict", v)
 	}
 }
