@@ -821,3 +821,29 @@ func TestVerify_Cancelled(t *testing.T) {
 		t.Errorf("Verify with a cancelled context = %+v, nil; want an error, not a verdict", v)
 	}
 }
+
+func TestCommit_FileGone(t *testing.T) {
+	ctx := context.Background()
+	tg := newDir(t)
+	w, err := backup.NewWriter(ctx, tg, backup.WriterOptions{Job: "j", Kind: backup.KindFull, Prefix: "/", FileBytes: 100})
+	if err != nil {
+		t.Fatal(err)
+	}
+	for i := range 10 {
+		if err := w.Add(node(fmt.Sprintf("/n%02d", i), 1, strings.Repeat("x", 50))); err != nil {
+			t.Fatal(err)
+		}
+	}
+	// Retain pruned the first file as a leftover while the run went on.
+	if err := tg.Delete(ctx, "j/"+w.ID()+"/nodes-000001.zst"); err != nil {
+		t.Fatal(err)
+	}
+	_, err = w.Commit(ctx, nil, state{}.root(t), "")
+	wantErr(t, "Commit with a file gone", err, backup.ErrNotFound)
+	if all, _ := backup.List(ctx, tg, "j"); len(all) != 0 {
+		t.Errorf("a manifest was written: %+v", all)
+	}
+	if err := w.Abort(ctx); err != nil || len(keys(t, tg)) != 0 {
+		t.Errorf("Abort = %v, left %v", err, keys(t, tg))
+	}
+}
