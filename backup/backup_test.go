@@ -847,3 +847,40 @@ func TestCommit_FileGone(t *testing.T) {
 		t.Errorf("Abort = %v, left %v", err, keys(t, tg))
 	}
 }
+
+func TestList_BadManifest(t *testing.T) {
+	ctx := context.Background()
+	good := newChainFixture()
+	for name, content := range map[string]func(m backup.Manifest) string{
+		"not JSON": func(backup.Manifest) string { return "{" },
+		"other backup": func(m backup.Manifest) string {
+			return fmt.Sprintf(`{"format":1,"job":"nightly","id":%q,"kind":"full"}`, backup.NewID(t0.Add(time.Hour)))
+		},
+		"future format": func(m backup.Manifest) string {
+			return fmt.Sprintf(`{"format":99,"job":"nightly","id":%q,"kind":"full"}`, m.ID)
+		},
+	} {
+		t.Run(name, func(t *testing.T) {
+			tg := newDir(t)
+			chain := good.writeChain(t, tg, backup.WriterOptions{})
+			key := chain[1].Key("manifest.json")
+			if err := tg.Put(ctx, key, strings.NewReader(content(chain[1]))); err != nil {
+				t.Fatal(err)
+			}
+			_, err := backup.List(ctx, tg, "nightly")
+			wantErr(t, "List", err, backup.ErrCorrupt)
+			if !strings.Contains(err.Error(), key) {
+				t.Errorf("List error %q does not name %s", err, key)
+			}
+		})
+	}
+	// Objects that are not backups are no concern of List.
+	tg := newDir(t)
+	good.writeChain(t, tg, backup.WriterOptions{})
+	for _, key := range []string{"README", "nightly/notes.txt", "nightly/not-an-id/manifest.json", "a/b/c/d"} {
+		tg.Put(ctx, key, strings.NewReader("x"))
+	}
+	if all, err := backup.List(ctx, tg, ""); err != nil || len(all) != 3 {
+		t.Errorf("List with unrelated objects = %d backups, %v; want 3", len(all), err)
+	}
+}

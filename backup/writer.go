@@ -131,7 +131,7 @@ func NewWriter(ctx context.Context, t target.Target, opts WriterOptions) (*Write
 		}
 	case KindIncremental:
 		if _, err := ParseID(opts.Parent); err != nil {
-			return nil, fmt.Errorf("incremental parent: %w", err)
+			return nil, fmt.Errorf("%w: incremental parent %q: want a backup ID", ErrInvalid, opts.Parent)
 		}
 	default:
 		return nil, fmt.Errorf("%w: kind %q: want %q or %q", ErrInvalid, opts.Kind, KindFull, KindIncremental)
