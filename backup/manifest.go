@@ -133,7 +133,7 @@ func (m *Manifest) validate() error {
 		return errors.New("encrypted without recipients")
 	}
 	if _, err := ParseID(m.ID); err != nil {
-		return err
+		return fmt.Errorf("id %q", m.ID)
 	}
 	for i, f := range m.Files {
 		if f.Name != fileName(i+1, m.Encrypted) {
