@@ -100,9 +100,14 @@ func TestE2E_BackupRestore(t *testing.T) {
 
 	// Stop the schedule, then lose a subtree.
 	mustRun(t, "backup", "pause", "nightly", addr)
-	status := mustRun(t, "backup", "status", "nightly", addr)
-	if !strings.Contains(status, "paused") {
-		t.Errorf("backup status after pause:\n%s", status)
+	err := servertest.Eventually(context.Background(), 10*time.Second, func() error {
+		if status := mustRun(t, "backup", "status", "nightly", addr); !strings.Contains(status, "paused") {
+			return fmt.Errorf("backup status after pause:\n%s", status)
+		}
+		return nil
+	})
+	if err != nil {
+		t.Error(err)
 	}
 	mustRun(t, "rm", addr, "-r", "/app/sub")
 	put("/app/new", "created after the backup")
