@@ -6,6 +6,8 @@ import (
 	"errors"
 	"fmt"
 	"io"
+	"maps"
+	"slices"
 	"strings"
 	"time"
 
@@ -246,7 +248,9 @@ func rollback(ctx context.Context, cmd *cobra.Command, c *chosen, rc repldspb.Re
 		writes, b.n, b.bytes = nil, 0, 0
 		return nil
 	}
-	var puts []*repldspb.Write
+	// First pass: what differs. Only paths are kept, so that a rollback of
+	// a large tree holds no data in memory.
+	toWrite := map[string]struct{}{}
 	err = c.nodes(ctx, func(n store.Node) error {
 		if n.Deleted {
 			return nil
@@ -268,7 +272,7 @@ func rollback(ctx context.Context, cmd *cobra.Command, c *chosen, rc repldspb.Re
 				fmt.Fprintf(out, "+ %s\n", n.Path)
 			}
 		}
-		puts = append(puts, &repldspb.Write{Path: n.Path, Data: n.Data})
+		toWrite[n.Path] = struct{}{}
 		return nil
 	})
 	if err != nil {
@@ -276,7 +280,7 @@ func rollback(ctx context.Context, cmd *cobra.Command, c *chosen, rc repldspb.Re
 	}
 	// Deletes first, so that a leaf may replace a directory of the same
 	// name and the other way round.
-	for p := range live {
+	for _, p := range slices.Sorted(maps.Keys(live)) {
 		cnt.deleted++
 		if dryRun {
 			fmt.Fprintf(out, "- %s\n", p)
@@ -291,13 +295,22 @@ func rollback(ctx context.Context, cmd *cobra.Command, c *chosen, rc repldspb.Re
 	if err := send(); err != nil {
 		return cnt, err
 	}
-	for _, w := range puts {
-		writes = append(writes, w)
-		if b.add(len(w.Data)) {
-			if err := send(); err != nil {
-				return cnt, err
-			}
+	if dryRun || len(toWrite) == 0 {
+		return cnt, nil
+	}
+	// Second pass: the writes, streamed.
+	err = c.nodes(ctx, func(n store.Node) error {
+		if _, ok := toWrite[n.Path]; !ok || n.Deleted {
+			return nil
 		}
+		writes = append(writes, &repldspb.Write{Path: n.Path, Data: n.Data})
+		if b.add(len(n.Data)) {
+			return send()
+		}
+		return nil
+	})
+	if err != nil {
+		return cnt, err
 	}
 	return cnt, send()
 }
