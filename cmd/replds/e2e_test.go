@@ -61,8 +61,16 @@ type proc struct {
 
 func start(t *testing.T, name string, args ...string) *proc {
 	t.Helper()
+	return startEnv(t, name, nil, args...)
+}
+
+// startEnv is start with the test's environment, less its REPLDS_
+// variables, plus env.
+func startEnv(t *testing.T, name string, env []string, args ...string) *proc {
+	t.Helper()
 	p := &proc{t: t, name: name, done: make(chan struct{})}
 	p.cmd = exec.Command(binary, args...)
+	p.cmd.Env = append(cleanEnv(), env...)
 	out, err := p.cmd.StderrPipe()
 	if err != nil {
 		t.Fatal(err)
@@ -175,15 +183,28 @@ func startCluster(t *testing.T, n int) []*serverProc {
 // the exit code.
 func run(t *testing.T, stdin io.Reader, args ...string) (string, string, int) {
 	t.Helper()
+	return runEnv(t, nil, stdin, args...)
+}
+
+// cleanEnv returns the test's environment without REPLDS_ variables.
+func cleanEnv() []string {
+	var env []string
+	for _, kv := range os.Environ() {
+		if !strings.HasPrefix(kv, "REPLDS_") {
+			env = append(env, kv)
+		}
+	}
+	return env
+}
+
+// runEnv is run with env added to the environment.
+func runEnv(t *testing.T, env []string, stdin io.Reader, args ...string) (string, string, int) {
+	t.Helper()
 	ctx, cancel := context.WithTimeout(context.Background(), 60*time.Second)
 	defer cancel()
 	cmd := exec.CommandContext(ctx, binary, args...)
 	cmd.Stdin = stdin
-	for _, kv := range os.Environ() {
-		if !strings.HasPrefix(kv, "REPLDS_") {
-			cmd.Env = append(cmd.Env, kv)
-		}
-	}
+	cmd.Env = append(cleanEnv(), env...)
 	var stdout, stderr bytes.Buffer
 	cmd.Stdout, cmd.Stderr = &stdout, &stderr
 	err := cmd.Run()

@@ -33,7 +33,7 @@ standard input becomes the single node REMOTE.`,
 		RunE: func(cmd *cobra.Command, args []string) error {
 			local, remote := args[0], args[1]
 			if err := nodepath.Validate(remote); err != nil {
-				return err
+				return localError(err, exitUsage)
 			}
 			writes, err := collectWrites(local, remote)
 			if err != nil {
@@ -56,7 +56,7 @@ standard input becomes the single node REMOTE.`,
 			return nil
 		},
 	}
-	cf.register(cmd)
+	cf.registerWithTimeouts(cmd)
 	return cmd
 }
 
@@ -103,7 +103,7 @@ func collectWrites(local, remote string) ([]*repldspb.Write, error) {
 		}
 		target := path.Join(remote, filepath.ToSlash(rel))
 		if err := nodepath.Validate(target); err != nil {
-			return fmt.Errorf("%s: %w", p, err)
+			return localError(fmt.Errorf("%s: %w", p, err), exitUsage)
 		}
 		writes = append(writes, &repldspb.Write{Path: target})
 		files = append(files, p)
