@@ -171,13 +171,19 @@ func (f *clientFlags) connect(ctx context.Context, addr string, opts []grpc.Dial
 // or gave no answer in time (a write it may have applied meanwhile is
 // written again, with the same data, by the next).
 func (f *clientFlags) call(ctx context.Context, fn func(context.Context, repldspb.RepldsClient) error) error {
+	_, err := f.callAt(ctx, fn)
+	return err
+}
+
+// callAt is call, and returns the address of the server that answered.
+func (f *clientFlags) callAt(ctx context.Context, fn func(context.Context, repldspb.RepldsClient) error) (string, error) {
 	servers, err := f.serverList()
 	if err != nil {
-		return err
+		return "", err
 	}
 	opts, err := f.dialOptions()
 	if err != nil {
-		return err
+		return "", err
 	}
 	opts = append(opts, grpc.WithDefaultCallOptions(
 		grpc.MaxCallRecvMsgSize(maxMessage), grpc.MaxCallSendMsgSize(maxMessage)))
@@ -189,16 +195,16 @@ func (f *clientFlags) call(ctx context.Context, fn func(context.Context, repldsp
 			continue
 		}
 		if err != nil {
-			return err
+			return "", err
 		}
 		err = fn(ctx, repldspb.NewRepldsClient(conn))
 		conn.Close()
 		if !retryable(ctx, err) {
-			return cliError(addr, err)
+			return addr, cliError(addr, err)
 		}
 		errs = append(errs, cliError(addr, err))
 	}
-	return joinErrors(errs)
+	return "", joinErrors(errs)
 }
 
 // retryable reports whether err, from a call made under ctx, means that
