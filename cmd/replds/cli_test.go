@@ -4,7 +4,6 @@ package main
 // and a config file, exit codes, error texts, timeouts and failover.
 
 import (
-	"context"
 	"encoding/json"
 	"fmt"
 	"net"
@@ -13,6 +12,7 @@ import (
 	"regexp"
 	"strings"
 	"sync"
+	"syscall"
 	"testing"
 	"time"
 
@@ -315,7 +315,6 @@ func TestE2E_SilentServerIsLeft(t *testing.T) {
 	// Alone, it is unavailable, and the message says how long it waited.
 	_, errOut, code := run(t, nil, "cat", "--server="+silent, "--dial-timeout=300ms", "/s/x")
 	checkFailure(t, errOut, code, exitUnavailable, "no answer within 300ms")
-	_ = context.Background
 }
 
 // TestE2E_ReadMetadata checks ls -l, ls --json and cat --meta: the time of
@@ -390,6 +389,117 @@ func TestHumanBytes(t *testing.T) {
 		5 << 20: "5.0 MiB", 3 << 30: "3.0 GiB"} {
 		if got := humanBytes(n); got != want {
 			t.Errorf("humanBytes(%d) = %q, want %q", n, got, want)
+		}
+	}
+}
+
+// TestE2E_Watch follows a prefix: the replay, "synced", then each change
+// as it is made, deletes included, and never the data.
+func TestE2E_Watch(t *testing.T) {
+	c := servertest.NewCluster(t, 1)
+	srv := "--server=" + c.Addr(0)
+	if _, errOut, code := run(t, strings.NewReader("secret-one"), "store", srv, "-", "/w/a"); code != 0 {
+		t.Fatal(errOut)
+	}
+	w := start(t, "watch", "watch", srv, "/w")
+	w.waitLine(regexp.MustCompile(`^\S+ \S+  put\s+10 B  [0-9a-f]{16}  /w/a$`))
+	w.waitLine(regexp.MustCompile(`^synced$`))
+	if _, errOut, code := run(t, strings.NewReader("secret-two"), "store", srv, "-", "/w/b"); code != 0 {
+		t.Fatal(errOut)
+	}
+	mustRun(t, "rm", srv, "/w/a")
+	if _, errOut, code := run(t, strings.NewReader("elsewhere"), "store", srv, "-", "/x"); code != 0 {
+		t.Fatal(errOut)
+	}
+	w.waitLine(regexp.MustCompile(`  put\s+10 B  [0-9a-f]{16}  /w/b$`))
+	w.waitLine(regexp.MustCompile(`  delete\s+-  [0-9a-f]{16}  /w/a$`))
+	w.kill(syscall.SIGINT)
+	if w.err != nil {
+		t.Errorf("watch after SIGINT: %v, want exit 0", w.err)
+	}
+	w.mu.Lock()
+	defer w.mu.Unlock()
+	for _, l := range w.lines {
+		if strings.Contains(l, "secret") || strings.Contains(l, "/x") {
+			t.Errorf("watch printed %q: data, or a path outside /w", l)
+		}
+	}
+}
+
+func TestACLCheck(t *testing.T) {
+	dir := t.TempDir()
+	writeFiles(t, dir, map[string]string{
+		"acls": "s1 peer\nweb1 /hosts/web1 read\nops / write\nops /_replds/jobs write\n",
+		"bad":  "web1 /hosts/web1 read\nweb2 /hosts reed\n",
+	})
+	good, bad := filepath.Join(dir, "acls"), filepath.Join(dir, "bad")
+	for _, tc := range []struct {
+		args []string
+		code int
+		want string
+	}{
+		{[]string{good}, 0, "4 rules for 3 identities"},
+		{[]string{good, "web1", "/hosts/web1/tls.key", "read"}, 0, `allowed: web1 /hosts/web1/tls.key read, by the rule "web1 /hosts/web1 read"`},
+		{[]string{good, "web1", "/hosts/web10/tls.key", "r"}, exitPermission, "denied: web1 /hosts/web10/tls.key read"},
+		{[]string{good, "web1", "/hosts/web1/tls.key", "write"}, exitPermission, "denied"},
+		{[]string{good, "ops", "/_replds/status/x", "w"}, exitPermission, "denied"},
+		{[]string{good, "ops", "/_replds/jobs/backup/b", "w"}, 0, `by the rule "ops /_replds/jobs write"`},
+		{[]string{good, "s1", "peer"}, 0, "allowed: s1 peer"},
+		{[]string{good, "web1", "peer"}, exitPermission, "denied: web1 peer"},
+		{[]string{bad}, exitFailure, "bad: line 2: unknown operation \"reed\""},
+		{[]string{good, "web1", "hosts", "read"}, exitUsage, "not absolute"},
+		{[]string{good, "web1", "/hosts", "admin"}, exitUsage, "unknown operation"},
+		{[]string{good, "web1"}, exitUsage, "want FILE, FILE IDENTITY PATH OP or FILE IDENTITY peer"},
+	} {
+		t.Run(strings.Join(tc.args[1:], " "), func(t *testing.T) {
+			out, errOut, code := run(t, nil, append([]string{"acl", "check"}, tc.args...)...)
+			if tc.code != 0 {
+				checkFailure(t, errOut, code, tc.code, tc.want)
+				return
+			}
+			if code != 0 || !strings.Contains(out, tc.want) {
+				t.Errorf("acl check: exit %d, %q (%s); want 0 and %q", code, out, errOut, tc.want)
+			}
+		})
+	}
+}
+
+// TestE2E_StatusText: sizes for people, and hashes as long as origins.
+func TestE2E_StatusText(t *testing.T) {
+	c := servertest.NewCluster(t, 1)
+	srv := "--server=" + c.Addr(0)
+	if _, errOut, code := run(t, strings.NewReader(strings.Repeat("x", 2048)), "store", srv, "-", "/s"); code != 0 {
+		t.Fatal(errOut)
+	}
+	out := mustRun(t, "status", srv)
+	if !regexp.MustCompile(`(?m)^  nodes\s+1 \(2\.0 KiB\), 0 tombstones$`).MatchString(out) {
+		t.Errorf("status:\n%s\nwant nodes with a human size", out)
+	}
+	for _, h := range regexp.MustCompile(`\b[0-9a-f]{8,}\b`).FindAllString(out, -1) {
+		if len(h) != 16 {
+			t.Errorf("status shows hash %s of %d digits; want 16 everywhere", h, len(h))
+		}
+	}
+}
+
+// TestE2E_CertSaysWhatItWrote: each cert command says which files it
+// wrote, with their modes, and for whom a certificate is.
+func TestE2E_CertSaysWhatItWrote(t *testing.T) {
+	dir := t.TempDir()
+	ca, caKey := filepath.Join(dir, "ca.crt"), filepath.Join(dir, "ca.key")
+	for _, tc := range []struct {
+		args []string
+		want string
+	}{
+		{[]string{"cert", "ca", "--cert=" + ca, "--key=" + caKey}, `wrote CA "replds CA": certificate ` + ca + ` (0644), private key ` + caKey + ` (0600), valid 3650 days`},
+		{[]string{"cert", "issue", "--ca=" + ca, "--ca-key=" + caKey, "--cn=web1", "--host=web1.example.net",
+			"--cert=" + filepath.Join(dir, "w.crt"), "--key=" + filepath.Join(dir, "w.key")},
+			`wrote identity "web1": certificate ` + filepath.Join(dir, "w.crt") + ` (0644), private key ` + filepath.Join(dir, "w.key") + ` (0600), for web1.example.net, valid until 20`},
+		{[]string{"cert", "gossip-key", "--out=" + filepath.Join(dir, "g.key")}, "wrote gossip key " + filepath.Join(dir, "g.key") + " (0600)"},
+	} {
+		_, errOut, code := run(t, nil, tc.args...)
+		if code != 0 || !strings.HasPrefix(errOut, tc.want) {
+			t.Errorf("replds %s: exit %d, said %q; want %q", strings.Join(tc.args[:2], " "), code, errOut, tc.want)
 		}
 	}
 }

@@ -55,13 +55,21 @@ func (f *clientFlags) register(cmd *cobra.Command) {
 
 // registerWithTimeouts adds the connection flags and the timeouts to cmd.
 func (f *clientFlags) registerWithTimeouts(cmd *cobra.Command) {
+	f.registerWithDialTimeout(cmd)
+	fs := cmd.Flags()
+	fs.DurationVar(&f.timeout, "timeout", 10*time.Second,
+		"how long a server may take to answer one request (store: one batch) before the next --server is tried")
+	bindEnv(fs, "timeout")
+}
+
+// registerWithDialTimeout adds the connection flags and --dial-timeout to
+// cmd, for a command that streams for as long as it runs (watch).
+func (f *clientFlags) registerWithDialTimeout(cmd *cobra.Command) {
 	f.register(cmd)
 	fs := cmd.Flags()
 	fs.DurationVar(&f.dialTimeout, "dial-timeout", 3*time.Second,
 		"how long a server may take to accept the connection before the next --server is tried")
-	fs.DurationVar(&f.timeout, "timeout", 10*time.Second,
-		"how long a server may take to answer one request (store: one batch) before the next --server is tried")
-	bindEnv(fs, "dial-timeout", "timeout")
+	bindEnv(fs, "dial-timeout")
 }
 
 // serverList returns the servers to talk to (--server, or $REPLDS_SERVER

@@ -305,6 +305,9 @@ func TestE2E_Version(t *testing.T) {
 	if !regexp.MustCompile(`^replds \S+(, revision [0-9a-f]+(\+modified)?)?, go1\.\d+`).MatchString(out) {
 		t.Errorf("replds --version = %q", out)
 	}
+	if cmd := mustRun(t, "version"); cmd != out {
+		t.Errorf("replds version = %q, want what --version says, %q", cmd, out)
+	}
 }
 
 // scrapeMetrics fetches a /metrics page, parses it with the Prometheus text

@@ -26,6 +26,9 @@ func newRootCmd() *cobra.Command {
 		newRmCmd(),
 		newCertCmd(),
 		newStatusCmd(),
+		newWatchCmd(),
+		newACLCmd(),
+		newVersionCmd(),
 	)
 	setVersion(root)
 	markUsageErrors(root)

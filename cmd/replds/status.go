@@ -391,7 +391,8 @@ func (rep *statusReport) byName(name string) (*serverReport, bool) {
 	return nil, false
 }
 
-// short abbreviates a hex hash for tables.
+// short abbreviates a hex hash to the 16 digits every text output uses
+// (origins have as many); --json has them whole.
 func short(h string) string {
 	if len(h) > 16 {
 		return h[:16]
@@ -412,7 +413,7 @@ func (rep *statusReport) originNames() map[string]string {
 }
 
 // vectorText renders a vector with origins named where known
-// (name=seq), others by the first 8 hex digits of their origin.
+// (name=seq), others by their origin (16 hex digits, as everywhere).
 func vectorText(v map[string]uint64, names map[string]string) string {
 	if len(v) == 0 {
 		return "(empty)"
@@ -421,7 +422,7 @@ func vectorText(v map[string]uint64, names map[string]string) string {
 	for _, o := range slices.Sorted(maps.Keys(v)) {
 		name, ok := names[o]
 		if !ok {
-			name = o[:8]
+			name = o
 		}
 		parts = append(parts, fmt.Sprintf("%s=%d", name, v[o]))
 	}
@@ -447,8 +448,8 @@ func (rep *statusReport) writeText(w io.Writer) error {
 		fmt.Fprintf(tw, "  version\t%s\n", sr.Version)
 		fmt.Fprintf(tw, "  ready\t%s\n", yesNo(sr.Ready))
 		fmt.Fprintf(tw, "  origin\t%s\n", sr.Origin)
-		fmt.Fprintf(tw, "  nodes\t%d (%d bytes), %d tombstones\n", sr.Nodes, sr.Bytes, sr.Tombstones)
-		fmt.Fprintf(tw, "  root\t%s\n", sr.Root)
+		fmt.Fprintf(tw, "  nodes\t%d (%s), %d tombstones\n", sr.Nodes, humanBytes(sr.Bytes), sr.Tombstones)
+		fmt.Fprintf(tw, "  root\t%s\n", short(sr.Root))
 		fmt.Fprintf(tw, "  vector\t%s\n", vectorText(sr.Vector, names))
 		if len(sr.Peers) == 0 {
 			fmt.Fprintf(tw, "  lag\tno sync round with a peer yet\n")
@@ -480,8 +481,8 @@ func (rep *statusReport) writeText(w io.Writer) error {
 			fmt.Fprintf(tw, "%s\t%s\t%s\t-\t-\t-\tunreachable\t-\n", sr.Name, sr.Addr, sr.State)
 			continue
 		}
-		fmt.Fprintf(tw, "%s\t%s\t%s\t%s\t%d\t%d\t%s\t%d\n", sr.Name, sr.Addr, sr.State, yesNo(sr.Ready),
-			sr.Nodes, sr.Bytes, short(sr.Root), *sr.Behind)
+		fmt.Fprintf(tw, "%s\t%s\t%s\t%s\t%d\t%s\t%s\t%d\n", sr.Name, sr.Addr, sr.State, yesNo(sr.Ready),
+			sr.Nodes, humanBytes(sr.Bytes), short(sr.Root), *sr.Behind)
 	}
 	tw.Flush()
 	fmt.Fprintf(&b, "vectors (writes seen, per origin server):\n")
