@@ -68,9 +68,15 @@ func start(t *testing.T, name string, args ...string) *proc {
 // variables, plus env.
 func startEnv(t *testing.T, name string, env []string, args ...string) *proc {
 	t.Helper()
-	p := &proc{t: t, name: name, done: make(chan struct{})}
-	p.cmd = exec.Command(binary, args...)
-	p.cmd.Env = append(cleanEnv(), env...)
+	cmd := exec.Command(binary, args...)
+	cmd.Env = append(cleanEnv(), env...)
+	return startCmd(t, name, cmd)
+}
+
+// startCmd starts cmd, its output going to the test log.
+func startCmd(t *testing.T, name string, cmd *exec.Cmd) *proc {
+	t.Helper()
+	p := &proc{t: t, name: name, done: make(chan struct{}), cmd: cmd}
 	out, err := p.cmd.StderrPipe()
 	if err != nil {
 		t.Fatal(err)
@@ -273,6 +279,12 @@ func TestE2E_Tutorial(t *testing.T) {
 	writeFiles(t, data, map[string]string{"foo": "foo\n", "sub/one": "one\n", "sub/two": "two\n"})
 
 	mustRun(t, "store", "--server="+servers[0].addr, data, "/data")
+	// As README says, each server's log shows the write: "stored" on the
+	// first, "replicated" on the others.
+	servers[0].waitLine(regexp.MustCompile(`msg=stored nodes=3 `))
+	for _, s := range servers[1:] {
+		s.waitLine(regexp.MustCompile(`msg=replicated origin=[0-9a-f]{16} batches=1 nodes=3 first=/data/`))
+	}
 
 	sub := filepath.Join(work, "sub")
 	pull := start(t, "pull", "pull", "--store="+sub, "--server="+servers[1].addr, "/data/sub")
