@@ -29,6 +29,7 @@ func newRootCmd() *cobra.Command {
 		newWatchCmd(),
 		newACLCmd(),
 		newVersionCmd(),
+		newDocsCmd(),
 	)
 	setVersion(root)
 	markUsageErrors(root)
