@@ -506,3 +506,25 @@ func TestExamples_Settings(t *testing.T) {
 		}
 	}
 }
+
+// TestExamples_Container: the Dockerfile and compose.yaml set only
+// variables that replds server reads, and the image's command is one.
+func TestExamples_Container(t *testing.T) {
+	server := newServerCmd()
+	for _, file := range []string{"../../Dockerfile", "../../compose.yaml"} {
+		data, err := os.ReadFile(file)
+		if err != nil {
+			t.Fatal(err)
+		}
+		names := regexp.MustCompile(`\b(REPLDS_[A-Z_]+)(?::|=)`).FindAllStringSubmatch(string(data), -1)
+		if len(names) == 0 {
+			t.Errorf("%s sets no REPLDS_ variable", file)
+		}
+		for _, m := range names {
+			name := strings.ToLower(strings.ReplaceAll(strings.TrimPrefix(m[1], "REPLDS_"), "_", "-"))
+			if f := server.Flags().Lookup(name); f == nil || len(f.Annotations[envAnnotation]) == 0 {
+				t.Errorf("%s sets %s, which replds server does not read", file, m[1])
+			}
+		}
+	}
+}
