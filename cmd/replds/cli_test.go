@@ -503,3 +503,18 @@ func TestE2E_CertSaysWhatItWrote(t *testing.T) {
 		}
 	}
 }
+
+func TestUserMessage(t *testing.T) {
+	for in, want := range map[string]string{
+		"store: node not found":                         "node not found",
+		"list /nope: store: node not found":             "list /nope: node not found",
+		"watcher: follow: config: prefix: invalid path": "config: prefix: invalid path",
+		"no server: give --server":                      "no server: give --server",
+		"server 127.0.0.1:1 unavailable: refused":       "server 127.0.0.1:1 unavailable: refused",
+		"restore: not a backup":                         "restore: not a backup",
+	} {
+		if got := userMessage(in); got != want {
+			t.Errorf("userMessage(%q) = %q, want %q", in, got, want)
+		}
+	}
+}

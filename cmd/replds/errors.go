@@ -69,7 +69,7 @@ var codeExits = map[codes.Code]int{
 
 // packagePrefix matches the package names that the servers' error texts
 // start with ("store: node not found"): they mean nothing to a user.
-var packagePrefix = regexp.MustCompile(`(^|: )(?:store|server|nodepath|acl|wire|lww|limits|certs|watcher|follow|triggers|jobs): `)
+var packagePrefix = regexp.MustCompile(`(^|: )(?:(?:store|server|nodepath|acl|wire|lww|limits|certs|watcher|follow|triggers|jobs): )+`)
 
 // userMessage returns an error text without package prefixes.
 func userMessage(msg string) string {

@@ -17,7 +17,8 @@ func main() {
 	err := root.ExecuteContext(ctx)
 	stop()
 	if err != nil {
-		fmt.Fprintf(os.Stderr, "replds: %v\n", err)
+		// Package prefixes ("store: ") mean nothing to users.
+		fmt.Fprintf(os.Stderr, "replds: %s\n", userMessage(err.Error()))
 		os.Exit(exitCode(err))
 	}
 }
