@@ -242,6 +242,8 @@ func TestE2E_ExitCodes(t *testing.T) {
 		{[]string{"frobnicate"}, exitUsage, `unknown command "frobnicate"`},
 		{[]string{"cert", "frob"}, exitUsage, `unknown command "frob" for "replds cert"`},
 		{[]string{"cat", "--server=" + closed, "/x"}, exitUnavailable, "connection refused"},
+		{[]string{"status", "--server=" + closed}, exitUnavailable, "server " + closed + ": unavailable: connection refused"},
+		{[]string{"ls", "--server=" + closed, "--server=" + closed, "/"}, exitUnavailable, "; server " + closed},
 		{[]string{"cat", "/x"}, exitUsage, "no server"},
 	} {
 		t.Run(strings.Join(tc.args, " "), func(t *testing.T) {
