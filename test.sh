@@ -29,7 +29,7 @@ for arg in "$@"; do
   case "$arg" in
     --keep) keep=1 ;;
     --tls) tls=1 ;;
-    -h|--help) sed -n '2,23p' "$0"; exit 0 ;;
+    -h|--help) sed -n '2,22p' "$0"; exit 0 ;;
     *) echo "test.sh: unknown option $arg (see --help)" >&2; exit 2 ;;
   esac
 done
