@@ -534,11 +534,13 @@ func (x *ListRequest) GetRecursive() bool {
 // ListEntry describes a leaf or a directory; directories have dir=true and
 // no version.
 type ListEntry struct {
-	state         protoimpl.MessageState `protogen:"open.v1"`
-	Path          string                 `protobuf:"bytes,1,opt,name=path,proto3" json:"path,omitempty"`
-	Dir           bool                   `protobuf:"varint,2,opt,name=dir,proto3" json:"dir,omitempty"`
-	Version       uint64                 `protobuf:"varint,3,opt,name=version,proto3" json:"version,omitempty"`
-	Size          uint64                 `protobuf:"varint,4,opt,name=size,proto3" json:"size,omitempty"`
+	state   protoimpl.MessageState `protogen:"open.v1"`
+	Path    string                 `protobuf:"bytes,1,opt,name=path,proto3" json:"path,omitempty"`
+	Dir     bool                   `protobuf:"varint,2,opt,name=dir,proto3" json:"dir,omitempty"`
+	Version uint64                 `protobuf:"varint,3,opt,name=version,proto3" json:"version,omitempty"`
+	Size    uint64                 `protobuf:"varint,4,opt,name=size,proto3" json:"size,omitempty"`
+	// origin is the incarnation id of the server that accepted the write.
+	Origin        uint64 `protobuf:"varint,5,opt,name=origin,proto3" json:"origin,omitempty"`
 	unknownFields protoimpl.UnknownFields
 	sizeCache     protoimpl.SizeCache
 }
@@ -597,6 +599,13 @@ func (x *ListEntry) GetVersion() uint64 {
 func (x *ListEntry) GetSize() uint64 {
 	if x != nil {
 		return x.Size
+	}
+	return 0
+}
+
+func (x *ListEntry) GetOrigin() uint64 {
+	if x != nil {
+		return x.Origin
 	}
 	return 0
 }
@@ -1724,12 +1733,13 @@ const file_replds_proto_rawDesc = "" +
 	"\x04node\x18\x01 \x01(\v2\x0f.replds.v1.NodeR\x04node\"?\n" +
 	"\vListRequest\x12\x12\n" +
 	"\x04path\x18\x01 \x01(\tR\x04path\x12\x1c\n" +
-	"\trecursive\x18\x02 \x01(\bR\trecursive\"_\n" +
+	"\trecursive\x18\x02 \x01(\bR\trecursive\"w\n" +
 	"\tListEntry\x12\x12\n" +
 	"\x04path\x18\x01 \x01(\tR\x04path\x12\x10\n" +
 	"\x03dir\x18\x02 \x01(\bR\x03dir\x12\x18\n" +
 	"\aversion\x18\x03 \x01(\x04R\aversion\x12\x12\n" +
-	"\x04size\x18\x04 \x01(\x04R\x04size\">\n" +
+	"\x04size\x18\x04 \x01(\x04R\x04size\x12\x16\n" +
+	"\x06origin\x18\x05 \x01(\x04R\x06origin\">\n" +
 	"\fListResponse\x12.\n" +
 	"\aentries\x18\x01 \x03(\v2\x14.replds.v1.ListEntryR\aentries\"O\n" +
 	"\fWatchRequest\x12\x16\n" +

@@ -433,6 +433,6 @@ root where the data is readable) before anything is written.`,
 	rf.register(cmd)
 	cmd.Flags().BoolVar(&dryRun, "dry-run", false, "print what would change (+ added, ~ changed, - deleted) and change nothing")
 	cmd.Flags().BoolVar(&mergeMode, "merge", false, "keep original versions; replace only older or missing nodes; delete nothing")
-	cf.register(cmd)
+	cf.registerWithTimeouts(cmd)
 	return cmd
 }

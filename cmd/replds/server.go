@@ -13,10 +13,19 @@ func newServerCmd() *cobra.Command {
 	cfg := server.DefaultConfig()
 	var logf logFlags
 	var prov provisionFlags
+	var configFile string
 	cmd := &cobra.Command{
-		Use:   "server --addr=HOST:PORT --data-dir=DIR [--peer=HOST:PORT ...]",
+		Use:   "server --addr=HOST:PORT --data-dir=DIR [--peer=HOST:PORT ...] [--config=FILE]",
 		Short: "Run a replds server, a peer of a cluster",
-		Args:  cobra.NoArgs,
+		Long: `Run a replds server, a peer of a cluster.
+
+Every flag may also come from the environment, REPLDS_ and its name in upper
+case with underscores (--data-dir: REPLDS_DATA_DIR; repeatable flags take a
+comma-separated list, REPLDS_PEER=a:12100,b:12100), or from the --config
+file: one "name = value" per line (name without dashes; a repeatable flag
+on one line per value), # starts a comment. The command line wins over the
+environment, which wins over the file.`,
+		Args: cobra.NoArgs,
 		RunE: func(cmd *cobra.Command, args []string) error {
 			log, err := logf.logger()
 			if err != nil {
@@ -25,10 +34,10 @@ func newServerCmd() *cobra.Command {
 			cfg.Logger = log
 			cfg.JobKinds = jobKinds
 			if err := cfg.Validate(); err != nil {
-				return err
+				return localError(err, exitUsage)
 			}
 			if err := prov.validate(); err != nil {
-				return err
+				return localError(err, exitUsage)
 			}
 			s, err := server.New(cfg)
 			if err != nil {
@@ -74,6 +83,8 @@ func newServerCmd() *cobra.Command {
 	f.BoolVar(&cfg.HTTPHealthzNoCert, "http-healthz-no-cert", false, "with TLS, answer /healthz without a client certificate (local probes)")
 	f.DurationVar(&cfg.MemoryTrimInterval, "memory-trim-interval", cfg.MemoryTrimInterval, "how often an idle server returns freed memory to the system (0: never)")
 	f.DurationVar(&cfg.ShutdownGrace, "shutdown-grace", cfg.ShutdownGrace, "on SIGTERM, how long in-flight requests may take to finish")
+	f.StringVar(&configFile, "config", "", "file of settings, one \"name = value\" a line (see above)")
 	logf.register(cmd)
+	bindAllEnv(f)
 	return cmd
 }
