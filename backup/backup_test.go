@@ -884,3 +884,48 @@ func TestList_BadManifest(t *testing.T) {
 		t.Errorf("List with unrelated objects = %d backups, %v; want 3", len(all), err)
 	}
 }
+
+// TestRebuild_SubtreeReadsOnlyItsFiles: with a prefix, Rebuild reads only
+// the files whose path range meets the subtree: a corrupt file elsewhere
+// does not stop it, while a whole rebuild fails on it.
+func TestRebuild_SubtreeReadsOnlyItsFiles(t *testing.T) {
+	tg := newDir(t)
+	f := newChainFixture()
+	written := f.writeChain(t, tg, backup.WriterOptions{FileBytes: 300})
+	full := written[0]
+	var corrupt string
+	for _, fl := range full.Files {
+		if fl.First == "" || fl.Last == "" || fl.First > fl.Last {
+			t.Fatalf("file %s: first %q last %q", fl.Name, fl.First, fl.Last)
+		}
+		if fl.First > "/a/" && fl.Last < "/b" && corrupt == "" {
+			corrupt = fl.Name // holds only /a nodes
+		}
+	}
+	if corrupt == "" {
+		t.Fatalf("no file holds only /a nodes: %+v", full.Files)
+	}
+	path := filepath.Join(strings.TrimPrefix(tg.String(), "file://"), full.Key(corrupt))
+	b, err := os.ReadFile(path)
+	if err != nil {
+		t.Fatal(err)
+	}
+	b[len(b)/2] ^= 0xff
+	if err := os.WriteFile(path, b, 0o600); err != nil {
+		t.Fatal(err)
+	}
+	got, err := rebuild(t, tg, written, backup.ReadOptions{Prefix: "/b"})
+	if err != nil {
+		t.Fatalf("Rebuild(/b) with a corrupt /a file: %v", err)
+	}
+	want := state{}
+	for p, n := range f.states[2] {
+		if p == "/b" || strings.HasPrefix(p, "/b/") {
+			want[p] = n
+		}
+	}
+	equalState(t, got, want)
+	if _, err := rebuild(t, tg, written, backup.ReadOptions{}); err == nil {
+		t.Error("Rebuild of everything read past a corrupt file")
+	}
+}

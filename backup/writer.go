@@ -90,6 +90,8 @@ type fileWriter struct {
 	raw   int            // uncompressed bytes written
 	nodes uint64
 	done  chan error // the upload's result
+	// first and last are the smallest and largest paths of the records.
+	first, last string
 }
 
 // digest hashes and counts the bytes of a stored file written through it.
@@ -223,6 +225,12 @@ func (w *Writer) Add(n store.Node) error {
 		return w.fail(w.uploadErr(f, err))
 	}
 	f.raw += len(w.buf) + len(n.Data)
+	if f.nodes == 0 || n.Path < f.first {
+		f.first = n.Path
+	}
+	if f.nodes == 0 || n.Path > f.last {
+		f.last = n.Path
+	}
 	f.nodes++
 	w.nodes++
 	if n.Deleted {
@@ -349,6 +357,8 @@ func (w *Writer) closeFile() error {
 		Size:   f.sum.n,
 		SHA256: f.sum.sha256(),
 		Nodes:  f.nodes,
+		First:  f.first,
+		Last:   f.last,
 	})
 	return nil
 }
