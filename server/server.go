@@ -37,6 +37,12 @@ type Server struct {
 	peers *peerSet
 	// jobs holds the job kinds clients may define (RegisterJobKind).
 	jobs jobKinds
+	// writers caches who may write anywhere, for tap; inflight bounds
+	// the bytes of Store requests being handled (guard.go).
+	writers  writerSet
+	inflight inflight
+	// watches bounds Watch streams and what they hold (watchlimits.go).
+	watches watchLimits
 	// inbound tracks the peers' push streams into this server, on the
 	// clock now (time.Now; the simulation's own in tests).
 	inbound inbound
@@ -125,6 +131,8 @@ func New(cfg Config) (_ *Server, err error) {
 		s.cfg.Name = s.lis.Addr().String()
 	}
 	s.metrics = newMetrics(s)
+	s.inflight.max = cfg.MaxInflightBytes
+	s.watches.init(&s.cfg)
 	s.dial = []grpc.DialOption{s.sec.dialOption()}
 	s.grpc = s.newGRPCServer()
 	s.peers = newPeerSet(s, newGRPCTransport(append(s.dial,
@@ -178,8 +186,11 @@ func (s *Server) openStore() error {
 func (s *Server) newGRPCServer() *grpc.Server {
 	g := grpc.NewServer(
 		s.sec.serverOption(),
+		// Before any of a request's body is read (guard.go).
+		grpc.InTapHandle(s.tap),
+		grpc.ForceServerCodecV2(newLimitCodec(s.cfg.MaxRequestSize, func() { s.metrics.refused("request_too_large") })),
 		// Errors are mapped to status codes before the metrics record them.
-		grpc.ChainUnaryInterceptor(s.metrics.unaryInterceptor, s.errorInterceptor),
+		grpc.ChainUnaryInterceptor(s.metrics.unaryInterceptor, s.errorInterceptor, s.inflightInterceptor),
 		grpc.ChainStreamInterceptor(s.metrics.streamInterceptor, s.streamErrorInterceptor),
 		grpc.MaxConcurrentStreams(4096),
 		grpc.MaxRecvMsgSize(s.cfg.maxMessage()),
