@@ -3,9 +3,11 @@ package server
 import (
 	"context"
 	"fmt"
+	"path"
 	"strings"
 	"sync"
 	"sync/atomic"
+	"time"
 
 	"google.golang.org/grpc"
 	"google.golang.org/grpc/codes"
@@ -24,8 +26,7 @@ import (
 //
 //   - tap runs when a request's headers arrive, before any of its body is
 //     read: it refuses a Store from an identity that may write nowhere and
-//     an internal RPC from an identity that is not a peer, and gives the
-//     stream a context the server can cancel (streamCancel);
+//     an internal RPC from an identity that is not a peer;
 //   - limitCodec runs once a message is read and before it is decoded: a
 //     request of a method that needs little (Get, List, Watch, Status and
 //     the internal Hello, Tree, Buckets) larger than Config.MaxRequestSize
@@ -41,42 +42,38 @@ import (
 // which only peers may call.
 const internalService = "/replds.v1.Internal/"
 
-// streamCancelKey is the context key of a stream's cancel function.
-type streamCancelKey struct{}
-
-// streamCancel returns the function that cancels the gRPC stream of ctx
-// with a cause, or nil if the stream did not go through tap. Cancelling it
-// ends a Send blocked on a client that does not read.
-func streamCancel(ctx context.Context) context.CancelCauseFunc {
-	c, _ := ctx.Value(streamCancelKey{}).(context.CancelCauseFunc)
-	return c
-}
-
 // tap implements grpc.InTapHandle: it runs on the connection's reader
 // before the request body is read, and must not block.
 func (s *Server) tap(ctx context.Context, info *tap.Info) (context.Context, error) {
-	if a := s.sec.acls.Get(); a != nil {
-		switch {
-		case info.FullMethodName == repldspb.Replds_Store_FullMethodName:
-			if id := identity(ctx); !s.writers.mayWrite(a, id) {
-				s.metrics.aclDenial(acl.Write.String())
-				s.metrics.refused("no_write_rule")
-				s.log.Info("access denied before reading the request", "identity", id, "method", "Store")
-				return nil, status.Errorf(codes.PermissionDenied, "permission denied: %q may not write anywhere", id)
-			}
-		case strings.HasPrefix(info.FullMethodName, internalService):
-			if id := identity(ctx); !a.Check(id, acl.Peer, "") {
-				s.metrics.aclDenial(acl.Peer.String())
-				s.metrics.refused("not_peer")
-				s.log.Info("access denied before reading the request", "identity", id, "method", info.FullMethodName)
-				return nil, status.Errorf(codes.PermissionDenied, "permission denied: %q is not a peer", id)
-			}
-		}
+	a := s.sec.acls.Get()
+	if a == nil {
+		return ctx, nil
 	}
-	// The stream's context is cancelled by gRPC when the stream ends, so
-	// this one ends with it.
-	ctx, cancel := context.WithCancelCause(ctx)
-	return context.WithValue(ctx, streamCancelKey{}, cancel), nil
+	var op acl.Op
+	switch {
+	case info.FullMethodName == repldspb.Replds_Store_FullMethodName:
+		op = acl.Write
+	case strings.HasPrefix(info.FullMethodName, internalService):
+		op = acl.Peer
+	default:
+		return ctx, nil
+	}
+	id := identity(ctx)
+	var err error
+	switch {
+	case op == acl.Write && !s.writers.mayWrite(a, id):
+		s.metrics.refused("no_write_rule")
+		err = status.Errorf(codes.PermissionDenied, "permission denied: %q may not write anywhere", id)
+	case op == acl.Peer && !a.Check(id, acl.Peer, ""):
+		s.metrics.refused("not_peer")
+		err = status.Errorf(codes.PermissionDenied, "permission denied: %q is not a peer", id)
+	default:
+		return ctx, nil
+	}
+	s.log.Info("access denied", "identity", id, "op", op.String(), "method", path.Base(info.FullMethodName), "before_body", true)
+	s.metrics.aclDenial(op.String())
+	s.metrics.rpcDone(info.FullMethodName, time.Now(), err)
+	return nil, err
 }
 
 // writerSet caches, per ACL, the identities that have at least one write

@@ -40,7 +40,7 @@ func (s *Server) Watch(req *repldspb.WatchRequest, stream repldspb.Replds_WatchS
 		return err
 	}
 	defer release()
-	sender := &watchSender{Replds_WatchServer: s.metrics.watchOpened(stream), s: s, cancel: streamCancel(ctx)}
+	sender := &watchSender{Replds_WatchServer: s.metrics.watchOpened(stream), s: s}
 	defer s.metrics.watchClosed()
 	defer sender.close()
 	w := &watchStream{

@@ -104,13 +104,17 @@ func (l *watchLimits) charge(n int64) bool {
 
 func (l *watchLimits) uncharge(n int64) { l.queued.Add(-n) }
 
-// watchSender sends a Watch stream's messages under the limits: one holds
-// the charge of its last message until the next Send returns or close.
-// Not safe for concurrent use (a stream sends from one goroutine).
+// watchSender sends a Watch stream's messages under the limits: each
+// Send runs in a goroutine of the server's, so that a client that does not
+// read costs the handler no more than the send timeout: the handler then
+// ends the stream with ResourceExhausted, gRPC writes that status after
+// what it already queued, and ends the stream, which ends the Send. The
+// stream holds the charge of its last message until the next Send returns
+// or close. Not safe for concurrent use (a stream sends from one
+// goroutine).
 type watchSender struct {
 	repldspb.Replds_WatchServer
-	s      *Server
-	cancel context.CancelCauseFunc // nil: no send timeout
+	s *Server
 	// held is the charge of the last message sent.
 	held int64
 }
@@ -122,24 +126,48 @@ func (w *watchSender) Send(msg *repldspb.WatchResponse) error {
 		w.s.metrics.refused("watch_memory")
 		return errWatchMemory
 	}
-	var timer *time.Timer
-	var slow atomic.Bool
-	if w.cancel != nil {
-		timer = time.AfterFunc(l.sendTimeout, func() {
-			slow.Store(true)
-			w.cancel(status.Errorf(codes.ResourceExhausted, errWatchTooSlowF, l.sendTimeout))
-		})
+	var (
+		mu        sync.Mutex
+		abandoned bool
+		res       = make(chan error, 1)
+	)
+	started := w.s.goFunc(func() {
+		err := w.Replds_WatchServer.Send(msg)
+		mu.Lock()
+		defer mu.Unlock()
+		if abandoned {
+			// The handler has returned; the stream has ended.
+			l.uncharge(n)
+			return
+		}
+		res <- err
+	})
+	if !started { // the server is stopping: the stream ends soon anyway
+		return w.sent(n, w.Replds_WatchServer.Send(msg))
 	}
-	err := w.Replds_WatchServer.Send(msg)
-	if timer != nil {
-		timer.Stop()
+	timer := time.NewTimer(l.sendTimeout)
+	defer timer.Stop()
+	select {
+	case err := <-res:
+		return w.sent(n, err)
+	case <-timer.C:
 	}
-	l.uncharge(w.held)
+	mu.Lock()
+	defer mu.Unlock()
+	select {
+	case err := <-res: // done just now
+		return w.sent(n, err)
+	default:
+	}
+	abandoned = true
+	w.s.metrics.refused("watch_slow_reader")
+	return status.Errorf(codes.ResourceExhausted, errWatchTooSlowF, l.sendTimeout)
+}
+
+// sent moves the stream's charge to the message just sent.
+func (w *watchSender) sent(n int64, err error) error {
+	w.s.watches.uncharge(w.held)
 	w.held = n
-	if slow.Load() {
-		w.s.metrics.refused("watch_slow_reader")
-		return status.Errorf(codes.ResourceExhausted, errWatchTooSlowF, l.sendTimeout)
-	}
 	return err
 }
 
