@@ -98,6 +98,22 @@ func putBig(t *testing.T, cl repldspb.RepldsClient, prefix string, n, size int) 
 	}
 }
 
+// waitRefusal waits until server 0 of c has refused something for reason,
+// and returns the most replds_watch_queued_bytes it saw meanwhile.
+func waitRefusal(t *testing.T, c *servertest.Cluster, reason string) float64 {
+	t.Helper()
+	s := c.Server(0)
+	maxQueued := 0.0
+	c.Wait(10*time.Second, "a refusal for "+reason, func() error {
+		maxQueued = max(maxQueued, gathered(t, s, "replds_watch_queued_bytes"))
+		if refusals(t, s, reason) < 1 {
+			return fmt.Errorf("none yet")
+		}
+		return nil
+	})
+	return maxQueued
+}
+
 // A stream whose client does not read ends with ResourceExhausted after
 // the send timeout; what it held is given back; the client sees the status
 // once it reads what was queued, and resumes from its last bookmark.
@@ -115,14 +131,7 @@ func TestWatch_ClientThatDoesNotReadIsCut(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	maxQueued := 0.0
-	c.Wait(10*time.Second, "the stalled stream cut", func() error {
-		maxQueued = max(maxQueued, gathered(t, s, "replds_watch_queued_bytes"))
-		if refusals(t, s, "watch_slow_reader") < 1 {
-			return fmt.Errorf("not cut yet")
-		}
-		return nil
-	})
+	maxQueued := waitRefusal(t, c, "watch_slow_reader")
 	// Two messages at most: the one gRPC holds and the one being sent.
 	if limit := float64(2 * (256<<10 + 128<<10 + 4<<10)); maxQueued > limit {
 		t.Errorf("replds_watch_queued_bytes reached %v while stalled, want at most %v", maxQueued, limit)
@@ -171,7 +180,6 @@ func TestWatch_TotalMemoryBounded(t *testing.T) {
 		cfg.WatchSendTimeout = time.Minute
 	})
 	putBig(t, c.Client(0), "/big", 40, 128<<10)
-	s := c.Server(0)
 	ctx, cancel := context.WithCancel(context.Background())
 	defer cancel()
 	var streams []repldspb.Replds_WatchClient
@@ -182,14 +190,7 @@ func TestWatch_TotalMemoryBounded(t *testing.T) {
 		}
 		streams = append(streams, st)
 	}
-	maxQueued := 0.0
-	c.Wait(10*time.Second, "a stream refused for memory", func() error {
-		maxQueued = max(maxQueued, gathered(t, s, "replds_watch_queued_bytes"))
-		if refusals(t, s, "watch_memory") < 1 {
-			return fmt.Errorf("none refused yet")
-		}
-		return nil
-	})
+	maxQueued := waitRefusal(t, c, "watch_memory")
 	if maxQueued > 5<<20 {
 		t.Errorf("replds_watch_queued_bytes reached %v, want at most --watch-memory (%d)", maxQueued, 5<<20)
 	}
