@@ -55,7 +55,8 @@ make_tls() {
   ./bin/replds cert ca --cert="$t/ca.crt" --key="$t/ca.key" --cn="replds test.sh CA"
   # Certificates name localhost, 127.0.0.1 and ::1 (the default hosts).
   for id in server1 server2 server3 client host1; do
-    ./bin/replds cert issue --ca="$t/ca.crt" --ca-key="$t/ca.key" --cn="$id" \
+    kind=--client; case $id in server*) kind=--server;; esac
+    ./bin/replds cert issue "$kind" --ca="$t/ca.crt" --ca-key="$t/ca.key" --cn="$id" \
       --cert="$t/$id.crt" --key="$t/$id.key"
   done
   ./bin/replds cert gossip-key --out="$t/gossip.key"

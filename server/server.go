@@ -43,6 +43,8 @@ type Server struct {
 	inflight inflight
 	// watches bounds Watch streams and what they hold (watchlimits.go).
 	watches watchLimits
+	// handshakes bounds the connections still handshaking (handshake.go).
+	handshakes handshakes
 	// inbound tracks the peers' push streams into this server, on the
 	// clock now (time.Now; the simulation's own in tests).
 	inbound inbound
@@ -127,6 +129,8 @@ func New(cfg Config) (_ *Server, err error) {
 		return nil, fmt.Errorf("server: listen %s: %w", cfg.Addr, err)
 	}
 	undo.push(func() { s.lis.Close() })
+	s.handshakes.max, s.handshakes.reserve = cfg.MaxPendingHandshakes, cfg.HandshakeReserve
+	s.lis = &handshakeListener{Listener: s.lis, s: s}
 	if s.cfg.Name == "" {
 		s.cfg.Name = s.lis.Addr().String()
 	}
@@ -185,7 +189,8 @@ func (s *Server) openStore() error {
 // newGRPCServer returns the gRPC server with both services registered.
 func (s *Server) newGRPCServer() *grpc.Server {
 	g := grpc.NewServer(
-		s.sec.serverOption(),
+		grpc.Creds(&guardedCreds{TransportCredentials: s.sec.serverCreds(), s: s, tls: s.sec.tls != nil}),
+		grpc.ConnectionTimeout(s.cfg.HandshakeTimeout),
 		// Before any of a request's body is read (guard.go).
 		grpc.InTapHandle(s.tap),
 		grpc.ForceServerCodecV2(newLimitCodec(s.cfg.MaxRequestSize, func() { s.metrics.refused("request_too_large") })),
