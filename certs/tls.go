@@ -304,8 +304,8 @@ func (r *Reloader) ServerConfig() *tls.Config {
 		// resumed session's client chain is verified again against this
 		// ClientCAs, so resumption does not bypass a CA rotation.
 		return &tls.Config{
-			MinVersion:   tls.VersionTLS13,
-			Certificates: []tls.Certificate{*m.cert},
+			MinVersion:       tls.VersionTLS13,
+			Certificates:     []tls.Certificate{*m.cert},
 			ClientAuth:       tls.RequireAndVerifyClientCert,
 			ClientCAs:        m.pool,
 			NextProtos:       base.NextProtos,
