@@ -6,6 +6,7 @@ import (
 	"fmt"
 	"log/slog"
 	"slices"
+	"strings"
 	"sync"
 	"testing"
 	"time"
@@ -201,4 +202,100 @@ func TestMembership_NothingLoggedAfterClose(t *testing.T) {
 	if len(rec.after) > 0 {
 		t.Errorf("logged after Close: %q", rec.after)
 	}
+}
+
+// A peer that cannot be joined is logged at warn once per error (not per
+// attempt) and reported by LastJoinError until it joins.
+func TestMembership_JoinFailuresReported(t *testing.T) {
+	other := newMember(t, "other", nil)
+	rec := &levelRecorder{}
+	var mu sync.Mutex
+	fail, attempts := true, 0
+	cfg := cluster.DefaultConfig("joiner", "127.0.0.1", 0)
+	cfg.Profile = "local"
+	cfg.Peers = []string{"db1.example.net:12100"}
+	cfg.RejoinInterval = 5 * time.Millisecond
+	cfg.Hello = func(ctx context.Context, peer string) (cluster.HelloInfo, error) {
+		mu.Lock()
+		defer mu.Unlock()
+		attempts++
+		if fail {
+			return cluster.HelloInfo{}, errors.New("x509: certificate is valid for db1.example.net, not localhost")
+		}
+		return cluster.HelloInfo{Name: other.Name(), GossipAddr: other.Addr()}, nil
+	}
+	cfg.Logger = slog.New(rec)
+	m, err := cluster.New(cfg)
+	if err != nil {
+		t.Fatal(err)
+	}
+	ctx, cancel := context.WithCancel(context.Background())
+	done := make(chan struct{})
+	go func() {
+		defer close(done)
+		m.Run(ctx)
+	}()
+	defer func() {
+		cancel()
+		<-done
+		m.Close()
+	}()
+	deadline := time.Now().Add(10 * time.Second)
+	for {
+		mu.Lock()
+		n := attempts
+		mu.Unlock()
+		if n >= 20 {
+			break
+		}
+		if time.Now().After(deadline) {
+			t.Fatalf("%d join attempts in 10 s", n)
+		}
+		time.Sleep(5 * time.Millisecond) // polling under the deadline
+	}
+	je, ok := m.LastJoinError()
+	if !ok || je.Peer != "db1.example.net:12100" || !strings.Contains(je.Err, "certificate is valid for db1.example.net") {
+		t.Errorf("LastJoinError() = %+v, %v; want the x509 error of db1.example.net:12100", je, ok)
+	}
+	if got := rec.count(slog.LevelWarn, "join failed"); got != 1 {
+		t.Errorf("%d warnings for 20 failed attempts with one error, want 1", got)
+	}
+	mu.Lock()
+	fail = false
+	mu.Unlock()
+	waitFor(t, m, "other joined", func(ms []cluster.Member) bool {
+		o, ok := member(ms, "other")
+		return ok && o.State.Live()
+	})
+	if je, ok := m.LastJoinError(); ok {
+		t.Errorf("LastJoinError() after joining = %+v, want none", je)
+	}
+}
+
+// levelRecorder counts records by level and message.
+type levelRecorder struct {
+	mu   sync.Mutex
+	recs []slog.Record
+}
+
+func (r *levelRecorder) Enabled(context.Context, slog.Level) bool { return true }
+func (r *levelRecorder) WithAttrs([]slog.Attr) slog.Handler       { return r }
+func (r *levelRecorder) WithGroup(string) slog.Handler            { return r }
+func (r *levelRecorder) Handle(_ context.Context, rec slog.Record) error {
+	r.mu.Lock()
+	defer r.mu.Unlock()
+	r.recs = append(r.recs, rec)
+	return nil
+}
+
+func (r *levelRecorder) count(level slog.Level, msg string) int {
+	r.mu.Lock()
+	defer r.mu.Unlock()
+	n := 0
+	for _, rec := range r.recs {
+		if rec.Level == level && rec.Message == msg {
+			n++
+		}
+	}
+	return n
 }
