@@ -965,7 +965,10 @@ type StatusResponse struct {
 	Tombstones uint64 `protobuf:"varint,10,opt,name=tombstones,proto3" json:"tombstones,omitempty"`
 	// ready is what /readyz says: joined and caught up with a peer, or
 	// alone by configuration.
-	Ready         bool `protobuf:"varint,11,opt,name=ready,proto3" json:"ready,omitempty"`
+	Ready bool `protobuf:"varint,11,opt,name=ready,proto3" json:"ready,omitempty"`
+	// last_join_error is the last failure to join a configured peer that
+	// has not joined since ("peer: reason"), empty if none.
+	LastJoinError string `protobuf:"bytes,12,opt,name=last_join_error,json=lastJoinError,proto3" json:"last_join_error,omitempty"`
 	unknownFields protoimpl.UnknownFields
 	sizeCache     protoimpl.SizeCache
 }
@@ -1075,6 +1078,13 @@ func (x *StatusResponse) GetReady() bool {
 		return x.Ready
 	}
 	return false
+}
+
+func (x *StatusResponse) GetLastJoinError() string {
+	if x != nil {
+		return x.LastJoinError
+	}
+	return ""
 }
 
 // PushRequest carries writes of the sender's own origin, in seq order.
@@ -1660,7 +1670,7 @@ const file_replds_proto_rawDesc = "" +
 	"\x04name\x18\x01 \x01(\tR\x04name\x12\x18\n" +
 	"\achanges\x18\x02 \x01(\x04R\achanges\x12\x18\n" +
 	"\aseconds\x18\x03 \x01(\x01R\aseconds\x12)\n" +
-	"\x11last_sync_unix_ms\x18\x04 \x01(\x03R\x0elastSyncUnixMs\"\xce\x02\n" +
+	"\x11last_sync_unix_ms\x18\x04 \x01(\x03R\x0elastSyncUnixMs\"\xf6\x02\n" +
 	"\x0eStatusResponse\x12\x12\n" +
 	"\x04name\x18\x01 \x01(\tR\x04name\x12\x16\n" +
 	"\x06origin\x18\x02 \x01(\x04R\x06origin\x12)\n" +
@@ -1675,7 +1685,8 @@ const file_replds_proto_rawDesc = "" +
 	"tombstones\x18\n" +
 	" \x01(\x04R\n" +
 	"tombstones\x12\x14\n" +
-	"\x05ready\x18\v \x01(\bR\x05ready\"`\n" +
+	"\x05ready\x18\v \x01(\bR\x05ready\x12&\n" +
+	"\x0flast_join_error\x18\f \x01(\tR\rlastJoinError\"`\n" +
 	"\vPushRequest\x12\x16\n" +
 	"\x06origin\x18\x01 \x01(\x04R\x06origin\x12\x12\n" +
 	"\x04prev\x18\x02 \x01(\x04R\x04prev\x12%\n" +
