@@ -208,8 +208,8 @@ func TestMembership_NothingLoggedAfterClose(t *testing.T) {
 // attempt) and reported by LastJoinError until it joins.
 func TestMembership_JoinFailuresReported(t *testing.T) {
 	other := newMember(t, "other", nil)
-	rec := &levelRecorder{}
-	var mu sync.Mutex
+	var mu sync.Mutex // guards fail, attempts and logs
+	var logs strings.Builder
 	fail, attempts := true, 0
 	cfg := cluster.DefaultConfig("joiner", "127.0.0.1", 0)
 	cfg.Profile = "local"
@@ -224,7 +224,7 @@ func TestMembership_JoinFailuresReported(t *testing.T) {
 		}
 		return cluster.HelloInfo{Name: other.Name(), GossipAddr: other.Addr()}, nil
 	}
-	cfg.Logger = slog.New(rec)
+	cfg.Logger = slog.New(slog.NewTextHandler(lockedWriter{&mu, &logs}, nil))
 	m, err := cluster.New(cfg)
 	if err != nil {
 		t.Fatal(err)
@@ -257,7 +257,10 @@ func TestMembership_JoinFailuresReported(t *testing.T) {
 	if !ok || je.Peer != "db1.example.net:12100" || !strings.Contains(je.Err, "certificate is valid for db1.example.net") {
 		t.Errorf("LastJoinError() = %+v, %v; want the x509 error of db1.example.net:12100", je, ok)
 	}
-	if got := rec.count(slog.LevelWarn, "join failed"); got != 1 {
+	mu.Lock()
+	got := strings.Count(logs.String(), `level=WARN msg="join failed"`)
+	mu.Unlock()
+	if got != 1 {
 		t.Errorf("%d warnings for 20 failed attempts with one error, want 1", got)
 	}
 	mu.Lock()
@@ -272,30 +275,14 @@ func TestMembership_JoinFailuresReported(t *testing.T) {
 	}
 }
 
-// levelRecorder counts records by level and message.
-type levelRecorder struct {
-	mu   sync.Mutex
-	recs []slog.Record
+// lockedWriter writes to w under mu.
+type lockedWriter struct {
+	mu *sync.Mutex
+	w  *strings.Builder
 }
 
-func (r *levelRecorder) Enabled(context.Context, slog.Level) bool { return true }
-func (r *levelRecorder) WithAttrs([]slog.Attr) slog.Handler       { return r }
-func (r *levelRecorder) WithGroup(string) slog.Handler            { return r }
-func (r *levelRecorder) Handle(_ context.Context, rec slog.Record) error {
-	r.mu.Lock()
-	defer r.mu.Unlock()
-	r.recs = append(r.recs, rec)
-	return nil
-}
-
-func (r *levelRecorder) count(level slog.Level, msg string) int {
-	r.mu.Lock()
-	defer r.mu.Unlock()
-	n := 0
-	for _, rec := range r.recs {
-		if rec.Level == level && rec.Message == msg {
-			n++
-		}
-	}
-	return n
+func (l lockedWriter) Write(p []byte) (int, error) {
+	l.mu.Lock()
+	defer l.mu.Unlock()
+	return l.w.Write(p)
 }
