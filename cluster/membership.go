@@ -3,10 +3,12 @@ package cluster
 import (
 	"bytes"
 	"context"
+	"errors"
 	"fmt"
 	"io"
 	"log"
 	"log/slog"
+	"maps"
 	"net"
 	"slices"
 	"strconv"
@@ -46,8 +48,9 @@ type Membership struct {
 	// state and change without a lock we can take.
 	live map[string]Member
 	// gone holds the members that failed or left, by name, until they
-	// join again or goneTTL passes: memberlist forgets them soon, but
-	// status and metrics must still name a server that is down.
+	// join again, Config.ReapAfter passes (reap) or they are forgotten:
+	// memberlist forgets them soon, but status and metrics must still name
+	// a server that is down.
 	gone map[string]goneMember
 	// leavingAt holds, by member name, when a member announced that it is
 	// leaving on purpose (see notice), so that its departure is told from
@@ -65,9 +68,6 @@ type Membership struct {
 	leaving    atomic.Bool
 	closeOnce  sync.Once
 }
-
-// goneTTL is how long a failed or departed member is still reported.
-const goneTTL = 24 * time.Hour
 
 // goneMember is a member that failed or left, and when.
 type goneMember struct {
@@ -173,10 +173,10 @@ func (m *Membership) Addr() string { return m.gossipAddr }
 func (m *Membership) Name() string { return m.cfg.Name }
 
 // Members returns every known member: the live ones (this one included),
-// then those that failed or left within the last 24 hours and have not
-// joined again, each group sorted by name. The slice is the caller's. A
-// member's 24 hours running out does not fire Changed: Members stops
-// listing it at its next call.
+// then those that failed or left within the last Config.ReapAfter and
+// have not joined again nor been forgotten, each group sorted by name. The
+// slice is the caller's. Members stops listing a member once its
+// ReapAfter has run out; Changed fires when Run reaps it.
 func (m *Membership) Members() []Member {
 	m.mu.Lock()
 	defer m.mu.Unlock()
@@ -184,10 +184,9 @@ func (m *Membership) Members() []Member {
 	for _, mb := range m.live {
 		out = append(out, mb)
 	}
-	for name, g := range m.gone {
-		if time.Since(g.at) > goneTTL {
-			delete(m.gone, name)
-			continue
+	for _, g := range m.gone {
+		if time.Since(g.at) > m.cfg.ReapAfter {
+			continue // reap removes it
 		}
 		out = append(out, g.Member)
 	}
@@ -195,9 +194,44 @@ func (m *Membership) Members() []Member {
 	return out
 }
 
+// reap forgets the members that failed or left more than ReapAfter ago,
+// and fires Changed if there were any.
+func (m *Membership) reap() {
+	m.mu.Lock()
+	defer m.mu.Unlock()
+	n := len(m.gone)
+	maps.DeleteFunc(m.gone, func(_ string, g goneMember) bool { return time.Since(g.at) > m.cfg.ReapAfter })
+	if len(m.gone) < n {
+		m.changedLocked()
+	}
+}
+
+// Errors of Forget.
+var (
+	ErrMemberLive    = errors.New("cluster: member is alive")
+	ErrMemberUnknown = errors.New("cluster: no such member")
+)
+
+// Forget stops listing a member that failed or left, before ReapAfter. A
+// member that is alive cannot be forgotten (ErrMemberLive); should a
+// forgotten member come back, it is listed again.
+func (m *Membership) Forget(name string) error {
+	m.mu.Lock()
+	defer m.mu.Unlock()
+	if _, ok := m.live[name]; ok {
+		return fmt.Errorf("%w: %s (stop it first)", ErrMemberLive, name)
+	}
+	if _, ok := m.gone[name]; !ok {
+		return fmt.Errorf("%w: %s", ErrMemberUnknown, name)
+	}
+	delete(m.gone, name)
+	m.changedLocked()
+	return nil
+}
+
 // Changed returns a channel that is closed at the next change of what
-// Members returns (a member joined, failed, left, or changed its Meta), but
-// not when a departed member's 24 hours run out (see Members).
+// Members returns (a member joined, failed, left, changed its Meta, was
+// reaped or forgotten).
 // Take the channel before reading Members, then wait on it: no change is
 // missed. It never blocks.
 func (m *Membership) Changed() <-chan struct{} {
@@ -250,6 +284,7 @@ func (m *Membership) Run(ctx context.Context) {
 		if len(m.cfg.Peers) > 0 {
 			m.joinMissing(ctx)
 		}
+		m.reap()
 		if m.gate.enter() {
 			m.logw.flush()
 			m.gate.exit()

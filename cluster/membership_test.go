@@ -18,6 +18,12 @@ import (
 // gRPC "addresses" in peers, which hellos resolves.
 func newMember(t *testing.T, name string, hellos map[string]*cluster.Membership, peers ...string) *cluster.Membership {
 	t.Helper()
+	return newMemberWith(t, name, hellos, func(*cluster.Config) {}, peers...)
+}
+
+// newMemberWith is newMember with the configuration adjusted by adjust.
+func newMemberWith(t *testing.T, name string, hellos map[string]*cluster.Membership, adjust func(*cluster.Config), peers ...string) *cluster.Membership {
+	t.Helper()
 	cfg := cluster.DefaultConfig(name, "127.0.0.1", 0)
 	cfg.Profile = "local"
 	cfg.Meta.GRPCAddr = "127.0.0.1:1" + name
@@ -31,6 +37,7 @@ func newMember(t *testing.T, name string, hellos map[string]*cluster.Membership,
 		return cluster.HelloInfo{Name: m.Name(), GossipAddr: m.Addr()}, nil
 	}
 	cfg.Logger = slog.New(slog.DiscardHandler)
+	adjust(&cfg)
 	m, err := cluster.New(cfg)
 	if err != nil {
 		t.Fatalf("New(%s): %v", name, err)
@@ -270,8 +277,12 @@ func TestMembership_JoinFailuresReported(t *testing.T) {
 		o, ok := member(ms, "other")
 		return ok && o.State.Live()
 	})
-	if je, ok := m.LastJoinError(); ok {
-		t.Errorf("LastJoinError() after joining = %+v, want none", je)
+	// The join is recorded once Join has returned, after the member shows.
+	for je, ok := m.LastJoinError(); ok; je, ok = m.LastJoinError() {
+		if time.Now().After(deadline.Add(10 * time.Second)) {
+			t.Fatalf("LastJoinError() after joining = %+v, want none", je)
+		}
+		time.Sleep(5 * time.Millisecond) // polling under the deadline
 	}
 }
 
@@ -285,4 +296,35 @@ func (l lockedWriter) Write(p []byte) (int, error) {
 	l.mu.Lock()
 	defer l.mu.Unlock()
 	return l.w.Write(p)
+}
+
+// A member that left is listed until ReapAfter, then reaped (Changed
+// fires); Forget removes one at once, but never a live one.
+func TestMembership_ReapAndForget(t *testing.T) {
+	hellos := map[string]*cluster.Membership{}
+	a := newMemberWith(t, "a", hellos, func(cfg *cluster.Config) { cfg.ReapAfter = 300 * time.Millisecond })
+	hellos["a"] = a
+	keep := newMember(t, "k", hellos) // ReapAfter 1 h
+	hellos["k"] = keep
+	b := newMember(t, "b", hellos, "a", "k")
+	waitFor(t, a, "b alive on a", func(ms []cluster.Member) bool { m, ok := member(ms, "b"); return ok && m.State.Live() })
+	waitFor(t, keep, "b alive on k", func(ms []cluster.Member) bool { m, ok := member(ms, "b"); return ok && m.State.Live() })
+	if err := keep.Forget("b"); !errors.Is(err, cluster.ErrMemberLive) {
+		t.Errorf("Forget of a live member: %v, want ErrMemberLive", err)
+	}
+	b.Close()
+	waitFor(t, keep, "b left on k", func(ms []cluster.Member) bool { m, ok := member(ms, "b"); return ok && m.State == cluster.Left })
+	waitFor(t, a, "b reaped on a", func(ms []cluster.Member) bool { _, ok := member(ms, "b"); return !ok })
+	if _, ok := member(keep.Members(), "b"); !ok {
+		t.Errorf("k (ReapAfter 1 h) no longer lists b")
+	}
+	if err := keep.Forget("b"); err != nil {
+		t.Fatalf("Forget(b): %v", err)
+	}
+	if _, ok := member(keep.Members(), "b"); ok {
+		t.Errorf("k lists b after Forget")
+	}
+	if err := keep.Forget("nope"); !errors.Is(err, cluster.ErrMemberUnknown) {
+		t.Errorf("Forget of an unknown member: %v, want ErrMemberUnknown", err)
+	}
 }

@@ -70,6 +70,9 @@ type Config struct {
 	// no identities). 0 means no bound.
 	MaxWatchPerConn     int
 	MaxWatchPerIdentity int
+	// ReapDeadAfter is how long a member that failed or left is still
+	// listed (status, metrics) unless it comes back.
+	ReapDeadAfter time.Duration
 	// HandshakeTimeout bounds a connection's TLS handshake (and HTTP/2
 	// preface): one that has not finished by then is closed.
 	HandshakeTimeout time.Duration
@@ -127,6 +130,7 @@ func DefaultConfig() Config {
 		WatchPageBytes:       1 << 20,
 		MaxWatchPerConn:      1024,
 		MaxWatchPerIdentity:  4096,
+		ReapDeadAfter:        time.Hour,
 		HandshakeTimeout:     5 * time.Second,
 		MaxPendingHandshakes: 1024,
 		HandshakeReserve:     256,
@@ -193,8 +197,8 @@ func (c *Config) Validate() error {
 	if c.WatchMemory < int64(c.maxMessage()) {
 		return fmt.Errorf("server: --watch-memory %d: must be at least the largest message, %d", c.WatchMemory, c.maxMessage())
 	}
-	if c.WatchSendTimeout <= 0 || c.HandshakeTimeout <= 0 {
-		return errors.New("server: --watch-send-timeout and --handshake-timeout must be positive")
+	if c.WatchSendTimeout <= 0 || c.HandshakeTimeout <= 0 || c.ReapDeadAfter <= 0 {
+		return errors.New("server: --watch-send-timeout, --handshake-timeout and --reap-dead-after must be positive")
 	}
 	if c.WatchPageBytes <= 0 {
 		return fmt.Errorf("server: --watch-page-bytes %d: must be positive", c.WatchPageBytes)

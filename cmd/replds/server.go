@@ -55,6 +55,7 @@ func newServerCmd() *cobra.Command {
 	f.BoolVar(&cfg.HTTPHealthzNoCert, "http-healthz-no-cert", false, "with TLS, answer /healthz without a client certificate (local probes)")
 	f.DurationVar(&cfg.MemoryTrimInterval, "memory-trim-interval", cfg.MemoryTrimInterval, "how often an idle server returns freed memory to the system (0: never)")
 	f.DurationVar(&cfg.ShutdownGrace, "shutdown-grace", cfg.ShutdownGrace, "on SIGTERM, how long in-flight requests may take to finish")
+	f.DurationVar(&cfg.ReapDeadAfter, "reap-dead-after", cfg.ReapDeadAfter, "how long a member that failed or left is still listed, unless it comes back")
 	// Limits against hostile load (README, Security).
 	f.IntVar(&cfg.MaxRequestSize, "max-request-size", cfg.MaxRequestSize, "largest Get, List, Watch or Status request, in bytes")
 	f.IntVar(&cfg.MaxTokenOrigins, "max-token-origins", cfg.MaxTokenOrigins, "most origins of a Watch resume token; a longer one gets a full replay")
