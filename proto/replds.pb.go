@@ -1087,6 +1087,88 @@ func (x *StatusResponse) GetLastJoinError() string {
 	return ""
 }
 
+// ForgetMemberRequest names a member that failed or left, for the server
+// to stop listing before --reap-dead-after.
+type ForgetMemberRequest struct {
+	state         protoimpl.MessageState `protogen:"open.v1"`
+	Name          string                 `protobuf:"bytes,1,opt,name=name,proto3" json:"name,omitempty"`
+	unknownFields protoimpl.UnknownFields
+	sizeCache     protoimpl.SizeCache
+}
+
+func (x *ForgetMemberRequest) Reset() {
+	*x = ForgetMemberRequest{}
+	mi := &file_replds_proto_msgTypes[17]
+	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+	ms.StoreMessageInfo(mi)
+}
+
+func (x *ForgetMemberRequest) String() string {
+	return protoimpl.X.MessageStringOf(x)
+}
+
+func (*ForgetMemberRequest) ProtoMessage() {}
+
+func (x *ForgetMemberRequest) ProtoReflect() protoreflect.Message {
+	mi := &file_replds_proto_msgTypes[17]
+	if x != nil {
+		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+		if ms.LoadMessageInfo() == nil {
+			ms.StoreMessageInfo(mi)
+		}
+		return ms
+	}
+	return mi.MessageOf(x)
+}
+
+// Deprecated: Use ForgetMemberRequest.ProtoReflect.Descriptor instead.
+func (*ForgetMemberRequest) Descriptor() ([]byte, []int) {
+	return file_replds_proto_rawDescGZIP(), []int{17}
+}
+
+func (x *ForgetMemberRequest) GetName() string {
+	if x != nil {
+		return x.Name
+	}
+	return ""
+}
+
+type ForgetMemberResponse struct {
+	state         protoimpl.MessageState `protogen:"open.v1"`
+	unknownFields protoimpl.UnknownFields
+	sizeCache     protoimpl.SizeCache
+}
+
+func (x *ForgetMemberResponse) Reset() {
+	*x = ForgetMemberResponse{}
+	mi := &file_replds_proto_msgTypes[18]
+	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+	ms.StoreMessageInfo(mi)
+}
+
+func (x *ForgetMemberResponse) String() string {
+	return protoimpl.X.MessageStringOf(x)
+}
+
+func (*ForgetMemberResponse) ProtoMessage() {}
+
+func (x *ForgetMemberResponse) ProtoReflect() protoreflect.Message {
+	mi := &file_replds_proto_msgTypes[18]
+	if x != nil {
+		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+		if ms.LoadMessageInfo() == nil {
+			ms.StoreMessageInfo(mi)
+		}
+		return ms
+	}
+	return mi.MessageOf(x)
+}
+
+// Deprecated: Use ForgetMemberResponse.ProtoReflect.Descriptor instead.
+func (*ForgetMemberResponse) Descriptor() ([]byte, []int) {
+	return file_replds_proto_rawDescGZIP(), []int{18}
+}
+
 // PushRequest carries writes of the sender's own origin, in seq order.
 type PushRequest struct {
 	state protoimpl.MessageState `protogen:"open.v1"`
@@ -1103,7 +1185,7 @@ type PushRequest struct {
 
 func (x *PushRequest) Reset() {
 	*x = PushRequest{}
-	mi := &file_replds_proto_msgTypes[17]
+	mi := &file_replds_proto_msgTypes[19]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -1115,7 +1197,7 @@ func (x *PushRequest) String() string {
 func (*PushRequest) ProtoMessage() {}
 
 func (x *PushRequest) ProtoReflect() protoreflect.Message {
-	mi := &file_replds_proto_msgTypes[17]
+	mi := &file_replds_proto_msgTypes[19]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -1128,7 +1210,7 @@ func (x *PushRequest) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use PushRequest.ProtoReflect.Descriptor instead.
 func (*PushRequest) Descriptor() ([]byte, []int) {
-	return file_replds_proto_rawDescGZIP(), []int{17}
+	return file_replds_proto_rawDescGZIP(), []int{19}
 }
 
 func (x *PushRequest) GetOrigin() uint64 {
@@ -1160,7 +1242,7 @@ type PushResponse struct {
 
 func (x *PushResponse) Reset() {
 	*x = PushResponse{}
-	mi := &file_replds_proto_msgTypes[18]
+	mi := &file_replds_proto_msgTypes[20]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -1172,7 +1254,7 @@ func (x *PushResponse) String() string {
 func (*PushResponse) ProtoMessage() {}
 
 func (x *PushResponse) ProtoReflect() protoreflect.Message {
-	mi := &file_replds_proto_msgTypes[18]
+	mi := &file_replds_proto_msgTypes[20]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -1185,7 +1267,7 @@ func (x *PushResponse) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use PushResponse.ProtoReflect.Descriptor instead.
 func (*PushResponse) Descriptor() ([]byte, []int) {
-	return file_replds_proto_rawDescGZIP(), []int{18}
+	return file_replds_proto_rawDescGZIP(), []int{20}
 }
 
 type SyncRequest struct {
@@ -1205,7 +1287,7 @@ type SyncRequest struct {
 
 func (x *SyncRequest) Reset() {
 	*x = SyncRequest{}
-	mi := &file_replds_proto_msgTypes[19]
+	mi := &file_replds_proto_msgTypes[21]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -1217,7 +1299,7 @@ func (x *SyncRequest) String() string {
 func (*SyncRequest) ProtoMessage() {}
 
 func (x *SyncRequest) ProtoReflect() protoreflect.Message {
-	mi := &file_replds_proto_msgTypes[19]
+	mi := &file_replds_proto_msgTypes[21]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -1230,7 +1312,7 @@ func (x *SyncRequest) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use SyncRequest.ProtoReflect.Descriptor instead.
 func (*SyncRequest) Descriptor() ([]byte, []int) {
-	return file_replds_proto_rawDescGZIP(), []int{19}
+	return file_replds_proto_rawDescGZIP(), []int{21}
 }
 
 func (x *SyncRequest) GetVector() *Vector {
@@ -1275,7 +1357,7 @@ type SyncResponse struct {
 
 func (x *SyncResponse) Reset() {
 	*x = SyncResponse{}
-	mi := &file_replds_proto_msgTypes[20]
+	mi := &file_replds_proto_msgTypes[22]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -1287,7 +1369,7 @@ func (x *SyncResponse) String() string {
 func (*SyncResponse) ProtoMessage() {}
 
 func (x *SyncResponse) ProtoReflect() protoreflect.Message {
-	mi := &file_replds_proto_msgTypes[20]
+	mi := &file_replds_proto_msgTypes[22]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -1300,7 +1382,7 @@ func (x *SyncResponse) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use SyncResponse.ProtoReflect.Descriptor instead.
 func (*SyncResponse) Descriptor() ([]byte, []int) {
-	return file_replds_proto_rawDescGZIP(), []int{20}
+	return file_replds_proto_rawDescGZIP(), []int{22}
 }
 
 func (x *SyncResponse) GetOrigin() uint64 {
@@ -1357,7 +1439,7 @@ type HelloRequest struct {
 
 func (x *HelloRequest) Reset() {
 	*x = HelloRequest{}
-	mi := &file_replds_proto_msgTypes[21]
+	mi := &file_replds_proto_msgTypes[23]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -1369,7 +1451,7 @@ func (x *HelloRequest) String() string {
 func (*HelloRequest) ProtoMessage() {}
 
 func (x *HelloRequest) ProtoReflect() protoreflect.Message {
-	mi := &file_replds_proto_msgTypes[21]
+	mi := &file_replds_proto_msgTypes[23]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -1382,7 +1464,7 @@ func (x *HelloRequest) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use HelloRequest.ProtoReflect.Descriptor instead.
 func (*HelloRequest) Descriptor() ([]byte, []int) {
-	return file_replds_proto_rawDescGZIP(), []int{21}
+	return file_replds_proto_rawDescGZIP(), []int{23}
 }
 
 func (x *HelloRequest) GetOrigin() uint64 {
@@ -1410,7 +1492,7 @@ type HelloResponse struct {
 
 func (x *HelloResponse) Reset() {
 	*x = HelloResponse{}
-	mi := &file_replds_proto_msgTypes[22]
+	mi := &file_replds_proto_msgTypes[24]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -1422,7 +1504,7 @@ func (x *HelloResponse) String() string {
 func (*HelloResponse) ProtoMessage() {}
 
 func (x *HelloResponse) ProtoReflect() protoreflect.Message {
-	mi := &file_replds_proto_msgTypes[22]
+	mi := &file_replds_proto_msgTypes[24]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -1435,7 +1517,7 @@ func (x *HelloResponse) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use HelloResponse.ProtoReflect.Descriptor instead.
 func (*HelloResponse) Descriptor() ([]byte, []int) {
-	return file_replds_proto_rawDescGZIP(), []int{22}
+	return file_replds_proto_rawDescGZIP(), []int{24}
 }
 
 func (x *HelloResponse) GetName() string {
@@ -1478,7 +1560,7 @@ type TreeRequest struct {
 
 func (x *TreeRequest) Reset() {
 	*x = TreeRequest{}
-	mi := &file_replds_proto_msgTypes[23]
+	mi := &file_replds_proto_msgTypes[25]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -1490,7 +1572,7 @@ func (x *TreeRequest) String() string {
 func (*TreeRequest) ProtoMessage() {}
 
 func (x *TreeRequest) ProtoReflect() protoreflect.Message {
-	mi := &file_replds_proto_msgTypes[23]
+	mi := &file_replds_proto_msgTypes[25]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -1503,7 +1585,7 @@ func (x *TreeRequest) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use TreeRequest.ProtoReflect.Descriptor instead.
 func (*TreeRequest) Descriptor() ([]byte, []int) {
-	return file_replds_proto_rawDescGZIP(), []int{23}
+	return file_replds_proto_rawDescGZIP(), []int{25}
 }
 
 func (x *TreeRequest) GetLevel() uint32 {
@@ -1531,7 +1613,7 @@ type TreeResponse struct {
 
 func (x *TreeResponse) Reset() {
 	*x = TreeResponse{}
-	mi := &file_replds_proto_msgTypes[24]
+	mi := &file_replds_proto_msgTypes[26]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -1543,7 +1625,7 @@ func (x *TreeResponse) String() string {
 func (*TreeResponse) ProtoMessage() {}
 
 func (x *TreeResponse) ProtoReflect() protoreflect.Message {
-	mi := &file_replds_proto_msgTypes[24]
+	mi := &file_replds_proto_msgTypes[26]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -1556,7 +1638,7 @@ func (x *TreeResponse) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use TreeResponse.ProtoReflect.Descriptor instead.
 func (*TreeResponse) Descriptor() ([]byte, []int) {
-	return file_replds_proto_rawDescGZIP(), []int{24}
+	return file_replds_proto_rawDescGZIP(), []int{26}
 }
 
 func (x *TreeResponse) GetHashes() [][]byte {
@@ -1576,7 +1658,7 @@ type BucketRequest struct {
 
 func (x *BucketRequest) Reset() {
 	*x = BucketRequest{}
-	mi := &file_replds_proto_msgTypes[25]
+	mi := &file_replds_proto_msgTypes[27]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -1588,7 +1670,7 @@ func (x *BucketRequest) String() string {
 func (*BucketRequest) ProtoMessage() {}
 
 func (x *BucketRequest) ProtoReflect() protoreflect.Message {
-	mi := &file_replds_proto_msgTypes[25]
+	mi := &file_replds_proto_msgTypes[27]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -1601,7 +1683,7 @@ func (x *BucketRequest) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use BucketRequest.ProtoReflect.Descriptor instead.
 func (*BucketRequest) Descriptor() ([]byte, []int) {
-	return file_replds_proto_rawDescGZIP(), []int{25}
+	return file_replds_proto_rawDescGZIP(), []int{27}
 }
 
 func (x *BucketRequest) GetBuckets() []uint32 {
@@ -1686,7 +1768,10 @@ const file_replds_proto_rawDesc = "" +
 	" \x01(\x04R\n" +
 	"tombstones\x12\x14\n" +
 	"\x05ready\x18\v \x01(\bR\x05ready\x12&\n" +
-	"\x0flast_join_error\x18\f \x01(\tR\rlastJoinError\"`\n" +
+	"\x0flast_join_error\x18\f \x01(\tR\rlastJoinError\")\n" +
+	"\x13ForgetMemberRequest\x12\x12\n" +
+	"\x04name\x18\x01 \x01(\tR\x04name\"\x16\n" +
+	"\x14ForgetMemberResponse\"`\n" +
 	"\vPushRequest\x12\x16\n" +
 	"\x06origin\x18\x01 \x01(\x04R\x06origin\x12\x12\n" +
 	"\x04prev\x18\x02 \x01(\x04R\x04prev\x12%\n" +
@@ -1717,13 +1802,14 @@ const file_replds_proto_rawDesc = "" +
 	"\fTreeResponse\x12\x16\n" +
 	"\x06hashes\x18\x01 \x03(\fR\x06hashes\")\n" +
 	"\rBucketRequest\x12\x18\n" +
-	"\abuckets\x18\x01 \x03(\rR\abuckets2\xb2\x02\n" +
+	"\abuckets\x18\x01 \x03(\rR\abuckets2\x83\x03\n" +
 	"\x06Replds\x12:\n" +
 	"\x05Store\x12\x17.replds.v1.StoreRequest\x1a\x18.replds.v1.StoreResponse\x124\n" +
 	"\x03Get\x12\x15.replds.v1.GetRequest\x1a\x16.replds.v1.GetResponse\x129\n" +
 	"\x04List\x12\x16.replds.v1.ListRequest\x1a\x17.replds.v1.ListResponse0\x01\x12<\n" +
 	"\x05Watch\x12\x17.replds.v1.WatchRequest\x1a\x18.replds.v1.WatchResponse0\x01\x12=\n" +
-	"\x06Status\x12\x18.replds.v1.StatusRequest\x1a\x19.replds.v1.StatusResponse2\xb5\x02\n" +
+	"\x06Status\x12\x18.replds.v1.StatusRequest\x1a\x19.replds.v1.StatusResponse\x12O\n" +
+	"\fForgetMember\x12\x1e.replds.v1.ForgetMemberRequest\x1a\x1f.replds.v1.ForgetMemberResponse2\xb5\x02\n" +
 	"\bInternal\x12:\n" +
 	"\x05Hello\x12\x17.replds.v1.HelloRequest\x1a\x18.replds.v1.HelloResponse\x129\n" +
 	"\x04Push\x12\x16.replds.v1.PushRequest\x1a\x17.replds.v1.PushResponse(\x01\x129\n" +
@@ -1743,34 +1829,36 @@ func file_replds_proto_rawDescGZIP() []byte {
 	return file_replds_proto_rawDescData
 }
 
-var file_replds_proto_msgTypes = make([]protoimpl.MessageInfo, 26)
+var file_replds_proto_msgTypes = make([]protoimpl.MessageInfo, 28)
 var file_replds_proto_goTypes = []any{
-	(*Node)(nil),           // 0: replds.v1.Node
-	(*VectorEntry)(nil),    // 1: replds.v1.VectorEntry
-	(*Vector)(nil),         // 2: replds.v1.Vector
-	(*Write)(nil),          // 3: replds.v1.Write
-	(*StoreRequest)(nil),   // 4: replds.v1.StoreRequest
-	(*StoreResponse)(nil),  // 5: replds.v1.StoreResponse
-	(*GetRequest)(nil),     // 6: replds.v1.GetRequest
-	(*GetResponse)(nil),    // 7: replds.v1.GetResponse
-	(*ListRequest)(nil),    // 8: replds.v1.ListRequest
-	(*ListEntry)(nil),      // 9: replds.v1.ListEntry
-	(*ListResponse)(nil),   // 10: replds.v1.ListResponse
-	(*WatchRequest)(nil),   // 11: replds.v1.WatchRequest
-	(*WatchResponse)(nil),  // 12: replds.v1.WatchResponse
-	(*StatusRequest)(nil),  // 13: replds.v1.StatusRequest
-	(*Member)(nil),         // 14: replds.v1.Member
-	(*PeerLag)(nil),        // 15: replds.v1.PeerLag
-	(*StatusResponse)(nil), // 16: replds.v1.StatusResponse
-	(*PushRequest)(nil),    // 17: replds.v1.PushRequest
-	(*PushResponse)(nil),   // 18: replds.v1.PushResponse
-	(*SyncRequest)(nil),    // 19: replds.v1.SyncRequest
-	(*SyncResponse)(nil),   // 20: replds.v1.SyncResponse
-	(*HelloRequest)(nil),   // 21: replds.v1.HelloRequest
-	(*HelloResponse)(nil),  // 22: replds.v1.HelloResponse
-	(*TreeRequest)(nil),    // 23: replds.v1.TreeRequest
-	(*TreeResponse)(nil),   // 24: replds.v1.TreeResponse
-	(*BucketRequest)(nil),  // 25: replds.v1.BucketRequest
+	(*Node)(nil),                 // 0: replds.v1.Node
+	(*VectorEntry)(nil),          // 1: replds.v1.VectorEntry
+	(*Vector)(nil),               // 2: replds.v1.Vector
+	(*Write)(nil),                // 3: replds.v1.Write
+	(*StoreRequest)(nil),         // 4: replds.v1.StoreRequest
+	(*StoreResponse)(nil),        // 5: replds.v1.StoreResponse
+	(*GetRequest)(nil),           // 6: replds.v1.GetRequest
+	(*GetResponse)(nil),          // 7: replds.v1.GetResponse
+	(*ListRequest)(nil),          // 8: replds.v1.ListRequest
+	(*ListEntry)(nil),            // 9: replds.v1.ListEntry
+	(*ListResponse)(nil),         // 10: replds.v1.ListResponse
+	(*WatchRequest)(nil),         // 11: replds.v1.WatchRequest
+	(*WatchResponse)(nil),        // 12: replds.v1.WatchResponse
+	(*StatusRequest)(nil),        // 13: replds.v1.StatusRequest
+	(*Member)(nil),               // 14: replds.v1.Member
+	(*PeerLag)(nil),              // 15: replds.v1.PeerLag
+	(*StatusResponse)(nil),       // 16: replds.v1.StatusResponse
+	(*ForgetMemberRequest)(nil),  // 17: replds.v1.ForgetMemberRequest
+	(*ForgetMemberResponse)(nil), // 18: replds.v1.ForgetMemberResponse
+	(*PushRequest)(nil),          // 19: replds.v1.PushRequest
+	(*PushResponse)(nil),         // 20: replds.v1.PushResponse
+	(*SyncRequest)(nil),          // 21: replds.v1.SyncRequest
+	(*SyncResponse)(nil),         // 22: replds.v1.SyncResponse
+	(*HelloRequest)(nil),         // 23: replds.v1.HelloRequest
+	(*HelloResponse)(nil),        // 24: replds.v1.HelloResponse
+	(*TreeRequest)(nil),          // 25: replds.v1.TreeRequest
+	(*TreeResponse)(nil),         // 26: replds.v1.TreeResponse
+	(*BucketRequest)(nil),        // 27: replds.v1.BucketRequest
 }
 var file_replds_proto_depIdxs = []int32{
 	1,  // 0: replds.v1.Vector.entries:type_name -> replds.v1.VectorEntry
@@ -1793,23 +1881,25 @@ var file_replds_proto_depIdxs = []int32{
 	8,  // 17: replds.v1.Replds.List:input_type -> replds.v1.ListRequest
 	11, // 18: replds.v1.Replds.Watch:input_type -> replds.v1.WatchRequest
 	13, // 19: replds.v1.Replds.Status:input_type -> replds.v1.StatusRequest
-	21, // 20: replds.v1.Internal.Hello:input_type -> replds.v1.HelloRequest
-	17, // 21: replds.v1.Internal.Push:input_type -> replds.v1.PushRequest
-	19, // 22: replds.v1.Internal.Sync:input_type -> replds.v1.SyncRequest
-	23, // 23: replds.v1.Internal.Tree:input_type -> replds.v1.TreeRequest
-	25, // 24: replds.v1.Internal.Buckets:input_type -> replds.v1.BucketRequest
-	5,  // 25: replds.v1.Replds.Store:output_type -> replds.v1.StoreResponse
-	7,  // 26: replds.v1.Replds.Get:output_type -> replds.v1.GetResponse
-	10, // 27: replds.v1.Replds.List:output_type -> replds.v1.ListResponse
-	12, // 28: replds.v1.Replds.Watch:output_type -> replds.v1.WatchResponse
-	16, // 29: replds.v1.Replds.Status:output_type -> replds.v1.StatusResponse
-	22, // 30: replds.v1.Internal.Hello:output_type -> replds.v1.HelloResponse
-	18, // 31: replds.v1.Internal.Push:output_type -> replds.v1.PushResponse
-	20, // 32: replds.v1.Internal.Sync:output_type -> replds.v1.SyncResponse
-	24, // 33: replds.v1.Internal.Tree:output_type -> replds.v1.TreeResponse
-	20, // 34: replds.v1.Internal.Buckets:output_type -> replds.v1.SyncResponse
-	25, // [25:35] is the sub-list for method output_type
-	15, // [15:25] is the sub-list for method input_type
+	17, // 20: replds.v1.Replds.ForgetMember:input_type -> replds.v1.ForgetMemberRequest
+	23, // 21: replds.v1.Internal.Hello:input_type -> replds.v1.HelloRequest
+	19, // 22: replds.v1.Internal.Push:input_type -> replds.v1.PushRequest
+	21, // 23: replds.v1.Internal.Sync:input_type -> replds.v1.SyncRequest
+	25, // 24: replds.v1.Internal.Tree:input_type -> replds.v1.TreeRequest
+	27, // 25: replds.v1.Internal.Buckets:input_type -> replds.v1.BucketRequest
+	5,  // 26: replds.v1.Replds.Store:output_type -> replds.v1.StoreResponse
+	7,  // 27: replds.v1.Replds.Get:output_type -> replds.v1.GetResponse
+	10, // 28: replds.v1.Replds.List:output_type -> replds.v1.ListResponse
+	12, // 29: replds.v1.Replds.Watch:output_type -> replds.v1.WatchResponse
+	16, // 30: replds.v1.Replds.Status:output_type -> replds.v1.StatusResponse
+	18, // 31: replds.v1.Replds.ForgetMember:output_type -> replds.v1.ForgetMemberResponse
+	24, // 32: replds.v1.Internal.Hello:output_type -> replds.v1.HelloResponse
+	20, // 33: replds.v1.Internal.Push:output_type -> replds.v1.PushResponse
+	22, // 34: replds.v1.Internal.Sync:output_type -> replds.v1.SyncResponse
+	26, // 35: replds.v1.Internal.Tree:output_type -> replds.v1.TreeResponse
+	22, // 36: replds.v1.Internal.Buckets:output_type -> replds.v1.SyncResponse
+	26, // [26:37] is the sub-list for method output_type
+	15, // [15:26] is the sub-list for method input_type
 	15, // [15:15] is the sub-list for extension type_name
 	15, // [15:15] is the sub-list for extension extendee
 	0,  // [0:15] is the sub-list for field type_name
@@ -1826,7 +1916,7 @@ func file_replds_proto_init() {
 			GoPackagePath: reflect.TypeOf(x{}).PkgPath(),
 			RawDescriptor: unsafe.Slice(unsafe.StringData(file_replds_proto_rawDesc), len(file_replds_proto_rawDesc)),
 			NumEnums:      0,
-			NumMessages:   26,
+			NumMessages:   28,
 			NumExtensions: 0,
 			NumServices:   2,
 		},

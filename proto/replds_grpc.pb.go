@@ -32,11 +32,12 @@ import (
 const _ = grpc.SupportPackageIsVersion9
 
 const (
-	Replds_Store_FullMethodName  = "/replds.v1.Replds/Store"
-	Replds_Get_FullMethodName    = "/replds.v1.Replds/Get"
-	Replds_List_FullMethodName   = "/replds.v1.Replds/List"
-	Replds_Watch_FullMethodName  = "/replds.v1.Replds/Watch"
-	Replds_Status_FullMethodName = "/replds.v1.Replds/Status"
+	Replds_Store_FullMethodName        = "/replds.v1.Replds/Store"
+	Replds_Get_FullMethodName          = "/replds.v1.Replds/Get"
+	Replds_List_FullMethodName         = "/replds.v1.Replds/List"
+	Replds_Watch_FullMethodName        = "/replds.v1.Replds/Watch"
+	Replds_Status_FullMethodName       = "/replds.v1.Replds/Status"
+	Replds_ForgetMember_FullMethodName = "/replds.v1.Replds/ForgetMember"
 )
 
 // RepldsClient is the client API for Replds service.
@@ -57,6 +58,9 @@ type RepldsClient interface {
 	Watch(ctx context.Context, in *WatchRequest, opts ...grpc.CallOption) (grpc.ServerStreamingClient[WatchResponse], error)
 	// Status describes this server: identity, vector, hash root, members.
 	Status(ctx context.Context, in *StatusRequest, opts ...grpc.CallOption) (*StatusResponse, error)
+	// ForgetMember stops listing a member that failed or left (this server
+	// only). With ACLs it takes write permission on /_replds/members.
+	ForgetMember(ctx context.Context, in *ForgetMemberRequest, opts ...grpc.CallOption) (*ForgetMemberResponse, error)
 }
 
 type repldsClient struct {
@@ -135,6 +139,16 @@ func (c *repldsClient) Status(ctx context.Context, in *StatusRequest, opts ...gr
 	return out, nil
 }
 
+func (c *repldsClient) ForgetMember(ctx context.Context, in *ForgetMemberRequest, opts ...grpc.CallOption) (*ForgetMemberResponse, error) {
+	cOpts := append([]grpc.CallOption{grpc.StaticMethod()}, opts...)
+	out := new(ForgetMemberResponse)
+	err := c.cc.Invoke(ctx, Replds_ForgetMember_FullMethodName, in, out, cOpts...)
+	if err != nil {
+		return nil, err
+	}
+	return out, nil
+}
+
 // RepldsServer is the server API for Replds service.
 // All implementations must embed UnimplementedRepldsServer
 // for forward compatibility.
@@ -153,6 +167,9 @@ type RepldsServer interface {
 	Watch(*WatchRequest, grpc.ServerStreamingServer[WatchResponse]) error
 	// Status describes this server: identity, vector, hash root, members.
 	Status(context.Context, *StatusRequest) (*StatusResponse, error)
+	// ForgetMember stops listing a member that failed or left (this server
+	// only). With ACLs it takes write permission on /_replds/members.
+	ForgetMember(context.Context, *ForgetMemberRequest) (*ForgetMemberResponse, error)
 	mustEmbedUnimplementedRepldsServer()
 }
 
@@ -177,6 +194,9 @@ func (UnimplementedRepldsServer) Watch(*WatchRequest, grpc.ServerStreamingServer
 }
 func (UnimplementedRepldsServer) Status(context.Context, *StatusRequest) (*StatusResponse, error) {
 	return nil, status.Error(codes.Unimplemented, "method Status not implemented")
+}
+func (UnimplementedRepldsServer) ForgetMember(context.Context, *ForgetMemberRequest) (*ForgetMemberResponse, error) {
+	return nil, status.Error(codes.Unimplemented, "method ForgetMember not implemented")
 }
 func (UnimplementedRepldsServer) mustEmbedUnimplementedRepldsServer() {}
 func (UnimplementedRepldsServer) testEmbeddedByValue()                {}
@@ -275,6 +295,24 @@ func _Replds_Status_Handler(srv interface{}, ctx context.Context, dec func(inter
 	return interceptor(ctx, in, info, handler)
 }
 
+func _Replds_ForgetMember_Handler(srv interface{}, ctx context.Context, dec func(interface{}) error, interceptor grpc.UnaryServerInterceptor) (interface{}, error) {
+	in := new(ForgetMemberRequest)
+	if err := dec(in); err != nil {
+		return nil, err
+	}
+	if interceptor == nil {
+		return srv.(RepldsServer).ForgetMember(ctx, in)
+	}
+	info := &grpc.UnaryServerInfo{
+		Server:     srv,
+		FullMethod: Replds_ForgetMember_FullMethodName,
+	}
+	handler := func(ctx context.Context, req interface{}) (interface{}, error) {
+		return srv.(RepldsServer).ForgetMember(ctx, req.(*ForgetMemberRequest))
+	}
+	return interceptor(ctx, in, info, handler)
+}
+
 // Replds_ServiceDesc is the grpc.ServiceDesc for Replds service.
 // It's only intended for direct use with grpc.RegisterService,
 // and not to be introspected or modified (even as a copy)
@@ -293,6 +331,10 @@ var Replds_ServiceDesc = grpc.ServiceDesc{
 		{
 			MethodName: "Status",
 			Handler:    _Replds_Status_Handler,
+		},
+		{
+			MethodName: "ForgetMember",
+			Handler:    _Replds_ForgetMember_Handler,
 		},
 	},
 	Streams: []grpc.StreamDesc{

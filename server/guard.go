@@ -116,7 +116,7 @@ func newLimitCodec(small int, refused func()) *limitCodec {
 // Unmarshal implements encoding.CodecV2.
 func (c *limitCodec) Unmarshal(data mem.BufferSlice, v any) error {
 	switch v.(type) {
-	case *repldspb.GetRequest, *repldspb.ListRequest, *repldspb.WatchRequest, *repldspb.StatusRequest,
+	case *repldspb.GetRequest, *repldspb.ListRequest, *repldspb.WatchRequest, *repldspb.StatusRequest, *repldspb.ForgetMemberRequest,
 		*repldspb.HelloRequest, *repldspb.TreeRequest, *repldspb.BucketRequest:
 		if n := data.Len(); n > c.small {
 			c.refused()

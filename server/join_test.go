@@ -7,6 +7,9 @@ import (
 	"testing"
 	"time"
 
+	"google.golang.org/grpc/codes"
+	"google.golang.org/grpc/status"
+
 	repldspb "replds/proto"
 	"replds/server"
 	"replds/server/servertest"
@@ -32,4 +35,25 @@ func TestServer_JoinErrorShown(t *testing.T) {
 		t.Errorf("/readyz = %d %q %v, want 503 with the last join error", code, body, err)
 	}
 	t.Logf("Status.LastJoinError = %q", last)
+}
+
+// Forgetting members takes write permission on /_replds/members.
+func TestServer_ForgetMemberAuthorized(t *testing.T) {
+	pki := servertest.NewPKI(t)
+	c := servertest.NewCluster(t, 1, servertest.WithTLS(pki, peersACL))
+	_, err := c.Client(0).ForgetMember(timeout(t), &repldspb.ForgetMemberRequest{Name: "gone"})
+	if status.Code(err) != codes.PermissionDenied {
+		t.Errorf("ForgetMember without a rule: %v, want PermissionDenied", err)
+	}
+	if err := c.SetACL(peersACL + "client /_replds/members write\n"); err != nil {
+		t.Fatal(err)
+	}
+	_, err = c.Client(0).ForgetMember(timeout(t), &repldspb.ForgetMemberRequest{Name: "gone"})
+	if status.Code(err) != codes.NotFound {
+		t.Errorf("ForgetMember of an unknown member: %v, want NotFound", err)
+	}
+	_, err = c.Client(0).ForgetMember(timeout(t), &repldspb.ForgetMemberRequest{Name: c.Server(0).Name()})
+	if status.Code(err) != codes.FailedPrecondition {
+		t.Errorf("ForgetMember of itself (alive): %v, want FailedPrecondition", err)
+	}
 }

@@ -21,6 +21,7 @@ func newRootCmd() *cobra.Command {
 		newRmCmd(),
 		newCertCmd(),
 		newStatusCmd(),
+		newMembersCmd(),
 	)
 	setVersion(root)
 	return root
