@@ -218,35 +218,20 @@ func TestMembership_JoinFailuresReported(t *testing.T) {
 	var mu sync.Mutex // guards fail, attempts and logs
 	var logs strings.Builder
 	fail, attempts := true, 0
-	cfg := cluster.DefaultConfig("joiner", "127.0.0.1", 0)
-	cfg.Profile = "local"
-	cfg.Peers = []string{"db1.example.net:12100"}
-	cfg.RejoinInterval = 5 * time.Millisecond
-	cfg.Hello = func(ctx context.Context, peer string) (cluster.HelloInfo, error) {
-		mu.Lock()
-		defer mu.Unlock()
-		attempts++
-		if fail {
-			return cluster.HelloInfo{}, errors.New("x509: certificate is valid for db1.example.net, not localhost")
+	m := newMemberWith(t, "joiner", nil, func(cfg *cluster.Config) {
+		cfg.Peers = []string{"db1.example.net:12100"}
+		cfg.RejoinInterval = 5 * time.Millisecond
+		cfg.Hello = func(ctx context.Context, peer string) (cluster.HelloInfo, error) {
+			mu.Lock()
+			defer mu.Unlock()
+			attempts++
+			if fail {
+				return cluster.HelloInfo{}, errors.New("x509: certificate is valid for db1.example.net, not localhost")
+			}
+			return cluster.HelloInfo{Name: other.Name(), GossipAddr: other.Addr()}, nil
 		}
-		return cluster.HelloInfo{Name: other.Name(), GossipAddr: other.Addr()}, nil
-	}
-	cfg.Logger = slog.New(slog.NewTextHandler(lockedWriter{&mu, &logs}, nil))
-	m, err := cluster.New(cfg)
-	if err != nil {
-		t.Fatal(err)
-	}
-	ctx, cancel := context.WithCancel(context.Background())
-	done := make(chan struct{})
-	go func() {
-		defer close(done)
-		m.Run(ctx)
-	}()
-	defer func() {
-		cancel()
-		<-done
-		m.Close()
-	}()
+		cfg.Logger = slog.New(slog.NewTextHandler(lockedWriter{&mu, &logs}, nil))
+	})
 	deadline := time.Now().Add(10 * time.Second)
 	for {
 		mu.Lock()
