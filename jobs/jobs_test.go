@@ -4,6 +4,7 @@ import (
 	"context"
 	"errors"
 	"fmt"
+	"slices"
 	"strings"
 	"sync"
 	"testing"
@@ -119,12 +120,15 @@ type fakeKind struct {
 	running map[string]int // path -> live instances
 	starts  map[string]int
 	fail    error
+	// requests are the request data the instances received, in order.
+	requests []string
 }
 
 func (k *fakeKind) Name() string { return "fake" }
 func (k *fakeKind) Validate(id, name string, spec []byte) ([]byte, error) {
 	return spec, nil
 }
+func (k *fakeKind) ValidateRequest(id, name string, data []byte) error { return nil }
 func (k *fakeKind) Run(ctx context.Context, job jobs.Job) error {
 	k.mu.Lock()
 	k.running[job.Path()]++
@@ -142,8 +146,16 @@ func (k *fakeKind) Run(ctx context.Context, job jobs.Job) error {
 	if fail != nil {
 		return fail
 	}
-	<-ctx.Done()
-	return nil
+	for {
+		select {
+		case <-ctx.Done():
+			return nil
+		case r := <-job.Requests:
+			k.mu.Lock()
+			k.requests = append(k.requests, string(r.Data))
+			k.mu.Unlock()
+		}
+	}
 }
 
 func (k *fakeKind) snapshot() (running, starts map[string]int) {
@@ -292,5 +304,36 @@ func TestManager_RetriesFailedRuns(t *testing.T) {
 	}
 	if got := m.Running(); len(got) != 0 {
 		t.Errorf("Running() after Close = %v", got)
+	}
+}
+
+// TestManager_Requests: a request present when the job starts reaches it
+// once, a newer one reaches the running instance, an older or equal
+// version is dropped.
+func TestManager_Requests(t *testing.T) {
+	k := &fakeKind{running: map[string]int{}, starts: map[string]int{}}
+	m, err := jobs.New(jobs.Config{
+		Self:        "a",
+		Kinds:       []jobs.Kind{k},
+		WriteStatus: func(context.Context, string, []byte) error { return nil },
+	})
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer m.Close()
+	got := func() []string {
+		k.mu.Lock()
+		defer k.mu.Unlock()
+		return slices.Clone(k.requests)
+	}
+	m.SetRequest("fake", "j", jobs.Request{Data: []byte("first"), Version: 5})
+	m.SetDefs([]jobs.Def{{Kind: "fake", Name: "j", Version: 1}})
+	m.SetMembers([]string{"a"})
+	waitFor(t, "the pending request", func() bool { return len(got()) == 1 })
+	m.SetRequest("fake", "j", jobs.Request{Data: []byte("stale"), Version: 4})
+	m.SetRequest("fake", "j", jobs.Request{Data: []byte("second"), Version: 6})
+	waitFor(t, "the newer request", func() bool { return len(got()) == 2 })
+	if r := got(); r[0] != "first" || r[1] != "second" {
+		t.Errorf("requests = %q, want [first second]", r)
 	}
 }

@@ -28,19 +28,39 @@ func (d Def) Path() string { return DefPath(d.Kind, d.Name) }
 // DefPath returns the path of the definition of job kind/name.
 func DefPath(kind, name string) string { return nodepath.Jobs + "/" + kind + "/" + name }
 
+// RequestPath returns the path of the request node of job kind/name: a
+// leaf clients write to ask the job's runner, whoever it is, for something
+// now (run, stop).
+func RequestPath(kind, name string) string { return nodepath.Requests + "/" + kind + "/" + name }
+
+// ErrPermission is wrapped by a Kind's Validate when the writer of a
+// definition lacks rights the job would use: the server then refuses the
+// write as permission denied rather than as invalid.
+var ErrPermission = errors.New("jobs: permission denied")
+
 // StatusPath returns the path of the status node of job kind/name.
 func StatusPath(kind, name string) string { return nodepath.Status + "/" + kind + "/" + name }
 
 // ParseDefPath splits a definition path /_replds/jobs/KIND/NAME. It fails
 // for any other shape, naming what is wrong.
 func ParseDefPath(p string) (kind, name string, err error) {
-	rest, ok := strings.CutPrefix(p, nodepath.Jobs+"/")
+	return parsePath(p, nodepath.Jobs)
+}
+
+// ParseRequestPath splits a request path /_replds/requests/KIND/NAME as
+// ParseDefPath does a definition's.
+func ParseRequestPath(p string) (kind, name string, err error) {
+	return parsePath(p, nodepath.Requests)
+}
+
+func parsePath(p, under string) (kind, name string, err error) {
+	rest, ok := strings.CutPrefix(p, under+"/")
 	if !ok {
-		return "", "", fmt.Errorf("%s is not under %s/", nodepath.Quote(p), nodepath.Jobs)
+		return "", "", fmt.Errorf("%s is not under %s/", nodepath.Quote(p), under)
 	}
 	kind, name, ok = strings.Cut(rest, "/")
 	if !ok || strings.Contains(name, "/") {
-		return "", "", fmt.Errorf("job path %s: want %s/KIND/NAME", nodepath.Quote(p), nodepath.Jobs)
+		return "", "", fmt.Errorf("job path %s: want %s/KIND/NAME", nodepath.Quote(p), under)
 	}
 	if err := ValidateName(name); err != nil {
 		return "", "", err
@@ -72,13 +92,25 @@ type Kind interface {
 	// Validate checks a spec written by identity ("" without TLS) for job
 	// name and returns the spec to store, which may record facts such as
 	// the defining identity. It must name the offending field in its
-	// error, and must not block.
+	// error (wrapping ErrPermission when identity lacks a right the job
+	// would use), and must not block. It may be called concurrently.
 	Validate(identity, name string, spec []byte) ([]byte, error)
+	// ValidateRequest checks the data of a request node written by
+	// identity for job name, naming the offending field.
+	ValidateRequest(identity, name string, data []byte) error
 	// Run runs the job until ctx is cancelled (return ctx.Err() or nil),
 	// or until it cannot go on (an error: the Manager retries with
 	// backoff while it still owns the job). It publishes progress through
 	// job.Publish.
 	Run(ctx context.Context, job Job) error
+}
+
+// Request is the content of a job's request node (RequestPath), as the
+// tree holds it. Version orders requests: a Kind records the last it
+// handled in its status, so that a new runner does not repeat it.
+type Request struct {
+	Data    []byte
+	Version uint64
 }
 
 // Job is what a Kind's Run gets: the definition, where to publish status,
@@ -87,6 +119,13 @@ type Job struct {
 	Def
 	// Runner is this server's member name.
 	Runner string
+	// Previous is the job's status node as this server held it when the
+	// instance started (zero if none): the counters and resume points of
+	// the runner before.
+	Previous Status
+	// Requests delivers the job's request node when it changes, and once
+	// at start if there is one; only the latest undelivered one is kept.
+	Requests <-chan Request
 	// Publish writes the job's status node; Run calls it at every state
 	// change. It fills Job, Runner and Updated.
 	Publish func(ctx context.Context, st Status) error
@@ -105,6 +144,9 @@ type Config struct {
 	Kinds []Kind
 	// WriteStatus publishes status nodes.
 	WriteStatus StatusWriter
+	// ReadStatus returns the data of a status node, if there is one (nil
+	// = none).
+	ReadStatus func(path string) ([]byte, bool)
 	// Logger receives the manager's logs; nil = slog.Default().
 	Logger *slog.Logger
 	// Now is the clock; nil = time.Now.
@@ -112,6 +154,12 @@ type Config struct {
 	// RetryMin and RetryMax bound the backoff after a failed Run
 	// (defaults 1 s and 1 min).
 	RetryMin, RetryMax time.Duration
+	// Settle is how long an instance waits before its first Run, so that
+	// a view of the membership that the cluster is about to correct (a
+	// member leaving, joining or turning ready) stops it before it acts
+	// or publishes: two servers then rarely run one job at once, and the
+	// status node names the runner that stays. Default 1 s; negative: none.
+	Settle time.Duration
 }
 
 // Validate reports a configuration error.
@@ -143,13 +191,31 @@ type Manager struct {
 	defs    map[string]Def // by path
 	members []string
 	running map[string]*instance // by path
-	closed  bool
+	// requests holds the request nodes, by the path of their job's def.
+	requests map[string]Request
+	closed   bool
 }
 
 type instance struct {
 	def    Def
 	cancel context.CancelFunc
 	done   chan struct{}
+	req    chan Request
+}
+
+// offer hands r to the instance, replacing an undelivered older one.
+func (in *instance) offer(r Request) {
+	for {
+		select {
+		case in.req <- r:
+			return
+		default:
+		}
+		select {
+		case <-in.req:
+		default:
+		}
+	}
 }
 
 // New returns a Manager that runs nothing until SetDefs and SetMembers.
@@ -169,12 +235,16 @@ func New(cfg Config) (*Manager, error) {
 	if cfg.RetryMax <= 0 {
 		cfg.RetryMax = time.Minute
 	}
+	if cfg.Settle == 0 {
+		cfg.Settle = time.Second
+	}
 	m := &Manager{
-		cfg:     cfg,
-		log:     cfg.Logger.With("component", "jobs"),
-		kinds:   map[string]Kind{},
-		defs:    map[string]Def{},
-		running: map[string]*instance{},
+		cfg:      cfg,
+		log:      cfg.Logger.With("component", "jobs"),
+		kinds:    map[string]Kind{},
+		defs:     map[string]Def{},
+		running:  map[string]*instance{},
+		requests: map[string]Request{},
 	}
 	for _, k := range cfg.Kinds {
 		m.kinds[k.Name()] = k
@@ -198,6 +268,25 @@ func (m *Manager) SetDefs(defs []Def) {
 		m.defs[d.Path()] = d
 	}
 	m.reconcileLocked()
+}
+
+// SetRequest records the request node of job kind/name (nil data: the
+// node is gone) and hands it to the instance running here, if any.
+func (m *Manager) SetRequest(kind, name string, r Request) {
+	m.mu.Lock()
+	defer m.mu.Unlock()
+	p := DefPath(kind, name)
+	if r.Data == nil {
+		delete(m.requests, p)
+		return
+	}
+	if old, ok := m.requests[p]; ok && old.Version >= r.Version {
+		return
+	}
+	m.requests[p] = r
+	if in, ok := m.running[p]; ok {
+		in.offer(r)
+	}
 }
 
 // SetMembers replaces the live, ready members (this server included when
@@ -267,7 +356,10 @@ func (m *Manager) reconcileLocked() {
 			continue
 		}
 		ctx, cancel := context.WithCancel(context.Background())
-		in := &instance{def: d, cancel: cancel, done: make(chan struct{})}
+		in := &instance{def: d, cancel: cancel, done: make(chan struct{}), req: make(chan Request, 1)}
+		if r, ok := m.requests[p]; ok {
+			in.offer(r)
+		}
 		m.running[p] = in
 		m.log.Info("job starting here", "job", p, "version", d.Version)
 		go m.run(ctx, k, in)
@@ -290,9 +382,19 @@ func stopReason(defined, self bool, d, old Def) string {
 func (m *Manager) run(ctx context.Context, k Kind, in *instance) {
 	defer close(in.done)
 	job := Job{
-		Def:    in.def,
-		Runner: m.cfg.Self,
-		Log:    m.log.With("job", in.def.Path()),
+		Def:      in.def,
+		Runner:   m.cfg.Self,
+		Requests: in.req,
+		Log:      m.log.With("job", in.def.Path()),
+	}
+	if m.cfg.ReadStatus != nil {
+		if data, ok := m.cfg.ReadStatus(StatusPath(in.def.Kind, in.def.Name)); ok {
+			if st, err := ParseStatus(data); err == nil {
+				job.Previous = st
+			} else {
+				job.Log.Warn("previous status unreadable; counters start again", "err", err)
+			}
+		}
 	}
 	job.Publish = func(ctx context.Context, st Status) error {
 		st.Job, st.Runner, st.Updated = in.def.Kind+"/"+in.def.Name, m.cfg.Self, m.cfg.Now().UTC()
@@ -301,6 +403,13 @@ func (m *Manager) run(ctx context.Context, k Kind, in *instance) {
 			return err
 		}
 		return m.cfg.WriteStatus(ctx, StatusPath(in.def.Kind, in.def.Name), data)
+	}
+	if m.cfg.Settle > 0 {
+		select {
+		case <-ctx.Done():
+			return
+		case <-time.After(m.cfg.Settle):
+		}
 	}
 	backoff := m.cfg.RetryMin
 	for {

@@ -25,6 +25,7 @@ const (
 	Reserved = "/_replds"
 	Jobs     = Reserved + "/jobs"
 	Status   = Reserved + "/status"
+	Requests = Reserved + "/requests"
 )
 
 // ErrInvalid wraps every validation failure. Its text names no package: it

@@ -534,11 +534,13 @@ func (x *ListRequest) GetRecursive() bool {
 // ListEntry describes a leaf or a directory; directories have dir=true and
 // no version.
 type ListEntry struct {
-	state         protoimpl.MessageState `protogen:"open.v1"`
-	Path          string                 `protobuf:"bytes,1,opt,name=path,proto3" json:"path,omitempty"`
-	Dir           bool                   `protobuf:"varint,2,opt,name=dir,proto3" json:"dir,omitempty"`
-	Version       uint64                 `protobuf:"varint,3,opt,name=version,proto3" json:"version,omitempty"`
-	Size          uint64                 `protobuf:"varint,4,opt,name=size,proto3" json:"size,omitempty"`
+	state   protoimpl.MessageState `protogen:"open.v1"`
+	Path    string                 `protobuf:"bytes,1,opt,name=path,proto3" json:"path,omitempty"`
+	Dir     bool                   `protobuf:"varint,2,opt,name=dir,proto3" json:"dir,omitempty"`
+	Version uint64                 `protobuf:"varint,3,opt,name=version,proto3" json:"version,omitempty"`
+	Size    uint64                 `protobuf:"varint,4,opt,name=size,proto3" json:"size,omitempty"`
+	// origin is the incarnation id of the server that accepted the write.
+	Origin        uint64 `protobuf:"varint,5,opt,name=origin,proto3" json:"origin,omitempty"`
 	unknownFields protoimpl.UnknownFields
 	sizeCache     protoimpl.SizeCache
 }
@@ -597,6 +599,13 @@ func (x *ListEntry) GetVersion() uint64 {
 func (x *ListEntry) GetSize() uint64 {
 	if x != nil {
 		return x.Size
+	}
+	return 0
+}
+
+func (x *ListEntry) GetOrigin() uint64 {
+	if x != nil {
+		return x.Origin
 	}
 	return 0
 }
@@ -1169,6 +1178,95 @@ func (*ForgetMemberResponse) Descriptor() ([]byte, []int) {
 	return file_replds_proto_rawDescGZIP(), []int{18}
 }
 
+type ImportRequest struct {
+	state         protoimpl.MessageState `protogen:"open.v1"`
+	Nodes         []*Node                `protobuf:"bytes,1,rep,name=nodes,proto3" json:"nodes,omitempty"`
+	unknownFields protoimpl.UnknownFields
+	sizeCache     protoimpl.SizeCache
+}
+
+func (x *ImportRequest) Reset() {
+	*x = ImportRequest{}
+	mi := &file_replds_proto_msgTypes[19]
+	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+	ms.StoreMessageInfo(mi)
+}
+
+func (x *ImportRequest) String() string {
+	return protoimpl.X.MessageStringOf(x)
+}
+
+func (*ImportRequest) ProtoMessage() {}
+
+func (x *ImportRequest) ProtoReflect() protoreflect.Message {
+	mi := &file_replds_proto_msgTypes[19]
+	if x != nil {
+		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+		if ms.LoadMessageInfo() == nil {
+			ms.StoreMessageInfo(mi)
+		}
+		return ms
+	}
+	return mi.MessageOf(x)
+}
+
+// Deprecated: Use ImportRequest.ProtoReflect.Descriptor instead.
+func (*ImportRequest) Descriptor() ([]byte, []int) {
+	return file_replds_proto_rawDescGZIP(), []int{19}
+}
+
+func (x *ImportRequest) GetNodes() []*Node {
+	if x != nil {
+		return x.Nodes
+	}
+	return nil
+}
+
+type ImportResponse struct {
+	state protoimpl.MessageState `protogen:"open.v1"`
+	// changed is how many of the nodes changed the store (were newer).
+	Changed       uint64 `protobuf:"varint,1,opt,name=changed,proto3" json:"changed,omitempty"`
+	unknownFields protoimpl.UnknownFields
+	sizeCache     protoimpl.SizeCache
+}
+
+func (x *ImportResponse) Reset() {
+	*x = ImportResponse{}
+	mi := &file_replds_proto_msgTypes[20]
+	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+	ms.StoreMessageInfo(mi)
+}
+
+func (x *ImportResponse) String() string {
+	return protoimpl.X.MessageStringOf(x)
+}
+
+func (*ImportResponse) ProtoMessage() {}
+
+func (x *ImportResponse) ProtoReflect() protoreflect.Message {
+	mi := &file_replds_proto_msgTypes[20]
+	if x != nil {
+		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+		if ms.LoadMessageInfo() == nil {
+			ms.StoreMessageInfo(mi)
+		}
+		return ms
+	}
+	return mi.MessageOf(x)
+}
+
+// Deprecated: Use ImportResponse.ProtoReflect.Descriptor instead.
+func (*ImportResponse) Descriptor() ([]byte, []int) {
+	return file_replds_proto_rawDescGZIP(), []int{20}
+}
+
+func (x *ImportResponse) GetChanged() uint64 {
+	if x != nil {
+		return x.Changed
+	}
+	return 0
+}
+
 // PushRequest carries writes of the sender's own origin, in seq order.
 type PushRequest struct {
 	state protoimpl.MessageState `protogen:"open.v1"`
@@ -1185,7 +1283,7 @@ type PushRequest struct {
 
 func (x *PushRequest) Reset() {
 	*x = PushRequest{}
-	mi := &file_replds_proto_msgTypes[19]
+	mi := &file_replds_proto_msgTypes[21]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -1197,7 +1295,7 @@ func (x *PushRequest) String() string {
 func (*PushRequest) ProtoMessage() {}
 
 func (x *PushRequest) ProtoReflect() protoreflect.Message {
-	mi := &file_replds_proto_msgTypes[19]
+	mi := &file_replds_proto_msgTypes[21]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -1210,7 +1308,7 @@ func (x *PushRequest) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use PushRequest.ProtoReflect.Descriptor instead.
 func (*PushRequest) Descriptor() ([]byte, []int) {
-	return file_replds_proto_rawDescGZIP(), []int{19}
+	return file_replds_proto_rawDescGZIP(), []int{21}
 }
 
 func (x *PushRequest) GetOrigin() uint64 {
@@ -1242,7 +1340,7 @@ type PushResponse struct {
 
 func (x *PushResponse) Reset() {
 	*x = PushResponse{}
-	mi := &file_replds_proto_msgTypes[20]
+	mi := &file_replds_proto_msgTypes[22]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -1254,7 +1352,7 @@ func (x *PushResponse) String() string {
 func (*PushResponse) ProtoMessage() {}
 
 func (x *PushResponse) ProtoReflect() protoreflect.Message {
-	mi := &file_replds_proto_msgTypes[20]
+	mi := &file_replds_proto_msgTypes[22]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -1267,7 +1365,7 @@ func (x *PushResponse) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use PushResponse.ProtoReflect.Descriptor instead.
 func (*PushResponse) Descriptor() ([]byte, []int) {
-	return file_replds_proto_rawDescGZIP(), []int{20}
+	return file_replds_proto_rawDescGZIP(), []int{22}
 }
 
 type SyncRequest struct {
@@ -1287,7 +1385,7 @@ type SyncRequest struct {
 
 func (x *SyncRequest) Reset() {
 	*x = SyncRequest{}
-	mi := &file_replds_proto_msgTypes[21]
+	mi := &file_replds_proto_msgTypes[23]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -1299,7 +1397,7 @@ func (x *SyncRequest) String() string {
 func (*SyncRequest) ProtoMessage() {}
 
 func (x *SyncRequest) ProtoReflect() protoreflect.Message {
-	mi := &file_replds_proto_msgTypes[21]
+	mi := &file_replds_proto_msgTypes[23]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -1312,7 +1410,7 @@ func (x *SyncRequest) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use SyncRequest.ProtoReflect.Descriptor instead.
 func (*SyncRequest) Descriptor() ([]byte, []int) {
-	return file_replds_proto_rawDescGZIP(), []int{21}
+	return file_replds_proto_rawDescGZIP(), []int{23}
 }
 
 func (x *SyncRequest) GetVector() *Vector {
@@ -1357,7 +1455,7 @@ type SyncResponse struct {
 
 func (x *SyncResponse) Reset() {
 	*x = SyncResponse{}
-	mi := &file_replds_proto_msgTypes[22]
+	mi := &file_replds_proto_msgTypes[24]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -1369,7 +1467,7 @@ func (x *SyncResponse) String() string {
 func (*SyncResponse) ProtoMessage() {}
 
 func (x *SyncResponse) ProtoReflect() protoreflect.Message {
-	mi := &file_replds_proto_msgTypes[22]
+	mi := &file_replds_proto_msgTypes[24]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -1382,7 +1480,7 @@ func (x *SyncResponse) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use SyncResponse.ProtoReflect.Descriptor instead.
 func (*SyncResponse) Descriptor() ([]byte, []int) {
-	return file_replds_proto_rawDescGZIP(), []int{22}
+	return file_replds_proto_rawDescGZIP(), []int{24}
 }
 
 func (x *SyncResponse) GetOrigin() uint64 {
@@ -1439,7 +1537,7 @@ type HelloRequest struct {
 
 func (x *HelloRequest) Reset() {
 	*x = HelloRequest{}
-	mi := &file_replds_proto_msgTypes[23]
+	mi := &file_replds_proto_msgTypes[25]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -1451,7 +1549,7 @@ func (x *HelloRequest) String() string {
 func (*HelloRequest) ProtoMessage() {}
 
 func (x *HelloRequest) ProtoReflect() protoreflect.Message {
-	mi := &file_replds_proto_msgTypes[23]
+	mi := &file_replds_proto_msgTypes[25]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -1464,7 +1562,7 @@ func (x *HelloRequest) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use HelloRequest.ProtoReflect.Descriptor instead.
 func (*HelloRequest) Descriptor() ([]byte, []int) {
-	return file_replds_proto_rawDescGZIP(), []int{23}
+	return file_replds_proto_rawDescGZIP(), []int{25}
 }
 
 func (x *HelloRequest) GetOrigin() uint64 {
@@ -1492,7 +1590,7 @@ type HelloResponse struct {
 
 func (x *HelloResponse) Reset() {
 	*x = HelloResponse{}
-	mi := &file_replds_proto_msgTypes[24]
+	mi := &file_replds_proto_msgTypes[26]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -1504,7 +1602,7 @@ func (x *HelloResponse) String() string {
 func (*HelloResponse) ProtoMessage() {}
 
 func (x *HelloResponse) ProtoReflect() protoreflect.Message {
-	mi := &file_replds_proto_msgTypes[24]
+	mi := &file_replds_proto_msgTypes[26]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -1517,7 +1615,7 @@ func (x *HelloResponse) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use HelloResponse.ProtoReflect.Descriptor instead.
 func (*HelloResponse) Descriptor() ([]byte, []int) {
-	return file_replds_proto_rawDescGZIP(), []int{24}
+	return file_replds_proto_rawDescGZIP(), []int{26}
 }
 
 func (x *HelloResponse) GetName() string {
@@ -1560,7 +1658,7 @@ type TreeRequest struct {
 
 func (x *TreeRequest) Reset() {
 	*x = TreeRequest{}
-	mi := &file_replds_proto_msgTypes[25]
+	mi := &file_replds_proto_msgTypes[27]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -1572,7 +1670,7 @@ func (x *TreeRequest) String() string {
 func (*TreeRequest) ProtoMessage() {}
 
 func (x *TreeRequest) ProtoReflect() protoreflect.Message {
-	mi := &file_replds_proto_msgTypes[25]
+	mi := &file_replds_proto_msgTypes[27]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -1585,7 +1683,7 @@ func (x *TreeRequest) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use TreeRequest.ProtoReflect.Descriptor instead.
 func (*TreeRequest) Descriptor() ([]byte, []int) {
-	return file_replds_proto_rawDescGZIP(), []int{25}
+	return file_replds_proto_rawDescGZIP(), []int{27}
 }
 
 func (x *TreeRequest) GetLevel() uint32 {
@@ -1613,7 +1711,7 @@ type TreeResponse struct {
 
 func (x *TreeResponse) Reset() {
 	*x = TreeResponse{}
-	mi := &file_replds_proto_msgTypes[26]
+	mi := &file_replds_proto_msgTypes[28]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -1625,7 +1723,7 @@ func (x *TreeResponse) String() string {
 func (*TreeResponse) ProtoMessage() {}
 
 func (x *TreeResponse) ProtoReflect() protoreflect.Message {
-	mi := &file_replds_proto_msgTypes[26]
+	mi := &file_replds_proto_msgTypes[28]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -1638,7 +1736,7 @@ func (x *TreeResponse) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use TreeResponse.ProtoReflect.Descriptor instead.
 func (*TreeResponse) Descriptor() ([]byte, []int) {
-	return file_replds_proto_rawDescGZIP(), []int{26}
+	return file_replds_proto_rawDescGZIP(), []int{28}
 }
 
 func (x *TreeResponse) GetHashes() [][]byte {
@@ -1658,7 +1756,7 @@ type BucketRequest struct {
 
 func (x *BucketRequest) Reset() {
 	*x = BucketRequest{}
-	mi := &file_replds_proto_msgTypes[27]
+	mi := &file_replds_proto_msgTypes[29]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -1670,7 +1768,7 @@ func (x *BucketRequest) String() string {
 func (*BucketRequest) ProtoMessage() {}
 
 func (x *BucketRequest) ProtoReflect() protoreflect.Message {
-	mi := &file_replds_proto_msgTypes[27]
+	mi := &file_replds_proto_msgTypes[29]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -1683,7 +1781,7 @@ func (x *BucketRequest) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use BucketRequest.ProtoReflect.Descriptor instead.
 func (*BucketRequest) Descriptor() ([]byte, []int) {
-	return file_replds_proto_rawDescGZIP(), []int{27}
+	return file_replds_proto_rawDescGZIP(), []int{29}
 }
 
 func (x *BucketRequest) GetBuckets() []uint32 {
@@ -1727,12 +1825,13 @@ const file_replds_proto_rawDesc = "" +
 	"\x04node\x18\x01 \x01(\v2\x0f.replds.v1.NodeR\x04node\"?\n" +
 	"\vListRequest\x12\x12\n" +
 	"\x04path\x18\x01 \x01(\tR\x04path\x12\x1c\n" +
-	"\trecursive\x18\x02 \x01(\bR\trecursive\"_\n" +
+	"\trecursive\x18\x02 \x01(\bR\trecursive\"w\n" +
 	"\tListEntry\x12\x12\n" +
 	"\x04path\x18\x01 \x01(\tR\x04path\x12\x10\n" +
 	"\x03dir\x18\x02 \x01(\bR\x03dir\x12\x18\n" +
 	"\aversion\x18\x03 \x01(\x04R\aversion\x12\x12\n" +
-	"\x04size\x18\x04 \x01(\x04R\x04size\">\n" +
+	"\x04size\x18\x04 \x01(\x04R\x04size\x12\x16\n" +
+	"\x06origin\x18\x05 \x01(\x04R\x06origin\">\n" +
 	"\fListResponse\x12.\n" +
 	"\aentries\x18\x01 \x03(\v2\x14.replds.v1.ListEntryR\aentries\"O\n" +
 	"\fWatchRequest\x12\x16\n" +
@@ -1771,7 +1870,11 @@ const file_replds_proto_rawDesc = "" +
 	"\x0flast_join_error\x18\f \x01(\tR\rlastJoinError\")\n" +
 	"\x13ForgetMemberRequest\x12\x12\n" +
 	"\x04name\x18\x01 \x01(\tR\x04name\"\x16\n" +
-	"\x14ForgetMemberResponse\"`\n" +
+	"\x14ForgetMemberResponse\"6\n" +
+	"\rImportRequest\x12%\n" +
+	"\x05nodes\x18\x01 \x03(\v2\x0f.replds.v1.NodeR\x05nodes\"*\n" +
+	"\x0eImportResponse\x12\x18\n" +
+	"\achanged\x18\x01 \x01(\x04R\achanged\"`\n" +
 	"\vPushRequest\x12\x16\n" +
 	"\x06origin\x18\x01 \x01(\x04R\x06origin\x12\x12\n" +
 	"\x04prev\x18\x02 \x01(\x04R\x04prev\x12%\n" +
@@ -1802,14 +1905,15 @@ const file_replds_proto_rawDesc = "" +
 	"\fTreeResponse\x12\x16\n" +
 	"\x06hashes\x18\x01 \x03(\fR\x06hashes\")\n" +
 	"\rBucketRequest\x12\x18\n" +
-	"\abuckets\x18\x01 \x03(\rR\abuckets2\x83\x03\n" +
+	"\abuckets\x18\x01 \x03(\rR\abuckets2\xc2\x03\n" +
 	"\x06Replds\x12:\n" +
 	"\x05Store\x12\x17.replds.v1.StoreRequest\x1a\x18.replds.v1.StoreResponse\x124\n" +
 	"\x03Get\x12\x15.replds.v1.GetRequest\x1a\x16.replds.v1.GetResponse\x129\n" +
 	"\x04List\x12\x16.replds.v1.ListRequest\x1a\x17.replds.v1.ListResponse0\x01\x12<\n" +
 	"\x05Watch\x12\x17.replds.v1.WatchRequest\x1a\x18.replds.v1.WatchResponse0\x01\x12=\n" +
 	"\x06Status\x12\x18.replds.v1.StatusRequest\x1a\x19.replds.v1.StatusResponse\x12O\n" +
-	"\fForgetMember\x12\x1e.replds.v1.ForgetMemberRequest\x1a\x1f.replds.v1.ForgetMemberResponse2\xb5\x02\n" +
+	"\fForgetMember\x12\x1e.replds.v1.ForgetMemberRequest\x1a\x1f.replds.v1.ForgetMemberResponse\x12=\n" +
+	"\x06Import\x12\x18.replds.v1.ImportRequest\x1a\x19.replds.v1.ImportResponse2\xb5\x02\n" +
 	"\bInternal\x12:\n" +
 	"\x05Hello\x12\x17.replds.v1.HelloRequest\x1a\x18.replds.v1.HelloResponse\x129\n" +
 	"\x04Push\x12\x16.replds.v1.PushRequest\x1a\x17.replds.v1.PushResponse(\x01\x129\n" +
@@ -1829,7 +1933,7 @@ func file_replds_proto_rawDescGZIP() []byte {
 	return file_replds_proto_rawDescData
 }
 
-var file_replds_proto_msgTypes = make([]protoimpl.MessageInfo, 28)
+var file_replds_proto_msgTypes = make([]protoimpl.MessageInfo, 30)
 var file_replds_proto_goTypes = []any{
 	(*Node)(nil),                 // 0: replds.v1.Node
 	(*VectorEntry)(nil),          // 1: replds.v1.VectorEntry
@@ -1850,15 +1954,17 @@ var file_replds_proto_goTypes = []any{
 	(*StatusResponse)(nil),       // 16: replds.v1.StatusResponse
 	(*ForgetMemberRequest)(nil),  // 17: replds.v1.ForgetMemberRequest
 	(*ForgetMemberResponse)(nil), // 18: replds.v1.ForgetMemberResponse
-	(*PushRequest)(nil),          // 19: replds.v1.PushRequest
-	(*PushResponse)(nil),         // 20: replds.v1.PushResponse
-	(*SyncRequest)(nil),          // 21: replds.v1.SyncRequest
-	(*SyncResponse)(nil),         // 22: replds.v1.SyncResponse
-	(*HelloRequest)(nil),         // 23: replds.v1.HelloRequest
-	(*HelloResponse)(nil),        // 24: replds.v1.HelloResponse
-	(*TreeRequest)(nil),          // 25: replds.v1.TreeRequest
-	(*TreeResponse)(nil),         // 26: replds.v1.TreeResponse
-	(*BucketRequest)(nil),        // 27: replds.v1.BucketRequest
+	(*ImportRequest)(nil),        // 19: replds.v1.ImportRequest
+	(*ImportResponse)(nil),       // 20: replds.v1.ImportResponse
+	(*PushRequest)(nil),          // 21: replds.v1.PushRequest
+	(*PushResponse)(nil),         // 22: replds.v1.PushResponse
+	(*SyncRequest)(nil),          // 23: replds.v1.SyncRequest
+	(*SyncResponse)(nil),         // 24: replds.v1.SyncResponse
+	(*HelloRequest)(nil),         // 25: replds.v1.HelloRequest
+	(*HelloResponse)(nil),        // 26: replds.v1.HelloResponse
+	(*TreeRequest)(nil),          // 27: replds.v1.TreeRequest
+	(*TreeResponse)(nil),         // 28: replds.v1.TreeResponse
+	(*BucketRequest)(nil),        // 29: replds.v1.BucketRequest
 }
 var file_replds_proto_depIdxs = []int32{
 	1,  // 0: replds.v1.Vector.entries:type_name -> replds.v1.VectorEntry
@@ -1872,37 +1978,40 @@ var file_replds_proto_depIdxs = []int32{
 	2,  // 8: replds.v1.StatusResponse.vector:type_name -> replds.v1.Vector
 	14, // 9: replds.v1.StatusResponse.members:type_name -> replds.v1.Member
 	15, // 10: replds.v1.StatusResponse.peers:type_name -> replds.v1.PeerLag
-	0,  // 11: replds.v1.PushRequest.nodes:type_name -> replds.v1.Node
-	2,  // 12: replds.v1.SyncRequest.vector:type_name -> replds.v1.Vector
-	1,  // 13: replds.v1.SyncRequest.pushed_since:type_name -> replds.v1.VectorEntry
-	0,  // 14: replds.v1.SyncResponse.nodes:type_name -> replds.v1.Node
-	4,  // 15: replds.v1.Replds.Store:input_type -> replds.v1.StoreRequest
-	6,  // 16: replds.v1.Replds.Get:input_type -> replds.v1.GetRequest
-	8,  // 17: replds.v1.Replds.List:input_type -> replds.v1.ListRequest
-	11, // 18: replds.v1.Replds.Watch:input_type -> replds.v1.WatchRequest
-	13, // 19: replds.v1.Replds.Status:input_type -> replds.v1.StatusRequest
-	17, // 20: replds.v1.Replds.ForgetMember:input_type -> replds.v1.ForgetMemberRequest
-	23, // 21: replds.v1.Internal.Hello:input_type -> replds.v1.HelloRequest
-	19, // 22: replds.v1.Internal.Push:input_type -> replds.v1.PushRequest
-	21, // 23: replds.v1.Internal.Sync:input_type -> replds.v1.SyncRequest
-	25, // 24: replds.v1.Internal.Tree:input_type -> replds.v1.TreeRequest
-	27, // 25: replds.v1.Internal.Buckets:input_type -> replds.v1.BucketRequest
-	5,  // 26: replds.v1.Replds.Store:output_type -> replds.v1.StoreResponse
-	7,  // 27: replds.v1.Replds.Get:output_type -> replds.v1.GetResponse
-	10, // 28: replds.v1.Replds.List:output_type -> replds.v1.ListResponse
-	12, // 29: replds.v1.Replds.Watch:output_type -> replds.v1.WatchResponse
-	16, // 30: replds.v1.Replds.Status:output_type -> replds.v1.StatusResponse
-	18, // 31: replds.v1.Replds.ForgetMember:output_type -> replds.v1.ForgetMemberResponse
-	24, // 32: replds.v1.Internal.Hello:output_type -> replds.v1.HelloResponse
-	20, // 33: replds.v1.Internal.Push:output_type -> replds.v1.PushResponse
-	22, // 34: replds.v1.Internal.Sync:output_type -> replds.v1.SyncResponse
-	26, // 35: replds.v1.Internal.Tree:output_type -> replds.v1.TreeResponse
-	22, // 36: replds.v1.Internal.Buckets:output_type -> replds.v1.SyncResponse
-	26, // [26:37] is the sub-list for method output_type
-	15, // [15:26] is the sub-list for method input_type
-	15, // [15:15] is the sub-list for extension type_name
-	15, // [15:15] is the sub-list for extension extendee
-	0,  // [0:15] is the sub-list for field type_name
+	0,  // 11: replds.v1.ImportRequest.nodes:type_name -> replds.v1.Node
+	0,  // 12: replds.v1.PushRequest.nodes:type_name -> replds.v1.Node
+	2,  // 13: replds.v1.SyncRequest.vector:type_name -> replds.v1.Vector
+	1,  // 14: replds.v1.SyncRequest.pushed_since:type_name -> replds.v1.VectorEntry
+	0,  // 15: replds.v1.SyncResponse.nodes:type_name -> replds.v1.Node
+	4,  // 16: replds.v1.Replds.Store:input_type -> replds.v1.StoreRequest
+	6,  // 17: replds.v1.Replds.Get:input_type -> replds.v1.GetRequest
+	8,  // 18: replds.v1.Replds.List:input_type -> replds.v1.ListRequest
+	11, // 19: replds.v1.Replds.Watch:input_type -> replds.v1.WatchRequest
+	13, // 20: replds.v1.Replds.Status:input_type -> replds.v1.StatusRequest
+	17, // 21: replds.v1.Replds.ForgetMember:input_type -> replds.v1.ForgetMemberRequest
+	19, // 22: replds.v1.Replds.Import:input_type -> replds.v1.ImportRequest
+	25, // 23: replds.v1.Internal.Hello:input_type -> replds.v1.HelloRequest
+	21, // 24: replds.v1.Internal.Push:input_type -> replds.v1.PushRequest
+	23, // 25: replds.v1.Internal.Sync:input_type -> replds.v1.SyncRequest
+	27, // 26: replds.v1.Internal.Tree:input_type -> replds.v1.TreeRequest
+	29, // 27: replds.v1.Internal.Buckets:input_type -> replds.v1.BucketRequest
+	5,  // 28: replds.v1.Replds.Store:output_type -> replds.v1.StoreResponse
+	7,  // 29: replds.v1.Replds.Get:output_type -> replds.v1.GetResponse
+	10, // 30: replds.v1.Replds.List:output_type -> replds.v1.ListResponse
+	12, // 31: replds.v1.Replds.Watch:output_type -> replds.v1.WatchResponse
+	16, // 32: replds.v1.Replds.Status:output_type -> replds.v1.StatusResponse
+	18, // 33: replds.v1.Replds.ForgetMember:output_type -> replds.v1.ForgetMemberResponse
+	20, // 34: replds.v1.Replds.Import:output_type -> replds.v1.ImportResponse
+	26, // 35: replds.v1.Internal.Hello:output_type -> replds.v1.HelloResponse
+	22, // 36: replds.v1.Internal.Push:output_type -> replds.v1.PushResponse
+	24, // 37: replds.v1.Internal.Sync:output_type -> replds.v1.SyncResponse
+	28, // 38: replds.v1.Internal.Tree:output_type -> replds.v1.TreeResponse
+	24, // 39: replds.v1.Internal.Buckets:output_type -> replds.v1.SyncResponse
+	28, // [28:40] is the sub-list for method output_type
+	16, // [16:28] is the sub-list for method input_type
+	16, // [16:16] is the sub-list for extension type_name
+	16, // [16:16] is the sub-list for extension extendee
+	0,  // [0:16] is the sub-list for field type_name
 }
 
 func init() { file_replds_proto_init() }
@@ -1916,7 +2025,7 @@ func file_replds_proto_init() {
 			GoPackagePath: reflect.TypeOf(x{}).PkgPath(),
 			RawDescriptor: unsafe.Slice(unsafe.StringData(file_replds_proto_rawDesc), len(file_replds_proto_rawDesc)),
 			NumEnums:      0,
-			NumMessages:   28,
+			NumMessages:   30,
 			NumExtensions: 0,
 			NumServices:   2,
 		},

@@ -38,6 +38,7 @@ const (
 	Replds_Watch_FullMethodName        = "/replds.v1.Replds/Watch"
 	Replds_Status_FullMethodName       = "/replds.v1.Replds/Status"
 	Replds_ForgetMember_FullMethodName = "/replds.v1.Replds/ForgetMember"
+	Replds_Import_FullMethodName       = "/replds.v1.Replds/Import"
 )
 
 // RepldsClient is the client API for Replds service.
@@ -61,6 +62,12 @@ type RepldsClient interface {
 	// ForgetMember stops listing a member that failed or left (this server
 	// only). With ACLs it takes write permission on /_replds/members.
 	ForgetMember(ctx context.Context, in *ForgetMemberRequest, opts ...grpc.CallOption) (*ForgetMemberResponse, error)
+	// Import applies nodes that keep their own versions (a restore in merge
+	// mode): each replaces the node at its path only if it is newer, so
+	// nothing newer is ever overwritten. It needs write on every path, and
+	// refuses versions ahead of the server's clock limit and the reserved
+	// namespace.
+	Import(ctx context.Context, in *ImportRequest, opts ...grpc.CallOption) (*ImportResponse, error)
 }
 
 type repldsClient struct {
@@ -149,6 +156,16 @@ func (c *repldsClient) ForgetMember(ctx context.Context, in *ForgetMemberRequest
 	return out, nil
 }
 
+func (c *repldsClient) Import(ctx context.Context, in *ImportRequest, opts ...grpc.CallOption) (*ImportResponse, error) {
+	cOpts := append([]grpc.CallOption{grpc.StaticMethod()}, opts...)
+	out := new(ImportResponse)
+	err := c.cc.Invoke(ctx, Replds_Import_FullMethodName, in, out, cOpts...)
+	if err != nil {
+		return nil, err
+	}
+	return out, nil
+}
+
 // RepldsServer is the server API for Replds service.
 // All implementations must embed UnimplementedRepldsServer
 // for forward compatibility.
@@ -170,6 +187,12 @@ type RepldsServer interface {
 	// ForgetMember stops listing a member that failed or left (this server
 	// only). With ACLs it takes write permission on /_replds/members.
 	ForgetMember(context.Context, *ForgetMemberRequest) (*ForgetMemberResponse, error)
+	// Import applies nodes that keep their own versions (a restore in merge
+	// mode): each replaces the node at its path only if it is newer, so
+	// nothing newer is ever overwritten. It needs write on every path, and
+	// refuses versions ahead of the server's clock limit and the reserved
+	// namespace.
+	Import(context.Context, *ImportRequest) (*ImportResponse, error)
 	mustEmbedUnimplementedRepldsServer()
 }
 
@@ -197,6 +220,9 @@ func (UnimplementedRepldsServer) Status(context.Context, *StatusRequest) (*Statu
 }
 func (UnimplementedRepldsServer) ForgetMember(context.Context, *ForgetMemberRequest) (*ForgetMemberResponse, error) {
 	return nil, status.Error(codes.Unimplemented, "method ForgetMember not implemented")
+}
+func (UnimplementedRepldsServer) Import(context.Context, *ImportRequest) (*ImportResponse, error) {
+	return nil, status.Error(codes.Unimplemented, "method Import not implemented")
 }
 func (UnimplementedRepldsServer) mustEmbedUnimplementedRepldsServer() {}
 func (UnimplementedRepldsServer) testEmbeddedByValue()                {}
@@ -313,6 +339,24 @@ func _Replds_ForgetMember_Handler(srv interface{}, ctx context.Context, dec func
 	return interceptor(ctx, in, info, handler)
 }
 
+func _Replds_Import_Handler(srv interface{}, ctx context.Context, dec func(interface{}) error, interceptor grpc.UnaryServerInterceptor) (interface{}, error) {
+	in := new(ImportRequest)
+	if err := dec(in); err != nil {
+		return nil, err
+	}
+	if interceptor == nil {
+		return srv.(RepldsServer).Import(ctx, in)
+	}
+	info := &grpc.UnaryServerInfo{
+		Server:     srv,
+		FullMethod: Replds_Import_FullMethodName,
+	}
+	handler := func(ctx context.Context, req interface{}) (interface{}, error) {
+		return srv.(RepldsServer).Import(ctx, req.(*ImportRequest))
+	}
+	return interceptor(ctx, in, info, handler)
+}
+
 // Replds_ServiceDesc is the grpc.ServiceDesc for Replds service.
 // It's only intended for direct use with grpc.RegisterService,
 // and not to be introspected or modified (even as a copy)
@@ -335,6 +379,10 @@ var Replds_ServiceDesc = grpc.ServiceDesc{
 		{
 			MethodName: "ForgetMember",
 			Handler:    _Replds_ForgetMember_Handler,
+		},
+		{
+			MethodName: "Import",
+			Handler:    _Replds_Import_Handler,
 		},
 	},
 	Streams: []grpc.StreamDesc{

@@ -9,6 +9,7 @@ import (
 	"time"
 
 	"replds/certs"
+	"replds/jobs"
 	"replds/limits"
 )
 
@@ -106,6 +107,10 @@ type Config struct {
 	// HTTPHealthzNoCert lets /healthz answer clients without a
 	// certificate, for local probes; the other paths still require one.
 	HTTPHealthzNoCert bool
+	// JobKinds, when set, returns the kinds of job this server validates
+	// and runs (see RegisterJobKind). New calls it once the server's store
+	// and write path exist; the kinds may keep s.
+	JobKinds func(s *Server) ([]jobs.Kind, error)
 	// Logger receives the server's logs (never node data); nil = slog.Default().
 	Logger *slog.Logger
 }

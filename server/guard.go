@@ -25,7 +25,8 @@ import (
 // The guard is the server's first line against hostile load. In order:
 //
 //   - tap runs when a request's headers arrive, before any of its body is
-//     read: it refuses a Store from an identity that may write nowhere and
+//     read: it refuses a Store or Import from an identity that may write
+//     nowhere and
 //     an internal RPC from an identity that is not a peer;
 //   - limitCodec runs once a message is read and before it is decoded: a
 //     request of a method that needs little (Get, List, Watch, Status and
@@ -51,7 +52,7 @@ func (s *Server) tap(ctx context.Context, info *tap.Info) (context.Context, erro
 	}
 	var op acl.Op
 	switch {
-	case info.FullMethodName == repldspb.Replds_Store_FullMethodName:
+	case info.FullMethodName == repldspb.Replds_Store_FullMethodName, info.FullMethodName == repldspb.Replds_Import_FullMethodName:
 		op = acl.Write
 	case strings.HasPrefix(info.FullMethodName, internalService):
 		op = acl.Peer
@@ -152,14 +153,16 @@ func (f *inflight) acquire(n int64) bool {
 
 func (f *inflight) release(n int64) { f.cur.Add(-n) }
 
-// inflightInterceptor holds a Store request's size in the in-flight budget
-// while it is handled, and refuses it when the budget is spent.
+// inflightInterceptor holds a Store or Import request's size in the
+// in-flight budget while it is handled, and refuses it when the budget is
+// spent.
 func (s *Server) inflightInterceptor(ctx context.Context, req any, info *grpc.UnaryServerInfo, h grpc.UnaryHandler) (any, error) {
-	r, ok := req.(*repldspb.StoreRequest)
-	if !ok {
+	switch req.(type) {
+	case *repldspb.StoreRequest, *repldspb.ImportRequest:
+	default:
 		return h(ctx, req)
 	}
-	n := int64(proto.Size(r))
+	n := int64(proto.Size(req.(proto.Message)))
 	if !s.inflight.acquire(n) {
 		s.metrics.refused("inflight_bytes")
 		return nil, status.Errorf(codes.ResourceExhausted,

@@ -170,3 +170,10 @@ func (s *Server) HTTPAddr() string {
 	}
 	return s.http.addr()
 }
+
+// Ready reports whether the server takes traffic (what /readyz says), and
+// why.
+func (s *Server) Ready() (bool, string) { return s.readiness() }
+
+// DataDir returns the server's data directory.
+func (s *Server) DataDir() string { return s.cfg.DataDir }

@@ -76,7 +76,7 @@ func (s *Server) List(req *repldspb.ListRequest, stream repldspb.Replds_ListServ
 			return true
 		}
 		if req.Recursive || p == req.Path {
-			entries = append(entries, &repldspb.ListEntry{Path: p, Version: m.Version, Size: uint64(m.Size)})
+			entries = append(entries, &repldspb.ListEntry{Path: p, Version: m.Version, Size: uint64(m.Size), Origin: m.Origin})
 			return true
 		}
 		rest := p[len(base)+1:]
@@ -88,7 +88,7 @@ func (s *Server) List(req *repldspb.ListRequest, stream repldspb.Replds_ListServ
 			}
 			return true
 		}
-		entries = append(entries, &repldspb.ListEntry{Path: p, Version: m.Version, Size: uint64(m.Size)})
+		entries = append(entries, &repldspb.ListEntry{Path: p, Version: m.Version, Size: uint64(m.Size), Origin: m.Origin})
 		return true
 	}
 	for _, r := range roots {

@@ -8,44 +8,50 @@ import (
 	"sync"
 
 	"replds/acl"
+	"replds/jobs"
 	"replds/nodepath"
 	"replds/store"
 )
 
-// JobValidator checks a client's definition of a job of one kind: the spec
-// written to nodepath.Jobs/<kind>/<name> by identity (the verified client
-// certificate's name, "" in plain mode). It returns the data to store,
-// which may differ from spec (for instance to record identity as the
-// job's owner), or an error that names the offending field: the write is
-// then refused with InvalidArgument and the error's text. An error
-// wrapping ErrPermission refuses it with PermissionDenied instead (a job
-// must not give its writer rights it lacks; see (*Server).Allowed).
-//
-// It runs inside the Store RPC, once per job in the batch, before anything
-// is written: it must not write to the server, and should return quickly.
-// It may be called concurrently. Deleting a job does not call it.
-type JobValidator func(ctx context.Context, identity, name string, spec []byte) ([]byte, error)
-
 // jobKinds holds the registered job kinds.
 type jobKinds struct {
 	mu    sync.RWMutex
-	kinds map[string]JobValidator
+	kinds map[string]jobs.Kind
 }
 
-func (j *jobKinds) get(kind string) JobValidator {
+func (j *jobKinds) get(kind string) jobs.Kind {
 	j.mu.RLock()
 	defer j.mu.RUnlock()
 	return j.kinds[kind]
 }
 
-// RegisterJobKind makes clients able to define jobs of kind: writes of
-// nodepath.Jobs/<kind>/<name> are then checked by validate. Without a
-// registered kind, such writes and deletes are refused. kind must be one
-// path segment, registered once. It is safe to call at any time; servers
-// of one cluster should register the same kinds.
-func (s *Server) RegisterJobKind(kind string, validate JobValidator) error {
-	if validate == nil || strings.Contains(kind, "/") || nodepath.Validate(nodepath.Jobs+"/"+kind) != nil {
-		return fmt.Errorf("server: job kind %q: want one path segment and a validator", kind)
+func (j *jobKinds) all() []jobs.Kind {
+	j.mu.RLock()
+	defer j.mu.RUnlock()
+	out := make([]jobs.Kind, 0, len(j.kinds))
+	for _, k := range j.kinds {
+		out = append(out, k)
+	}
+	return out
+}
+
+// RegisterJobKind makes clients able to define jobs of kind k, and this
+// server able to run them: writes of nodepath.Jobs/<kind>/<name> are then
+// checked by k.Validate, writes of nodepath.Requests/<kind>/<name> by
+// k.ValidateRequest, and once Start has run, the jobs this server owns
+// (jobs.Owner) run here. Without a registered kind, such writes and
+// deletes are refused. Register kinds before Start; servers of one
+// cluster should register the same kinds.
+//
+// Validators run inside the Store RPC, once per node of the batch, before
+// anything is written: they must not write to the server, and should
+// return quickly. An error wrapping jobs.ErrPermission refuses the write
+// with PermissionDenied (a job must not give its writer rights it lacks;
+// see Allowed), any other with InvalidArgument and the error's text.
+func (s *Server) RegisterJobKind(k jobs.Kind) error {
+	kind := k.Name()
+	if strings.Contains(kind, "/") || nodepath.Validate(nodepath.Jobs+"/"+kind) != nil {
+		return fmt.Errorf("server: job kind %q: want one path segment", kind)
 	}
 	s.jobs.mu.Lock()
 	defer s.jobs.mu.Unlock()
@@ -53,9 +59,9 @@ func (s *Server) RegisterJobKind(kind string, validate JobValidator) error {
 		return fmt.Errorf("server: job kind %q registered twice", kind)
 	}
 	if s.jobs.kinds == nil {
-		s.jobs.kinds = map[string]JobValidator{}
+		s.jobs.kinds = map[string]jobs.Kind{}
 	}
-	s.jobs.kinds[kind] = validate
+	s.jobs.kinds[kind] = k
 	return nil
 }
 
@@ -69,28 +75,42 @@ func (s *Server) checkReserved(ctx context.Context, w store.Write) (store.Write,
 	if !nodepath.IsReserved(w.Path) {
 		return w, nil
 	}
-	if !nodepath.Under(w.Path, nodepath.Jobs) {
+	var under string
+	switch {
+	case nodepath.Under(w.Path, nodepath.Jobs):
+		under = nodepath.Jobs
+	case nodepath.Under(w.Path, nodepath.Requests):
+		under = nodepath.Requests
+	default:
 		return w, fmt.Errorf("%w: %s is written by the servers only", ErrPermission, nodepath.Quote(w.Path))
 	}
-	kind, name, ok := strings.Cut(strings.TrimPrefix(w.Path[len(nodepath.Jobs):], "/"), "/")
+	kind, name, ok := strings.Cut(strings.TrimPrefix(w.Path[len(under):], "/"), "/")
 	if !ok || strings.Contains(name, "/") {
-		return w, fmt.Errorf("%w %s: a job is a leaf %s/KIND/NAME", errInvalidJob, nodepath.Quote(w.Path), nodepath.Jobs)
+		return w, fmt.Errorf("%w %s: want a leaf %s/KIND/NAME", errInvalidJob, nodepath.Quote(w.Path), under)
 	}
-	validate := s.jobs.get(kind)
-	if validate == nil {
+	k := s.jobs.get(kind)
+	if k == nil {
 		return w, fmt.Errorf("%w %s: unknown job kind %q", errInvalidJob, nodepath.Quote(w.Path), kind)
 	}
 	if w.Delete {
 		return w, nil
 	}
-	data, err := validate(ctx, identity(ctx), name, w.Data)
-	if err != nil {
-		if errors.Is(err, ErrPermission) {
-			return w, err
-		}
+	if err := jobs.ValidateName(name); err != nil {
 		return w, fmt.Errorf("%w %s: %w", errInvalidJob, nodepath.Quote(w.Path), err)
 	}
-	w.Data = data
+	var err error
+	if under == nodepath.Jobs {
+		w.Data, err = k.Validate(identity(ctx), name, w.Data)
+	} else {
+		err = k.ValidateRequest(identity(ctx), name, w.Data)
+	}
+	if errors.Is(err, jobs.ErrPermission) {
+		why := strings.TrimPrefix(err.Error(), jobs.ErrPermission.Error()+": ")
+		return w, fmt.Errorf("%w %s: %s", ErrPermission, nodepath.Quote(w.Path), why)
+	}
+	if err != nil {
+		return w, fmt.Errorf("%w %s: %w", errInvalidJob, nodepath.Quote(w.Path), err)
+	}
 	return w, nil
 }
 

@@ -7,11 +7,13 @@ import (
 	"fmt"
 	"slices"
 	"strings"
+	"sync"
 	"testing"
 
 	"google.golang.org/grpc/codes"
 	"google.golang.org/grpc/status"
 
+	"replds/jobs"
 	"replds/nodepath"
 	repldspb "replds/proto"
 	"replds/server"
@@ -31,26 +33,67 @@ jobber /_replds read
 status /_replds/status write
 `
 
-// registerTestKind registers a job kind "test" on s whose spec is JSON
-// with a required "prefix" field; the validator records the writer as
-// "owner".
+// testKind is a job kind "test" whose spec is JSON with a required
+// "prefix" field; the validator records the writer as "owner", and refuses
+// a prefix of "/secret" as a right the writer lacks. Its jobs publish a
+// status and wait, counting requests.
+type testKind struct {
+	mu       sync.Mutex
+	runs     map[string]int // runner -> instances started
+	requests []string
+}
+
+func (k *testKind) Name() string { return "test" }
+
+func (k *testKind) Validate(identity, name string, spec []byte) ([]byte, error) {
+	var v map[string]any
+	if err := json.Unmarshal(spec, &v); err != nil {
+		return nil, fmt.Errorf("spec is not JSON: %w", err)
+	}
+	if _, ok := v["prefix"]; !ok {
+		return nil, errors.New(`missing field "prefix"`)
+	}
+	if v["prefix"] == "/secret" {
+		return nil, fmt.Errorf("%w: %q may not read /secret", jobs.ErrPermission, identity)
+	}
+	v["owner"] = identity
+	return json.Marshal(v)
+}
+
+func (k *testKind) ValidateRequest(identity, name string, data []byte) error {
+	if string(data) == "bad" {
+		return errors.New(`request: field "run": bad`)
+	}
+	return nil
+}
+
+func (k *testKind) Run(ctx context.Context, job jobs.Job) error {
+	k.mu.Lock()
+	if k.runs == nil {
+		k.runs = map[string]int{}
+	}
+	k.runs[job.Runner]++
+	k.mu.Unlock()
+	if err := job.Publish(ctx, jobs.Status{State: jobs.StateIdle, Runs: job.Previous.Runs + 1}); err != nil {
+		return err
+	}
+	for {
+		select {
+		case <-ctx.Done():
+			return nil
+		case r := <-job.Requests:
+			k.mu.Lock()
+			k.requests = append(k.requests, string(r.Data))
+			k.mu.Unlock()
+		}
+	}
+}
+
+// registerTestKind registers a testKind on a running server s: it
+// validates definitions, and runs nothing before a restart.
 func registerTestKind(t *testing.T, s *server.Server) {
 	t.Helper()
-	err := s.RegisterJobKind("test", func(ctx context.Context, identity, name string, spec []byte) ([]byte, error) {
-		var v map[string]any
-		if err := json.Unmarshal(spec, &v); err != nil {
-			return nil, fmt.Errorf("spec is not JSON: %w", err)
-		}
-		if _, ok := v["prefix"]; !ok {
-			return nil, errors.New(`missing field "prefix"`)
-		}
-		if v["prefix"] == "/secret" {
-			return nil, fmt.Errorf("%w: %q may not read /secret", server.ErrPermission, identity)
-		}
-		v["owner"] = identity
-		return json.Marshal(v)
-	})
-	if err != nil {
+	if err := s.RegisterJobKind(&testKind{}); err != nil {
 		t.Fatal(err)
 	}
 }
@@ -60,7 +103,7 @@ func TestReserved_ClientWrites(t *testing.T) {
 	c := servertest.NewCluster(t, 1, servertest.WithTLS(pki, reservedRules))
 	s := c.Server(0)
 	registerTestKind(t, s)
-	if err := s.RegisterJobKind("test", func(context.Context, string, string, []byte) ([]byte, error) { return nil, nil }); err == nil {
+	if err := s.RegisterJobKind(&testKind{}); err == nil {
 		t.Error("RegisterJobKind(test) twice succeeded")
 	}
 	const spec = `{"prefix":"/data"}`
@@ -78,9 +121,9 @@ func TestReserved_ClientWrites(t *testing.T) {
 		// whatever the rules.
 		{"status", "/_replds/status/test/a", "{}", false, codes.PermissionDenied, "written by the servers only"},
 		// Jobs are leaves of a registered kind with a valid spec.
-		{"jobber", "/_replds/jobs", spec, true, codes.InvalidArgument, "a job is a leaf /_replds/jobs/KIND/NAME"},
-		{"jobber", "/_replds/jobs/test", spec, false, codes.InvalidArgument, "a job is a leaf /_replds/jobs/KIND/NAME"},
-		{"jobber", "/_replds/jobs/test/a/b", spec, false, codes.InvalidArgument, "a job is a leaf /_replds/jobs/KIND/NAME"},
+		{"jobber", "/_replds/jobs", spec, true, codes.InvalidArgument, "want a leaf /_replds/jobs/KIND/NAME"},
+		{"jobber", "/_replds/jobs/test", spec, false, codes.InvalidArgument, "want a leaf /_replds/jobs/KIND/NAME"},
+		{"jobber", "/_replds/jobs/test/a/b", spec, false, codes.InvalidArgument, "want a leaf /_replds/jobs/KIND/NAME"},
 		{"jobber", "/_replds/jobs/nokind/a", spec, false, codes.InvalidArgument, `unknown job kind "nokind"`},
 		{"jobber", "/_replds/jobs/nokind/a", "", true, codes.InvalidArgument, `unknown job kind "nokind"`},
 		{"jobber", "/_replds/jobs/test/a", `{"other":1}`, false, codes.InvalidArgument, `missing field "prefix"`},

@@ -16,6 +16,7 @@ import (
 	"google.golang.org/grpc/keepalive"
 
 	"replds/cluster"
+	"replds/jobs"
 	repldspb "replds/proto"
 	"replds/store"
 )
@@ -35,8 +36,13 @@ type Server struct {
 	sec   *security
 	mem   *cluster.Membership
 	peers *peerSet
-	// jobs holds the job kinds clients may define (RegisterJobKind).
-	jobs jobKinds
+	// jobs holds the job kinds clients may define (RegisterJobKind);
+	// jobMgr runs the ones this server owns (nil without kinds).
+	jobs   jobKinds
+	jobMgr *jobs.Manager
+	// jobCollectors are made on the first call of JobMetrics.
+	jobMetricsOnce sync.Once
+	jobCollectors  *jobCollectors
 	// writers caches who may write anywhere, for tap; inflight bounds
 	// the bytes of Store requests being handled (guard.go).
 	writers  writerSet
@@ -153,6 +159,18 @@ func New(cfg Config) (_ *Server, err error) {
 	if s.mem, err = newMembership(s); err != nil {
 		return nil, err
 	}
+	undo.push(s.mem.Close)
+	if cfg.JobKinds != nil {
+		kinds, err := cfg.JobKinds(s)
+		if err != nil {
+			return nil, fmt.Errorf("server: jobs: %w", err)
+		}
+		for _, k := range kinds {
+			if err := s.RegisterJobKind(k); err != nil {
+				return nil, err
+			}
+		}
+	}
 	return s, nil
 }
 
@@ -246,6 +264,7 @@ func (s *Server) Start() {
 		s.goFunc(s.trimLoop)
 	}
 	s.peers.start()
+	s.startJobs()
 	if s.http != nil {
 		s.log.Info("http serving", "addr", s.http.addr(), "paths", "/metrics /healthz /readyz")
 		s.goFunc(s.http.serve)
@@ -287,6 +306,10 @@ func (s *Server) Close() error {
 		s.closing = true
 		s.mu.Unlock()
 		deadline := time.Now().Add(s.cfg.ShutdownGrace)
+		if s.jobMgr != nil {
+			// Jobs stop first: a backup in flight removes what it wrote.
+			s.jobMgr.Close()
+		}
 		s.stopStreams(store.ErrClosed)
 
 		stopped := make(chan struct{})

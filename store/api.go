@@ -180,3 +180,8 @@ type Stats struct {
 	// Tombstones is the number of deleted nodes still kept.
 	Tombstones uint64
 }
+
+// VersionLimit returns the highest version a store accepts as current at
+// wall clock t (the clock's tolerated offset ahead): an importer refuses
+// versions above it, which no honest clock has issued yet.
+func VersionLimit(t time.Time) uint64 { return hlcLimit(t) }

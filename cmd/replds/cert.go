@@ -2,10 +2,15 @@ package main
 
 import (
 	"crypto/rand"
+	"crypto/x509"
 	"encoding/base64"
+	"encoding/pem"
 	"errors"
 	"fmt"
 	"os"
+	"slices"
+	"strings"
+	"time"
 
 	"github.com/spf13/cobra"
 
@@ -43,7 +48,12 @@ func newCertCACmd() *cobra.Command {
 			if err != nil {
 				return err
 			}
-			return writePair(opts.cert, opts.key, certPEM, keyPEM)
+			if err := writePair(opts.cert, opts.key, certPEM, keyPEM); err != nil {
+				return err
+			}
+			fmt.Fprintf(cmd.ErrOrStderr(), "wrote CA %q: certificate %s (0644), private key %s (0600), valid %d days\n",
+				opts.cn, opts.cert, opts.key, opts.days)
+			return nil
 		},
 	}
 	f := cmd.Flags()
@@ -112,7 +122,12 @@ otherwise.`,
 			if err != nil {
 				return err
 			}
-			return writePair(opts.cert, opts.key, certPEM, keyPEM)
+			if err := writePair(opts.cert, opts.key, certPEM, keyPEM); err != nil {
+				return err
+			}
+			fmt.Fprintf(cmd.ErrOrStderr(), "wrote identity %q: certificate %s (0644), private key %s (0600), %s\n",
+				opts.cn, opts.cert, opts.key, describeCert(certPEM))
+			return nil
 		},
 	}
 	f := cmd.Flags()
@@ -142,11 +157,33 @@ func newCertGossipKeyCmd() *cobra.Command {
 			if _, err := rand.Read(key); err != nil {
 				return err
 			}
-			return certs.WriteFile(out, []byte(base64.StdEncoding.EncodeToString(key)+"\n"), 0o600)
+			if err := certs.WriteFile(out, []byte(base64.StdEncoding.EncodeToString(key)+"\n"), 0o600); err != nil {
+				return err
+			}
+			fmt.Fprintf(cmd.ErrOrStderr(), "wrote gossip key %s (0600): give it to every server (--gossip-key-file)\n", out)
+			return nil
 		},
 	}
 	cmd.Flags().StringVar(&out, "out", out, "where to write the key")
 	return cmd
+}
+
+// describeCert says whom the certificate certPEM serves and until when,
+// read from the certificate itself.
+func describeCert(certPEM []byte) string {
+	block, _ := pem.Decode(certPEM)
+	if block == nil {
+		return "unreadable"
+	}
+	c, err := x509.ParseCertificate(block.Bytes)
+	if err != nil {
+		return "unreadable"
+	}
+	names := slices.Clone(c.DNSNames)
+	for _, ip := range c.IPAddresses {
+		names = append(names, ip.String())
+	}
+	return fmt.Sprintf("for %s, valid until %s", strings.Join(names, ", "), c.NotAfter.UTC().Format(time.DateOnly))
 }
 
 // writePair writes a private key (0600, first) and its certificate (0644).

@@ -1,6 +1,8 @@
 package main
 
 import (
+	"context"
+
 	"github.com/spf13/cobra"
 
 	"replds/server"
@@ -10,18 +12,32 @@ import (
 func newServerCmd() *cobra.Command {
 	cfg := server.DefaultConfig()
 	var logf logFlags
+	var prov provisionFlags
+	var configFile string
 	cmd := &cobra.Command{
-		Use:   "server --addr=HOST:PORT --data-dir=DIR [--peer=HOST:PORT ...]",
+		Use:   "server --addr=HOST:PORT --data-dir=DIR [--peer=HOST:PORT ...] [--config=FILE]",
 		Short: "Run a replds server, a peer of a cluster",
-		Args:  cobra.NoArgs,
+		Long: `Run a replds server, a peer of a cluster.
+
+Every flag may also come from the environment, REPLDS_ and its name in upper
+case with underscores (--data-dir: REPLDS_DATA_DIR; repeatable flags take a
+comma-separated list, REPLDS_PEER=a:12100,b:12100), or from the --config
+file: one "name = value" per line (name without dashes; a repeatable flag
+on one line per value), # starts a comment. The command line wins over the
+environment, which wins over the file.`,
+		Args: cobra.NoArgs,
 		RunE: func(cmd *cobra.Command, args []string) error {
 			log, err := logf.logger()
 			if err != nil {
 				return err
 			}
 			cfg.Logger = log
+			cfg.JobKinds = jobKinds
 			if err := cfg.Validate(); err != nil {
-				return err
+				return localError(err, exitUsage)
+			}
+			if err := prov.validate(); err != nil {
+				return localError(err, exitUsage)
 			}
 			s, err := server.New(cfg)
 			if err != nil {
@@ -33,10 +49,22 @@ func newServerCmd() *cobra.Command {
 				}
 			})
 			defer stop()
+			if prov.from != "" {
+				ctx, cancel := context.WithCancel(cmd.Context())
+				done := make(chan struct{})
+				defer func() { cancel(); <-done }()
+				go func() {
+					defer close(done)
+					if err := prov.provision(ctx, s, log); err != nil {
+						log.Error("provisioning from a backup failed; the server runs on, empty", "err", err)
+					}
+				}()
+			}
 			return s.Run(cmd.Context())
 		},
 	}
 	f := cmd.Flags()
+	prov.register(f)
 	f.StringVar(&cfg.Addr, "addr", cfg.Addr, "gRPC listen address HOST:PORT")
 	f.StringVar(&cfg.GossipAddr, "gossip-addr", "", "membership listen address HOST:PORT (default: --addr with port+1)")
 	f.StringVar(&cfg.AdvertiseAddr, "advertise-addr", "", "gRPC address HOST:PORT peers reach this server at (default: --addr)")
@@ -68,6 +96,8 @@ func newServerCmd() *cobra.Command {
 	f.DurationVar(&cfg.HandshakeTimeout, "handshake-timeout", cfg.HandshakeTimeout, "a connection that has not finished its TLS handshake by then is closed")
 	f.IntVar(&cfg.MaxPendingHandshakes, "max-pending-handshakes", cfg.MaxPendingHandshakes, "connections handshaking at once from unknown addresses; more are closed")
 	f.IntVar(&cfg.HandshakeReserve, "handshake-reserve", cfg.HandshakeReserve, "more pending handshakes kept for members and addresses that authenticated before")
+	f.StringVar(&configFile, "config", "", "file of settings, one \"name = value\" a line (see above)")
 	logf.register(cmd)
+	bindAllEnv(f)
 	return cmd
 }

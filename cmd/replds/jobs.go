@@ -1,0 +1,96 @@
+package main
+
+import (
+	"context"
+	"encoding/json"
+	"errors"
+	"fmt"
+	"log/slog"
+	"os"
+	"path/filepath"
+	"time"
+
+	"github.com/spf13/pflag"
+
+	"replds/backup/backupjob"
+	"replds/jobs"
+	"replds/server"
+)
+
+// jobKinds returns the kinds of job every replds server validates and
+// runs; every server of a cluster must offer the same.
+func jobKinds(s *server.Server) ([]jobs.Kind, error) {
+	b, err := backupjob.New(backupjob.Config{
+		Store:   s.DB(),
+		Allowed: s.Allowed,
+		Metrics: s.JobMetrics(backupjob.Kind),
+	})
+	if err != nil {
+		return nil, err
+	}
+	return []jobs.Kind{b}, nil
+}
+
+// provisionFlags make a new cluster from a backup (server --restore-from).
+type provisionFlags struct {
+	from, job, identity string
+}
+
+func (f *provisionFlags) register(fl *pflag.FlagSet) {
+	fl.StringVar(&f.from, "restore-from", "", "provision an empty cluster from this backup target's newest chain (merge mode; once)")
+	fl.StringVar(&f.job, "restore-job", "", "backup job to provision from, with --restore-from")
+	fl.StringVar(&f.identity, "restore-identity", "", "age identity file, with --restore-from, for encrypted backups")
+}
+
+func (f *provisionFlags) validate() error {
+	if (f.from == "") != (f.job == "") {
+		return errors.New("--restore-from and --restore-job go together")
+	}
+	return nil
+}
+
+// provisionMarker records in the data directory that the server was
+// provisioned from a backup, so that it never is twice.
+const provisionMarker = "restored-from.json"
+
+// provision restores the newest chain of a backup into s in merge mode
+// once s is ready (joined and caught up, or alone), if its store is still
+// empty then (no peer held data) and it never did so before. Every server
+// of a new cluster may be given the flags: merging the same nodes twice
+// changes nothing.
+func (f *provisionFlags) provision(ctx context.Context, s *server.Server, log *slog.Logger) error {
+	marker := filepath.Join(s.DataDir(), provisionMarker)
+	if _, err := os.Stat(marker); err == nil {
+		log.Info("restore-from: already provisioned from a backup; not again", "marker", marker)
+		return nil
+	}
+	for {
+		if ok, _ := s.Ready(); ok {
+			break
+		}
+		select {
+		case <-ctx.Done():
+			return nil
+		case <-time.After(100 * time.Millisecond):
+		}
+	}
+	if st := s.DB().Stats(); st.Nodes+st.Tombstones > 0 {
+		log.Info("restore-from: the cluster holds data; nothing restored", "nodes", st.Nodes)
+		return nil
+	}
+	rf := restoreFlags{from: f.from, job: f.job, identity: f.identity}
+	c, err := rf.choose(ctx, true)
+	if err != nil {
+		return fmt.Errorf("restore-from: %w", err)
+	}
+	last := c.last()
+	log.Info("restore-from: provisioning from a backup", "target", c.tgt.String(), "id", last.ID, "chain", len(c.chain))
+	start := time.Now()
+	cnt, err := merge(ctx, c, s.Writer().Apply, nil)
+	if err != nil {
+		return fmt.Errorf("restore-from: %w", err)
+	}
+	log.Info("restore-from: done", "id", last.ID, "nodes", cnt.changed+cnt.same, "changed", cnt.changed, "took", time.Since(start).Round(time.Millisecond))
+	rec, _ := json.Marshal(map[string]any{"target": c.tgt.String(), "job": f.job, "id": last.ID, "time": time.Now().UTC(), "nodes": cnt.changed})
+	return os.WriteFile(marker, append(rec, '\n'), 0o600)
+}
