@@ -170,6 +170,7 @@ func TestGuard_RefusedBeforeTheBodyIsRead(t *testing.T) {
 		name, cn, method, want string
 	}{
 		{"store by an identity without write rules", "reader", repldspb.Replds_Store_FullMethodName, `"reader" may not write anywhere`},
+		{"import by an identity without write rules", "reader", repldspb.Replds_Import_FullMethodName, `"reader" may not write anywhere`},
 		{"hello by a non-peer", "client", repldspb.Internal_Hello_FullMethodName, `"client" is not a peer`},
 	}
 	for _, tt := range tests {
@@ -182,8 +183,8 @@ func TestGuard_RefusedBeforeTheBodyIsRead(t *testing.T) {
 			}
 		})
 	}
-	if got := refusals(t, s, "no_write_rule"); got != 1 {
-		t.Errorf("replds_refused_total{reason=no_write_rule} = %v, want 1", got)
+	if got := refusals(t, s, "no_write_rule"); got != 2 {
+		t.Errorf("replds_refused_total{reason=no_write_rule} = %v, want 2", got)
 	}
 	// A writer's Store still needs its body: no answer until it comes.
 	ctx, cancel := context.WithTimeout(context.Background(), 300*time.Millisecond)
