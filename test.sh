@@ -63,9 +63,11 @@ make_tls() {
   chmod 700 "$tlsdir"
   local t="$tlsdir"
   "$bin" cert ca --cert="$t/ca.crt" --key="$t/ca.key" --cn="replds test.sh CA"
-  # Certificates name localhost, 127.0.0.1 and ::1 (the default hosts).
+  # Server certificates name localhost, 127.0.0.1 and ::1 (the default hosts);
+  # the others are client certificates (client authentication only).
   for id in server1 server2 server3 client host1; do
-    "$bin" cert issue --ca="$t/ca.crt" --ca-key="$t/ca.key" --cn="$id" \
+    kind=--client; case $id in server*) kind=--server;; esac
+    "$bin" cert issue "$kind" --ca="$t/ca.crt" --ca-key="$t/ca.key" --cn="$id" \
       --cert="$t/$id.crt" --key="$t/$id.key"
   done
   "$bin" cert gossip-key --out="$t/gossip.key"

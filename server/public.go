@@ -136,6 +136,9 @@ func (s *Server) Status(ctx context.Context, req *repldspb.StatusRequest) (*repl
 		Tombstones: st.Tombstones,
 	}
 	resp.Ready, _ = s.readiness()
+	if je, ok := s.mem.LastJoinError(); ok {
+		resp.LastJoinError = joinErrorText(je)
+	}
 	for _, m := range s.mem.Members() {
 		resp.Members = append(resp.Members, &repldspb.Member{Name: m.Name, Addr: m.GRPCAddr, State: m.State.String()})
 	}

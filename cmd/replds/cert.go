@@ -69,15 +69,19 @@ func newCertIssueCmd() *cobra.Command {
 		ca, caKey, cn, cert, key string
 		hosts                    []string
 		days                     int
+		server, client           bool
 	}{ca: "ca.crt", caKey: "ca.key", days: 365}
 	cmd := &cobra.Command{
-		Use:   "issue --cn=NAME [--host=H ...] [--ca=ca.crt] [--ca-key=ca.key] [--days=N]",
-		Short: "Issue a certificate usable as server and client; NAME is the identity in ACLs",
-		Long: `Issue a certificate signed by the CA, usable both as a server and as a client
-certificate. Its Common Name is the identity that ACL rules name. Server
-certificates get the --host names and IPs as SANs (default: localhost,
-127.0.0.1 and ::1). Writes NAME.crt (0644) and NAME.key (0600) unless --cert and
---key say otherwise.`,
+		Use:   "issue --cn=NAME [--server [--host=H ...] | --client] [--ca=ca.crt] [--ca-key=ca.key] [--days=N]",
+		Short: "Issue a server or client certificate; NAME is the identity in ACLs",
+		Long: `Issue a certificate signed by the CA. Its Common Name is the identity that ACL
+rules name. A server certificate (--server, or any --host) is usable both as a
+server and as a client (servers dial their peers) and gets the --host names and
+IPs as SANs (default: localhost, 127.0.0.1 and ::1). Any other certificate is a
+client certificate (--client, the default without --host): client
+authentication only and no SANs, so that a host's certificate cannot pass for a
+server. Writes NAME.crt (0644) and NAME.key (0600) unless --cert and --key say
+otherwise.`,
 		Args: cobra.NoArgs,
 		RunE: func(cmd *cobra.Command, args []string) error {
 			if opts.cn == "" {
@@ -85,6 +89,9 @@ certificates get the --host names and IPs as SANs (default: localhost,
 			}
 			if opts.days <= 0 {
 				return fmt.Errorf("--days %d: must be positive", opts.days)
+			}
+			if opts.client && (opts.server || len(opts.hosts) > 0) {
+				return errors.New("--client takes neither --server nor --host: a client certificate names no host")
 			}
 			if opts.cert == "" {
 				opts.cert = opts.cn + ".crt"
@@ -103,7 +110,15 @@ certificates get the --host names and IPs as SANs (default: localhost,
 			if err != nil {
 				return fmt.Errorf("--ca-key: %w", err)
 			}
-			certPEM, keyPEM, err := certs.Issue(caCert, caKey, opts.cn, opts.hosts, opts.days)
+			issue := func() ([]byte, []byte, error) {
+				return certs.IssueClient(caCert, caKey, opts.cn, opts.days)
+			}
+			if opts.server || len(opts.hosts) > 0 {
+				issue = func() ([]byte, []byte, error) {
+					return certs.Issue(caCert, caKey, opts.cn, opts.hosts, opts.days)
+				}
+			}
+			certPEM, keyPEM, err := issue()
 			if err != nil {
 				return err
 			}
@@ -119,7 +134,9 @@ certificates get the --host names and IPs as SANs (default: localhost,
 	f.StringVar(&opts.ca, "ca", opts.ca, "CA certificate")
 	f.StringVar(&opts.caKey, "ca-key", opts.caKey, "CA private key")
 	f.StringVar(&opts.cn, "cn", "", "Common Name: the identity in ACLs (required)")
-	f.StringArrayVar(&opts.hosts, "host", nil, "DNS name or IP the server is reached at (repeatable)")
+	f.StringArrayVar(&opts.hosts, "host", nil, "DNS name or IP the server is reached at (repeatable; implies --server)")
+	f.BoolVar(&opts.server, "server", false, "a server certificate: server and client authentication, --host SANs")
+	f.BoolVar(&opts.client, "client", false, "a client certificate: client authentication only, no SANs (the default without --host)")
 	f.StringVar(&opts.cert, "cert", "", "where to write the certificate (default NAME.crt)")
 	f.StringVar(&opts.key, "key", "", "where to write the private key (default NAME.key)")
 	f.IntVar(&opts.days, "days", opts.days, "validity in days")

@@ -32,6 +32,7 @@ func newRootCmd() *cobra.Command {
 		newACLCmd(),
 		newVersionCmd(),
 		newDocsCmd(),
+		newMembersCmd(),
 	)
 	setVersion(root)
 	markUsageErrors(root)

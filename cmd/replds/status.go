@@ -110,8 +110,11 @@ type serverReport struct {
 	Reached bool   `json:"reached"`
 	Error   string `json:"error,omitempty"`
 
-	Version    string            `json:"version,omitempty"`
-	Ready      bool              `json:"ready"`
+	Version string `json:"version,omitempty"`
+	Ready   bool   `json:"ready"`
+	// JoinError is the server's last failure to join a configured peer
+	// that has not joined since.
+	JoinError  string            `json:"join_error,omitempty"`
 	Origin     string            `json:"origin,omitempty"`
 	Root       string            `json:"root,omitempty"`
 	Nodes      uint64            `json:"nodes"`
@@ -308,6 +311,7 @@ func (sr *serverReport) fill(resp *repldspb.StatusResponse) {
 	sr.Reached = true
 	sr.Version = resp.Version
 	sr.Ready = resp.Ready
+	sr.JoinError = resp.LastJoinError
 	sr.Origin = originText(resp.Origin)
 	sr.Root = hex.EncodeToString(resp.Root)
 	sr.Nodes, sr.Bytes, sr.Tombstones = resp.Nodes, resp.Bytes, resp.Tombstones
@@ -447,6 +451,9 @@ func (rep *statusReport) writeText(w io.Writer) error {
 		tw := tabwriter.NewWriter(&b, 0, 0, 2, ' ', 0)
 		fmt.Fprintf(tw, "  version\t%s\n", sr.Version)
 		fmt.Fprintf(tw, "  ready\t%s\n", yesNo(sr.Ready))
+		if sr.JoinError != "" {
+			fmt.Fprintf(tw, "  join error\t%s\n", sr.JoinError)
+		}
 		fmt.Fprintf(tw, "  origin\t%s\n", sr.Origin)
 		fmt.Fprintf(tw, "  nodes\t%d (%s), %d tombstones\n", sr.Nodes, humanBytes(sr.Bytes), sr.Tombstones)
 		fmt.Fprintf(tw, "  root\t%s\n", short(sr.Root))
