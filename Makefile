@@ -5,7 +5,7 @@ PROTOC_GEN_GO_VERSION ?= v1.36.12
 PROTOC_GEN_GO_GRPC_VERSION ?= v1.6.2
 GOBIN ?= $(shell $(GO) env GOPATH)/bin
 
-.PHONY: build test race proto lint bench clean
+.PHONY: build test race proto lint bench clean docs check-units
 
 build:
 	$(GO) build -o bin/replds ./cmd/replds
@@ -27,6 +27,16 @@ proto:
 BENCHFLAGS ?=
 bench:
 	$(GO) run ./bench $(BENCHFLAGS)
+
+# docs regenerates the command reference in docs/cli from the command tree
+# (TestDocs_UpToDate fails when it is stale); man pages: MANDIR=DIR.
+MANDIR ?=
+docs:
+	$(GO) run ./cmd/replds docs --markdown=docs/cli $(if $(MANDIR),--man=$(MANDIR))
+
+# check-units checks examples/systemd with systemd-analyze, when installed.
+check-units:
+	.ci/check-units
 
 lint:
 	@out=$$(gofmt -l $$(git ls-files '*.go')); if [ -n "$$out" ]; then echo "gofmt: $$out"; exit 1; fi

@@ -2,10 +2,16 @@
 # Builds replds and runs a local three-server cluster in the foreground:
 # gRPC on 12100, 12200 and 12300 (membership on the next port up), data in
 # ./.test-cluster. Logs are shown here; Enter or Ctrl-C stops every server.
+# When stdin is not a terminal, or at its end (./test.sh </dev/null, under
+# nohup or a supervisor), it runs until a signal (SIGINT, SIGTERM).
 #
 #   ./test.sh           fresh cluster (previous data wiped)
 #   ./test.sh --keep    keep the data of the previous run
 #   ./test.sh --tls     mutual TLS, ACLs and encrypted membership (see below)
+#
+# The environment may move it: TEST_SH_PORTS (three gRPC ports, "12100
+# 12200 12300"), TEST_SH_DIR (.test-cluster), TEST_SH_BIN (a replds binary
+# to run instead of building bin/replds).
 #
 # --tls makes, once, under .test-cluster/tls/ (kept when the data is wiped;
 # delete the directory to start over): a CA (ca.crt, ca.key), server
@@ -23,15 +29,19 @@ for arg in "$@"; do
   case "$arg" in
     --keep) keep=1 ;;
     --tls) tls=1 ;;
-    -h|--help) sed -n '2,17p' "$0"; exit 0 ;;
+    -h|--help) sed -n '2,22p' "$0"; exit 0 ;;
     *) echo "test.sh: unknown option $arg (see --help)" >&2; exit 2 ;;
   esac
 done
 
-mkdir -p bin
-go build -o bin/replds ./cmd/replds
-dir=.test-cluster
-tlsdir="$PWD/$dir/tls"
+bin=${TEST_SH_BIN:-}
+if [ -z "$bin" ]; then
+  mkdir -p bin
+  go build -o bin/replds ./cmd/replds
+  bin=./bin/replds
+fi
+dir=${TEST_SH_DIR:-.test-cluster}
+case "$dir" in /*) tlsdir="$dir/tls" ;; *) tlsdir="$PWD/$dir/tls" ;; esac
 if [ "$keep" = 0 ]; then
   if [ "$tls" = 1 ]; then
     # Wipe the data, keep the TLS material.
@@ -42,7 +52,7 @@ if [ "$keep" = 0 ]; then
 fi
 mkdir -p "$dir"
 
-ports=(12100 12200 12300)
+read -r -a ports <<<"${TEST_SH_PORTS:-12100 12200 12300}"
 
 # make_tls creates the TLS material under $tlsdir unless a previous run
 # finished doing so.
@@ -52,13 +62,15 @@ make_tls() {
   mkdir -p "$tlsdir"
   chmod 700 "$tlsdir"
   local t="$tlsdir"
-  ./bin/replds cert ca --cert="$t/ca.crt" --key="$t/ca.key" --cn="replds test.sh CA"
-  # Certificates name localhost, 127.0.0.1 and ::1 (the default hosts).
+  "$bin" cert ca --cert="$t/ca.crt" --key="$t/ca.key" --cn="replds test.sh CA"
+  # Server certificates name localhost, 127.0.0.1 and ::1 (the default hosts);
+  # the others are client certificates (client authentication only).
   for id in server1 server2 server3 client host1; do
-    ./bin/replds cert issue --ca="$t/ca.crt" --ca-key="$t/ca.key" --cn="$id" \
+    kind=--client; case $id in server*) kind=--server;; esac
+    "$bin" cert issue "$kind" --ca="$t/ca.crt" --ca-key="$t/ca.key" --cn="$id" \
       --cert="$t/$id.crt" --key="$t/$id.key"
   done
-  ./bin/replds cert gossip-key --out="$t/gossip.key"
+  "$bin" cert gossip-key --out="$t/gossip.key"
   cat > "$t/acls" <<'ACLS'
 # replds ACLs: "identity path read|write" or "identity peer"; everything not
 # allowed here is denied. Reload with kill -HUP on the servers.
@@ -104,33 +116,40 @@ for i in "${!ports[@]}"; do
     tls_flags=(--tls-cert="$tlsdir/$id.crt" --tls-key="$tlsdir/$id.key" --tls-ca="$tlsdir/ca.crt"
       --acls="$tlsdir/acls" --gossip-key-file="$tlsdir/gossip.key")
   fi
-  ./bin/replds server --addr="127.0.0.1:$port" --data-dir="$dir/$port" \
+  "$bin" server --addr="127.0.0.1:$port" --data-dir="$dir/$port" \
     --gossip-profile=local "${peers[@]}" ${tls_flags[@]+"${tls_flags[@]}"} \
     > >(sed -u "s/^/[$port] /") 2>&1 &
   pids+=($!)
 done
 
 cat >&2 <<MSG
-test.sh: 3 servers on localhost:12100, localhost:12200, localhost:12300 (data in $dir)
+test.sh: 3 servers on localhost:${ports[0]}, localhost:${ports[1]}, localhost:${ports[2]} (data in $dir)
 test.sh: in another terminal:  export PATH="$PWD/bin:\$PATH"
-test.sh: press Enter or Ctrl-C to stop
 MSG
 if [ "$tls" = 1 ]; then
   client="--tls-cert=$tlsdir/client.crt --tls-key=$tlsdir/client.key --tls-ca=$tlsdir/ca.crt"
   cat >&2 <<MSG
 test.sh: TLS: servers are server1, server2, server3 (ports ${ports[*]}); ACLs in $tlsdir/acls
 test.sh: TLS: reload the ACLs with: kill -HUP ${pids[*]}
-test.sh: TLS: client flags (identity "client"):
+test.sh: TLS: client settings (identity "client"), as flags:
   $client
-test.sh: TLS: e.g.  echo hello | replds store --server=localhost:12100 $client - /data/hello
-test.sh: TLS:       replds cat --server=localhost:12200 $client /data/hello
+test.sh: TLS: or in the environment, for every command of this shell:
+  export REPLDS_TLS_CERT=$tlsdir/client.crt REPLDS_TLS_KEY=$tlsdir/client.key REPLDS_TLS_CA=$tlsdir/ca.crt
+test.sh: TLS: e.g.  echo hello | replds store --server=localhost:${ports[0]} $client - /data/hello
+test.sh: TLS:       replds cat --server=localhost:${ports[1]} $client /data/hello
 test.sh: TLS: identity "host1" (no rules until you uncomment its line in the ACLs):
   --tls-cert=$tlsdir/host1.crt --tls-key=$tlsdir/host1.key --tls-ca=$tlsdir/ca.crt
 MSG
 fi
-# Stop on Enter, or when any server exits. (A background job reads
-# /dev/null unless given the terminal explicitly.)
+# Stop on Enter, or when any server exits; at the end of stdin (not a
+# terminal, or Ctrl-D) only on a signal, which the trap above handles.
+# (A background job reads /dev/null unless given stdin explicitly.)
+if [ -t 0 ]; then
+  echo "test.sh: press Enter or Ctrl-C to stop" >&2
+else
+  echo "test.sh: stdin is not a terminal: running until SIGINT or SIGTERM (kill $$)" >&2
+fi
 exec 3<&0
-read -r _ <&3 || true &
+{ if read -r _ <&3; then exit 0; fi; exec sleep infinity; } &
 reader=$!
 wait -n "${pids[@]}" "$reader" || true

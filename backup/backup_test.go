@@ -409,6 +409,18 @@ func TestVerify_Corruption(t *testing.T) {
 			})
 		}
 	}
+	t.Run("truncated file", func(t *testing.T) {
+		tg := newDir(t)
+		chain := newChainFixture().writeChain(t, tg, backup.WriterOptions{})
+		if err := os.Truncate(nodeFile(tg, chain[2], 0), 10); err != nil {
+			t.Fatal(err)
+		}
+		v, err := backup.Verify(ctx, tg, chain, nil)
+		want := chain[2].Files[0].Name + ": size 10, manifest says"
+		if err != nil || v.OK || !strings.Contains(v.Error, want) {
+			t.Errorf("Verify = %+v, %v; want not OK with %q", v, err, want)
+		}
+	})
 	t.Run("missing file", func(t *testing.T) {
 		tg := newDir(t)
 		chain := newChainFixture().writeChain(t, tg, backup.WriterOptions{})
@@ -786,5 +798,134 @@ func TestParseWithin(t *testing.T) {
 		if _, err := backup.ParseWithin(bad); err == nil {
 			t.Errorf("ParseWithin(%q) succeeded", bad)
 		}
+	}
+}
+
+func TestRebuild_CountMismatch(t *testing.T) {
+	tg := newDir(t)
+	chain := newChainFixture().writeChain(t, tg, backup.WriterOptions{})
+	chain[1].Files[0].Nodes++
+	_, err := rebuild(t, tg, chain, backup.ReadOptions{})
+	wantErr(t, "Rebuild with a manifest counting one record more", err, backup.ErrCorrupt)
+	if !strings.Contains(err.Error(), chain[1].Key(chain[1].Files[0].Name)) {
+		t.Errorf("Rebuild error %q does not name the file", err)
+	}
+}
+
+func TestVerify_Cancelled(t *testing.T) {
+	tg := newDir(t)
+	chain := newChainFixture().writeChain(t, tg, backup.WriterOptions{})
+	ctx, cancel := context.WithCancel(context.Background())
+	cancel()
+	if v, err := backup.Verify(ctx, tg, chain, nil); err == nil {
+		t.Errorf("Verify with a cancelled context = %+v, nil; want an error, not a verdict", v)
+	}
+}
+
+func TestCommit_FileGone(t *testing.T) {
+	ctx := context.Background()
+	tg := newDir(t)
+	w, err := backup.NewWriter(ctx, tg, backup.WriterOptions{Job: "j", Kind: backup.KindFull, Prefix: "/", FileBytes: 100})
+	if err != nil {
+		t.Fatal(err)
+	}
+	for i := range 10 {
+		if err := w.Add(node(fmt.Sprintf("/n%02d", i), 1, strings.Repeat("x", 50))); err != nil {
+			t.Fatal(err)
+		}
+	}
+	// Retain pruned the first file as a leftover while the run went on.
+	if err := tg.Delete(ctx, "j/"+w.ID()+"/nodes-000001.zst"); err != nil {
+		t.Fatal(err)
+	}
+	_, err = w.Commit(ctx, nil, state{}.root(t), "")
+	wantErr(t, "Commit with a file gone", err, backup.ErrNotFound)
+	if all, _ := backup.List(ctx, tg, "j"); len(all) != 0 {
+		t.Errorf("a manifest was written: %+v", all)
+	}
+	if err := w.Abort(ctx); err != nil || len(keys(t, tg)) != 0 {
+		t.Errorf("Abort = %v, left %v", err, keys(t, tg))
+	}
+}
+
+func TestList_BadManifest(t *testing.T) {
+	ctx := context.Background()
+	good := newChainFixture()
+	for name, content := range map[string]func(m backup.Manifest) string{
+		"not JSON": func(backup.Manifest) string { return "{" },
+		"other backup": func(m backup.Manifest) string {
+			return fmt.Sprintf(`{"format":1,"job":"nightly","id":%q,"kind":"full"}`, backup.NewID(t0.Add(time.Hour)))
+		},
+		"future format": func(m backup.Manifest) string {
+			return fmt.Sprintf(`{"format":99,"job":"nightly","id":%q,"kind":"full"}`, m.ID)
+		},
+	} {
+		t.Run(name, func(t *testing.T) {
+			tg := newDir(t)
+			chain := good.writeChain(t, tg, backup.WriterOptions{})
+			key := chain[1].Key("manifest.json")
+			if err := tg.Put(ctx, key, strings.NewReader(content(chain[1]))); err != nil {
+				t.Fatal(err)
+			}
+			_, err := backup.List(ctx, tg, "nightly")
+			wantErr(t, "List", err, backup.ErrCorrupt)
+			if !strings.Contains(err.Error(), key) {
+				t.Errorf("List error %q does not name %s", err, key)
+			}
+		})
+	}
+	// Objects that are not backups are no concern of List.
+	tg := newDir(t)
+	good.writeChain(t, tg, backup.WriterOptions{})
+	for _, key := range []string{"README", "nightly/notes.txt", "nightly/not-an-id/manifest.json", "a/b/c/d"} {
+		tg.Put(ctx, key, strings.NewReader("x"))
+	}
+	if all, err := backup.List(ctx, tg, ""); err != nil || len(all) != 3 {
+		t.Errorf("List with unrelated objects = %d backups, %v; want 3", len(all), err)
+	}
+}
+
+// TestRebuild_SubtreeReadsOnlyItsFiles: with a prefix, Rebuild reads only
+// the files whose path range meets the subtree: a corrupt file elsewhere
+// does not stop it, while a whole rebuild fails on it.
+func TestRebuild_SubtreeReadsOnlyItsFiles(t *testing.T) {
+	tg := newDir(t)
+	f := newChainFixture()
+	written := f.writeChain(t, tg, backup.WriterOptions{FileBytes: 300})
+	full := written[0]
+	var corrupt string
+	for _, fl := range full.Files {
+		if fl.First == "" || fl.Last == "" || fl.First > fl.Last {
+			t.Fatalf("file %s: first %q last %q", fl.Name, fl.First, fl.Last)
+		}
+		if fl.First > "/a/" && fl.Last < "/b" && corrupt == "" {
+			corrupt = fl.Name // holds only /a nodes
+		}
+	}
+	if corrupt == "" {
+		t.Fatalf("no file holds only /a nodes: %+v", full.Files)
+	}
+	path := filepath.Join(strings.TrimPrefix(tg.String(), "file://"), full.Key(corrupt))
+	b, err := os.ReadFile(path)
+	if err != nil {
+		t.Fatal(err)
+	}
+	b[len(b)/2] ^= 0xff
+	if err := os.WriteFile(path, b, 0o600); err != nil {
+		t.Fatal(err)
+	}
+	got, err := rebuild(t, tg, written, backup.ReadOptions{Prefix: "/b"})
+	if err != nil {
+		t.Fatalf("Rebuild(/b) with a corrupt /a file: %v", err)
+	}
+	want := state{}
+	for p, n := range f.states[2] {
+		if p == "/b" || strings.HasPrefix(p, "/b/") {
+			want[p] = n
+		}
+	}
+	equalState(t, got, want)
+	if _, err := rebuild(t, tg, written, backup.ReadOptions{}); err == nil {
+		t.Error("Rebuild of everything read past a corrupt file")
 	}
 }

@@ -104,6 +104,22 @@ type File struct {
 	SHA256 string `json:"sha256"`
 	// Nodes counts the file's records.
 	Nodes uint64 `json:"nodes"`
+	// First and Last are the smallest and largest paths of its records,
+	// so that a reader of one subtree skips the files that hold none of
+	// it (empty in backups made before they were recorded: read).
+	First string `json:"first,omitempty"`
+	Last  string `json:"last,omitempty"`
+}
+
+// outside reports whether f holds no record at or under prefix ("" or
+// "/": the whole tree), as far as its First and Last say.
+func (f File) outside(prefix string) bool {
+	if prefix == "" || prefix == "/" || f.First == "" {
+		return false
+	}
+	// The subtree's paths are prefix and prefix+"/...", all within
+	// [prefix, prefix+"0"), '0' following '/'.
+	return f.Last < prefix || f.First >= prefix+"0"
 }
 
 // Dir returns the backup's directory in the target, "JOB/ID".
@@ -133,7 +149,7 @@ func (m *Manifest) validate() error {
 		return errors.New("encrypted without recipients")
 	}
 	if _, err := ParseID(m.ID); err != nil {
-		return err
+		return fmt.Errorf("id %q", m.ID)
 	}
 	for i, f := range m.Files {
 		if f.Name != fileName(i+1, m.Encrypted) {

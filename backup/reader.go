@@ -202,7 +202,9 @@ func checkChain(chain []Manifest) error {
 // fails with ErrCorrupt if it is not) and merged with them. Each file's
 // size and checksum are checked once it has been read to its end, so fn
 // may see nodes of a file that then fails with ErrCorrupt: callers that
-// must not act on corrupt data run Verify first, or buffer. A missing file
+// must not act on corrupt data run Verify first, or buffer. With
+// opts.Prefix, files whose First and Last paths show they hold nothing of
+// the subtree are not read (nor checked). A missing file
 // is ErrNotFound; an encrypted chain without a matching identity
 // ErrNoIdentity, before any node is yielded.
 func Rebuild(ctx context.Context, t target.Target, chain []Manifest, opts ReadOptions, fn func(store.Node) error) error {
@@ -224,6 +226,9 @@ func Rebuild(ctx context.Context, t target.Target, chain []Manifest, opts ReadOp
 	for i := 1; i < len(chain); i++ {
 		m := &chain[i]
 		for _, f := range m.Files {
+			if f.outside(opts.Prefix) {
+				continue
+			}
 			err := readFile(ctx, t, m, f, opts.Identities, func(n *store.Node) error {
 				if keep(n.Path) {
 					newer[n.Path] = *n
@@ -256,6 +261,9 @@ func Rebuild(ctx context.Context, t target.Target, chain []Manifest, opts ReadOp
 	var prev string
 	first := true
 	for _, f := range full.Files {
+		if f.outside(opts.Prefix) {
+			continue
+		}
 		err := readFile(ctx, t, full, f, opts.Identities, func(n *store.Node) error {
 			if !first && n.Path <= prev {
 				return fmt.Errorf("backup: %s: node %s after %s: a full must be in path order: %w", full.Key(f.Name), nodepath.Quote(n.Path), nodepath.Quote(prev), ErrCorrupt)

@@ -52,6 +52,11 @@ func TestRecords_RoundTrip(t *testing.T) {
 			t.Errorf("node %d = %+v, want %+v", i, got[i], nodes[i])
 		}
 	}
+	// A trailer that does not count the records read.
+	bad := appendTrailer(b[:len(b)-2], 2)
+	if _, err := decodeRecords(bad); err == nil {
+		t.Error("decode with a wrong trailer count succeeded")
+	}
 	// Every truncation is an error, never a shorter stream.
 	for n := range len(b) {
 		if _, err := decodeRecords(b[:n]); err == nil {

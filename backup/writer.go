@@ -52,7 +52,8 @@ type WriterOptions struct {
 // Writer writes one backup: node files streamed to the target while nodes
 // are added, then the manifest on Commit. It is used by one goroutine. It
 // holds at most one node file's compression and encryption buffers; each
-// file is uploaded by a goroutine the Writer owns and waits for.
+// file is uploaded by a goroutine the Writer owns and waits for. Every
+// Writer must end with Commit or Abort, or its upload stays blocked.
 type Writer struct {
 	ctx          context.Context
 	t            target.Target
@@ -89,6 +90,8 @@ type fileWriter struct {
 	raw   int            // uncompressed bytes written
 	nodes uint64
 	done  chan error // the upload's result
+	// first and last are the smallest and largest paths of the records.
+	first, last string
 }
 
 // digest hashes and counts the bytes of a stored file written through it.
@@ -130,7 +133,7 @@ func NewWriter(ctx context.Context, t target.Target, opts WriterOptions) (*Write
 		}
 	case KindIncremental:
 		if _, err := ParseID(opts.Parent); err != nil {
-			return nil, fmt.Errorf("incremental parent: %w", err)
+			return nil, fmt.Errorf("%w: incremental parent %q: want a backup ID", ErrInvalid, opts.Parent)
 		}
 	default:
 		return nil, fmt.Errorf("%w: kind %q: want %q or %q", ErrInvalid, opts.Kind, KindFull, KindIncremental)
@@ -222,6 +225,12 @@ func (w *Writer) Add(n store.Node) error {
 		return w.fail(w.uploadErr(f, err))
 	}
 	f.raw += len(w.buf) + len(n.Data)
+	if f.nodes == 0 || n.Path < f.first {
+		f.first = n.Path
+	}
+	if f.nodes == 0 || n.Path > f.last {
+		f.last = n.Path
+	}
 	f.nodes++
 	w.nodes++
 	if n.Deleted {
@@ -348,15 +357,18 @@ func (w *Writer) closeFile() error {
 		Size:   f.sum.n,
 		SHA256: f.sum.sha256(),
 		Nodes:  f.nodes,
+		First:  f.first,
+		Last:   f.last,
 	})
 	return nil
 }
 
 // Commit ends the last node file and writes the manifest, with vec the
 // store vector the backup reflects, root the content root (Root.Sum) of the
-// state at vec, and note free text. The manifest is written with
-// PutIfAbsent: ErrExists if one is there already. It returns the manifest
-// written. After an error, call Abort.
+// state at vec, and note free text. It first checks that every node file
+// is still in the target with its size (ErrNotFound if one is gone). The
+// manifest is written with PutIfAbsent: ErrExists if one is there
+// already. It returns the manifest written. After an error, call Abort.
 func (w *Writer) Commit(ctx context.Context, vec store.Vector, root string, note string) (Manifest, error) {
 	if err := w.usable(); err != nil {
 		return Manifest{}, err
@@ -394,6 +406,21 @@ func (w *Writer) Commit(ctx context.Context, vec store.Vector, root string, note
 	}
 	for _, f := range w.files {
 		m.Stored += uint64(f.Size)
+	}
+	// A leftover's files may have been pruned while a long run went on
+	// (Retain's grace): never commit a manifest whose files are gone.
+	for _, f := range m.Files {
+		key := m.Key(f.Name)
+		info, err := w.t.Stat(ctx, key)
+		if errors.Is(err, target.ErrNotExist) {
+			return Manifest{}, w.fail(fmt.Errorf("backup: %s: gone before commit: %w", key, ErrNotFound))
+		}
+		if err != nil {
+			return Manifest{}, w.fail(fmt.Errorf("backup: stat %s: %w", key, err))
+		}
+		if info.Size != f.Size {
+			return Manifest{}, w.fail(fmt.Errorf("backup: %s: size %d, wrote %d: %w", key, info.Size, f.Size, ErrCorrupt))
+		}
 	}
 	w.committing = true
 	key := m.Key(manifestName)

@@ -40,6 +40,7 @@ type server struct {
 type cluster struct {
 	b       *bench
 	dir     string
+	env     []string // added to the servers' environment, after --server-env
 	servers []*server
 }
 
@@ -48,7 +49,12 @@ var startedRE = regexp.MustCompile(`msg="server started" addr=(\S+)`)
 // newCluster starts n servers in a new directory under the bench's work
 // directory, each peered with the first through the proxies.
 func (b *bench) newCluster(ctx context.Context, name string, n int) (*cluster, error) {
-	c := &cluster{b: b, dir: filepath.Join(b.work, name)}
+	return b.newClusterEnv(ctx, name, n, nil)
+}
+
+// newClusterEnv is newCluster with env added to the servers' environment.
+func (b *bench) newClusterEnv(ctx context.Context, name string, n int, env []string) (*cluster, error) {
+	c := &cluster{b: b, dir: filepath.Join(b.work, name), env: env}
 	if err := os.MkdirAll(c.dir, 0o755); err != nil {
 		return nil, err
 	}
@@ -119,7 +125,7 @@ func (c *cluster) run(ctx context.Context, s *server, peers []string) error {
 	for _, p := range peers {
 		args = append(args, "--peer="+p)
 	}
-	env := slices.Clone(c.b.opts.serverEnv)
+	env := append(slices.Clone(c.b.opts.serverEnv), c.env...)
 	expect := []*regexp.Regexp{startedRE}
 	if c.b.opts.profile {
 		env = append(env, "REPLDS_BENCH_PPROF=127.0.0.1:0")

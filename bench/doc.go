@@ -6,6 +6,7 @@
 //	go run ./bench --quick         # 10k nodes, scales 1k/10k, 1000 streams, 100 samples
 //	go run ./bench --rows=store,latency --compare-etcd
 //	go run ./bench --rows=resume,restore --seams-nodes=100000
+//	go run ./bench --rows=backup,restore-backup,backup-s3
 //	make bench BENCHFLAGS=--quick
 //
 // It builds ./cmd/replds (or uses --bin), starts servers with
@@ -63,6 +64,28 @@
 //     The restored server's vector is behind, so it catches up by digest
 //     sync; hash-tree repair, for differences no vector shows, is measured
 //     in the store (go test ./store -bench Store_Bucket).
+//   - backup: on the same cluster, a subtree of --seams-nodes/100 more
+//     nodes (/bench/sub) is loaded, then `replds backup create` defines a
+//     job backing up / to a file:// target; its first run, a full backup,
+//     starts at once on the server the cluster picks. Reported: the run's
+//     duration as its runner measured it (the job status, read from the
+//     status node as `backup status --json` does), the wall time from the
+//     command's start until the status shows the run done, the runner's
+//     RssAnon growth (peak, sampled every 100 ms, less the figure before)
+//     and the target's size. Then 1,000 nodes change and `backup run`
+//     makes an incremental: its duration and wall time.
+//   - restore-backup: the backup cluster is stopped; `replds restore
+//     --merge` of that backup into an empty cluster of three servers,
+//     timed from the command's start until all three hold every node.
+//     There, the whole /bench/sub subtree is rewritten, then rolled back
+//     with `replds restore --prefix=/bench/sub`: the command's time (it
+//     verifies the whole chain before it writes), checked against its
+//     summary (every node of the subtree changed, none added or deleted).
+//   - backup-s3: --s3-nodes nodes (100k; --quick 10k) on one server,
+//     backed up to a bucket of versitygw (an S3 server) on loopback, then
+//     restored with --merge into another, empty server. The servers and
+//     the restore get the S3 credentials in their environment. Skipped,
+//     with a log line, when versitygw is on neither PATH nor $GOPATH/bin.
 //
 // # Bytes between servers
 //

@@ -30,7 +30,7 @@ func main() {
 }
 
 // Row names, as given to --rows.
-var allRows = []string{"store", "latency", "idle", "memory", "disk", "pull", "join", "watch", "resume", "restore"}
+var allRows = []string{"store", "latency", "idle", "memory", "disk", "pull", "join", "watch", "resume", "restore", "backup", "restore-backup", "backup-s3"}
 
 // options are the command line settings.
 type options struct {
@@ -42,6 +42,7 @@ type options struct {
 	size           int
 	streams        int
 	seamsNodes     int
+	s3Nodes        int
 	samples        int
 	idle           time.Duration
 	settle         time.Duration
@@ -68,7 +69,8 @@ func parseOptions(args []string, stderr io.Writer) (*options, error) {
 	fs.StringVar(&scales, "scales", "", "store sizes of the idle-round and memory rows; the largest also serves the join row (default 10000,100000,1000000; --quick 1000,10000)")
 	fs.IntVar(&o.storeRuns, "store-runs", 0, "uploads of the store row, each into an empty cluster; the row reports the median (default 3; --quick 1)")
 	fs.IntVar(&o.size, "size", 1024, "bytes of data per node")
-	fs.IntVar(&o.seamsNodes, "seams-nodes", 0, "nodes of the resume and restore rows (default 1000000; --quick 10000)")
+	fs.IntVar(&o.seamsNodes, "seams-nodes", 0, "nodes of the resume, restore, backup and restore-backup rows (default 1000000; --quick 10000)")
+	fs.IntVar(&o.s3Nodes, "s3-nodes", 0, "nodes of the backup-s3 row (default 100000; --quick 10000)")
 	fs.IntVar(&o.streams, "streams", 0, "concurrent Watch streams (default 10000; --quick 1000)")
 	fs.IntVar(&o.samples, "samples", 0, "write-to-pull latency samples (default 500; --quick 100)")
 	fs.DurationVar(&o.idle, "idle", 10*time.Second, "idle window of the idle-round rows")
@@ -124,6 +126,7 @@ func parseOptions(args []string, stderr io.Writer) (*options, error) {
 	def(&o.storeRuns, 3, 1)
 	def(&o.streams, 10000, 1000)
 	def(&o.seamsNodes, 1000000, 10000)
+	def(&o.s3Nodes, 100000, 10000)
 	def(&o.samples, 500, 100)
 	if scales == "" {
 		scales = "10000,100000,1000000"
@@ -140,7 +143,7 @@ func parseOptions(args []string, stderr io.Writer) (*options, error) {
 	}
 	slices.Sort(o.scales)
 	o.scales = slices.Compact(o.scales)
-	if o.nodes <= 0 || o.seamsNodes <= 0 || o.size <= 0 || o.streams <= 0 || o.samples <= 0 || o.idle <= 0 {
+	if o.nodes <= 0 || o.seamsNodes <= 0 || o.s3Nodes <= 0 || o.size <= 0 || o.streams <= 0 || o.samples <= 0 || o.idle <= 0 {
 		return nil, errors.New("sizes and counts must be positive")
 	}
 	return o, nil
@@ -191,7 +194,7 @@ func run(ctx context.Context, args []string, stdout, stderr io.Writer) (err erro
 		return err
 	}
 	start := time.Now()
-	phases := []func(context.Context) error{b.mainPhase, b.scalePhases, b.seamsPhase}
+	phases := []func(context.Context) error{b.mainPhase, b.scalePhases, b.seamsPhase, b.backupS3Phase}
 	if o.compareEtcd {
 		phases = append(phases, b.etcdPhase)
 	}

@@ -104,7 +104,7 @@ func newResults(o *options) *results {
 		Machine: machine(),
 		Options: map[string]any{
 			"quick": o.quick, "rows": rows, "nodes": o.nodes, "scales": o.scales, "size": o.size,
-			"streams": o.streams, "seams_nodes": o.seamsNodes, "samples": o.samples, "idle": o.idle.String(), "settle": o.settle.String(),
+			"streams": o.streams, "seams_nodes": o.seamsNodes, "s3_nodes": o.s3Nodes, "samples": o.samples, "idle": o.idle.String(), "settle": o.settle.String(),
 			"sync_interval": o.syncInterval.String(), "compare_etcd": o.compareEtcd, "server_env": o.serverEnv,
 		},
 	}

@@ -25,13 +25,15 @@ const (
 )
 
 // seamsPhase runs the resume and restore rows on a fresh cluster of two
-// servers holding --seams-nodes nodes.
+// servers holding --seams-nodes nodes, then the backup rows, which back
+// that cluster up (see backupRows).
 func (b *bench) seamsPhase(ctx context.Context) error {
-	if !b.row("resume") && !b.row("restore") {
+	backups := b.row("backup") || b.row("restore-backup")
+	if !b.row("resume") && !b.row("restore") && !backups {
 		return nil
 	}
 	n := b.opts.seamsNodes
-	b.logf("resume/restore phase: 2 servers, %d nodes of %d bytes", n, b.opts.size)
+	b.logf("resume/restore/backup phase: 2 servers, %d nodes of %d bytes", n, b.opts.size)
 	c, err := b.newCluster(ctx, "seams", 2)
 	if err != nil {
 		return err
@@ -52,6 +54,11 @@ func (b *bench) seamsPhase(ctx context.Context) error {
 	if b.row("restore") && ctx.Err() == nil {
 		if err := b.restoreRow(ctx, c, n); err != nil {
 			errs = append(errs, fmt.Errorf("restore row: %w", err))
+		}
+	}
+	if backups && ctx.Err() == nil {
+		if err := b.backupRows(ctx, c, n); err != nil {
+			errs = append(errs, err)
 		}
 	}
 	return errors.Join(errs...)

@@ -79,6 +79,21 @@ func NewCA(cn string, days int) (certPEM, keyPEM []byte, err error) {
 // It returns the certificate and key PEM-encoded; the key as PKCS #8.
 // Write the key with mode 0600.
 func Issue(caCertPEM, caKeyPEM []byte, cn string, hosts []string, days int) (certPEM, keyPEM []byte, err error) {
+	if len(hosts) == 0 {
+		hosts = defaultHosts
+	}
+	return issue(caCertPEM, caKeyPEM, cn, hosts, days,
+		[]x509.ExtKeyUsage{x509.ExtKeyUsageServerAuth, x509.ExtKeyUsageClientAuth})
+}
+
+// IssueClient is Issue for a client certificate: TLS client authentication
+// only, and no subject alternative names, so that it cannot pass for a
+// server (a TLS client requires serverAuth of the server's certificate).
+func IssueClient(caCertPEM, caKeyPEM []byte, cn string, days int) (certPEM, keyPEM []byte, err error) {
+	return issue(caCertPEM, caKeyPEM, cn, nil, days, []x509.ExtKeyUsage{x509.ExtKeyUsageClientAuth})
+}
+
+func issue(caCertPEM, caKeyPEM []byte, cn string, hosts []string, days int, usage []x509.ExtKeyUsage) (certPEM, keyPEM []byte, err error) {
 	if cn == "" {
 		return nil, nil, errors.New("certs: empty common name")
 	}
@@ -88,9 +103,6 @@ func Issue(caCertPEM, caKeyPEM []byte, cn string, hosts []string, days int) (cer
 	ca, signer, err := parseCA(caCertPEM, caKeyPEM)
 	if err != nil {
 		return nil, nil, err
-	}
-	if len(hosts) == 0 {
-		hosts = defaultHosts
 	}
 	var dnsNames []string
 	var ips []net.IP
@@ -128,7 +140,7 @@ func Issue(caCertPEM, caKeyPEM []byte, cn string, hosts []string, days int) (cer
 		NotAfter:              notAfter,
 		BasicConstraintsValid: true,
 		KeyUsage:              x509.KeyUsageDigitalSignature,
-		ExtKeyUsage:           []x509.ExtKeyUsage{x509.ExtKeyUsageServerAuth, x509.ExtKeyUsageClientAuth},
+		ExtKeyUsage:           usage,
 		DNSNames:              dnsNames,
 		IPAddresses:           ips,
 	}

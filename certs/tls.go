@@ -3,6 +3,8 @@ package certs
 import (
 	"crypto/tls"
 	"crypto/x509"
+	"encoding/asn1"
+	"errors"
 	"fmt"
 	"log/slog"
 	"os"
@@ -290,8 +292,9 @@ func (r *Reloader) ServerConfig() *tls.Config {
 		GetCertificate: func(*tls.ClientHelloInfo) (*tls.Certificate, error) {
 			return r.cur.Load().cert, nil
 		},
-		ClientAuth: tls.RequireAndVerifyClientCert,
-		ClientCAs:  m.pool,
+		ClientAuth:       tls.RequireAndVerifyClientCert,
+		ClientCAs:        m.pool,
+		VerifyConnection: verifyOneCommonName,
 	}
 	base.GetConfigForClient = func(*tls.ClientHelloInfo) (*tls.Config, error) {
 		r.MaybeReload()
@@ -301,11 +304,12 @@ func (r *Reloader) ServerConfig() *tls.Config {
 		// resumed session's client chain is verified again against this
 		// ClientCAs, so resumption does not bypass a CA rotation.
 		return &tls.Config{
-			MinVersion:   tls.VersionTLS13,
-			Certificates: []tls.Certificate{*m.cert},
-			ClientAuth:   tls.RequireAndVerifyClientCert,
-			ClientCAs:    m.pool,
-			NextProtos:   base.NextProtos,
+			MinVersion:       tls.VersionTLS13,
+			Certificates:     []tls.Certificate{*m.cert},
+			ClientAuth:       tls.RequireAndVerifyClientCert,
+			ClientCAs:        m.pool,
+			NextProtos:       base.NextProtos,
+			VerifyConnection: verifyOneCommonName,
 		}, nil
 	}
 	return base
@@ -333,16 +337,48 @@ func (r *Reloader) ClientConfig(serverName string) *tls.Config {
 	}
 }
 
+// ErrManyCommonNames refuses a certificate whose subject has more than one
+// Common Name: which one is the identity would depend on the parser (Go
+// takes the last).
+var ErrManyCommonNames = errors.New("certs: certificate has more than one Common Name")
+
+// oidCommonName is the X.509 attribute type of a Common Name.
+var oidCommonName = asn1.ObjectIdentifier{2, 5, 4, 3}
+
+// commonNames counts the Common Name attributes of c's subject.
+func commonNames(c *x509.Certificate) int {
+	n := 0
+	for _, a := range c.Subject.Names {
+		if a.Type.Equal(oidCommonName) {
+			n++
+		}
+	}
+	return n
+}
+
+// verifyOneCommonName refuses a connection whose peer certificate has more
+// than one Common Name (ErrManyCommonNames).
+func verifyOneCommonName(cs tls.ConnectionState) error {
+	if len(cs.PeerCertificates) == 0 {
+		return nil
+	}
+	if n := commonNames(cs.PeerCertificates[0]); n > 1 {
+		return fmt.Errorf("%w: %q has %d", ErrManyCommonNames, cs.PeerCertificates[0].Subject.String(), n)
+	}
+	return nil
+}
+
 // Identity returns the Common Name of the verified peer certificate of a
 // connection (VerifiedChains[0][0]), and false if the peer presented no
-// verified certificate or its Common Name is empty. Unverified certificates
-// (PeerCertificates) are never trusted.
+// verified certificate, or its Common Name is empty or not the only one.
+// Unverified certificates (PeerCertificates) are never trusted.
 func Identity(state tls.ConnectionState) (string, bool) {
 	if len(state.VerifiedChains) == 0 || len(state.VerifiedChains[0]) == 0 {
 		return "", false
 	}
-	cn := state.VerifiedChains[0][0].Subject.CommonName
-	if cn == "" {
+	leaf := state.VerifiedChains[0][0]
+	cn := leaf.Subject.CommonName
+	if cn == "" || commonNames(leaf) > 1 {
 		return "", false
 	}
 	return cn, true

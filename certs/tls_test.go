@@ -3,12 +3,17 @@ package certs_test
 import (
 	"bytes"
 	"context"
+	"crypto/ecdsa"
+	"crypto/elliptic"
+	"crypto/rand"
 	"crypto/tls"
 	"crypto/x509"
 	"crypto/x509/pkix"
+	"encoding/asn1"
 	"errors"
 	"io"
 	"log/slog"
+	"math/big"
 	"os"
 	"path/filepath"
 	"strings"
@@ -546,4 +551,88 @@ func TestReloader_Concurrent(t *testing.T) {
 		})
 	}
 	clients.Wait()
+}
+
+// signedBy returns a client certificate (clientAuth only) with subject sub
+// and DNS names dns signed by ca.
+func signedBy(t *testing.T, ca pair, sub pkix.Name, dns ...string) tls.Certificate {
+	t.Helper()
+	caPair, err := tls.X509KeyPair(ca.cert, ca.key)
+	if err != nil {
+		t.Fatal(err)
+	}
+	caCert := parseCert(t, ca.cert)
+	key, err := ecdsa.GenerateKey(elliptic.P256(), rand.Reader)
+	if err != nil {
+		t.Fatal(err)
+	}
+	tmpl := &x509.Certificate{
+		SerialNumber: big.NewInt(7),
+		Subject:      sub,
+		NotBefore:    time.Now().Add(-time.Hour),
+		NotAfter:     time.Now().Add(time.Hour),
+		KeyUsage:     x509.KeyUsageDigitalSignature,
+		ExtKeyUsage:  []x509.ExtKeyUsage{x509.ExtKeyUsageClientAuth},
+		DNSNames:     dns,
+	}
+	der, err := x509.CreateCertificate(rand.Reader, tmpl, caCert, key.Public(), caPair.PrivateKey)
+	if err != nil {
+		t.Fatal(err)
+	}
+	return tls.Certificate{Certificate: [][]byte{der}, PrivateKey: key}
+}
+
+// A certificate with two Common Names (Go would read the last as the
+// identity) is refused in the handshake.
+func TestTLS_ManyCommonNamesRefused(t *testing.T) {
+	c := newCluster(t)
+	s := startServer(t, c.server.ServerConfig())
+	two := signedBy(t, c.ca, pkix.Name{ExtraNames: []pkix.AttributeTypeAndValue{
+		{Type: asn1.ObjectIdentifier{2, 5, 4, 3}, Value: "host1"},
+		{Type: asn1.ObjectIdentifier{2, 5, 4, 3}, Value: "admin"},
+	}})
+	cfg := c.client.ClientConfig("")
+	cfg.GetClientCertificate = nil
+	cfg.Certificates = []tls.Certificate{two}
+	if _, err := dial(t, s.addr, cfg); err == nil {
+		t.Fatal("a certificate with CN=host1 and CN=admin was accepted")
+	}
+	if r := s.next(t); !errors.Is(r.err, certs.ErrManyCommonNames) {
+		t.Errorf("server error = %v, want ErrManyCommonNames", r.err)
+	}
+	// One Common Name is fine.
+	cfg.Certificates = []tls.Certificate{signedBy(t, c.ca, pkix.Name{CommonName: "host1"})}
+	mustDial(t, s, cfg, "host1")
+}
+
+// A client certificate (IssueClient) authenticates a client but cannot
+// serve: the client requires serverAuth of the server.
+func TestTLS_ClientCertificateCannotServe(t *testing.T) {
+	c := newCluster(t)
+	cert, key, err := certs.IssueClient(c.ca.cert, c.ca.key, "host1", 30)
+	if err != nil {
+		t.Fatal(err)
+	}
+	hostFiles := writeFiles(t, t.TempDir(), pair{cert, key}, c.ca.cert)
+	host := newReloader(t, hostFiles)
+	if u := host.Leaf().ExtKeyUsage; len(u) != 1 || u[0] != x509.ExtKeyUsageClientAuth || len(host.Leaf().IPAddresses)+len(host.Leaf().DNSNames) != 0 {
+		t.Errorf("IssueClient: usages %v, SANs %v %v; want clientAuth only, none", u, host.Leaf().DNSNames, host.Leaf().IPAddresses)
+	}
+	// As a client, it works.
+	mustDial(t, startServer(t, c.server.ServerConfig()), host.ClientConfig(""), "host1")
+	// As a server, clients refuse it: it names no host.
+	fake := startServer(t, host.ServerConfig())
+	if _, err := dial(t, fake.addr, c.client.ClientConfig("")); err == nil {
+		t.Errorf("client accepted a server presenting a client certificate")
+	}
+	fake.next(t)
+	// Nor would they with a host name in it: it lacks serverAuth.
+	named := &tls.Config{MinVersion: tls.VersionTLS13, Certificates: []tls.Certificate{signedBy(t, c.ca, pkix.Name{CommonName: "host2"}, "localhost")}}
+	fake = startServer(t, named)
+	_, err = dial(t, fake.addr, c.client.ClientConfig("localhost"))
+	var usage x509.CertificateInvalidError
+	if !errors.As(err, &usage) || usage.Reason != x509.IncompatibleUsage {
+		t.Errorf("client dialing a server whose certificate has clientAuth only: err = %v, want incompatible usage", err)
+	}
+	fake.next(t)
 }

@@ -36,6 +36,9 @@ type Config struct {
 	// address. Run calls it, one call at a time; it must honour ctx.
 	// Required when Peers is not empty.
 	Hello func(ctx context.Context, peer string) (HelloInfo, error)
+	// ReapAfter is how long a member that failed or left is still listed
+	// (as dead or left) by Members, unless it joins again.
+	ReapAfter time.Duration
 	// Logger receives membership logs; nil = slog.Default().
 	Logger *slog.Logger
 }
@@ -58,6 +61,7 @@ func DefaultConfig(name, bindAddr string, bindPort int) Config {
 		BindPort:       bindPort,
 		Profile:        "lan",
 		RejoinInterval: 5 * time.Second,
+		ReapAfter:      time.Hour,
 	}
 }
 
@@ -78,6 +82,9 @@ func (c *Config) Validate() error {
 	case 0, 16, 24, 32:
 	default:
 		return fmt.Errorf("cluster: gossip key of %d bytes, want 16, 24 or 32", len(c.SecretKey))
+	}
+	if c.ReapAfter <= 0 {
+		return fmt.Errorf("cluster: reap-after %v: must be positive", c.ReapAfter)
 	}
 	if len(c.Peers) > 0 {
 		if c.Hello == nil {

@@ -19,9 +19,10 @@
 //
 // Invariants:
 //   - Members lists each member once: the live ones (Alive) first,
-//     then those that failed (Dead) or left (Left) within the last 24 hours
-//     and have not joined again, each group sorted by name. Changed fires
-//     at every change but that expiry.
+//     then those that failed (Dead) or left (Left) within the last
+//     Config.ReapAfter (1 h by default) and have not joined again nor been
+//     forgotten, each group sorted by name. Changed fires at every change,
+//     the reaping included (Run reaps every RejoinInterval).
 //   - memberlist calls into a Membership only until Close: callbacks that
 //     fire later (suspicion timers) do nothing, and nothing is logged after
 //     Close returns.

@@ -3,10 +3,12 @@ package cluster
 import (
 	"bytes"
 	"context"
+	"errors"
 	"fmt"
 	"io"
 	"log"
 	"log/slog"
+	"maps"
 	"net"
 	"slices"
 	"strconv"
@@ -31,6 +33,8 @@ type Membership struct {
 	// gate stops memberlist's callbacks into us (events, log lines) once
 	// the membership is closed.
 	gate *gate
+	// logw is memberlist's log output.
+	logw *slogWriter
 
 	mu sync.Mutex
 	// meta is what we advertise.
@@ -44,8 +48,9 @@ type Membership struct {
 	// state and change without a lock we can take.
 	live map[string]Member
 	// gone holds the members that failed or left, by name, until they
-	// join again or goneTTL passes: memberlist forgets them soon, but
-	// status and metrics must still name a server that is down.
+	// join again, Config.ReapAfter passes (reap) or they are forgotten:
+	// memberlist forgets them soon, but status and metrics must still name
+	// a server that is down.
 	gone map[string]goneMember
 	// leavingAt holds, by member name, when a member announced that it is
 	// leaving on purpose (see notice), so that its departure is told from
@@ -53,6 +58,9 @@ type Membership struct {
 	leavingAt map[string]time.Time
 	// changed is closed and replaced at every change of the member list.
 	changed chan struct{}
+	// joinErrs holds, by configured peer, the last failure to join it,
+	// until a join succeeds (LastJoinError).
+	joinErrs map[string]JoinError
 
 	// broadcasts holds our outgoing notices; leaving gates GetBroadcasts
 	// until leave begins.
@@ -60,9 +68,6 @@ type Membership struct {
 	leaving    atomic.Bool
 	closeOnce  sync.Once
 }
-
-// goneTTL is how long a failed or departed member is still reported.
-const goneTTL = 24 * time.Hour
 
 // goneMember is a member that failed or left, and when.
 type goneMember struct {
@@ -90,6 +95,7 @@ func New(cfg Config) (*Membership, error) {
 		gate:      &gate{},
 		meta:      cfg.Meta,
 		peerNames: map[string]string{},
+		joinErrs:  map[string]JoinError{},
 		live:      map[string]Member{},
 		gone:      map[string]goneMember{},
 		leavingAt: map[string]time.Time{},
@@ -124,7 +130,8 @@ func New(cfg Config) (*Membership, error) {
 	}
 	conf.Delegate = (*delegate)(m)
 	conf.Events = (*delegate)(m)
-	conf.Logger = log.New(&slogWriter{log: m.log, gate: m.gate}, "", 0)
+	m.logw = &slogWriter{log: m.log, gate: m.gate, now: time.Now}
+	conf.Logger = log.New(m.logw, "", 0)
 	ml, err := memberlist.Create(conf)
 	if err != nil {
 		return nil, fmt.Errorf("cluster: gossip on %s: %w", net.JoinHostPort(cfg.BindAddr, strconv.Itoa(cfg.BindPort)), err)
@@ -166,10 +173,10 @@ func (m *Membership) Addr() string { return m.gossipAddr }
 func (m *Membership) Name() string { return m.cfg.Name }
 
 // Members returns every known member: the live ones (this one included),
-// then those that failed or left within the last 24 hours and have not
-// joined again, each group sorted by name. The slice is the caller's. A
-// member's 24 hours running out does not fire Changed: Members stops
-// listing it at its next call.
+// then those that failed or left within the last Config.ReapAfter and
+// have not joined again nor been forgotten, each group sorted by name. The
+// slice is the caller's. Members stops listing a member once its
+// ReapAfter has run out; Changed fires when Run reaps it.
 func (m *Membership) Members() []Member {
 	m.mu.Lock()
 	defer m.mu.Unlock()
@@ -177,10 +184,9 @@ func (m *Membership) Members() []Member {
 	for _, mb := range m.live {
 		out = append(out, mb)
 	}
-	for name, g := range m.gone {
-		if time.Since(g.at) > goneTTL {
-			delete(m.gone, name)
-			continue
+	for _, g := range m.gone {
+		if time.Since(g.at) > m.cfg.ReapAfter {
+			continue // reap removes it
 		}
 		out = append(out, g.Member)
 	}
@@ -188,9 +194,44 @@ func (m *Membership) Members() []Member {
 	return out
 }
 
+// reap forgets the members that failed or left more than ReapAfter ago,
+// and fires Changed if there were any.
+func (m *Membership) reap() {
+	m.mu.Lock()
+	defer m.mu.Unlock()
+	n := len(m.gone)
+	maps.DeleteFunc(m.gone, func(_ string, g goneMember) bool { return time.Since(g.at) > m.cfg.ReapAfter })
+	if len(m.gone) < n {
+		m.changedLocked()
+	}
+}
+
+// Errors of Forget.
+var (
+	ErrMemberLive    = errors.New("cluster: member is alive")
+	ErrMemberUnknown = errors.New("cluster: no such member")
+)
+
+// Forget stops listing a member that failed or left, before ReapAfter. A
+// member that is alive cannot be forgotten (ErrMemberLive); should a
+// forgotten member come back, it is listed again.
+func (m *Membership) Forget(name string) error {
+	m.mu.Lock()
+	defer m.mu.Unlock()
+	if _, ok := m.live[name]; ok {
+		return fmt.Errorf("%w: %s (stop it first)", ErrMemberLive, name)
+	}
+	if _, ok := m.gone[name]; !ok {
+		return fmt.Errorf("%w: %s", ErrMemberUnknown, name)
+	}
+	delete(m.gone, name)
+	m.changedLocked()
+	return nil
+}
+
 // Changed returns a channel that is closed at the next change of what
-// Members returns (a member joined, failed, left, or changed its Meta), but
-// not when a departed member's 24 hours run out (see Members).
+// Members returns (a member joined, failed, left, changed its Meta, was
+// reaped or forgotten).
 // Take the channel before reading Members, then wait on it: no change is
 // missed. It never blocks.
 func (m *Membership) Changed() <-chan struct{} {
@@ -224,9 +265,13 @@ func (m *Membership) SetReady(ready bool, timeout time.Duration) error {
 
 // Run joins the configured peers, and joins again any that is not an alive
 // member every RejoinInterval, until ctx is done.
+//
+// It also logs, every RejoinInterval, the summaries of memberlist warnings
+// suppressed by rate limiting (slogWriter).
 func (m *Membership) Run(ctx context.Context) {
-	if len(m.cfg.Peers) == 0 {
-		return
+	every := m.cfg.RejoinInterval
+	if every <= 0 { // no peers: only the summaries
+		every = warnWindow
 	}
 	t := time.NewTimer(0)
 	defer t.Stop()
@@ -236,8 +281,15 @@ func (m *Membership) Run(ctx context.Context) {
 			return
 		case <-t.C:
 		}
-		m.joinMissing(ctx)
-		t.Reset(m.cfg.RejoinInterval)
+		if len(m.cfg.Peers) > 0 {
+			m.joinMissing(ctx)
+		}
+		m.reap()
+		if m.gate.enter() {
+			m.logw.flush()
+			m.gate.exit()
+		}
+		t.Reset(every)
 	}
 }
 
@@ -255,10 +307,69 @@ func (m *Membership) joinMissing(ctx context.Context) {
 		if known && alive[name] {
 			continue
 		}
-		if err := m.join(ctx, peer); err != nil {
-			m.logGated(slog.LevelDebug, "join failed", "peer", peer, "err", err)
+		err := m.join(ctx, peer)
+		m.joined(peer, err)
+	}
+}
+
+// JoinError is a failure to join a configured peer.
+type JoinError struct {
+	Peer string
+	Err  string
+	// At is when it last happened, Since when it began (the peer has
+	// failed every attempt in between).
+	At, Since time.Time
+	// logged is when it was last logged at warn.
+	logged time.Time
+}
+
+// joinWarnEvery is how often a peer that keeps failing to join with the
+// same error is logged at warn again.
+const joinWarnEvery = time.Minute
+
+// joined records the outcome of joining peer: a failure is logged at warn
+// when it is new (a first failure, or another error than the last), and
+// again every joinWarnEvery while it lasts; a success clears it.
+func (m *Membership) joined(peer string, err error) {
+	now := time.Now()
+	m.mu.Lock()
+	prev, failing := m.joinErrs[peer]
+	if err == nil {
+		delete(m.joinErrs, peer)
+		m.mu.Unlock()
+		return
+	}
+	cur := JoinError{Peer: peer, Err: err.Error(), At: now, Since: now}
+	warn := !failing || prev.Err != cur.Err
+	if !warn {
+		cur.Since = prev.Since
+		warn = now.Sub(prev.logged) >= joinWarnEvery
+	}
+	cur.logged = prev.logged
+	if warn {
+		cur.logged = now
+	}
+	m.joinErrs[peer] = cur
+	m.mu.Unlock()
+	if warn {
+		m.logGated(slog.LevelWarn, "join failed", "peer", peer, "err", err, "failing_since", cur.Since.Format(time.RFC3339))
+	} else {
+		m.logGated(slog.LevelDebug, "join failed", "peer", peer, "err", err)
+	}
+}
+
+// LastJoinError returns the most recent failure to join a configured peer
+// that has not joined since, and false if there is none.
+func (m *Membership) LastJoinError() (JoinError, bool) {
+	m.mu.Lock()
+	defer m.mu.Unlock()
+	var last JoinError
+	for _, e := range m.joinErrs {
+		if e.At.After(last.At) {
+			last = e
 		}
 	}
+	return last, !last.At.IsZero()
 }
 
 // join asks peer (a gRPC address) for its gossip address and joins it.
@@ -486,11 +597,36 @@ func (g *gate) close() {
 	g.mu.Unlock()
 }
 
+// Memberlist warns once per bad packet or connection: garbage sent to the
+// gossip port would flood the log. Of each kind of warning (its text with
+// numbers, addresses included, blanked), warnBurst are logged per
+// warnWindow; the others are counted and summed up in one line, logged
+// with the next warning after the window or by flush.
+const (
+	warnBurst  = 5
+	warnWindow = 10 * time.Second
+	// maxWarnKinds bounds the kinds tracked; past it they are all summed
+	// up and forgotten.
+	maxWarnKinds = 256
+)
+
 // slogWriter turns memberlist's log lines ("[LEVEL] memberlist: msg") into
-// slog records.
+// slog records, warnings rate-limited. Safe for concurrent use.
 type slogWriter struct {
 	log  *slog.Logger
 	gate *gate
+	now  func() time.Time
+
+	mu    sync.Mutex
+	kinds map[string]*warnKind
+}
+
+// warnKind counts the warnings of one kind in the current window.
+type warnKind struct {
+	start      time.Time
+	n          int
+	suppressed int
+	sample     string
 }
 
 func (w *slogWriter) Write(p []byte) (int, error) {
@@ -516,8 +652,86 @@ func (w *slogWriter) Write(p []byte) (int, error) {
 	if level == slog.LevelError {
 		level = slog.LevelWarn
 	}
+	if level >= slog.LevelWarn && !w.admit(line) {
+		return len(p), nil
+	}
 	w.log.Log(context.Background(), level, "memberlist", "msg", line)
 	return len(p), nil
+}
+
+// admit reports whether a warning may be logged, counting it otherwise;
+// it logs the summaries of windows that ended.
+func (w *slogWriter) admit(line string) bool {
+	now := w.now()
+	key := warnKindOf(line)
+	w.mu.Lock()
+	var ended []warnKind
+	if w.kinds == nil || len(w.kinds) >= maxWarnKinds {
+		for _, k := range w.kinds {
+			ended = append(ended, *k)
+		}
+		w.kinds = map[string]*warnKind{}
+	}
+	k := w.kinds[key]
+	if k != nil && now.Sub(k.start) >= warnWindow {
+		ended = append(ended, *k)
+		k = nil
+	}
+	if k == nil {
+		k = &warnKind{start: now}
+		w.kinds[key] = k
+	}
+	k.n++
+	ok := k.n <= warnBurst
+	if !ok {
+		k.suppressed++
+		k.sample = line
+	}
+	w.mu.Unlock()
+	w.summarize(ended)
+	return ok
+}
+
+// flush logs the summaries of the windows that have ended. Call it with
+// the gate entered.
+func (w *slogWriter) flush() {
+	now := w.now()
+	w.mu.Lock()
+	var ended []warnKind
+	for key, k := range w.kinds {
+		if now.Sub(k.start) >= warnWindow {
+			ended = append(ended, *k)
+			delete(w.kinds, key)
+		}
+	}
+	w.mu.Unlock()
+	w.summarize(ended)
+}
+
+func (w *slogWriter) summarize(ended []warnKind) {
+	for _, k := range ended {
+		if k.suppressed > 0 {
+			w.log.Warn("memberlist warnings suppressed", "count", k.suppressed,
+				"window", warnWindow.String(), "last", k.sample)
+		}
+	}
+}
+
+// warnKindOf blanks the digits of a warning (addresses, ports, sizes), so
+// that warnings differing only there are of one kind.
+func warnKindOf(line string) string {
+	b := make([]byte, 0, min(len(line), 120))
+	for i := 0; i < len(line) && len(b) < 120; i++ {
+		c := line[i]
+		if c >= '0' && c <= '9' {
+			if len(b) > 0 && b[len(b)-1] == '#' {
+				continue
+			}
+			c = '#'
+		}
+		b = append(b, c)
+	}
+	return string(b)
 }
 
 var (

@@ -6,6 +6,7 @@ import (
 	"fmt"
 	"log/slog"
 	"slices"
+	"strings"
 	"sync"
 	"testing"
 	"time"
@@ -16,6 +17,12 @@ import (
 // newMember starts a member named name on loopback that joins through the
 // gRPC "addresses" in peers, which hellos resolves.
 func newMember(t *testing.T, name string, hellos map[string]*cluster.Membership, peers ...string) *cluster.Membership {
+	t.Helper()
+	return newMemberWith(t, name, hellos, func(*cluster.Config) {}, peers...)
+}
+
+// newMemberWith is newMember with the configuration adjusted by adjust.
+func newMemberWith(t *testing.T, name string, hellos map[string]*cluster.Membership, adjust func(*cluster.Config), peers ...string) *cluster.Membership {
 	t.Helper()
 	cfg := cluster.DefaultConfig(name, "127.0.0.1", 0)
 	cfg.Profile = "local"
@@ -30,6 +37,7 @@ func newMember(t *testing.T, name string, hellos map[string]*cluster.Membership,
 		return cluster.HelloInfo{Name: m.Name(), GossipAddr: m.Addr()}, nil
 	}
 	cfg.Logger = slog.New(slog.DiscardHandler)
+	adjust(&cfg)
 	m, err := cluster.New(cfg)
 	if err != nil {
 		t.Fatalf("New(%s): %v", name, err)
@@ -200,5 +208,108 @@ func TestMembership_NothingLoggedAfterClose(t *testing.T) {
 	defer rec.mu.Unlock()
 	if len(rec.after) > 0 {
 		t.Errorf("logged after Close: %q", rec.after)
+	}
+}
+
+// A peer that cannot be joined is logged at warn once per error (not per
+// attempt) and reported by LastJoinError until it joins.
+func TestMembership_JoinFailuresReported(t *testing.T) {
+	other := newMember(t, "other", nil)
+	var mu sync.Mutex // guards fail, attempts and logs
+	var logs strings.Builder
+	fail, attempts := true, 0
+	m := newMemberWith(t, "joiner", nil, func(cfg *cluster.Config) {
+		cfg.Peers = []string{"db1.example.net:12100"}
+		cfg.RejoinInterval = 5 * time.Millisecond
+		cfg.Hello = func(ctx context.Context, peer string) (cluster.HelloInfo, error) {
+			mu.Lock()
+			defer mu.Unlock()
+			attempts++
+			if fail {
+				return cluster.HelloInfo{}, errors.New("x509: certificate is valid for db1.example.net, not localhost")
+			}
+			return cluster.HelloInfo{Name: other.Name(), GossipAddr: other.Addr()}, nil
+		}
+		cfg.Logger = slog.New(slog.NewTextHandler(lockedWriter{&mu, &logs}, nil))
+	})
+	deadline := time.Now().Add(10 * time.Second)
+	for {
+		mu.Lock()
+		n := attempts
+		mu.Unlock()
+		if n >= 20 {
+			break
+		}
+		if time.Now().After(deadline) {
+			t.Fatalf("%d join attempts in 10 s", n)
+		}
+		time.Sleep(5 * time.Millisecond) // polling under the deadline
+	}
+	je, ok := m.LastJoinError()
+	if !ok || je.Peer != "db1.example.net:12100" || !strings.Contains(je.Err, "certificate is valid for db1.example.net") {
+		t.Errorf("LastJoinError() = %+v, %v; want the x509 error of db1.example.net:12100", je, ok)
+	}
+	mu.Lock()
+	got := strings.Count(logs.String(), `level=WARN msg="join failed"`)
+	mu.Unlock()
+	if got != 1 {
+		t.Errorf("%d warnings for 20 failed attempts with one error, want 1", got)
+	}
+	mu.Lock()
+	fail = false
+	mu.Unlock()
+	waitFor(t, m, "other joined", func(ms []cluster.Member) bool {
+		o, ok := member(ms, "other")
+		return ok && o.State.Live()
+	})
+	// The join is recorded once Join has returned, after the member shows.
+	for je, ok := m.LastJoinError(); ok; je, ok = m.LastJoinError() {
+		if time.Now().After(deadline.Add(10 * time.Second)) {
+			t.Fatalf("LastJoinError() after joining = %+v, want none", je)
+		}
+		time.Sleep(5 * time.Millisecond) // polling under the deadline
+	}
+}
+
+// lockedWriter writes to w under mu.
+type lockedWriter struct {
+	mu *sync.Mutex
+	w  *strings.Builder
+}
+
+func (l lockedWriter) Write(p []byte) (int, error) {
+	l.mu.Lock()
+	defer l.mu.Unlock()
+	return l.w.Write(p)
+}
+
+// A member that left is listed until ReapAfter, then reaped (Changed
+// fires); Forget removes one at once, but never a live one.
+func TestMembership_ReapAndForget(t *testing.T) {
+	hellos := map[string]*cluster.Membership{}
+	a := newMemberWith(t, "a", hellos, func(cfg *cluster.Config) { cfg.ReapAfter = 300 * time.Millisecond })
+	hellos["a"] = a
+	keep := newMember(t, "k", hellos) // ReapAfter 1 h
+	hellos["k"] = keep
+	b := newMember(t, "b", hellos, "a", "k")
+	waitFor(t, a, "b alive on a", func(ms []cluster.Member) bool { m, ok := member(ms, "b"); return ok && m.State.Live() })
+	waitFor(t, keep, "b alive on k", func(ms []cluster.Member) bool { m, ok := member(ms, "b"); return ok && m.State.Live() })
+	if err := keep.Forget("b"); !errors.Is(err, cluster.ErrMemberLive) {
+		t.Errorf("Forget of a live member: %v, want ErrMemberLive", err)
+	}
+	b.Close()
+	waitFor(t, keep, "b left on k", func(ms []cluster.Member) bool { m, ok := member(ms, "b"); return ok && m.State == cluster.Left })
+	waitFor(t, a, "b reaped on a", func(ms []cluster.Member) bool { _, ok := member(ms, "b"); return !ok })
+	if _, ok := member(keep.Members(), "b"); !ok {
+		t.Errorf("k (ReapAfter 1 h) no longer lists b")
+	}
+	if err := keep.Forget("b"); err != nil {
+		t.Fatalf("Forget(b): %v", err)
+	}
+	if _, ok := member(keep.Members(), "b"); ok {
+		t.Errorf("k lists b after Forget")
+	}
+	if err := keep.Forget("nope"); !errors.Is(err, cluster.ErrMemberUnknown) {
+		t.Errorf("Forget of an unknown member: %v, want ErrMemberUnknown", err)
 	}
 }

@@ -25,6 +25,8 @@
 //
 // # Invariants
 //
+//   - An instance waits Config.Settle before its first Run: a membership
+//     view about to be corrected stops it before it acts or publishes.
 //   - A Manager runs at most one instance of a job at a time; a changed
 //     spec stops the running instance (its context is cancelled and the
 //     Manager waits for Run to return) before the new one starts.

@@ -154,6 +154,12 @@ type Config struct {
 	// RetryMin and RetryMax bound the backoff after a failed Run
 	// (defaults 1 s and 1 min).
 	RetryMin, RetryMax time.Duration
+	// Settle is how long an instance waits before its first Run, so that
+	// a view of the membership that the cluster is about to correct (a
+	// member leaving, joining or turning ready) stops it before it acts
+	// or publishes: two servers then rarely run one job at once, and the
+	// status node names the runner that stays. Default 1 s; negative: none.
+	Settle time.Duration
 }
 
 // Validate reports a configuration error.
@@ -228,6 +234,9 @@ func New(cfg Config) (*Manager, error) {
 	}
 	if cfg.RetryMax <= 0 {
 		cfg.RetryMax = time.Minute
+	}
+	if cfg.Settle == 0 {
+		cfg.Settle = time.Second
 	}
 	m := &Manager{
 		cfg:      cfg,
@@ -394,6 +403,13 @@ func (m *Manager) run(ctx context.Context, k Kind, in *instance) {
 			return err
 		}
 		return m.cfg.WriteStatus(ctx, StatusPath(in.def.Kind, in.def.Name), data)
+	}
+	if m.cfg.Settle > 0 {
+		select {
+		case <-ctx.Done():
+			return
+		case <-time.After(m.cfg.Settle):
+		}
 	}
 	backoff := m.cfg.RetryMin
 	for {

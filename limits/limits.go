@@ -11,6 +11,15 @@ const (
 	// MessageOverhead is the room a gRPC message needs beyond the node data
 	// it carries (paths, metadata, framing).
 	MessageOverhead = 4 << 20
+
+	// MaxRequest bounds a request of a method that needs little: Get,
+	// List, Watch (a prefix and a resume token of at most MaxTokenOrigins
+	// entries, 18 bytes each) and Status.
+	MaxRequest = 128 << 10
+	// MaxTokenOrigins bounds the origins of a Watch resume token: a
+	// cluster has had few incarnations (one per server, one more per
+	// restore).
+	MaxTokenOrigins = 4096
 )
 
 // MaxMessage returns the bound on one gRPC message for a server whose

@@ -17,3 +17,12 @@ func TestMaxMessage(t *testing.T) {
 		}
 	}
 }
+
+// A resume token of MaxTokenOrigins entries (18 bytes each on the wire:
+// two fixed64 fields and their tags, plus 2 bytes of entry framing) and a
+// longest path fit in MaxRequest.
+func TestMaxRequest_FitsLargestToken(t *testing.T) {
+	if need := limits.MaxTokenOrigins*20 + 4096 + 64; need > limits.MaxRequest {
+		t.Errorf("MaxRequest = %d, want at least %d for a full token", limits.MaxRequest, need)
+	}
+}

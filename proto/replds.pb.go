@@ -534,11 +534,13 @@ func (x *ListRequest) GetRecursive() bool {
 // ListEntry describes a leaf or a directory; directories have dir=true and
 // no version.
 type ListEntry struct {
-	state         protoimpl.MessageState `protogen:"open.v1"`
-	Path          string                 `protobuf:"bytes,1,opt,name=path,proto3" json:"path,omitempty"`
-	Dir           bool                   `protobuf:"varint,2,opt,name=dir,proto3" json:"dir,omitempty"`
-	Version       uint64                 `protobuf:"varint,3,opt,name=version,proto3" json:"version,omitempty"`
-	Size          uint64                 `protobuf:"varint,4,opt,name=size,proto3" json:"size,omitempty"`
+	state   protoimpl.MessageState `protogen:"open.v1"`
+	Path    string                 `protobuf:"bytes,1,opt,name=path,proto3" json:"path,omitempty"`
+	Dir     bool                   `protobuf:"varint,2,opt,name=dir,proto3" json:"dir,omitempty"`
+	Version uint64                 `protobuf:"varint,3,opt,name=version,proto3" json:"version,omitempty"`
+	Size    uint64                 `protobuf:"varint,4,opt,name=size,proto3" json:"size,omitempty"`
+	// origin is the incarnation id of the server that accepted the write.
+	Origin        uint64 `protobuf:"varint,5,opt,name=origin,proto3" json:"origin,omitempty"`
 	unknownFields protoimpl.UnknownFields
 	sizeCache     protoimpl.SizeCache
 }
@@ -597,6 +599,13 @@ func (x *ListEntry) GetVersion() uint64 {
 func (x *ListEntry) GetSize() uint64 {
 	if x != nil {
 		return x.Size
+	}
+	return 0
+}
+
+func (x *ListEntry) GetOrigin() uint64 {
+	if x != nil {
+		return x.Origin
 	}
 	return 0
 }
@@ -978,7 +987,10 @@ type StatusResponse struct {
 	Tombstones uint64 `protobuf:"varint,10,opt,name=tombstones,proto3" json:"tombstones,omitempty"`
 	// ready is what /readyz says: joined and caught up with a peer, or
 	// alone by configuration.
-	Ready         bool `protobuf:"varint,11,opt,name=ready,proto3" json:"ready,omitempty"`
+	Ready bool `protobuf:"varint,11,opt,name=ready,proto3" json:"ready,omitempty"`
+	// last_join_error is the last failure to join a configured peer that
+	// has not joined since ("peer: reason"), empty if none.
+	LastJoinError string `protobuf:"bytes,12,opt,name=last_join_error,json=lastJoinError,proto3" json:"last_join_error,omitempty"`
 	unknownFields protoimpl.UnknownFields
 	sizeCache     protoimpl.SizeCache
 }
@@ -1090,6 +1102,95 @@ func (x *StatusResponse) GetReady() bool {
 	return false
 }
 
+func (x *StatusResponse) GetLastJoinError() string {
+	if x != nil {
+		return x.LastJoinError
+	}
+	return ""
+}
+
+// ForgetMemberRequest names a member that failed or left, for the server
+// to stop listing before --reap-dead-after.
+type ForgetMemberRequest struct {
+	state         protoimpl.MessageState `protogen:"open.v1"`
+	Name          string                 `protobuf:"bytes,1,opt,name=name,proto3" json:"name,omitempty"`
+	unknownFields protoimpl.UnknownFields
+	sizeCache     protoimpl.SizeCache
+}
+
+func (x *ForgetMemberRequest) Reset() {
+	*x = ForgetMemberRequest{}
+	mi := &file_replds_proto_msgTypes[17]
+	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+	ms.StoreMessageInfo(mi)
+}
+
+func (x *ForgetMemberRequest) String() string {
+	return protoimpl.X.MessageStringOf(x)
+}
+
+func (*ForgetMemberRequest) ProtoMessage() {}
+
+func (x *ForgetMemberRequest) ProtoReflect() protoreflect.Message {
+	mi := &file_replds_proto_msgTypes[17]
+	if x != nil {
+		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+		if ms.LoadMessageInfo() == nil {
+			ms.StoreMessageInfo(mi)
+		}
+		return ms
+	}
+	return mi.MessageOf(x)
+}
+
+// Deprecated: Use ForgetMemberRequest.ProtoReflect.Descriptor instead.
+func (*ForgetMemberRequest) Descriptor() ([]byte, []int) {
+	return file_replds_proto_rawDescGZIP(), []int{17}
+}
+
+func (x *ForgetMemberRequest) GetName() string {
+	if x != nil {
+		return x.Name
+	}
+	return ""
+}
+
+type ForgetMemberResponse struct {
+	state         protoimpl.MessageState `protogen:"open.v1"`
+	unknownFields protoimpl.UnknownFields
+	sizeCache     protoimpl.SizeCache
+}
+
+func (x *ForgetMemberResponse) Reset() {
+	*x = ForgetMemberResponse{}
+	mi := &file_replds_proto_msgTypes[18]
+	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+	ms.StoreMessageInfo(mi)
+}
+
+func (x *ForgetMemberResponse) String() string {
+	return protoimpl.X.MessageStringOf(x)
+}
+
+func (*ForgetMemberResponse) ProtoMessage() {}
+
+func (x *ForgetMemberResponse) ProtoReflect() protoreflect.Message {
+	mi := &file_replds_proto_msgTypes[18]
+	if x != nil {
+		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+		if ms.LoadMessageInfo() == nil {
+			ms.StoreMessageInfo(mi)
+		}
+		return ms
+	}
+	return mi.MessageOf(x)
+}
+
+// Deprecated: Use ForgetMemberResponse.ProtoReflect.Descriptor instead.
+func (*ForgetMemberResponse) Descriptor() ([]byte, []int) {
+	return file_replds_proto_rawDescGZIP(), []int{18}
+}
+
 type ImportRequest struct {
 	state         protoimpl.MessageState `protogen:"open.v1"`
 	Nodes         []*Node                `protobuf:"bytes,1,rep,name=nodes,proto3" json:"nodes,omitempty"`
@@ -1099,7 +1200,7 @@ type ImportRequest struct {
 
 func (x *ImportRequest) Reset() {
 	*x = ImportRequest{}
-	mi := &file_replds_proto_msgTypes[17]
+	mi := &file_replds_proto_msgTypes[19]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -1111,7 +1212,7 @@ func (x *ImportRequest) String() string {
 func (*ImportRequest) ProtoMessage() {}
 
 func (x *ImportRequest) ProtoReflect() protoreflect.Message {
-	mi := &file_replds_proto_msgTypes[17]
+	mi := &file_replds_proto_msgTypes[19]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -1124,7 +1225,7 @@ func (x *ImportRequest) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use ImportRequest.ProtoReflect.Descriptor instead.
 func (*ImportRequest) Descriptor() ([]byte, []int) {
-	return file_replds_proto_rawDescGZIP(), []int{17}
+	return file_replds_proto_rawDescGZIP(), []int{19}
 }
 
 func (x *ImportRequest) GetNodes() []*Node {
@@ -1144,7 +1245,7 @@ type ImportResponse struct {
 
 func (x *ImportResponse) Reset() {
 	*x = ImportResponse{}
-	mi := &file_replds_proto_msgTypes[18]
+	mi := &file_replds_proto_msgTypes[20]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -1156,7 +1257,7 @@ func (x *ImportResponse) String() string {
 func (*ImportResponse) ProtoMessage() {}
 
 func (x *ImportResponse) ProtoReflect() protoreflect.Message {
-	mi := &file_replds_proto_msgTypes[18]
+	mi := &file_replds_proto_msgTypes[20]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -1169,7 +1270,7 @@ func (x *ImportResponse) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use ImportResponse.ProtoReflect.Descriptor instead.
 func (*ImportResponse) Descriptor() ([]byte, []int) {
-	return file_replds_proto_rawDescGZIP(), []int{18}
+	return file_replds_proto_rawDescGZIP(), []int{20}
 }
 
 func (x *ImportResponse) GetChanged() uint64 {
@@ -1195,7 +1296,7 @@ type PushRequest struct {
 
 func (x *PushRequest) Reset() {
 	*x = PushRequest{}
-	mi := &file_replds_proto_msgTypes[19]
+	mi := &file_replds_proto_msgTypes[21]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -1207,7 +1308,7 @@ func (x *PushRequest) String() string {
 func (*PushRequest) ProtoMessage() {}
 
 func (x *PushRequest) ProtoReflect() protoreflect.Message {
-	mi := &file_replds_proto_msgTypes[19]
+	mi := &file_replds_proto_msgTypes[21]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -1220,7 +1321,7 @@ func (x *PushRequest) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use PushRequest.ProtoReflect.Descriptor instead.
 func (*PushRequest) Descriptor() ([]byte, []int) {
-	return file_replds_proto_rawDescGZIP(), []int{19}
+	return file_replds_proto_rawDescGZIP(), []int{21}
 }
 
 func (x *PushRequest) GetOrigin() uint64 {
@@ -1252,7 +1353,7 @@ type PushResponse struct {
 
 func (x *PushResponse) Reset() {
 	*x = PushResponse{}
-	mi := &file_replds_proto_msgTypes[20]
+	mi := &file_replds_proto_msgTypes[22]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -1264,7 +1365,7 @@ func (x *PushResponse) String() string {
 func (*PushResponse) ProtoMessage() {}
 
 func (x *PushResponse) ProtoReflect() protoreflect.Message {
-	mi := &file_replds_proto_msgTypes[20]
+	mi := &file_replds_proto_msgTypes[22]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -1277,7 +1378,7 @@ func (x *PushResponse) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use PushResponse.ProtoReflect.Descriptor instead.
 func (*PushResponse) Descriptor() ([]byte, []int) {
-	return file_replds_proto_rawDescGZIP(), []int{20}
+	return file_replds_proto_rawDescGZIP(), []int{22}
 }
 
 type SyncRequest struct {
@@ -1297,7 +1398,7 @@ type SyncRequest struct {
 
 func (x *SyncRequest) Reset() {
 	*x = SyncRequest{}
-	mi := &file_replds_proto_msgTypes[21]
+	mi := &file_replds_proto_msgTypes[23]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -1309,7 +1410,7 @@ func (x *SyncRequest) String() string {
 func (*SyncRequest) ProtoMessage() {}
 
 func (x *SyncRequest) ProtoReflect() protoreflect.Message {
-	mi := &file_replds_proto_msgTypes[21]
+	mi := &file_replds_proto_msgTypes[23]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -1322,7 +1423,7 @@ func (x *SyncRequest) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use SyncRequest.ProtoReflect.Descriptor instead.
 func (*SyncRequest) Descriptor() ([]byte, []int) {
-	return file_replds_proto_rawDescGZIP(), []int{21}
+	return file_replds_proto_rawDescGZIP(), []int{23}
 }
 
 func (x *SyncRequest) GetVector() *Vector {
@@ -1367,7 +1468,7 @@ type SyncResponse struct {
 
 func (x *SyncResponse) Reset() {
 	*x = SyncResponse{}
-	mi := &file_replds_proto_msgTypes[22]
+	mi := &file_replds_proto_msgTypes[24]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -1379,7 +1480,7 @@ func (x *SyncResponse) String() string {
 func (*SyncResponse) ProtoMessage() {}
 
 func (x *SyncResponse) ProtoReflect() protoreflect.Message {
-	mi := &file_replds_proto_msgTypes[22]
+	mi := &file_replds_proto_msgTypes[24]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -1392,7 +1493,7 @@ func (x *SyncResponse) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use SyncResponse.ProtoReflect.Descriptor instead.
 func (*SyncResponse) Descriptor() ([]byte, []int) {
-	return file_replds_proto_rawDescGZIP(), []int{22}
+	return file_replds_proto_rawDescGZIP(), []int{24}
 }
 
 func (x *SyncResponse) GetOrigin() uint64 {
@@ -1449,7 +1550,7 @@ type HelloRequest struct {
 
 func (x *HelloRequest) Reset() {
 	*x = HelloRequest{}
-	mi := &file_replds_proto_msgTypes[23]
+	mi := &file_replds_proto_msgTypes[25]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -1461,7 +1562,7 @@ func (x *HelloRequest) String() string {
 func (*HelloRequest) ProtoMessage() {}
 
 func (x *HelloRequest) ProtoReflect() protoreflect.Message {
-	mi := &file_replds_proto_msgTypes[23]
+	mi := &file_replds_proto_msgTypes[25]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -1474,7 +1575,7 @@ func (x *HelloRequest) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use HelloRequest.ProtoReflect.Descriptor instead.
 func (*HelloRequest) Descriptor() ([]byte, []int) {
-	return file_replds_proto_rawDescGZIP(), []int{23}
+	return file_replds_proto_rawDescGZIP(), []int{25}
 }
 
 func (x *HelloRequest) GetOrigin() uint64 {
@@ -1502,7 +1603,7 @@ type HelloResponse struct {
 
 func (x *HelloResponse) Reset() {
 	*x = HelloResponse{}
-	mi := &file_replds_proto_msgTypes[24]
+	mi := &file_replds_proto_msgTypes[26]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -1514,7 +1615,7 @@ func (x *HelloResponse) String() string {
 func (*HelloResponse) ProtoMessage() {}
 
 func (x *HelloResponse) ProtoReflect() protoreflect.Message {
-	mi := &file_replds_proto_msgTypes[24]
+	mi := &file_replds_proto_msgTypes[26]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -1527,7 +1628,7 @@ func (x *HelloResponse) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use HelloResponse.ProtoReflect.Descriptor instead.
 func (*HelloResponse) Descriptor() ([]byte, []int) {
-	return file_replds_proto_rawDescGZIP(), []int{24}
+	return file_replds_proto_rawDescGZIP(), []int{26}
 }
 
 func (x *HelloResponse) GetName() string {
@@ -1570,7 +1671,7 @@ type TreeRequest struct {
 
 func (x *TreeRequest) Reset() {
 	*x = TreeRequest{}
-	mi := &file_replds_proto_msgTypes[25]
+	mi := &file_replds_proto_msgTypes[27]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -1582,7 +1683,7 @@ func (x *TreeRequest) String() string {
 func (*TreeRequest) ProtoMessage() {}
 
 func (x *TreeRequest) ProtoReflect() protoreflect.Message {
-	mi := &file_replds_proto_msgTypes[25]
+	mi := &file_replds_proto_msgTypes[27]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -1595,7 +1696,7 @@ func (x *TreeRequest) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use TreeRequest.ProtoReflect.Descriptor instead.
 func (*TreeRequest) Descriptor() ([]byte, []int) {
-	return file_replds_proto_rawDescGZIP(), []int{25}
+	return file_replds_proto_rawDescGZIP(), []int{27}
 }
 
 func (x *TreeRequest) GetLevel() uint32 {
@@ -1623,7 +1724,7 @@ type TreeResponse struct {
 
 func (x *TreeResponse) Reset() {
 	*x = TreeResponse{}
-	mi := &file_replds_proto_msgTypes[26]
+	mi := &file_replds_proto_msgTypes[28]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -1635,7 +1736,7 @@ func (x *TreeResponse) String() string {
 func (*TreeResponse) ProtoMessage() {}
 
 func (x *TreeResponse) ProtoReflect() protoreflect.Message {
-	mi := &file_replds_proto_msgTypes[26]
+	mi := &file_replds_proto_msgTypes[28]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -1648,7 +1749,7 @@ func (x *TreeResponse) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use TreeResponse.ProtoReflect.Descriptor instead.
 func (*TreeResponse) Descriptor() ([]byte, []int) {
-	return file_replds_proto_rawDescGZIP(), []int{26}
+	return file_replds_proto_rawDescGZIP(), []int{28}
 }
 
 func (x *TreeResponse) GetHashes() [][]byte {
@@ -1668,7 +1769,7 @@ type BucketRequest struct {
 
 func (x *BucketRequest) Reset() {
 	*x = BucketRequest{}
-	mi := &file_replds_proto_msgTypes[27]
+	mi := &file_replds_proto_msgTypes[29]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -1680,7 +1781,7 @@ func (x *BucketRequest) String() string {
 func (*BucketRequest) ProtoMessage() {}
 
 func (x *BucketRequest) ProtoReflect() protoreflect.Message {
-	mi := &file_replds_proto_msgTypes[27]
+	mi := &file_replds_proto_msgTypes[29]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -1693,7 +1794,7 @@ func (x *BucketRequest) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use BucketRequest.ProtoReflect.Descriptor instead.
 func (*BucketRequest) Descriptor() ([]byte, []int) {
-	return file_replds_proto_rawDescGZIP(), []int{27}
+	return file_replds_proto_rawDescGZIP(), []int{29}
 }
 
 func (x *BucketRequest) GetBuckets() []uint32 {
@@ -1737,12 +1838,13 @@ const file_replds_proto_rawDesc = "" +
 	"\x04node\x18\x01 \x01(\v2\x0f.replds.v1.NodeR\x04node\"?\n" +
 	"\vListRequest\x12\x12\n" +
 	"\x04path\x18\x01 \x01(\tR\x04path\x12\x1c\n" +
-	"\trecursive\x18\x02 \x01(\bR\trecursive\"_\n" +
+	"\trecursive\x18\x02 \x01(\bR\trecursive\"w\n" +
 	"\tListEntry\x12\x12\n" +
 	"\x04path\x18\x01 \x01(\tR\x04path\x12\x10\n" +
 	"\x03dir\x18\x02 \x01(\bR\x03dir\x12\x18\n" +
 	"\aversion\x18\x03 \x01(\x04R\aversion\x12\x12\n" +
-	"\x04size\x18\x04 \x01(\x04R\x04size\">\n" +
+	"\x04size\x18\x04 \x01(\x04R\x04size\x12\x16\n" +
+	"\x06origin\x18\x05 \x01(\x04R\x06origin\">\n" +
 	"\fListResponse\x12.\n" +
 	"\aentries\x18\x01 \x03(\v2\x14.replds.v1.ListEntryR\aentries\"x\n" +
 	"\fWatchRequest\x12\x16\n" +
@@ -1763,7 +1865,7 @@ const file_replds_proto_rawDesc = "" +
 	"\x04name\x18\x01 \x01(\tR\x04name\x12\x18\n" +
 	"\achanges\x18\x02 \x01(\x04R\achanges\x12\x18\n" +
 	"\aseconds\x18\x03 \x01(\x01R\aseconds\x12)\n" +
-	"\x11last_sync_unix_ms\x18\x04 \x01(\x03R\x0elastSyncUnixMs\"\xce\x02\n" +
+	"\x11last_sync_unix_ms\x18\x04 \x01(\x03R\x0elastSyncUnixMs\"\xf6\x02\n" +
 	"\x0eStatusResponse\x12\x12\n" +
 	"\x04name\x18\x01 \x01(\tR\x04name\x12\x16\n" +
 	"\x06origin\x18\x02 \x01(\x04R\x06origin\x12)\n" +
@@ -1778,7 +1880,11 @@ const file_replds_proto_rawDesc = "" +
 	"tombstones\x18\n" +
 	" \x01(\x04R\n" +
 	"tombstones\x12\x14\n" +
-	"\x05ready\x18\v \x01(\bR\x05ready\"6\n" +
+	"\x05ready\x18\v \x01(\bR\x05ready\x12&\n" +
+	"\x0flast_join_error\x18\f \x01(\tR\rlastJoinError\")\n" +
+	"\x13ForgetMemberRequest\x12\x12\n" +
+	"\x04name\x18\x01 \x01(\tR\x04name\"\x16\n" +
+	"\x14ForgetMemberResponse\"6\n" +
 	"\rImportRequest\x12%\n" +
 	"\x05nodes\x18\x01 \x03(\v2\x0f.replds.v1.NodeR\x05nodes\"*\n" +
 	"\x0eImportResponse\x12\x18\n" +
@@ -1813,13 +1919,14 @@ const file_replds_proto_rawDesc = "" +
 	"\fTreeResponse\x12\x16\n" +
 	"\x06hashes\x18\x01 \x03(\fR\x06hashes\")\n" +
 	"\rBucketRequest\x12\x18\n" +
-	"\abuckets\x18\x01 \x03(\rR\abuckets2\xf1\x02\n" +
+	"\abuckets\x18\x01 \x03(\rR\abuckets2\xc2\x03\n" +
 	"\x06Replds\x12:\n" +
 	"\x05Store\x12\x17.replds.v1.StoreRequest\x1a\x18.replds.v1.StoreResponse\x124\n" +
 	"\x03Get\x12\x15.replds.v1.GetRequest\x1a\x16.replds.v1.GetResponse\x129\n" +
 	"\x04List\x12\x16.replds.v1.ListRequest\x1a\x17.replds.v1.ListResponse0\x01\x12<\n" +
 	"\x05Watch\x12\x17.replds.v1.WatchRequest\x1a\x18.replds.v1.WatchResponse0\x01\x12=\n" +
-	"\x06Status\x12\x18.replds.v1.StatusRequest\x1a\x19.replds.v1.StatusResponse\x12=\n" +
+	"\x06Status\x12\x18.replds.v1.StatusRequest\x1a\x19.replds.v1.StatusResponse\x12O\n" +
+	"\fForgetMember\x12\x1e.replds.v1.ForgetMemberRequest\x1a\x1f.replds.v1.ForgetMemberResponse\x12=\n" +
 	"\x06Import\x12\x18.replds.v1.ImportRequest\x1a\x19.replds.v1.ImportResponse2\xb5\x02\n" +
 	"\bInternal\x12:\n" +
 	"\x05Hello\x12\x17.replds.v1.HelloRequest\x1a\x18.replds.v1.HelloResponse\x129\n" +
@@ -1840,36 +1947,38 @@ func file_replds_proto_rawDescGZIP() []byte {
 	return file_replds_proto_rawDescData
 }
 
-var file_replds_proto_msgTypes = make([]protoimpl.MessageInfo, 28)
+var file_replds_proto_msgTypes = make([]protoimpl.MessageInfo, 30)
 var file_replds_proto_goTypes = []any{
-	(*Node)(nil),           // 0: replds.v1.Node
-	(*VectorEntry)(nil),    // 1: replds.v1.VectorEntry
-	(*Vector)(nil),         // 2: replds.v1.Vector
-	(*Write)(nil),          // 3: replds.v1.Write
-	(*StoreRequest)(nil),   // 4: replds.v1.StoreRequest
-	(*StoreResponse)(nil),  // 5: replds.v1.StoreResponse
-	(*GetRequest)(nil),     // 6: replds.v1.GetRequest
-	(*GetResponse)(nil),    // 7: replds.v1.GetResponse
-	(*ListRequest)(nil),    // 8: replds.v1.ListRequest
-	(*ListEntry)(nil),      // 9: replds.v1.ListEntry
-	(*ListResponse)(nil),   // 10: replds.v1.ListResponse
-	(*WatchRequest)(nil),   // 11: replds.v1.WatchRequest
-	(*WatchResponse)(nil),  // 12: replds.v1.WatchResponse
-	(*StatusRequest)(nil),  // 13: replds.v1.StatusRequest
-	(*Member)(nil),         // 14: replds.v1.Member
-	(*PeerLag)(nil),        // 15: replds.v1.PeerLag
-	(*StatusResponse)(nil), // 16: replds.v1.StatusResponse
-	(*ImportRequest)(nil),  // 17: replds.v1.ImportRequest
-	(*ImportResponse)(nil), // 18: replds.v1.ImportResponse
-	(*PushRequest)(nil),    // 19: replds.v1.PushRequest
-	(*PushResponse)(nil),   // 20: replds.v1.PushResponse
-	(*SyncRequest)(nil),    // 21: replds.v1.SyncRequest
-	(*SyncResponse)(nil),   // 22: replds.v1.SyncResponse
-	(*HelloRequest)(nil),   // 23: replds.v1.HelloRequest
-	(*HelloResponse)(nil),  // 24: replds.v1.HelloResponse
-	(*TreeRequest)(nil),    // 25: replds.v1.TreeRequest
-	(*TreeResponse)(nil),   // 26: replds.v1.TreeResponse
-	(*BucketRequest)(nil),  // 27: replds.v1.BucketRequest
+	(*Node)(nil),                 // 0: replds.v1.Node
+	(*VectorEntry)(nil),          // 1: replds.v1.VectorEntry
+	(*Vector)(nil),               // 2: replds.v1.Vector
+	(*Write)(nil),                // 3: replds.v1.Write
+	(*StoreRequest)(nil),         // 4: replds.v1.StoreRequest
+	(*StoreResponse)(nil),        // 5: replds.v1.StoreResponse
+	(*GetRequest)(nil),           // 6: replds.v1.GetRequest
+	(*GetResponse)(nil),          // 7: replds.v1.GetResponse
+	(*ListRequest)(nil),          // 8: replds.v1.ListRequest
+	(*ListEntry)(nil),            // 9: replds.v1.ListEntry
+	(*ListResponse)(nil),         // 10: replds.v1.ListResponse
+	(*WatchRequest)(nil),         // 11: replds.v1.WatchRequest
+	(*WatchResponse)(nil),        // 12: replds.v1.WatchResponse
+	(*StatusRequest)(nil),        // 13: replds.v1.StatusRequest
+	(*Member)(nil),               // 14: replds.v1.Member
+	(*PeerLag)(nil),              // 15: replds.v1.PeerLag
+	(*StatusResponse)(nil),       // 16: replds.v1.StatusResponse
+	(*ForgetMemberRequest)(nil),  // 17: replds.v1.ForgetMemberRequest
+	(*ForgetMemberResponse)(nil), // 18: replds.v1.ForgetMemberResponse
+	(*ImportRequest)(nil),        // 19: replds.v1.ImportRequest
+	(*ImportResponse)(nil),       // 20: replds.v1.ImportResponse
+	(*PushRequest)(nil),          // 21: replds.v1.PushRequest
+	(*PushResponse)(nil),         // 22: replds.v1.PushResponse
+	(*SyncRequest)(nil),          // 23: replds.v1.SyncRequest
+	(*SyncResponse)(nil),         // 24: replds.v1.SyncResponse
+	(*HelloRequest)(nil),         // 25: replds.v1.HelloRequest
+	(*HelloResponse)(nil),        // 26: replds.v1.HelloResponse
+	(*TreeRequest)(nil),          // 27: replds.v1.TreeRequest
+	(*TreeResponse)(nil),         // 28: replds.v1.TreeResponse
+	(*BucketRequest)(nil),        // 29: replds.v1.BucketRequest
 }
 var file_replds_proto_depIdxs = []int32{
 	1,  // 0: replds.v1.Vector.entries:type_name -> replds.v1.VectorEntry
@@ -1893,25 +2002,27 @@ var file_replds_proto_depIdxs = []int32{
 	8,  // 18: replds.v1.Replds.List:input_type -> replds.v1.ListRequest
 	11, // 19: replds.v1.Replds.Watch:input_type -> replds.v1.WatchRequest
 	13, // 20: replds.v1.Replds.Status:input_type -> replds.v1.StatusRequest
-	17, // 21: replds.v1.Replds.Import:input_type -> replds.v1.ImportRequest
-	23, // 22: replds.v1.Internal.Hello:input_type -> replds.v1.HelloRequest
-	19, // 23: replds.v1.Internal.Push:input_type -> replds.v1.PushRequest
-	21, // 24: replds.v1.Internal.Sync:input_type -> replds.v1.SyncRequest
-	25, // 25: replds.v1.Internal.Tree:input_type -> replds.v1.TreeRequest
-	27, // 26: replds.v1.Internal.Buckets:input_type -> replds.v1.BucketRequest
-	5,  // 27: replds.v1.Replds.Store:output_type -> replds.v1.StoreResponse
-	7,  // 28: replds.v1.Replds.Get:output_type -> replds.v1.GetResponse
-	10, // 29: replds.v1.Replds.List:output_type -> replds.v1.ListResponse
-	12, // 30: replds.v1.Replds.Watch:output_type -> replds.v1.WatchResponse
-	16, // 31: replds.v1.Replds.Status:output_type -> replds.v1.StatusResponse
-	18, // 32: replds.v1.Replds.Import:output_type -> replds.v1.ImportResponse
-	24, // 33: replds.v1.Internal.Hello:output_type -> replds.v1.HelloResponse
-	20, // 34: replds.v1.Internal.Push:output_type -> replds.v1.PushResponse
-	22, // 35: replds.v1.Internal.Sync:output_type -> replds.v1.SyncResponse
-	26, // 36: replds.v1.Internal.Tree:output_type -> replds.v1.TreeResponse
-	22, // 37: replds.v1.Internal.Buckets:output_type -> replds.v1.SyncResponse
-	27, // [27:38] is the sub-list for method output_type
-	16, // [16:27] is the sub-list for method input_type
+	17, // 21: replds.v1.Replds.ForgetMember:input_type -> replds.v1.ForgetMemberRequest
+	19, // 22: replds.v1.Replds.Import:input_type -> replds.v1.ImportRequest
+	25, // 23: replds.v1.Internal.Hello:input_type -> replds.v1.HelloRequest
+	21, // 24: replds.v1.Internal.Push:input_type -> replds.v1.PushRequest
+	23, // 25: replds.v1.Internal.Sync:input_type -> replds.v1.SyncRequest
+	27, // 26: replds.v1.Internal.Tree:input_type -> replds.v1.TreeRequest
+	29, // 27: replds.v1.Internal.Buckets:input_type -> replds.v1.BucketRequest
+	5,  // 28: replds.v1.Replds.Store:output_type -> replds.v1.StoreResponse
+	7,  // 29: replds.v1.Replds.Get:output_type -> replds.v1.GetResponse
+	10, // 30: replds.v1.Replds.List:output_type -> replds.v1.ListResponse
+	12, // 31: replds.v1.Replds.Watch:output_type -> replds.v1.WatchResponse
+	16, // 32: replds.v1.Replds.Status:output_type -> replds.v1.StatusResponse
+	18, // 33: replds.v1.Replds.ForgetMember:output_type -> replds.v1.ForgetMemberResponse
+	20, // 34: replds.v1.Replds.Import:output_type -> replds.v1.ImportResponse
+	26, // 35: replds.v1.Internal.Hello:output_type -> replds.v1.HelloResponse
+	22, // 36: replds.v1.Internal.Push:output_type -> replds.v1.PushResponse
+	24, // 37: replds.v1.Internal.Sync:output_type -> replds.v1.SyncResponse
+	28, // 38: replds.v1.Internal.Tree:output_type -> replds.v1.TreeResponse
+	24, // 39: replds.v1.Internal.Buckets:output_type -> replds.v1.SyncResponse
+	28, // [28:40] is the sub-list for method output_type
+	16, // [16:28] is the sub-list for method input_type
 	16, // [16:16] is the sub-list for extension type_name
 	16, // [16:16] is the sub-list for extension extendee
 	0,  // [0:16] is the sub-list for field type_name
@@ -1928,7 +2039,7 @@ func file_replds_proto_init() {
 			GoPackagePath: reflect.TypeOf(x{}).PkgPath(),
 			RawDescriptor: unsafe.Slice(unsafe.StringData(file_replds_proto_rawDesc), len(file_replds_proto_rawDesc)),
 			NumEnums:      0,
-			NumMessages:   28,
+			NumMessages:   30,
 			NumExtensions: 0,
 			NumServices:   2,
 		},

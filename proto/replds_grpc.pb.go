@@ -32,12 +32,13 @@ import (
 const _ = grpc.SupportPackageIsVersion9
 
 const (
-	Replds_Store_FullMethodName  = "/replds.v1.Replds/Store"
-	Replds_Get_FullMethodName    = "/replds.v1.Replds/Get"
-	Replds_List_FullMethodName   = "/replds.v1.Replds/List"
-	Replds_Watch_FullMethodName  = "/replds.v1.Replds/Watch"
-	Replds_Status_FullMethodName = "/replds.v1.Replds/Status"
-	Replds_Import_FullMethodName = "/replds.v1.Replds/Import"
+	Replds_Store_FullMethodName        = "/replds.v1.Replds/Store"
+	Replds_Get_FullMethodName          = "/replds.v1.Replds/Get"
+	Replds_List_FullMethodName         = "/replds.v1.Replds/List"
+	Replds_Watch_FullMethodName        = "/replds.v1.Replds/Watch"
+	Replds_Status_FullMethodName       = "/replds.v1.Replds/Status"
+	Replds_ForgetMember_FullMethodName = "/replds.v1.Replds/ForgetMember"
+	Replds_Import_FullMethodName       = "/replds.v1.Replds/Import"
 )
 
 // RepldsClient is the client API for Replds service.
@@ -58,6 +59,9 @@ type RepldsClient interface {
 	Watch(ctx context.Context, in *WatchRequest, opts ...grpc.CallOption) (grpc.ServerStreamingClient[WatchResponse], error)
 	// Status describes this server: identity, vector, hash root, members.
 	Status(ctx context.Context, in *StatusRequest, opts ...grpc.CallOption) (*StatusResponse, error)
+	// ForgetMember stops listing a member that failed or left (this server
+	// only). With ACLs it takes write permission on /_replds/members.
+	ForgetMember(ctx context.Context, in *ForgetMemberRequest, opts ...grpc.CallOption) (*ForgetMemberResponse, error)
 	// Import applies nodes that keep their own versions (a restore in merge
 	// mode): each replaces the node at its path only if it is newer, so
 	// nothing newer is ever overwritten. It needs write on every path, and
@@ -142,6 +146,16 @@ func (c *repldsClient) Status(ctx context.Context, in *StatusRequest, opts ...gr
 	return out, nil
 }
 
+func (c *repldsClient) ForgetMember(ctx context.Context, in *ForgetMemberRequest, opts ...grpc.CallOption) (*ForgetMemberResponse, error) {
+	cOpts := append([]grpc.CallOption{grpc.StaticMethod()}, opts...)
+	out := new(ForgetMemberResponse)
+	err := c.cc.Invoke(ctx, Replds_ForgetMember_FullMethodName, in, out, cOpts...)
+	if err != nil {
+		return nil, err
+	}
+	return out, nil
+}
+
 func (c *repldsClient) Import(ctx context.Context, in *ImportRequest, opts ...grpc.CallOption) (*ImportResponse, error) {
 	cOpts := append([]grpc.CallOption{grpc.StaticMethod()}, opts...)
 	out := new(ImportResponse)
@@ -170,6 +184,9 @@ type RepldsServer interface {
 	Watch(*WatchRequest, grpc.ServerStreamingServer[WatchResponse]) error
 	// Status describes this server: identity, vector, hash root, members.
 	Status(context.Context, *StatusRequest) (*StatusResponse, error)
+	// ForgetMember stops listing a member that failed or left (this server
+	// only). With ACLs it takes write permission on /_replds/members.
+	ForgetMember(context.Context, *ForgetMemberRequest) (*ForgetMemberResponse, error)
 	// Import applies nodes that keep their own versions (a restore in merge
 	// mode): each replaces the node at its path only if it is newer, so
 	// nothing newer is ever overwritten. It needs write on every path, and
@@ -200,6 +217,9 @@ func (UnimplementedRepldsServer) Watch(*WatchRequest, grpc.ServerStreamingServer
 }
 func (UnimplementedRepldsServer) Status(context.Context, *StatusRequest) (*StatusResponse, error) {
 	return nil, status.Error(codes.Unimplemented, "method Status not implemented")
+}
+func (UnimplementedRepldsServer) ForgetMember(context.Context, *ForgetMemberRequest) (*ForgetMemberResponse, error) {
+	return nil, status.Error(codes.Unimplemented, "method ForgetMember not implemented")
 }
 func (UnimplementedRepldsServer) Import(context.Context, *ImportRequest) (*ImportResponse, error) {
 	return nil, status.Error(codes.Unimplemented, "method Import not implemented")
@@ -301,6 +321,24 @@ func _Replds_Status_Handler(srv interface{}, ctx context.Context, dec func(inter
 	return interceptor(ctx, in, info, handler)
 }
 
+func _Replds_ForgetMember_Handler(srv interface{}, ctx context.Context, dec func(interface{}) error, interceptor grpc.UnaryServerInterceptor) (interface{}, error) {
+	in := new(ForgetMemberRequest)
+	if err := dec(in); err != nil {
+		return nil, err
+	}
+	if interceptor == nil {
+		return srv.(RepldsServer).ForgetMember(ctx, in)
+	}
+	info := &grpc.UnaryServerInfo{
+		Server:     srv,
+		FullMethod: Replds_ForgetMember_FullMethodName,
+	}
+	handler := func(ctx context.Context, req interface{}) (interface{}, error) {
+		return srv.(RepldsServer).ForgetMember(ctx, req.(*ForgetMemberRequest))
+	}
+	return interceptor(ctx, in, info, handler)
+}
+
 func _Replds_Import_Handler(srv interface{}, ctx context.Context, dec func(interface{}) error, interceptor grpc.UnaryServerInterceptor) (interface{}, error) {
 	in := new(ImportRequest)
 	if err := dec(in); err != nil {
@@ -337,6 +375,10 @@ var Replds_ServiceDesc = grpc.ServiceDesc{
 		{
 			MethodName: "Status",
 			Handler:    _Replds_Status_Handler,
+		},
+		{
+			MethodName: "ForgetMember",
+			Handler:    _Replds_ForgetMember_Handler,
 		},
 		{
 			MethodName: "Import",

@@ -43,6 +43,46 @@ type Config struct {
 	// data.
 	MaxBatch      int
 	MaxBatchBytes int
+	// MaxRequestSize bounds a request of the methods that need little
+	// (Get, List, Watch, Status; Hello, Tree and Buckets between servers);
+	// larger ones are refused before they are decoded. Store, Push and
+	// Sync are bounded by the batch limits (maxMessage).
+	MaxRequestSize int
+	// MaxTokenOrigins bounds the origins of a Watch resume token; a longer
+	// token is ignored and the client gets a full replay (a reset).
+	MaxTokenOrigins int
+	// MaxInflightBytes bounds the bytes of Store requests being handled
+	// at once, server-wide; a request beyond it is refused with
+	// ResourceExhausted. At least maxMessage.
+	MaxInflightBytes int64
+	// WatchSendTimeout bounds how long a Watch stream may wait for its
+	// client to take a message: past it, the stream ends with
+	// ResourceExhausted and the client resumes from its token.
+	WatchSendTimeout time.Duration
+	// WatchMemory bounds the bytes of Watch messages queued for clients,
+	// server-wide; a stream whose next message would pass it ends with
+	// ResourceExhausted. At least maxMessage.
+	WatchMemory int64
+	// WatchPageBytes bounds the data of one replay message of a Watch
+	// stream: what a client that does not read pins on the server.
+	WatchPageBytes int
+	// MaxWatchPerConn bounds the Watch streams open on one connection,
+	// MaxWatchPerIdentity those of one identity (TLS only: plain mode has
+	// no identities). 0 means no bound.
+	MaxWatchPerConn     int
+	MaxWatchPerIdentity int
+	// ReapDeadAfter is how long a member that failed or left is still
+	// listed (status, metrics) unless it comes back.
+	ReapDeadAfter time.Duration
+	// HandshakeTimeout bounds a connection's TLS handshake (and HTTP/2
+	// preface): one that has not finished by then is closed.
+	HandshakeTimeout time.Duration
+	// MaxPendingHandshakes bounds the connections still handshaking from
+	// addresses the server does not know; HandshakeReserve more are kept
+	// for addresses of members and of clients that authenticated before.
+	// A connection past the bound is closed at once.
+	MaxPendingHandshakes int
+	HandshakeReserve     int
 	// GossipProfile selects memberlist timings: "lan" (default) or "local"
 	// (loopback-fast failure detection, for tests and local clusters).
 	// cluster.Config.Validate checks it, when New creates the membership.
@@ -86,6 +126,19 @@ func DefaultConfig() Config {
 		MaxBatch:         limits.MaxBatch,
 		MaxBatchBytes:    limits.MaxBatchBytes,
 		ShutdownGrace:    10 * time.Second,
+
+		MaxRequestSize:       limits.MaxRequest,
+		MaxTokenOrigins:      limits.MaxTokenOrigins,
+		MaxInflightBytes:     256 << 20,
+		WatchSendTimeout:     30 * time.Second,
+		WatchMemory:          256 << 20,
+		WatchPageBytes:       1 << 20,
+		MaxWatchPerConn:      1024,
+		MaxWatchPerIdentity:  4096,
+		ReapDeadAfter:        time.Hour,
+		HandshakeTimeout:     5 * time.Second,
+		MaxPendingHandshakes: 1024,
+		HandshakeReserve:     256,
 
 		MemoryTrimInterval: 10 * time.Second,
 	}
@@ -136,6 +189,30 @@ func (c *Config) Validate() error {
 	}
 	if c.MaxNodeSize <= 0 || c.MaxBatch <= 0 || c.MaxBatchBytes <= 0 {
 		return errors.New("server: limits must be positive")
+	}
+	if c.MaxRequestSize < 1<<10 {
+		return fmt.Errorf("server: --max-request-size %d: must be at least 1024", c.MaxRequestSize)
+	}
+	if c.MaxTokenOrigins <= 0 {
+		return fmt.Errorf("server: --max-token-origins %d: must be positive", c.MaxTokenOrigins)
+	}
+	if c.MaxInflightBytes < int64(c.maxMessage()) {
+		return fmt.Errorf("server: --max-inflight-bytes %d: must be at least the largest message, %d", c.MaxInflightBytes, c.maxMessage())
+	}
+	if c.WatchMemory < int64(c.maxMessage()) {
+		return fmt.Errorf("server: --watch-memory %d: must be at least the largest message, %d", c.WatchMemory, c.maxMessage())
+	}
+	if c.WatchSendTimeout <= 0 || c.HandshakeTimeout <= 0 || c.ReapDeadAfter <= 0 {
+		return errors.New("server: --watch-send-timeout, --handshake-timeout and --reap-dead-after must be positive")
+	}
+	if c.WatchPageBytes <= 0 {
+		return fmt.Errorf("server: --watch-page-bytes %d: must be positive", c.WatchPageBytes)
+	}
+	if c.MaxWatchPerConn < 0 || c.MaxWatchPerIdentity < 0 {
+		return errors.New("server: --max-watch-per-connection and --max-watch-per-identity must be 0 (no bound) or positive")
+	}
+	if c.MaxPendingHandshakes <= 0 || c.HandshakeReserve < 0 {
+		return errors.New("server: --max-pending-handshakes must be positive and --handshake-reserve not negative")
 	}
 	return nil
 }

@@ -42,6 +42,15 @@
 //     PermissionDenied whatever the ACLs. ACL rules on "/" do not cover it
 //     (package acl). A Watch or List of "/" leaves it out; a prefix naming
 //     it (nodepath.Reserved or under) includes it.
+//   - Hostile load is bounded before it costs memory (guard.go,
+//     watchlimits.go, handshake.go): TLS handshakes in time and number;
+//     a Store from an identity with no write rule and internal RPCs from
+//     non-peers refused before their body is read (gRPC's tap); requests
+//     of small methods bounded in bytes before they are decoded; Store
+//     bytes in flight, Watch streams per connection and identity, and
+//     the bytes Watch streams have queued bounded server-wide. No
+//     per-stream state grows with what a client sends. Every refusal is a
+//     status and a replds_refused_total{reason} count.
 //   - Every goroutine is started through Server.goFunc and is waited for by
 //     Close, which is idempotent and ordered: stop RPCs, leave membership,
 //     stop background loops and the HTTP listener, close the store. New

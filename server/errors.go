@@ -10,6 +10,7 @@ import (
 	"google.golang.org/grpc/codes"
 	"google.golang.org/grpc/status"
 
+	"replds/cluster"
 	"replds/store"
 )
 
@@ -39,6 +40,9 @@ var errorCodes = []struct {
 	{store.ErrClosed, codes.Unavailable},
 	{ErrPermission, codes.PermissionDenied},
 	{errInvalidJob, codes.InvalidArgument},
+	{errEmptyMember, codes.InvalidArgument},
+	{cluster.ErrMemberLive, codes.FailedPrecondition},
+	{cluster.ErrMemberUnknown, codes.NotFound},
 	{context.Canceled, codes.Canceled},
 	{context.DeadlineExceeded, codes.DeadlineExceeded},
 }

@@ -12,6 +12,7 @@ import (
 
 	"github.com/prometheus/client_golang/prometheus/promhttp"
 
+	"replds/cluster"
 	"replds/store"
 )
 
@@ -148,9 +149,17 @@ func (s *Server) readiness() (bool, string) {
 		return true, "joined and caught up with a peer"
 	}
 	if s.AliveMembers() < 2 {
+		if je, ok := s.mem.LastJoinError(); ok {
+			return false, "not joined: no other member alive; last join error: " + joinErrorText(je)
+		}
 		return false, "not joined: no other member alive"
 	}
 	return false, "joined, not yet caught up: no sync round with a peer has completed"
+}
+
+// joinErrorText describes a join failure for /readyz and Status.
+func joinErrorText(je cluster.JoinError) string {
+	return fmt.Sprintf("%s: %s (failing since %s)", je.Peer, je.Err, je.Since.UTC().Format(time.RFC3339))
 }
 
 // HTTPAddr returns the address of the operations HTTP listener, "" when

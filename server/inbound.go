@@ -18,10 +18,22 @@ const pushFresh = 2 * time.Second
 // (SyncRequest.pushed_since), so that peers do not relay those writes too:
 // during a bulk load, a third server otherwise sends a peer much of what
 // the origin's own push is about to deliver.
+//
+// It also rate-limits the info line for the batches the streams applied
+// (applied), so that an operator sees replicated writes arrive without a
+// bulk load flooding the log.
 type inbound struct {
 	mu      sync.Mutex
 	streams map[*inStream]struct{}
+	// logged is when the last "replicated" line was allowed; batches and
+	// nodes count what was applied since and not yet logged.
+	logged         time.Time
+	batches, nodes int
 }
+
+// replicatedLogInterval is the least time between two "replicated" log
+// lines.
+const replicatedLogInterval = time.Second
 
 // inStream is one push stream into this server.
 type inStream struct {
@@ -78,4 +90,21 @@ func (in *inbound) claims(now time.Time) store.Vector {
 		}
 	}
 	return out
+}
+
+// applied records that a push message changed n nodes, at now. It reports
+// whether to log a line now, at most one per replicatedLogInterval, and
+// then the batches and nodes to report: this one and those not reported
+// since the previous line.
+func (in *inbound) applied(now time.Time, n int) (batches, nodes int, log bool) {
+	in.mu.Lock()
+	defer in.mu.Unlock()
+	in.batches++
+	in.nodes += n
+	if !in.logged.IsZero() && now.Sub(in.logged) < replicatedLogInterval {
+		return 0, 0, false
+	}
+	batches, nodes = in.batches, in.nodes
+	in.logged, in.batches, in.nodes = now, 0, 0
+	return batches, nodes, true
 }

@@ -108,3 +108,28 @@ func openTestStore(t *testing.T) *store.Store {
 	t.Cleanup(func() { st.Close() })
 	return st
 }
+
+// TestInbound_AppliedRateLimitsItsLine: the first batch is logged at once,
+// then at most one line per interval, counting the batches in between.
+func TestInbound_AppliedRateLimitsItsLine(t *testing.T) {
+	var in inbound
+	now := time.Unix(1000, 0)
+	for _, step := range []struct {
+		after          time.Duration
+		n              int
+		batches, nodes int
+		log            bool
+	}{
+		{0, 3, 1, 3, true},
+		{100 * time.Millisecond, 2, 0, 0, false},
+		{100 * time.Millisecond, 4, 0, 0, false},
+		{replicatedLogInterval, 1, 3, 7, true},
+		{replicatedLogInterval + time.Millisecond, 5, 1, 5, true},
+	} {
+		now = now.Add(step.after)
+		b, n, log := in.applied(now, step.n)
+		if b != step.batches || n != step.nodes || log != step.log {
+			t.Errorf("applied(+%v, %d) = %d, %d, %v; want %d, %d, %v", step.after, step.n, b, n, log, step.batches, step.nodes, step.log)
+		}
+	}
+}

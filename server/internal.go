@@ -3,6 +3,7 @@ package server
 import (
 	"context"
 	"errors"
+	"fmt"
 	"io"
 	"time"
 
@@ -89,10 +90,19 @@ func (s *Server) receivePush(ctx context.Context, in *inStream, msg *repldspb.Pu
 	s.metrics.pushReceived(msg)
 	start := time.Now()
 	s.inbound.delivered(in, msg.Origin, msg.Prev, s.now())
-	if _, err := applyPush(ctx, s.store, msg); err != nil {
+	n, err := applyPush(ctx, s.store, msg)
+	if err != nil {
 		return err
 	}
 	s.inbound.delivered(in, msg.Origin, msg.Prev, s.now())
+	if n > 0 {
+		// Info, as "stored" is on the origin: the operator sees the write
+		// arrive everywhere.
+		if batches, nodes, ok := s.inbound.applied(s.now(), n); ok {
+			s.log.Info("replicated", "origin", fmt.Sprintf("%016x", msg.Origin), "batches", batches, "nodes", nodes,
+				"first", msg.Nodes[0].Path)
+		}
+	}
 	s.metrics.committed("apply", start, nil)
 	return nil
 }

@@ -37,6 +37,7 @@ func newMembership(s *Server) (*cluster.Membership, error) {
 	cfg.Meta.Ready = len(s.cfg.Peers) == 0
 	cfg.Peers = s.cfg.Peers
 	cfg.RejoinInterval = s.cfg.RejoinInterval
+	cfg.ReapAfter = s.cfg.ReapDeadAfter
 	cfg.Hello = s.hello
 	cfg.Logger = s.log.With("component", "membership")
 	m, err := cluster.New(cfg)

@@ -52,6 +52,7 @@ type metrics struct {
 	watchNodes    prometheus.Counter
 
 	aclDenied *prometheus.CounterVec // op
+	refusals  *prometheus.CounterVec // reason
 
 	rpcs       *prometheus.CounterVec   // service, method, code
 	rpcSeconds *prometheus.HistogramVec // service, method, code
@@ -111,6 +112,15 @@ func newMetrics(s *Server) *metrics {
 	m.watchMessages = f.counter("replds_watch_messages_sent_total", "Watch messages sent (node batches and bookmarks).")
 	m.watchNodes = f.counter("replds_watch_nodes_sent_total", "Nodes (changes) sent on Watch streams.")
 
+	m.refusals = f.counterVec("replds_refused_total",
+		"Requests, streams and connections refused or cut to protect the server, by reason: request_too_large, no_write_rule, not_peer, inflight_bytes, token_origins (a resume token replayed in full instead), watch_per_connection, watch_per_identity, watch_memory, watch_slow_reader, handshake_pending, handshake_timeout, bad_identity.",
+		"reason")
+	f.gaugeFunc("replds_watch_queued_bytes", "Bytes of Watch messages charged to open streams (--watch-memory bounds them).", func() float64 {
+		return float64(s.watches.queued.Load())
+	})
+	f.gaugeFunc("replds_inflight_request_bytes", "Bytes of Store requests being handled (--max-inflight-bytes bounds them).", func() float64 {
+		return float64(s.inflight.cur.Load())
+	})
 	m.aclDenied = f.counterVec("replds_acl_denied_total", "Requests denied by the ACLs, by operation (read, write, peer).", "op")
 
 	m.rpcs = f.counterVec("replds_grpc_requests_total",
@@ -214,6 +224,9 @@ func (m *metrics) repaired(nodes int, err error) {
 	m.repairs.WithLabelValues(result(err)).Inc()
 	m.repairNodes.Add(float64(nodes))
 }
+
+// refused counts a refusal to protect the server, by reason.
+func (m *metrics) refused(reason string) { m.refusals.WithLabelValues(reason).Inc() }
 
 // aclDenial counts a request the ACLs denied.
 func (m *metrics) aclDenial(op string) { m.aclDenied.WithLabelValues(op).Inc() }

@@ -76,7 +76,7 @@ func (s *Server) List(req *repldspb.ListRequest, stream repldspb.Replds_ListServ
 			return true
 		}
 		if req.Recursive || p == req.Path {
-			entries = append(entries, &repldspb.ListEntry{Path: p, Version: m.Version, Size: uint64(m.Size)})
+			entries = append(entries, &repldspb.ListEntry{Path: p, Version: m.Version, Size: uint64(m.Size), Origin: m.Origin})
 			return true
 		}
 		rest := p[len(base)+1:]
@@ -88,7 +88,7 @@ func (s *Server) List(req *repldspb.ListRequest, stream repldspb.Replds_ListServ
 			}
 			return true
 		}
-		entries = append(entries, &repldspb.ListEntry{Path: p, Version: m.Version, Size: uint64(m.Size)})
+		entries = append(entries, &repldspb.ListEntry{Path: p, Version: m.Version, Size: uint64(m.Size), Origin: m.Origin})
 		return true
 	}
 	for _, r := range roots {
@@ -136,6 +136,9 @@ func (s *Server) Status(ctx context.Context, req *repldspb.StatusRequest) (*repl
 		Tombstones: st.Tombstones,
 	}
 	resp.Ready, _ = s.readiness()
+	if je, ok := s.mem.LastJoinError(); ok {
+		resp.LastJoinError = joinErrorText(je)
+	}
 	for _, m := range s.mem.Members() {
 		resp.Members = append(resp.Members, &repldspb.Member{Name: m.Name, Addr: m.GRPCAddr, State: m.State.String()})
 	}

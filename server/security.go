@@ -51,12 +51,12 @@ func newSecurity(cfg *Config) (*security, error) {
 	return sec, nil
 }
 
-// serverOption returns the gRPC server credentials.
-func (sec *security) serverOption() grpc.ServerOption {
+// serverCreds returns the gRPC server credentials.
+func (sec *security) serverCreds() credentials.TransportCredentials {
 	if sec.tls == nil {
-		return grpc.Creds(insecure.NewCredentials())
+		return insecure.NewCredentials()
 	}
-	return grpc.Creds(credentials.NewTLS(sec.tls.ServerConfig()))
+	return credentials.NewTLS(sec.tls.ServerConfig())
 }
 
 // dialOption returns the credentials a server uses to reach its peers. In

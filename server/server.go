@@ -43,6 +43,14 @@ type Server struct {
 	// jobCollectors are made on the first call of JobMetrics.
 	jobMetricsOnce sync.Once
 	jobCollectors  *jobCollectors
+	// writers caches who may write anywhere, for tap; inflight bounds
+	// the bytes of Store requests being handled (guard.go).
+	writers  writerSet
+	inflight inflight
+	// watches bounds Watch streams and what they hold (watchlimits.go).
+	watches watchLimits
+	// handshakes bounds the connections still handshaking (handshake.go).
+	handshakes handshakes
 	// inbound tracks the peers' push streams into this server, on the
 	// clock now (time.Now; the simulation's own in tests).
 	inbound inbound
@@ -127,10 +135,14 @@ func New(cfg Config) (_ *Server, err error) {
 		return nil, fmt.Errorf("server: listen %s: %w", cfg.Addr, err)
 	}
 	undo.push(func() { s.lis.Close() })
+	s.handshakes.max, s.handshakes.reserve = cfg.MaxPendingHandshakes, cfg.HandshakeReserve
+	s.lis = &handshakeListener{Listener: s.lis, s: s}
 	if s.cfg.Name == "" {
 		s.cfg.Name = s.lis.Addr().String()
 	}
 	s.metrics = newMetrics(s)
+	s.inflight.max = cfg.MaxInflightBytes
+	s.watches.init(&s.cfg)
 	s.dial = []grpc.DialOption{s.sec.dialOption()}
 	s.grpc = s.newGRPCServer()
 	s.peers = newPeerSet(s, newGRPCTransport(append(s.dial,
@@ -195,9 +207,13 @@ func (s *Server) openStore() error {
 // newGRPCServer returns the gRPC server with both services registered.
 func (s *Server) newGRPCServer() *grpc.Server {
 	g := grpc.NewServer(
-		s.sec.serverOption(),
+		grpc.Creds(&guardedCreds{TransportCredentials: s.sec.serverCreds(), s: s, tls: s.sec.tls != nil}),
+		grpc.ConnectionTimeout(s.cfg.HandshakeTimeout),
+		// Before any of a request's body is read (guard.go).
+		grpc.InTapHandle(s.tap),
+		grpc.ForceServerCodecV2(newLimitCodec(s.cfg.MaxRequestSize, func() { s.metrics.refused("request_too_large") })),
 		// Errors are mapped to status codes before the metrics record them.
-		grpc.ChainUnaryInterceptor(s.metrics.unaryInterceptor, s.errorInterceptor),
+		grpc.ChainUnaryInterceptor(s.metrics.unaryInterceptor, s.errorInterceptor, s.inflightInterceptor),
 		grpc.ChainStreamInterceptor(s.metrics.streamInterceptor, s.streamErrorInterceptor),
 		grpc.MaxConcurrentStreams(4096),
 		grpc.MaxRecvMsgSize(s.cfg.maxMessage()),

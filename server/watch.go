@@ -34,23 +34,41 @@ func (s *Server) Watch(req *repldspb.WatchRequest, stream repldspb.Replds_WatchS
 	if err != nil {
 		return err
 	}
-	stream = s.metrics.watchOpened(stream)
+	release, reason, err := s.watches.open(ctx, identity(ctx))
+	if err != nil {
+		s.metrics.refused(reason)
+		return err
+	}
+	defer release()
+	sender := &watchSender{Replds_WatchServer: s.metrics.watchOpened(stream), s: s}
 	defer s.metrics.watchClosed()
+	defer sender.close()
 	w := &watchStream{
 		s:        s,
-		stream:   stream,
+		stream:   sender,
 		roots:    roots,
 		readable: readable,
 		rules:    rules,
-		token:    wire.VectorFromProto(req.Token),
 		scope:    aclFingerprint(rules, roots),
 		exclude:  excludeOrigins(req.ExcludeOrigins),
+	}
+	// A token is kept for the life of the stream: one longer than any
+	// cluster's history is not decoded, and the client gets a full replay.
+	if n := len(req.Token.GetEntries()); n > s.cfg.MaxTokenOrigins {
+		s.log.Info("watch resume token too long; replaying in full", "identity", identity(ctx),
+			"origins", n, "max", s.cfg.MaxTokenOrigins)
+		s.metrics.refused("token_origins")
+		w.reset = true
+	} else {
+		w.token = wire.VectorFromProto(req.Token)
 	}
 	// The token records what the client could read when it was issued
 	// (its scope). If that changed, what the token covers is not what the
 	// client holds: replay everything readable now, as a reset, so the
 	// client drops what it may no longer read and gets what it newly may.
-	if len(w.token) > 0 && req.Token.GetScope() != w.scope {
+	if w.token == nil {
+		w.token = store.Vector{}
+	} else if len(w.token) > 0 && req.Token.GetScope() != w.scope {
 		w.token = store.Vector{}
 		w.reset = true
 	}
@@ -170,7 +188,8 @@ func (w *watchStream) openFeed() (*store.Feed, error) {
 		Keep: func(path string, m store.Meta) bool {
 			return !w.exclude[m.Origin] && (w.readable == nil || w.readable(path))
 		},
-		Buffer: watchBuffer,
+		Buffer:   watchBuffer,
+		MaxBytes: w.s.cfg.WatchPageBytes,
 	})
 }
 

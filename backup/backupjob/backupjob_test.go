@@ -1,6 +1,7 @@
 package backupjob_test
 
 import (
+	"bytes"
 	"context"
 	"encoding/json"
 	"fmt"
@@ -11,6 +12,7 @@ import (
 	"replds/backup"
 	"replds/backup/backupjob"
 	"replds/backup/target"
+	"replds/backup/target/targettest"
 	"replds/jobs"
 	repldspb "replds/proto"
 	"replds/server"
@@ -194,5 +196,99 @@ func TestBackupJob_ScheduleTakeoverRetention(t *testing.T) {
 	})
 	if st, d := statusOf(); st.Runs < 4 || st.Failures != 0 || st.LastSuccess.IsZero() || d.Latest == "" {
 		t.Errorf("status %+v detail %+v: want runs carried over, no failures", st, d)
+	}
+	// The runner's metrics count its runs.
+	now := alive
+	for i := range c.N() {
+		if s := c.Server(i); s != nil && len(s.JobsRunning()) == 1 {
+			now = i
+		}
+	}
+	mfs, err := c.Server(now).Registry().Gather()
+	if err != nil {
+		t.Fatal(err)
+	}
+	got := map[string]float64{}
+	for _, mf := range mfs {
+		for _, m := range mf.GetMetric() {
+			labels := map[string]string{}
+			for _, l := range m.GetLabel() {
+				labels[l.GetName()] = l.GetValue()
+			}
+			if labels["kind"] == "backup" && labels["job"] == "nightly" {
+				got[mf.GetName()+"/"+labels["result"]] += m.GetCounter().GetValue() + m.GetGauge().GetValue()
+			}
+		}
+	}
+	if got["replds_job_runs_total/ok"] < 1 || got["replds_job_last_success_timestamp_seconds/"] == 0 || got["replds_job_runs_total/error"] != 0 {
+		t.Errorf("job metrics of the runner: %v; want ok runs, a last success, no errors", got)
+	}
+}
+
+// TestBackupJob_S3StopMidBackup: backups go to a real S3 server; the
+// runner stopped in the middle of a full backup leaves no backup listed
+// and nothing behind, and the next runner makes it whole.
+func TestBackupJob_S3StopMidBackup(t *testing.T) {
+	url := targettest.S3URL(t)
+	c := cluster(t, 2)
+	const n, batch = 40000, 1000
+	data := bytes.Repeat([]byte("k"), 1024)
+	for i := 0; i < n; i += batch {
+		var ws []*repldspb.Write
+		for j := i; j < i+batch; j++ {
+			ws = append(ws, &repldspb.Write{Path: fmt.Sprintf("/data/%05d", j), Data: data})
+		}
+		store1(t, c.Client(0), ws...)
+	}
+	c.WaitConverged(30 * time.Second)
+	store1(t, c.Client(1), put(jobs.DefPath("backup", "nightly"), fmt.Sprintf(`{"prefix":"/data","target":%q,"schedule":"@yearly"}`, url)))
+
+	// Catch the runner in the middle of its first full backup.
+	runner := -1
+	c.Wait(30*time.Second, "a full backup in progress", func() error {
+		for i := range c.N() {
+			n, err := c.Server(i).DB().Get(jobs.StatusPath("backup", "nightly"))
+			if err != nil {
+				continue
+			}
+			if st, err := jobs.ParseStatus(n.Data); err == nil && st.State == jobs.StateRunning && st.Current != nil {
+				for j := range c.N() {
+					if c.Server(j).Name() == st.Runner {
+						runner = j
+						return nil
+					}
+				}
+			}
+		}
+		return fmt.Errorf("no run in progress")
+	})
+	c.Stop(runner)
+	tgt, err := target.Open(context.Background(), url)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if all, err := backup.List(context.Background(), tgt, "nightly"); err != nil || len(all) > 1 {
+		t.Fatalf("after the runner stopped: %d backups listed, %v", len(all), err)
+	}
+	other := 1 - runner
+	c.Wait(60*time.Second, "a whole backup by the other server", func() error {
+		all, err := backup.List(context.Background(), tgt, "nightly")
+		if err != nil {
+			return err
+		}
+		if len(all) == 0 || all[len(all)-1].Runner != c.Server(other).Name() {
+			return fmt.Errorf("%d backups", len(all))
+		}
+		if all[len(all)-1].Nodes != n {
+			return fmt.Errorf("backup of %d nodes, want %d", all[len(all)-1].Nodes, n)
+		}
+		return nil
+	})
+	got, _ := rebuilt(t, tgt)
+	if len(got) != n {
+		t.Errorf("rebuilt %d nodes, want %d", len(got), n)
+	}
+	if left, err := backup.Incomplete(context.Background(), tgt, "nightly"); err != nil || len(left) != 0 {
+		t.Errorf("incomplete backups left behind: %v, %v", left, err)
 	}
 }

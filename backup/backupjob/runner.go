@@ -41,6 +41,9 @@ func (r *runner) publish(ctx context.Context) error {
 	return r.job.Publish(ctx, r.st)
 }
 
+// republish is the longest a runner goes without publishing its status.
+const republish = time.Minute
+
 // what a due run does.
 const (
 	runAuto        = ""
@@ -87,6 +90,12 @@ func (r *runner) loop(ctx context.Context) error {
 			wake = verifyDue
 		}
 		what := runAuto
+		// Wake at least every republish: the status node then names this
+		// runner again should a brief second runner have overwritten it.
+		refresh := false
+		if wake.Sub(now) > republish {
+			wake, refresh = now.Add(republish), true
+		}
 		timer := time.NewTimer(max(0, wake.Sub(now)))
 		select {
 		case <-ctx.Done():
@@ -108,6 +117,9 @@ func (r *runner) loop(ctx context.Context) error {
 				what = runIncremental
 			}
 		case <-timer.C:
+			if refresh {
+				continue
+			}
 			if !verifyDue.IsZero() && !verifyDue.After(r.now()) && (due.After(r.now()) || verifyDue.Before(due)) {
 				what = runVerify
 			}

@@ -158,7 +158,7 @@ func newBackupDefineCmd(verb string) *cobra.Command {
 		cmd.Use = "set NAME [flags]"
 	}
 	sf.register(cmd.Flags())
-	cf.register(cmd)
+	cf.registerWithTimeouts(cmd)
 	return cmd
 }
 
@@ -182,7 +182,7 @@ func newBackupRmCmd() *cobra.Command {
 			})
 		},
 	}
-	cf.register(cmd)
+	cf.registerWithTimeouts(cmd)
 	return cmd
 }
 
@@ -212,7 +212,7 @@ func newBackupPauseCmd(pause bool) *cobra.Command {
 			})
 		},
 	}
-	cf.register(cmd)
+	cf.registerWithTimeouts(cmd)
 	return cmd
 }
 
@@ -252,7 +252,7 @@ func newBackupRunCmd() *cobra.Command {
 	}
 	cmd.Flags().BoolVar(&full, "full", false, "make a full backup")
 	cmd.Flags().BoolVar(&verify, "verify", false, "verify the newest backup instead")
-	cf.register(cmd)
+	cf.registerWithTimeouts(cmd)
 	return cmd
 }
 
@@ -311,7 +311,7 @@ func newBackupStatusCmd() *cobra.Command {
 		},
 	}
 	cmd.Flags().BoolVar(&asJSON, "json", false, "print JSON")
-	cf.register(cmd)
+	cf.registerWithTimeouts(cmd)
 	return cmd
 }
 
@@ -373,26 +373,6 @@ func orDash(s string) string {
 		return "-"
 	}
 	return s
-}
-
-// humanBytes formats a byte count with a binary unit.
-func humanBytes(n uint64) string {
-	const unit = 1024
-	if n < unit {
-		return fmt.Sprintf("%d B", n)
-	}
-	div, exp := uint64(unit), 0
-	for m := n / unit; m >= unit; m /= unit {
-		div *= unit
-		exp++
-	}
-	return fmt.Sprintf("%.1f %ciB", float64(n)/float64(div), "KMGTPE"[exp])
-}
-
-func writeJSON(w io.Writer, v any) error {
-	enc := json.NewEncoder(w)
-	enc.SetIndent("", "  ")
-	return enc.Encode(v)
 }
 
 func newBackupListCmd() *cobra.Command {

@@ -100,9 +100,14 @@ func TestE2E_BackupRestore(t *testing.T) {
 
 	// Stop the schedule, then lose a subtree.
 	mustRun(t, "backup", "pause", "nightly", addr)
-	status := mustRun(t, "backup", "status", "nightly", addr)
-	if !strings.Contains(status, "paused") {
-		t.Errorf("backup status after pause:\n%s", status)
+	err := servertest.Eventually(context.Background(), 10*time.Second, func() error {
+		if status := mustRun(t, "backup", "status", "nightly", addr); !strings.Contains(status, "paused") {
+			return fmt.Errorf("backup status after pause:\n%s", status)
+		}
+		return nil
+	})
+	if err != nil {
+		t.Error(err)
 	}
 	mustRun(t, "rm", addr, "-r", "/app/sub")
 	put("/app/new", "created after the backup")
@@ -138,14 +143,24 @@ func TestE2E_BackupRestore(t *testing.T) {
 		t.Errorf("restore --to changed /app/a to %q", got)
 	}
 
-	// A lost cluster rebuilt in merge mode keeps the original versions.
-	fresh := startServer(t, "fresh", "127.0.0.1:0", t.TempDir())
-	out = mustRun(t, "restore", "--server="+fresh.addr, "--from="+tgt, "--job=nightly", "--merge")
-	if !strings.Contains(out, "nodes changed") {
-		t.Errorf("restore --merge said %q", out)
+	// A lost cluster rebuilt in merge mode keeps the original versions;
+	// every member takes the nodes at once.
+	freshCluster := startCluster(t, 2)
+	fresh := freshCluster[0]
+	waitStatus(t, fresh.addr, "two members", func(out string, code int) error {
+		if strings.Count(out, "alive") < 2 {
+			return fmt.Errorf("members: %s", out)
+		}
+		return nil
+	})
+	out, errOut, code := run(t, nil, "restore", "--server="+fresh.addr, "--from="+tgt, "--job=nightly", "--merge")
+	if code != 0 || !strings.Contains(out, "nodes changed") || !strings.Contains(errOut, "importing into 2 servers") {
+		t.Errorf("restore --merge: exit %d, said %q, %q", code, out, errOut)
 	}
-	if got := catOr(t, fresh.addr, "/app/a"); got != "a2" {
-		t.Errorf("merged /app/a = %q, want a2", got)
+	for _, s := range freshCluster {
+		if got := catOr(t, s.addr, "/app/a"); got != "a2" {
+			t.Errorf("merged /app/a on %s = %q, want a2", s.name, got)
+		}
 	}
 	out = mustRun(t, "restore", "--server="+fresh.addr, "--from="+tgt, "--job=nightly", "--merge")
 	if !strings.Contains(out, ": 0 nodes changed") {
@@ -173,7 +188,7 @@ func TestE2E_BackupRestore(t *testing.T) {
 	if err := os.WriteFile(file, b, 0o600); err != nil {
 		t.Fatal(err)
 	}
-	_, errOut, code := run(t, nil, "backup", "verify", "--target="+tgt, "--job=nightly")
+	_, errOut, code = run(t, nil, "backup", "verify", "--target="+tgt, "--job=nightly")
 	if code == 0 || !strings.Contains(errOut, last.Files[0].Name) {
 		t.Errorf("verify of a flipped byte: exit %d, %s; want a failure naming %s", code, errOut, last.Files[0].Name)
 	}

@@ -61,8 +61,22 @@ type proc struct {
 
 func start(t *testing.T, name string, args ...string) *proc {
 	t.Helper()
-	p := &proc{t: t, name: name, done: make(chan struct{})}
-	p.cmd = exec.Command(binary, args...)
+	return startEnv(t, name, nil, args...)
+}
+
+// startEnv is start with the test's environment, less its REPLDS_
+// variables, plus env.
+func startEnv(t *testing.T, name string, env []string, args ...string) *proc {
+	t.Helper()
+	cmd := exec.Command(binary, args...)
+	cmd.Env = append(cleanEnv(), env...)
+	return startCmd(t, name, cmd)
+}
+
+// startCmd starts cmd, its output going to the test log.
+func startCmd(t *testing.T, name string, cmd *exec.Cmd) *proc {
+	t.Helper()
+	p := &proc{t: t, name: name, done: make(chan struct{}), cmd: cmd}
 	out, err := p.cmd.StderrPipe()
 	if err != nil {
 		t.Fatal(err)
@@ -175,15 +189,28 @@ func startCluster(t *testing.T, n int) []*serverProc {
 // the exit code.
 func run(t *testing.T, stdin io.Reader, args ...string) (string, string, int) {
 	t.Helper()
+	return runEnv(t, nil, stdin, args...)
+}
+
+// cleanEnv returns the test's environment without REPLDS_ variables.
+func cleanEnv() []string {
+	var env []string
+	for _, kv := range os.Environ() {
+		if !strings.HasPrefix(kv, "REPLDS_") {
+			env = append(env, kv)
+		}
+	}
+	return env
+}
+
+// runEnv is run with env added to the environment.
+func runEnv(t *testing.T, env []string, stdin io.Reader, args ...string) (string, string, int) {
+	t.Helper()
 	ctx, cancel := context.WithTimeout(context.Background(), 60*time.Second)
 	defer cancel()
 	cmd := exec.CommandContext(ctx, binary, args...)
 	cmd.Stdin = stdin
-	for _, kv := range os.Environ() {
-		if !strings.HasPrefix(kv, "REPLDS_") {
-			cmd.Env = append(cmd.Env, kv)
-		}
-	}
+	cmd.Env = append(cleanEnv(), env...)
 	var stdout, stderr bytes.Buffer
 	cmd.Stdout, cmd.Stderr = &stdout, &stderr
 	err := cmd.Run()
@@ -252,6 +279,12 @@ func TestE2E_Tutorial(t *testing.T) {
 	writeFiles(t, data, map[string]string{"foo": "foo\n", "sub/one": "one\n", "sub/two": "two\n"})
 
 	mustRun(t, "store", "--server="+servers[0].addr, data, "/data")
+	// As README says, each server's log shows the write: "stored" on the
+	// first, "replicated" on the others.
+	servers[0].waitLine(regexp.MustCompile(`msg=stored nodes=3 `))
+	for _, s := range servers[1:] {
+		s.waitLine(regexp.MustCompile(`msg=replicated origin=[0-9a-f]{16} batches=1 nodes=3 first=/data/`))
+	}
 
 	sub := filepath.Join(work, "sub")
 	pull := start(t, "pull", "pull", "--store="+sub, "--server="+servers[1].addr, "/data/sub")

@@ -101,7 +101,7 @@ func (f *provisionFlags) provision(ctx context.Context, s *server.Server, log *s
 	last := c.last()
 	log.Info("restore-from: provisioning from a backup", "target", c.tgt.String(), "id", last.ID, "chain", len(c.chain))
 	start := time.Now()
-	cnt, err := merge(ctx, c, s.Writer().Apply, nil)
+	cnt, err := merge(ctx, c, s.Writer().Apply, false, nil)
 	if err != nil {
 		return fmt.Errorf("restore-from: %w", err)
 	}

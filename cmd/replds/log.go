@@ -1,7 +1,6 @@
 package main
 
 import (
-	"fmt"
 	"log/slog"
 	"os"
 
@@ -17,13 +16,14 @@ type logFlags struct {
 func (l *logFlags) register(cmd *cobra.Command) {
 	cmd.Flags().StringVar(&l.format, "log-format", "text", "log format: text or json")
 	cmd.Flags().StringVar(&l.level, "log-level", "info", "log level: debug, info, warn or error")
+	bindEnv(cmd.Flags(), "log-format", "log-level")
 }
 
 // logger builds the logger, writing to stderr, and makes it the default.
 func (l *logFlags) logger() (*slog.Logger, error) {
 	var level slog.Level
 	if err := level.UnmarshalText([]byte(l.level)); err != nil {
-		return nil, fmt.Errorf("--log-level %q: want debug, info, warn or error", l.level)
+		return nil, usageErrorf("--log-level %q: want debug, info, warn or error", l.level)
 	}
 	opts := &slog.HandlerOptions{Level: level}
 	var h slog.Handler
@@ -33,7 +33,7 @@ func (l *logFlags) logger() (*slog.Logger, error) {
 	case "json":
 		h = slog.NewJSONHandler(os.Stderr, opts)
 	default:
-		return nil, fmt.Errorf("--log-format %q: want text or json", l.format)
+		return nil, usageErrorf("--log-format %q: want text or json", l.format)
 	}
 	log := slog.New(h)
 	slog.SetDefault(log)

@@ -17,8 +17,9 @@ func main() {
 	err := root.ExecuteContext(ctx)
 	stop()
 	if err != nil {
-		fmt.Fprintf(os.Stderr, "replds: %v\n", err)
-		os.Exit(1)
+		// Package prefixes ("store: ") mean nothing to users.
+		fmt.Fprintf(os.Stderr, "replds: %s\n", userMessage(err.Error()))
+		os.Exit(exitCode(err))
 	}
 }
 

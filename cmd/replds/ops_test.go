@@ -4,6 +4,7 @@ package main
 // main, --version. End-to-end with real processes (see e2e_test.go).
 
 import (
+	"bytes"
 	"context"
 	"encoding/json"
 	"fmt"
@@ -20,6 +21,7 @@ import (
 
 	"github.com/prometheus/common/expfmt"
 	"github.com/prometheus/common/model"
+	"github.com/spf13/pflag"
 	"google.golang.org/grpc"
 	"google.golang.org/grpc/credentials/insecure"
 
@@ -305,6 +307,9 @@ func TestE2E_Version(t *testing.T) {
 	if !regexp.MustCompile(`^replds \S+(, revision [0-9a-f]+(\+modified)?)?, go1\.\d+`).MatchString(out) {
 		t.Errorf("replds --version = %q", out)
 	}
+	if cmd := mustRun(t, "version"); cmd != out {
+		t.Errorf("replds version = %q, want what --version says, %q", cmd, out)
+	}
 }
 
 // scrapeMetrics fetches a /metrics page, parses it with the Prometheus text
@@ -430,9 +435,16 @@ func TestExamples_Parse(t *testing.T) {
 	if err := json.Unmarshal(data, &dash); err != nil {
 		t.Fatalf("dashboard: %v", err)
 	}
-	// Every metric name the code defines (server and pull).
+	// Every metric name the code defines (server, jobs and pull).
 	var src []byte
-	for _, f := range []string{"../../server/metrics.go", "../../watcher/metrics.go"} {
+	files, err := filepath.Glob("../../*/*metrics*.go")
+	if err != nil || len(files) < 2 {
+		t.Fatalf("metrics sources: %v, %v", files, err)
+	}
+	for _, f := range files {
+		if strings.HasSuffix(f, "_test.go") {
+			continue
+		}
 		b, err := os.ReadFile(f)
 		if err != nil {
 			t.Fatal(err)
@@ -447,6 +459,78 @@ func TestExamples_Parse(t *testing.T) {
 				if !strings.Contains(string(src), `"`+base+`"`) {
 					t.Errorf("dashboard panel %q queries %s, which no code exports", p.Title, m)
 				}
+			}
+		}
+	}
+}
+
+// TestDocs_UpToDate: docs/cli is what `make docs` generates from the
+// command tree.
+func TestDocs_UpToDate(t *testing.T) {
+	dir := t.TempDir()
+	mustRun(t, "docs", "--markdown="+dir)
+	want, err := filepath.Glob(filepath.Join(dir, "*.md"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	have, _ := filepath.Glob("../../docs/cli/*.md")
+	if len(have) != len(want) {
+		t.Errorf("docs/cli has %d pages, the commands make %d: run make docs", len(have), len(want))
+	}
+	for _, p := range want {
+		gen, _ := os.ReadFile(p)
+		committed, err := os.ReadFile(filepath.Join("../../docs/cli", filepath.Base(p)))
+		if err != nil || !bytes.Equal(gen, committed) {
+			t.Errorf("docs/cli/%s is stale (%v): run make docs", filepath.Base(p), err)
+		}
+	}
+}
+
+// TestExamples_Settings: the example server config and pull environment
+// files name only settings that exist.
+func TestExamples_Settings(t *testing.T) {
+	server := newServerCmd()
+	if err := applyConfigFile(server.Flags(), "../../examples/replds/server.conf"); err != nil {
+		t.Errorf("examples/replds/server.conf: %v", err)
+	}
+	pull := newPullCmd()
+	known := map[string]bool{"REPLDS_HTTP_ADDR": true} // read by replds-pull@.service itself
+	pull.Flags().VisitAll(func(f *pflag.Flag) {
+		if env := f.Annotations[envAnnotation]; len(env) > 0 {
+			known[env[0]] = true
+		}
+	})
+	for _, file := range []string{"pull.env", "pull-certs.env"} {
+		data, err := os.ReadFile("../../examples/replds/" + file)
+		if err != nil {
+			t.Fatal(err)
+		}
+		for _, line := range strings.Split(string(data), "\n") {
+			name, _, ok := strings.Cut(line, "=")
+			if ok && !strings.HasPrefix(line, "#") && !known[name] {
+				t.Errorf("examples/replds/%s sets %s, which replds pull does not read", file, name)
+			}
+		}
+	}
+}
+
+// TestExamples_Container: the Dockerfile and compose.yaml set only
+// variables that replds server reads, and the image's command is one.
+func TestExamples_Container(t *testing.T) {
+	server := newServerCmd()
+	for _, file := range []string{"../../Dockerfile", "../../compose.yaml"} {
+		data, err := os.ReadFile(file)
+		if err != nil {
+			t.Fatal(err)
+		}
+		names := regexp.MustCompile(`\b(REPLDS_[A-Z_]+)(?::|=)`).FindAllStringSubmatch(string(data), -1)
+		if len(names) == 0 {
+			t.Errorf("%s sets no REPLDS_ variable", file)
+		}
+		for _, m := range names {
+			name := strings.ToLower(strings.ReplaceAll(strings.TrimPrefix(m[1], "REPLDS_"), "_", "-"))
+			if f := server.Flags().Lookup(name); f == nil || len(f.Annotations[envAnnotation]) == 0 {
+				t.Errorf("%s sets %s, which replds server does not read", file, m[1])
 			}
 		}
 	}

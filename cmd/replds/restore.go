@@ -6,11 +6,16 @@ import (
 	"errors"
 	"fmt"
 	"io"
+	"maps"
+	"slices"
 	"strings"
+	"sync"
 	"time"
 
 	"filippo.io/age"
 	"github.com/spf13/cobra"
+	"golang.org/x/sync/errgroup"
+	"google.golang.org/grpc"
 
 	"replds/backup"
 	"replds/backup/target"
@@ -159,9 +164,15 @@ func (f *restoreFlags) choose(ctx context.Context, verify bool) (*chosen, error)
 // nodes calls fn with every node of the chain's state under the source
 // subtree, its path rewritten to the destination, in path order.
 func (c *chosen) nodes(ctx context.Context, fn func(store.Node) error) error {
+	return c.nodesFrom(ctx, func(_ string, n store.Node) error { return fn(n) })
+}
+
+// nodesFrom is nodes, also passing each node's path in the backup.
+func (c *chosen) nodesFrom(ctx context.Context, fn func(orig string, n store.Node) error) error {
 	return backup.Rebuild(ctx, c.tgt, c.chain, backup.ReadOptions{Identities: c.ids, Prefix: c.src}, func(n store.Node) error {
+		orig := n.Path
 		n.Path = c.rewrite(n.Path)
-		return fn(n)
+		return fn(orig, n)
 	})
 }
 
@@ -185,6 +196,12 @@ func (b *batcher) add(size int) (full bool) {
 const (
 	restoreBatch      = 1000
 	restoreBatchBytes = limits.MaxBatchBytes / 4
+	// restoreMemory bounds the data a rollback keeps between reading the
+	// backup and writing it (past it, it reads the backup again).
+	restoreMemory = 256 << 20
+	// importsInFlight is how many Import calls a merge keeps going to
+	// each server: the server commits concurrent calls together.
+	importsInFlight = 4
 )
 
 // liveState reads what the cluster holds under prefix: path -> SHA-256
@@ -246,10 +263,25 @@ func rollback(ctx context.Context, cmd *cobra.Command, c *chosen, rc repldspb.Re
 		writes, b.n, b.bytes = nil, 0, 0
 		return nil
 	}
-	var puts []*repldspb.Write
-	err = c.nodes(ctx, func(n store.Node) error {
+	// First pass: what differs. It reads, and checks the checksum of,
+	// every file the subtree needs, and the content root when the whole
+	// backup is restored, before anything is written. The data to write
+	// is kept while it fits restoreMemory; past that only paths are kept
+	// and a second pass reads the data again.
+	toWrite := map[string][]byte{}
+	kept, keep := 0, true
+	var root *backup.Root
+	if c.src == c.last().Prefix {
+		root = backup.NewRoot()
+	}
+	err = c.nodesFrom(ctx, func(orig string, n store.Node) error {
 		if n.Deleted {
 			return nil
+		}
+		if root != nil {
+			if err := root.Add(orig, n.Version, n.Origin, n.Seq); err != nil {
+				return err
+			}
 		}
 		sum, ok := live[n.Path]
 		delete(live, n.Path)
@@ -268,15 +300,28 @@ func rollback(ctx context.Context, cmd *cobra.Command, c *chosen, rc repldspb.Re
 				fmt.Fprintf(out, "+ %s\n", n.Path)
 			}
 		}
-		puts = append(puts, &repldspb.Write{Path: n.Path, Data: n.Data})
+		if kept += len(n.Path) + len(n.Data); kept > restoreMemory && keep {
+			keep = false
+			for p := range toWrite {
+				toWrite[p] = nil
+			}
+		}
+		if keep && !dryRun {
+			toWrite[n.Path] = n.Data
+		} else {
+			toWrite[n.Path] = nil
+		}
 		return nil
 	})
 	if err != nil {
-		return cnt, err
+		return cnt, fmt.Errorf("%w; nothing written", err)
+	}
+	if root != nil && root.Sum() != c.last().Root {
+		return cnt, fmt.Errorf("backup %s: its content does not match its manifest's root; nothing written", c.last().ID)
 	}
 	// Deletes first, so that a leaf may replace a directory of the same
 	// name and the other way round.
-	for p := range live {
+	for _, p := range slices.Sorted(maps.Keys(live)) {
 		cnt.deleted++
 		if dryRun {
 			fmt.Fprintf(out, "- %s\n", p)
@@ -291,46 +336,30 @@ func rollback(ctx context.Context, cmd *cobra.Command, c *chosen, rc repldspb.Re
 	if err := send(); err != nil {
 		return cnt, err
 	}
-	for _, w := range puts {
-		writes = append(writes, w)
-		if b.add(len(w.Data)) {
-			if err := send(); err != nil {
-				return cnt, err
-			}
-		}
+	if dryRun || len(toWrite) == 0 {
+		return cnt, nil
 	}
-	return cnt, send()
-}
-
-// merge applies the backup's nodes with their own versions: only what is
-// older or missing is replaced, nothing is deleted. apply imports one
-// batch and returns how many nodes changed.
-func merge(ctx context.Context, c *chosen, apply func(context.Context, []store.Node) (int, error), progress io.Writer) (restoreCounts, error) {
-	var cnt restoreCounts
-	var batch []store.Node
-	b := &batcher{}
-	send := func() error {
-		if len(batch) == 0 {
-			return nil
-		}
-		n, err := apply(ctx, batch)
-		if err != nil {
-			return err
-		}
-		cnt.changed += uint64(n)
-		cnt.same += uint64(len(batch) - n)
-		if progress != nil {
-			fmt.Fprintf(progress, "restore: %d nodes sent, %d changed so far\n", cnt.changed+cnt.same, cnt.changed)
-		}
-		batch, b.n, b.bytes = nil, 0, 0
-		return nil
-	}
-	err := c.nodes(ctx, func(n store.Node) error {
-		batch = append(batch, n)
-		if b.add(len(n.Data)) {
+	put := func(p string, data []byte) error {
+		writes = append(writes, &repldspb.Write{Path: p, Data: data})
+		if b.add(len(data)) {
 			return send()
 		}
 		return nil
+	}
+	if keep {
+		for _, p := range slices.Sorted(maps.Keys(toWrite)) {
+			if err := put(p, toWrite[p]); err != nil {
+				return cnt, err
+			}
+		}
+		return cnt, send()
+	}
+	// Second pass: the writes, streamed.
+	err = c.nodes(ctx, func(n store.Node) error {
+		if _, ok := toWrite[n.Path]; !ok || n.Deleted {
+			return nil
+		}
+		return put(n.Path, n.Data)
 	})
 	if err != nil {
 		return cnt, err
@@ -338,27 +367,145 @@ func merge(ctx context.Context, c *chosen, apply func(context.Context, []store.N
 	return cnt, send()
 }
 
-// importer returns an apply function that imports through the Import RPC,
-// leaving out the reserved namespace, which Import refuses.
-func importer(rc repldspb.RepldsClient, skipped *uint64) func(context.Context, []store.Node) (int, error) {
-	return func(ctx context.Context, nodes []store.Node) (int, error) {
-		var req repldspb.ImportRequest
-		for _, n := range nodes {
-			if nodepath.IsReserved(n.Path) {
-				*skipped++
-				continue
+// merge applies the backup's nodes with their own versions: only what is
+// older or missing is replaced, nothing is deleted. apply imports one
+// batch and returns how many nodes changed; it is called from up to
+// importsInFlight goroutines at once, and must not keep the batch. With
+// skipReserved, nodes of the reserved namespace are left out and counted
+// as skipped.
+func merge(ctx context.Context, c *chosen, apply func(context.Context, []store.Node) (int, error), skipReserved bool, progress io.Writer) (restoreCounts, error) {
+	var cnt restoreCounts
+	var mu sync.Mutex // guards cnt.changed and cnt.same
+	g, gctx := errgroup.WithContext(ctx)
+	g.SetLimit(importsInFlight)
+	var batch []store.Node
+	b := &batcher{}
+	sent, lastReport := uint64(0), time.Now()
+	send := func() error {
+		if len(batch) == 0 {
+			return nil
+		}
+		nodes := batch
+		batch, b.n, b.bytes = nil, 0, 0
+		g.Go(func() error {
+			n, err := apply(gctx, nodes)
+			if err != nil {
+				return err
 			}
-			req.Nodes = append(req.Nodes, wire.NodeToProto(n))
+			mu.Lock()
+			cnt.changed += uint64(n)
+			cnt.same += uint64(len(nodes) - n)
+			mu.Unlock()
+			return nil
+		})
+		if sent += uint64(len(nodes)); progress != nil && time.Since(lastReport) > time.Second {
+			lastReport = time.Now()
+			fmt.Fprintf(progress, "restore: %d nodes sent\n", sent)
 		}
-		if len(req.Nodes) == 0 {
-			return 0, nil
-		}
-		resp, err := rc.Import(ctx, &req)
-		if err != nil {
-			return 0, err
-		}
-		return int(resp.Changed), nil
+		return gctx.Err()
 	}
+	err := c.nodes(gctx, func(n store.Node) error {
+		if skipReserved && nodepath.IsReserved(n.Path) {
+			cnt.skipped++
+			return nil
+		}
+		batch = append(batch, n)
+		if b.add(len(n.Data)) {
+			return send()
+		}
+		return nil
+	})
+	if err == nil {
+		err = send()
+	}
+	if werr := g.Wait(); werr != nil {
+		err = werr
+	}
+	return cnt, err
+}
+
+// memberClient is a client of one member of the cluster.
+type memberClient struct {
+	name   string
+	client repldspb.RepldsClient
+}
+
+// importAll returns an apply function that imports each batch into every
+// server of clients at once (servers do not push imported nodes to each
+// other: they would get them by sync, which is slow for a whole cluster's
+// worth) and reports the changes of the first that took it. A server that
+// fails is reported once and left to sync, as long as one takes the batch.
+func importAll(clients []memberClient, warn io.Writer) func(context.Context, []store.Node) (int, error) {
+	var warned sync.Map
+	return func(ctx context.Context, nodes []store.Node) (int, error) {
+		req := &repldspb.ImportRequest{Nodes: wire.NodesToProto(nodes)}
+		changed := make([]int, len(clients))
+		errs := make([]error, len(clients))
+		var wg sync.WaitGroup
+		for i, mc := range clients {
+			wg.Add(1)
+			go func() {
+				defer wg.Done()
+				resp, err := mc.client.Import(ctx, req)
+				if err != nil {
+					errs[i] = err
+					return
+				}
+				changed[i] = int(resp.Changed)
+			}()
+		}
+		wg.Wait()
+		took := -1
+		for i, err := range errs {
+			if err == nil && took < 0 {
+				took = i
+			}
+			if err != nil && len(clients) > 1 {
+				if _, dup := warned.LoadOrStore(clients[i].name, true); !dup {
+					fmt.Fprintf(warn, "restore: server %s refused or failed an import (%v); it will get the nodes by sync\n", clients[i].name, err)
+				}
+			}
+		}
+		if took < 0 {
+			return 0, errs[0]
+		}
+		return changed[took], nil
+	}
+}
+
+// members returns clients of every alive member of rc's cluster, as its
+// Status lists them (rc stands for the member that answered), connected
+// with the client's own settings, and a function that closes them.
+func members(ctx context.Context, cf *clientFlags, rc repldspb.RepldsClient, warn io.Writer) ([]memberClient, func(), error) {
+	st, err := rc.Status(ctx, &repldspb.StatusRequest{})
+	if err != nil {
+		return nil, nil, err
+	}
+	out := []memberClient{{name: st.Name, client: rc}}
+	opts, err := cf.dialOptions()
+	if err != nil {
+		return nil, nil, err
+	}
+	opts = append(opts, grpc.WithDefaultCallOptions(grpc.MaxCallRecvMsgSize(maxMessage), grpc.MaxCallSendMsgSize(maxMessage)))
+	var conns []*grpc.ClientConn
+	closeAll := func() {
+		for _, c := range conns {
+			c.Close()
+		}
+	}
+	for _, m := range st.Members {
+		if m.Name == st.Name || m.State != "alive" || m.Addr == "" {
+			continue
+		}
+		conn, err := grpc.NewClient(m.Addr, opts...)
+		if err != nil {
+			fmt.Fprintf(warn, "restore: member %s at %s: %v; it will get the nodes by sync\n", m.Name, m.Addr, err)
+			continue
+		}
+		conns = append(conns, conn)
+		out = append(out, memberClient{name: m.Name, client: repldspb.NewRepldsClient(conn)})
+	}
+	return out, closeAll, nil
 }
 
 // newRestoreCmd restores a backup into a cluster as a client.
@@ -381,7 +528,9 @@ root where the data is readable) before anything is written.`,
 		Args: cobra.NoArgs,
 		RunE: func(cmd *cobra.Command, args []string) error {
 			ctx := cmd.Context()
-			c, err := rf.choose(ctx, true)
+			// A rollback checks the backup in its first pass, before it
+			// writes; a merge writes as it reads, so it verifies first.
+			c, err := rf.choose(ctx, mergeMode)
 			if err != nil {
 				return err
 			}
@@ -394,9 +543,13 @@ root where the data is readable) before anything is written.`,
 					if dryRun {
 						return errors.New("--dry-run shows what a rollback would change; with --merge nothing newer is ever replaced")
 					}
-					var skipped uint64
-					cnt, err = merge(ctx, c, importer(rc, &skipped), cmd.ErrOrStderr())
-					cnt.skipped += skipped
+					clients, closeAll, err := members(ctx, &cf, rc, cmd.ErrOrStderr())
+					if err != nil {
+						return err
+					}
+					defer closeAll()
+					fmt.Fprintf(cmd.ErrOrStderr(), "restore: importing into %d servers at once\n", len(clients))
+					cnt, err = merge(ctx, c, importAll(clients, cmd.ErrOrStderr()), true, cmd.ErrOrStderr())
 					return err
 				}
 				cnt, err = rollback(ctx, cmd, c, rc, dryRun)
@@ -420,6 +573,6 @@ root where the data is readable) before anything is written.`,
 	rf.register(cmd)
 	cmd.Flags().BoolVar(&dryRun, "dry-run", false, "print what would change (+ added, ~ changed, - deleted) and change nothing")
 	cmd.Flags().BoolVar(&mergeMode, "merge", false, "keep original versions; replace only older or missing nodes; delete nothing")
-	cf.register(cmd)
+	cf.registerWithTimeouts(cmd)
 	return cmd
 }

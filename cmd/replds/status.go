@@ -27,10 +27,9 @@ import (
 // cluster and whether they converged.
 func newStatusCmd() *cobra.Command {
 	var (
-		cf      clientFlags
-		all     bool
-		asJSON  bool
-		timeout time.Duration
+		cf     clientFlags
+		all    bool
+		asJSON bool
 	)
 	cmd := &cobra.Command{
 		Use:   "status [--server=S ...] [--all] [--json]",
@@ -39,7 +38,8 @@ func newStatusCmd() *cobra.Command {
 it lagged behind each peer at its last sync round with it, and the members it
 knows with their state. The first --server that answers is asked.
 
-With --all, every member is asked (in parallel, each within --timeout), and the
+With --all, every member is asked (in parallel, each within --dial-timeout and
+--timeout), and the
 report says plainly whether the cluster has converged: every member that has not
 left is reachable, sees no other member as failed, and has the same root. A
 cluster that has not converged makes the command exit non-zero, after the
@@ -54,10 +54,10 @@ report; the reasons name the servers concerned.`,
 			if err != nil {
 				return err
 			}
-			if timeout <= 0 {
-				return errors.New("--timeout must be positive")
+			if cf.timeout <= 0 || cf.dialTimeout <= 0 {
+				return usageErrorf("--timeout and --dial-timeout must be positive")
 			}
-			q := &statusQuery{dial: opts, timeout: timeout}
+			q := &statusQuery{cf: &cf, dial: opts}
 			rep, err := q.collect(cmd.Context(), servers, all)
 			if err != nil {
 				return err
@@ -82,8 +82,7 @@ report; the reasons name the servers concerned.`,
 	f := cmd.Flags()
 	f.BoolVar(&all, "all", false, "ask every member and say whether the cluster converged")
 	f.BoolVar(&asJSON, "json", false, "print JSON instead of text")
-	f.DurationVar(&timeout, "timeout", 5*time.Second, "how long to wait for each server's answer")
-	cf.register(cmd)
+	cf.registerWithTimeouts(cmd)
 	return cmd
 }
 
@@ -111,8 +110,11 @@ type serverReport struct {
 	Reached bool   `json:"reached"`
 	Error   string `json:"error,omitempty"`
 
-	Version    string            `json:"version,omitempty"`
-	Ready      bool              `json:"ready"`
+	Version string `json:"version,omitempty"`
+	Ready   bool   `json:"ready"`
+	// JoinError is the server's last failure to join a configured peer
+	// that has not joined since.
+	JoinError  string            `json:"join_error,omitempty"`
 	Origin     string            `json:"origin,omitempty"`
 	Root       string            `json:"root,omitempty"`
 	Nodes      uint64            `json:"nodes"`
@@ -146,22 +148,23 @@ type memberEntry struct {
 
 // statusQuery asks servers for their Status.
 type statusQuery struct {
-	dial    []grpc.DialOption
-	timeout time.Duration
+	cf   *clientFlags // the timeouts
+	dial []grpc.DialOption
 }
 
-// ask returns addr's Status, within q.timeout.
+// ask returns addr's Status, within the timeouts.
 func (q *statusQuery) ask(ctx context.Context, addr string) (*repldspb.StatusResponse, error) {
-	conn, err := grpc.NewClient(addr, q.dial...)
+	conn, err := q.cf.connect(ctx, addr, q.dial)
+	if errors.Is(err, errNoAnswer) {
+		return nil, reachError{addr, q.cf.dialTimeout, err}
+	}
 	if err != nil {
 		return nil, err
 	}
 	defer conn.Close()
-	ctx, cancel := context.WithTimeout(ctx, q.timeout)
-	defer cancel()
 	resp, err := repldspb.NewRepldsClient(conn).Status(ctx, &repldspb.StatusRequest{})
 	if err != nil {
-		return nil, reachError{addr, q.timeout, err}
+		return nil, reachError{addr, q.cf.timeout, err}
 	}
 	return resp, nil
 }
@@ -174,6 +177,9 @@ type reachError struct {
 }
 
 func (e reachError) Error() string {
+	if errors.Is(e.err, errNoAnswer) {
+		return fmt.Sprintf("no answer within %v", e.timeout)
+	}
 	st, ok := status.FromError(e.err)
 	if !ok {
 		return e.err.Error()
@@ -195,6 +201,15 @@ func (e reachError) Error() string {
 
 func (e reachError) Unwrap() error { return e.err }
 
+// exitCode is the exit code of replds status when no server was reached
+// and e is the last reason.
+func (e reachError) exitCode() int {
+	if errors.Is(e.err, errNoAnswer) {
+		return exitUnavailable
+	}
+	return exitCode(cliError(e.addr, e.err))
+}
+
 // collect asks the first server of servers that answers and, with all,
 // every member any reached server knows of.
 func (q *statusQuery) collect(ctx context.Context, servers []string, all bool) (*statusReport, error) {
@@ -207,10 +222,14 @@ func (q *statusQuery) collect(ctx context.Context, servers []string, all bool) (
 			first, firstAddr = resp, addr
 			break
 		}
-		errs = append(errs, err)
+		var re reachError
+		if !errors.As(err, &re) {
+			return nil, err
+		}
+		errs = append(errs, withExit(re.exitCode(), fmt.Errorf("server %s: %w", addr, err)))
 	}
 	if first == nil {
-		return nil, errors.Join(errs...)
+		return nil, joinErrors(errs)
 	}
 	rep := &statusReport{}
 	if !all {
@@ -292,12 +311,13 @@ func (sr *serverReport) fill(resp *repldspb.StatusResponse) {
 	sr.Reached = true
 	sr.Version = resp.Version
 	sr.Ready = resp.Ready
-	sr.Origin = origin(resp.Origin)
+	sr.JoinError = resp.LastJoinError
+	sr.Origin = originText(resp.Origin)
 	sr.Root = hex.EncodeToString(resp.Root)
 	sr.Nodes, sr.Bytes, sr.Tombstones = resp.Nodes, resp.Bytes, resp.Tombstones
 	sr.Vector = map[string]uint64{}
 	for o, seq := range wire.VectorFromProto(resp.Vector) {
-		sr.Vector[origin(o)] = seq
+		sr.Vector[originText(o)] = seq
 	}
 	for _, p := range resp.Peers {
 		pr := peerReport{Name: p.Name, Changes: p.Changes, Seconds: p.Seconds}
@@ -308,7 +328,7 @@ func (sr *serverReport) fill(resp *repldspb.StatusResponse) {
 	}
 }
 
-func origin(o uint64) string { return fmt.Sprintf("%016x", o) }
+func originText(o uint64) string { return fmt.Sprintf("%016x", o) }
 
 func membersOf(resp *repldspb.StatusResponse) []memberEntry {
 	var out []memberEntry
@@ -375,7 +395,8 @@ func (rep *statusReport) byName(name string) (*serverReport, bool) {
 	return nil, false
 }
 
-// short abbreviates a hex hash for tables.
+// short abbreviates a hex hash to the 16 digits every text output uses
+// (origins have as many); --json has them whole.
 func short(h string) string {
 	if len(h) > 16 {
 		return h[:16]
@@ -396,7 +417,7 @@ func (rep *statusReport) originNames() map[string]string {
 }
 
 // vectorText renders a vector with origins named where known
-// (name=seq), others by the first 8 hex digits of their origin.
+// (name=seq), others by their origin (16 hex digits, as everywhere).
 func vectorText(v map[string]uint64, names map[string]string) string {
 	if len(v) == 0 {
 		return "(empty)"
@@ -405,7 +426,7 @@ func vectorText(v map[string]uint64, names map[string]string) string {
 	for _, o := range slices.Sorted(maps.Keys(v)) {
 		name, ok := names[o]
 		if !ok {
-			name = o[:8]
+			name = o
 		}
 		parts = append(parts, fmt.Sprintf("%s=%d", name, v[o]))
 	}
@@ -430,9 +451,12 @@ func (rep *statusReport) writeText(w io.Writer) error {
 		tw := tabwriter.NewWriter(&b, 0, 0, 2, ' ', 0)
 		fmt.Fprintf(tw, "  version\t%s\n", sr.Version)
 		fmt.Fprintf(tw, "  ready\t%s\n", yesNo(sr.Ready))
+		if sr.JoinError != "" {
+			fmt.Fprintf(tw, "  join error\t%s\n", sr.JoinError)
+		}
 		fmt.Fprintf(tw, "  origin\t%s\n", sr.Origin)
-		fmt.Fprintf(tw, "  nodes\t%d (%d bytes), %d tombstones\n", sr.Nodes, sr.Bytes, sr.Tombstones)
-		fmt.Fprintf(tw, "  root\t%s\n", sr.Root)
+		fmt.Fprintf(tw, "  nodes\t%d (%s), %d tombstones\n", sr.Nodes, humanBytes(sr.Bytes), sr.Tombstones)
+		fmt.Fprintf(tw, "  root\t%s\n", short(sr.Root))
 		fmt.Fprintf(tw, "  vector\t%s\n", vectorText(sr.Vector, names))
 		if len(sr.Peers) == 0 {
 			fmt.Fprintf(tw, "  lag\tno sync round with a peer yet\n")
@@ -464,8 +488,8 @@ func (rep *statusReport) writeText(w io.Writer) error {
 			fmt.Fprintf(tw, "%s\t%s\t%s\t-\t-\t-\tunreachable\t-\n", sr.Name, sr.Addr, sr.State)
 			continue
 		}
-		fmt.Fprintf(tw, "%s\t%s\t%s\t%s\t%d\t%d\t%s\t%d\n", sr.Name, sr.Addr, sr.State, yesNo(sr.Ready),
-			sr.Nodes, sr.Bytes, short(sr.Root), *sr.Behind)
+		fmt.Fprintf(tw, "%s\t%s\t%s\t%s\t%d\t%s\t%s\t%d\n", sr.Name, sr.Addr, sr.State, yesNo(sr.Ready),
+			sr.Nodes, humanBytes(sr.Bytes), short(sr.Root), *sr.Behind)
 	}
 	tw.Flush()
 	fmt.Fprintf(&b, "vectors (writes seen, per origin server):\n")

@@ -2,6 +2,7 @@ package main
 
 import (
 	"context"
+	"errors"
 	"fmt"
 	"io"
 	"io/fs"
@@ -22,26 +23,36 @@ import (
 
 // newStoreCmd uploads a local file or tree.
 func newStoreCmd() *cobra.Command {
-	var cf clientFlags
+	var (
+		cf       clientFlags
+		noFollow bool
+		quiet    bool
+	)
 	cmd := &cobra.Command{
 		Use:   "store [--server=S] LOCAL REMOTE",
 		Short: "Upload a local file or directory tree (or - for stdin) to REMOTE",
 		Long: `Upload LOCAL to the path REMOTE. A directory is uploaded as one batch:
-every regular file under it becomes a node under REMOTE. With LOCAL "-",
-standard input becomes the single node REMOTE.`,
+every regular file under it becomes a node under REMOTE. Symlinks in the
+tree are followed, as cp -L does (a certbot live/ directory is all
+symlinks): to files, uploaded with the link's name, and to directories. A
+broken link, a loop, or a link to anything but a file or directory stops
+the upload before anything is sent, naming it; --no-follow refuses every
+symlink in the tree instead. With LOCAL "-", standard input becomes the
+single node REMOTE. On success, one line on stderr says what was stored
+where (-q: none).`,
 		Args: cobra.ExactArgs(2),
 		RunE: func(cmd *cobra.Command, args []string) error {
 			local, remote := args[0], args[1]
 			if err := nodepath.Validate(remote); err != nil {
-				return err
+				return localError(err, exitUsage)
 			}
-			writes, err := collectWrites(local, remote)
+			writes, err := collectWrites(local, remote, noFollow)
 			if err != nil {
 				return err
 			}
 			batches := planBatches(writes)
 			stored := make([]bool, len(batches))
-			err = cf.call(cmd.Context(), func(ctx context.Context, c repldspb.RepldsClient) error {
+			addr, err := cf.callAt(cmd.Context(), func(ctx context.Context, c repldspb.RepldsClient) error {
 				return storeBatches(ctx, c, batches, stored)
 			})
 			if n := countTrue(stored); err != nil && n > 0 {
@@ -50,18 +61,36 @@ standard input becomes the single node REMOTE.`,
 			if err != nil {
 				return err
 			}
-			if len(batches) > 1 {
-				fmt.Fprintf(cmd.ErrOrStderr(), "stored %d files in %d batches (too large for one)\n", len(writes), len(batches))
+			if quiet {
+				return nil
 			}
+			var size uint64
+			for _, w := range writes {
+				size += uint64(len(w.Data))
+			}
+			what := fmt.Sprintf("%d files (%s) under %s", len(writes), humanBytes(size), remote)
+			if len(writes) == 1 && writes[0].Path == remote {
+				what = fmt.Sprintf("%s (%s)", remote, humanBytes(size))
+			}
+			how := ""
+			if len(batches) > 1 {
+				how = fmt.Sprintf(", in %d batches (too large for one)", len(batches))
+			}
+			fmt.Fprintf(cmd.ErrOrStderr(), "stored %s on %s%s\n", what, addr, how)
 			return nil
 		},
 	}
-	cf.register(cmd)
+	cmd.Flags().BoolVar(&noFollow, "no-follow", false, "refuse symlinks in the tree instead of following them")
+	cmd.Flags().BoolVarP(&quiet, "quiet", "q", false, "print nothing on success")
+	cf.registerWithTimeouts(cmd)
 	return cmd
 }
 
-// collectWrites reads LOCAL into writes under remote.
-func collectWrites(local, remote string) ([]*repldspb.Write, error) {
+// collectWrites reads LOCAL into writes under remote. In a tree, a
+// symlink to a regular file or a directory is followed, as cp -L does,
+// unless noFollow; a symlink to anything else, a broken one and a loop are
+// refused, naming the link.
+func collectWrites(local, remote string, noFollow bool) ([]*repldspb.Write, error) {
 	if local == "-" {
 		data, err := io.ReadAll(os.Stdin)
 		if err != nil {
@@ -85,40 +114,112 @@ func collectWrites(local, remote string) ([]*repldspb.Write, error) {
 	}
 	// Walk first, then read the files in parallel: for a large tree the
 	// reads dominate, and they wait on the disk one by one otherwise.
-	var writes []*repldspb.Write
-	var files []string
-	err = filepath.WalkDir(local, func(p string, d fs.DirEntry, err error) error {
-		if err != nil {
-			return err
-		}
-		if d.IsDir() {
-			return nil
-		}
-		if !d.Type().IsRegular() {
-			return fmt.Errorf("%s: not a regular file (symlinks and special files are not uploaded)", p)
-		}
-		rel, err := filepath.Rel(local, p)
-		if err != nil {
-			return err
-		}
-		target := path.Join(remote, filepath.ToSlash(rel))
-		if err := nodepath.Validate(target); err != nil {
-			return fmt.Errorf("%s: %w", p, err)
-		}
-		writes = append(writes, &repldspb.Write{Path: target})
-		files = append(files, p)
-		return nil
-	})
-	if err != nil {
+	w := treeWalk{remote: remote, noFollow: noFollow}
+	if err := w.dir(local, remote, fi, nil); err != nil {
 		return nil, err
 	}
-	if err := readAll(files, writes); err != nil {
+	if err := readAll(w.files, w.writes); err != nil {
 		return nil, err
 	}
-	if len(writes) == 0 {
+	if len(w.writes) == 0 {
 		return nil, fmt.Errorf("%s: no files to upload", local)
 	}
-	return writes, nil
+	return w.writes, nil
+}
+
+// treeWalk collects the files of a tree for store.
+type treeWalk struct {
+	remote   string
+	noFollow bool
+	writes   []*repldspb.Write
+	// files[i] is where writes[i]'s data is read from: the file, or the
+	// target a symlink resolves to.
+	files []string
+}
+
+// dirID identifies a directory, to find a symlink that leads back to one
+// of the directories it is in.
+type dirID struct{ dev, ino uint64 }
+
+func idOf(fi fs.FileInfo) dirID {
+	st, ok := fi.Sys().(*syscall.Stat_t)
+	if !ok {
+		return dirID{}
+	}
+	return dirID{uint64(st.Dev), st.Ino}
+}
+
+// dir walks the directory p, uploaded as target; parents are the
+// directories above it, p included once added.
+func (w *treeWalk) dir(p, target string, fi fs.FileInfo, parents []dirID) error {
+	id := idOf(fi)
+	parents = append(parents, id)
+	entries, err := os.ReadDir(p)
+	if err != nil {
+		return err
+	}
+	for _, e := range entries {
+		child := filepath.Join(p, e.Name())
+		childTarget := path.Join(target, e.Name())
+		if err := nodepath.Validate(childTarget); err != nil {
+			return localError(fmt.Errorf("%s: %w", child, err), exitUsage)
+		}
+		src := child
+		info, err := e.Info()
+		if err != nil {
+			return err
+		}
+		if info.Mode()&fs.ModeSymlink != 0 {
+			if w.noFollow {
+				return fmt.Errorf("%s: a symlink (--no-follow uploads none)", child)
+			}
+			if info, err = os.Stat(child); err != nil {
+				switch {
+				case errors.Is(err, syscall.ELOOP):
+					return fmt.Errorf("%s: a symlink loop", child)
+				case errors.Is(err, fs.ErrNotExist):
+					return fmt.Errorf("%s: a broken symlink (its target does not exist)", child)
+				}
+				return err
+			}
+			// Read the target itself: readFile opens no symlink.
+			if src, err = filepath.EvalSymlinks(child); err != nil {
+				return err
+			}
+		}
+		switch {
+		case info.IsDir():
+			if slices.Contains(parents, idOf(info)) {
+				return fmt.Errorf("%s: a symlink loop (it leads back to a directory it is in)", child)
+			}
+			if err := w.dir(src, childTarget, info, parents); err != nil {
+				return err
+			}
+		case info.Mode().IsRegular():
+			w.writes = append(w.writes, &repldspb.Write{Path: childTarget})
+			w.files = append(w.files, src)
+		case src != child:
+			return fmt.Errorf("%s: a symlink to %s, not a regular file (only files and directories are uploaded)", child, fileKind(info.Mode()))
+		default:
+			return fmt.Errorf("%s: %s, not a regular file (only files and directories are uploaded)", child, fileKind(info.Mode()))
+		}
+	}
+	return nil
+}
+
+// fileKind names the type of a special file.
+func fileKind(m fs.FileMode) string {
+	switch {
+	case m&fs.ModeNamedPipe != 0:
+		return "a FIFO"
+	case m&fs.ModeSocket != 0:
+		return "a socket"
+	case m&fs.ModeCharDevice != 0:
+		return "a character device"
+	case m&fs.ModeDevice != 0:
+		return "a block device"
+	}
+	return "a special file"
 }
 
 // maxBatchWrites is the most writes a server takes in one batch (its

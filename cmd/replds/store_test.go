@@ -6,7 +6,10 @@ import (
 	"fmt"
 	"os"
 	"path/filepath"
+	"regexp"
+	"slices"
 	"strings"
+	"syscall"
 	"testing"
 
 	"google.golang.org/grpc/codes"
@@ -164,4 +167,124 @@ func TestReadFile(t *testing.T) {
 	if _, err := readFile(link, buf); err == nil || !strings.Contains(err.Error(), link) {
 		t.Errorf("readFile(symlink) = %v, want an error naming it", err)
 	}
+}
+
+// TestCollectWrites_Symlinks: a tree of symlinks (certbot's live/
+// directory) is uploaded as cp -L copies it; loops, broken links and links
+// to special files stop the upload naming the link.
+func TestCollectWrites_Symlinks(t *testing.T) {
+	symlink := func(t *testing.T, target, link string) {
+		t.Helper()
+		if err := os.Symlink(target, link); err != nil {
+			t.Fatal(err)
+		}
+	}
+	mkfifo := func(t *testing.T, p string) {
+		t.Helper()
+		if err := syscall.Mkfifo(p, 0o600); err != nil {
+			t.Fatal(err)
+		}
+	}
+	for _, tc := range []struct {
+		name     string
+		setup    func(t *testing.T, root string) // makes root/tree
+		noFollow bool
+		want     string // the writes, or the error's text (a regexp)
+		wantErr  bool
+	}{
+		{name: "certbot live directory", setup: func(t *testing.T, root string) {
+			writeFiles(t, root, map[string]string{"archive/example.com/cert1.pem": "C1", "archive/example.com/privkey1.pem": "K1"})
+			os.MkdirAll(filepath.Join(root, "tree"), 0o755)
+			symlink(t, "../archive/example.com/cert1.pem", filepath.Join(root, "tree/cert.pem"))
+			symlink(t, "../archive/example.com/privkey1.pem", filepath.Join(root, "tree/privkey.pem"))
+			writeFiles(t, root, map[string]string{"tree/README": "r"})
+		}, want: "/r/README=r /r/cert.pem=C1 /r/privkey.pem=K1"},
+		{name: "symlinked directory", setup: func(t *testing.T, root string) {
+			writeFiles(t, root, map[string]string{"other/a": "A", "tree/b": "B"})
+			symlink(t, "../other", filepath.Join(root, "tree/sub"))
+		}, want: "/r/b=B /r/sub/a=A"},
+		{name: "link to an ancestor", setup: func(t *testing.T, root string) {
+			writeFiles(t, root, map[string]string{"tree/d/f": "F"})
+			symlink(t, "..", filepath.Join(root, "tree/d/up"))
+		}, wantErr: true, want: `tree/d/up: a symlink loop \(it leads back`},
+		{name: "links to each other", setup: func(t *testing.T, root string) {
+			writeFiles(t, root, map[string]string{"tree/f": "F"})
+			symlink(t, "b", filepath.Join(root, "tree/a"))
+			symlink(t, "a", filepath.Join(root, "tree/b"))
+		}, wantErr: true, want: `tree/a: a symlink loop$`},
+		{name: "broken link", setup: func(t *testing.T, root string) {
+			writeFiles(t, root, map[string]string{"tree/f": "F"})
+			symlink(t, "nowhere", filepath.Join(root, "tree/x"))
+		}, wantErr: true, want: `tree/x: a broken symlink`},
+		{name: "link to a FIFO", setup: func(t *testing.T, root string) {
+			writeFiles(t, root, map[string]string{"tree/f": "F"})
+			mkfifo(t, filepath.Join(root, "fifo"))
+			symlink(t, "../fifo", filepath.Join(root, "tree/p"))
+		}, wantErr: true, want: `tree/p: a symlink to a FIFO, not a regular file`},
+		{name: "FIFO", setup: func(t *testing.T, root string) {
+			writeFiles(t, root, map[string]string{"tree/f": "F"})
+			mkfifo(t, filepath.Join(root, "tree/p"))
+		}, wantErr: true, want: `tree/p: a FIFO, not a regular file`},
+		{name: "no-follow", noFollow: true, setup: func(t *testing.T, root string) {
+			writeFiles(t, root, map[string]string{"tree/f": "F"})
+			symlink(t, "f", filepath.Join(root, "tree/g"))
+		}, wantErr: true, want: `tree/g: a symlink \(--no-follow`},
+		{name: "no-follow, no links", noFollow: true, setup: func(t *testing.T, root string) {
+			writeFiles(t, root, map[string]string{"tree/f": "F", "tree/d/e": "E"})
+		}, want: "/r/d/e=E /r/f=F"},
+	} {
+		t.Run(tc.name, func(t *testing.T) {
+			root := t.TempDir()
+			tc.setup(t, root)
+			writes, err := collectWrites(filepath.Join(root, "tree"), "/r", tc.noFollow)
+			if tc.wantErr {
+				if err == nil || !regexp.MustCompile(tc.want).MatchString(err.Error()) {
+					t.Fatalf("collectWrites = %v, want an error matching %s", err, tc.want)
+				}
+				return
+			}
+			if err != nil {
+				t.Fatal(err)
+			}
+			var got []string
+			for _, w := range writes {
+				got = append(got, w.Path+"="+string(w.Data))
+			}
+			slices.Sort(got)
+			if strings.Join(got, " ") != tc.want {
+				t.Errorf("collectWrites = %v, want %s", got, tc.want)
+			}
+		})
+	}
+}
+
+// TestE2E_StoreSymlinkedTree stores a certbot-like live directory and says
+// what it stored where.
+func TestE2E_StoreSymlinkedTree(t *testing.T) {
+	c := servertest.NewCluster(t, 1)
+	root := t.TempDir()
+	writeFiles(t, root, map[string]string{"archive/cert1.pem": "cert", "archive/privkey1.pem": "key"})
+	live := filepath.Join(root, "live")
+	os.MkdirAll(live, 0o755)
+	for _, name := range []string{"cert", "privkey"} {
+		if err := os.Symlink("../archive/"+name+"1.pem", filepath.Join(live, name+".pem")); err != nil {
+			t.Fatal(err)
+		}
+	}
+	_, errOut, code := run(t, nil, "store", "--server="+c.Addr(0), live, "/tls/example")
+	if code != 0 {
+		t.Fatalf("store: exit %d: %s", code, errOut)
+	}
+	if want := "stored 2 files (7 B) under /tls/example on " + c.Addr(0) + "\n"; errOut != want {
+		t.Errorf("store said %q, want %q", errOut, want)
+	}
+	if got := mustRun(t, "cat", "--server="+c.Addr(0), "/tls/example/privkey.pem"); got != "key" {
+		t.Errorf("privkey.pem = %q", got)
+	}
+	_, errOut, code = run(t, strings.NewReader("x"), "store", "-q", "--server="+c.Addr(0), "-", "/one")
+	if code != 0 || errOut != "" {
+		t.Errorf("store -q: exit %d, said %q; want silence", code, errOut)
+	}
+	_, errOut, code = run(t, nil, "store", "--no-follow", "--server="+c.Addr(0), live, "/tls/other")
+	checkFailure(t, errOut, code, exitFailure, "cert.pem: a symlink (--no-follow uploads none)")
 }

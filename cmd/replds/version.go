@@ -14,3 +14,16 @@ func setVersion(root *cobra.Command) {
 	root.Version = bi.Version
 	root.SetVersionTemplate("replds " + bi.String() + "\n")
 }
+
+// newVersionCmd prints what --version prints.
+func newVersionCmd() *cobra.Command {
+	return &cobra.Command{
+		Use:   "version",
+		Short: "Print the version of replds (module version, revision, Go version)",
+		Args:  cobra.NoArgs,
+		RunE: func(cmd *cobra.Command, args []string) error {
+			_, err := cmd.OutOrStdout().Write([]byte("replds " + buildinfo.Read().String() + "\n"))
+			return err
+		},
+	}
+}
