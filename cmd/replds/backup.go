@@ -317,25 +317,7 @@ func newBackupStatusCmd() *cobra.Command {
 
 // listJobs returns the names of the backup jobs defined.
 func listJobs(ctx context.Context, c repldspb.RepldsClient) ([]string, error) {
-	stream, err := c.List(ctx, &repldspb.ListRequest{Path: "/_replds/jobs/backup"})
-	if err != nil {
-		return nil, err
-	}
-	var names []string
-	for {
-		resp, err := stream.Recv()
-		if err == io.EOF {
-			return names, nil
-		}
-		if err != nil {
-			return nil, err
-		}
-		for _, e := range resp.Entries {
-			if !e.Dir {
-				names = append(names, e.Path[strings.LastIndexByte(e.Path, '/')+1:])
-			}
-		}
-	}
+	return listJobNames(ctx, c, backupjob.Kind)
 }
 
 func printStatuses(w io.Writer, sts []jobStatus) {

@@ -5,15 +5,18 @@ import (
 	"encoding/json"
 	"errors"
 	"fmt"
+	"io"
 	"log/slog"
 	"os"
 	"path/filepath"
+	"strings"
 	"time"
 
 	"github.com/spf13/pflag"
 
 	"replds/backup/backupjob"
 	"replds/jobs"
+	repldspb "replds/proto"
 	"replds/replicate"
 	"replds/server"
 )
@@ -108,4 +111,27 @@ func (f *provisionFlags) provision(ctx context.Context, s *server.Server, log *s
 	log.Info("restore-from: done", "id", last.ID, "nodes", cnt.changed+cnt.same, "changed", cnt.changed, "took", time.Since(start).Round(time.Millisecond))
 	rec, _ := json.Marshal(map[string]any{"target": c.tgt.String(), "job": f.job, "id": last.ID, "time": time.Now().UTC(), "nodes": cnt.changed})
 	return os.WriteFile(marker, append(rec, '\n'), 0o600)
+}
+
+// listJobNames returns the names of the jobs of kind defined.
+func listJobNames(ctx context.Context, c repldspb.RepldsClient, kind string) ([]string, error) {
+	stream, err := c.List(ctx, &repldspb.ListRequest{Path: "/_replds/jobs/" + kind})
+	if err != nil {
+		return nil, err
+	}
+	var names []string
+	for {
+		resp, err := stream.Recv()
+		if err == io.EOF {
+			return names, nil
+		}
+		if err != nil {
+			return nil, err
+		}
+		for _, e := range resp.Entries {
+			if !e.Dir {
+				names = append(names, e.Path[strings.LastIndexByte(e.Path, '/')+1:])
+			}
+		}
+	}
 }

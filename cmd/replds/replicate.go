@@ -5,7 +5,6 @@ import (
 	"encoding/json"
 	"fmt"
 	"io"
-	"strings"
 	"text/tabwriter"
 	"time"
 
@@ -249,29 +248,6 @@ func printReplicateStatuses(w io.Writer, sts []replicateStatus) {
 			s.Detail.LagChanges, s.Detail.LagSeconds, s.Detail.Received, s.Detail.Applied, humanBytes(s.Detail.Bytes), s.Detail.Reconnects, orDash(s.Error))
 	}
 	tw.Flush()
-}
-
-// listJobNames returns the names of the jobs of kind defined.
-func listJobNames(ctx context.Context, c repldspb.RepldsClient, kind string) ([]string, error) {
-	stream, err := c.List(ctx, &repldspb.ListRequest{Path: "/_replds/jobs/" + kind})
-	if err != nil {
-		return nil, err
-	}
-	var names []string
-	for {
-		resp, err := stream.Recv()
-		if err == io.EOF {
-			return names, nil
-		}
-		if err != nil {
-			return nil, err
-		}
-		for _, e := range resp.Entries {
-			if !e.Dir {
-				names = append(names, e.Path[strings.LastIndexByte(e.Path, '/')+1:])
-			}
-		}
-	}
 }
 
 // newReplicateRequestCmd returns stop, abort or start: a request node
