@@ -609,3 +609,35 @@ func TestReplicate_RunnerKilledMidCopy(t *testing.T) {
 	waitHolds(t, dst, "/p", want)
 	dst.WaitConverged(20 * time.Second)
 }
+
+// TestReplicate_Paused: a job defined paused copies nothing and says
+// paused; cleared, it copies; paused again and resumed, it keeps its
+// token (no new copy).
+func TestReplicate_Paused(t *testing.T) {
+	src := servertest.NewCluster(t, 1)
+	dst := servertest.NewCluster(t, 1, withJobs())
+	src.Store(0, servertest.Put("/p/a", "1"))
+	spec := replicate.Spec{Source: addrs(src), SourcePrefix: "/p", Paused: true}
+	define(t, dst, "job", spec)
+	waitState(t, dst, 0, "job", "paused", func(st jobs.Status, d replicate.Detail) bool { return st.State == replicate.StatePaused })
+	if got := live(t, dst.Server(0), "/p"); len(got) != 0 {
+		t.Errorf("a paused job copied %v", got)
+	}
+	spec.Paused = false
+	define(t, dst, "job", spec)
+	waitHolds(t, dst, "/p", map[string]string{"/p/a": "1"})
+	_, before := waitState(t, dst, 0, "job", "following", caughtUp)
+	spec.Paused = true
+	define(t, dst, "job", spec)
+	waitState(t, dst, 0, "job", "paused again", func(st jobs.Status, d replicate.Detail) bool { return st.State == replicate.StatePaused })
+	src.Store(0, servertest.Put("/p/b", "2"))
+	spec.Paused = false
+	define(t, dst, "job", spec)
+	waitHolds(t, dst, "/p", map[string]string{"/p/a": "1", "/p/b": "2"})
+	_, after := waitState(t, dst, 0, "job", "following again", func(st jobs.Status, d replicate.Detail) bool {
+		return caughtUp(st, d) && d.Received > before.Received
+	})
+	if got := after.Received - before.Received; got != 1 {
+		t.Errorf("resumed after a pause, the job received %d nodes, want 1 (no new copy)", got)
+	}
+}
