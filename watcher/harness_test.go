@@ -289,7 +289,7 @@ type triggerRun struct {
 func (h *harness) check() {
 	h.t.Helper()
 	err := h.a.st.db.View(func(tx *bolt.Tx) error {
-		shadow := tx.Bucket(bucketShadow)
+		shadow, blocked := tx.Bucket(bucketShadow), tx.Bucket(bucketBlocked)
 		return tx.Bucket(bucketNodes).ForEach(func(k, v []byte) error {
 			r, err := decodeNodeRec(v)
 			if err != nil {
@@ -302,7 +302,7 @@ func (h *harness) check() {
 				}
 				return nil
 			}
-			if shadow.Get(k) != nil {
+			if shadow.Get(k) != nil || blocked.Get(k) != nil {
 				return nil
 			}
 			if h.cfg.DryRun {

@@ -2,6 +2,7 @@ package watcher
 
 import (
 	"crypto/rand"
+	"crypto/sha256"
 	"encoding/hex"
 	"errors"
 	"fmt"
@@ -229,22 +230,24 @@ func (m *mirror) ensureDir(dir string, d dirty) error {
 // batchedSync it is fsynced and renamed at once. The caller fsyncs the
 // directory (recorded in d). Its parents must exist (ensureDir). An empty
 // directory in the way is removed; a non-empty one yields errDirInTheWay.
+// It returns the summary of the file written (zero in a dry run), for the
+// state.
 //
 // Until the flush, name still shows its previous content: every method
 // that looks at or changes an existing entry flushes first (readFile: its
 // caller), except isFile, which is never asked about a pending name, and
 // removeFile, which flushes only for a pending name.
-func (m *mirror) writeFile(name string, data []byte, d dirty) error {
+func (m *mirror) writeFile(name string, data []byte, d dirty) (fileSum, error) {
 	if m.dry {
-		return nil
+		return fileSum{}, nil
 	}
 	if err := m.stage(); err != nil {
-		return err
+		return fileSum{}, err
 	}
 	if batchedSync && m.fsHandle == nil {
 		f, err := m.root.Open(".")
 		if err != nil {
-			return fmt.Errorf("open store directory: %w", err)
+			return fileSum{}, fmt.Errorf("open store directory: %w", err)
 		}
 		m.fsHandle = f
 	}
@@ -252,11 +255,11 @@ func (m *mirror) writeFile(name string, data []byte, d dirty) error {
 	dir = path.Clean(dir)
 	r, err := m.dir(dir)
 	if err != nil {
-		return err
+		return fileSum{}, err
 	}
 	f, tmp, err := createTemp(r, m.fileMode)
 	if err != nil {
-		return err
+		return fileSum{}, err
 	}
 	ok := false
 	defer func() {
@@ -269,40 +272,59 @@ func (m *mirror) writeFile(name string, data []byte, d dirty) error {
 	// data, not even for an instant.
 	if m.owner != nil {
 		if err := f.Chown(m.owner.UID, m.owner.GID); err != nil {
-			return fmt.Errorf("chown %s: %w", tmp, err)
+			return fileSum{}, fmt.Errorf("chown %s: %w", tmp, err)
 		}
 	}
 	if err := f.Chmod(m.fileMode); err != nil {
-		return fmt.Errorf("chmod %s: %w", tmp, err)
+		return fileSum{}, fmt.Errorf("chmod %s: %w", tmp, err)
 	}
 	if _, err := f.Write(data); err != nil {
-		return fmt.Errorf("write %s: %w", tmp, err)
+		return fileSum{}, fmt.Errorf("write %s: %w", tmp, err)
+	}
+	// The rename keeps the inode and its modification time: what the
+	// check at the next start compares the file with.
+	sum, err := summarize(f, data)
+	if err != nil {
+		return fileSum{}, err
 	}
 	if fi, err := r.Lstat(base); err == nil && fi.IsDir() {
 		m.forgetDir(name)
 		if err := r.Remove(base); err != nil {
-			return fmt.Errorf("%w: %s", errDirInTheWay, name)
+			return fileSum{}, fmt.Errorf("%w: %s", errDirInTheWay, name)
 		}
 	}
 	if batchedSync {
 		if err := m.queue(f, pendingFile{dir: dir, tmp: tmp, base: base}, name, d); err != nil {
-			return err
+			return fileSum{}, err
 		}
 		ok = true
-		return nil
+		return sum, nil
 	}
 	if err := f.Sync(); err != nil {
-		return fmt.Errorf("fsync %s: %w", tmp, err)
+		return fileSum{}, fmt.Errorf("fsync %s: %w", tmp, err)
 	}
 	if err := f.Close(); err != nil {
-		return fmt.Errorf("close %s: %w", tmp, err)
+		return fileSum{}, fmt.Errorf("close %s: %w", tmp, err)
 	}
 	if err := r.Rename(tmp, base); err != nil {
-		return fmt.Errorf("rename to %s: %w", name, err)
+		return fileSum{}, fmt.Errorf("rename to %s: %w", name, err)
 	}
 	ok = true
 	d.add(dir)
-	return nil
+	return sum, nil
+}
+
+// summarize returns the summary of the file f just written with data.
+func summarize(f *os.File, data []byte) (fileSum, error) {
+	fi, err := f.Stat()
+	if err != nil {
+		return fileSum{}, fmt.Errorf("stat %s: %w", f.Name(), err)
+	}
+	sum := fileSum{Size: fi.Size(), MTime: fi.ModTime().UnixNano(), Hash: sha256.Sum256(data)}
+	if st, ok := fi.Sys().(*syscall.Stat_t); ok {
+		sum.Ino = st.Ino
+	}
+	return sum, nil
 }
 
 // queue adds the written temporary file f of local name to the page's
@@ -539,6 +561,22 @@ func (m *mirror) prune(dir string, d dirty) {
 		delete(d, dir)
 		d.add(path.Dir(dir))
 	}
+}
+
+// occupied reports whether a directory with entries stands at name, where
+// a leaf goes: writing it would fail with errDirInTheWay.
+func (m *mirror) occupied(name string) bool {
+	fi, err := m.lstat(name)
+	if err != nil || !fi.IsDir() {
+		return false
+	}
+	f, err := m.root.Open(name)
+	if err != nil {
+		return true
+	}
+	defer f.Close()
+	names, _ := f.Readdirnames(1)
+	return len(names) > 0
 }
 
 // readFile returns the content of the regular file at name, refusing a

@@ -16,6 +16,12 @@ import (
 // trigger failed; their changes stay pending for the next run.
 var ErrTriggersFailed = errors.New("watcher: triggers failed")
 
+// ErrNotConverged is returned by a Once run whose sync completed but left
+// leaves out of the mirror (a local directory in the way, a drifted file
+// the servers did not bring again); they stay pending for the next run or
+// batch. The error names them.
+var ErrNotConverged = errors.New("watcher: mirror not converged")
+
 // Watcher mirrors a remote prefix into a local directory. Create it with
 // New; Run does the work.
 type Watcher struct {
@@ -66,11 +72,24 @@ func (w *Watcher) Run(ctx context.Context) (err error) {
 	if err := f.Run(ctx); err != nil {
 		return err
 	}
-	// With Once, a nil error means synced.
-	if w.cfg.Follow.Once && a.failed > 0 {
-		return fmt.Errorf("%w: %d of them; their changes stay pending", ErrTriggersFailed, a.failed)
+	return w.result(a)
+}
+
+// result is the outcome of a Run whose follower returned nil: with Once, a
+// sync that left leaves out of the mirror or had triggers fail is an
+// error naming them.
+func (w *Watcher) result(a *applier) error {
+	if !w.cfg.Follow.Once {
+		return nil
 	}
-	return nil
+	var errs []error
+	if n := len(a.unconverged); n > 0 {
+		errs = append(errs, fmt.Errorf("%w: %d leaves not written: %s; they stay pending", ErrNotConverged, n, firstFew(a.unconverged)))
+	}
+	if a.failed > 0 {
+		errs = append(errs, fmt.Errorf("%w: %d of them; their changes stay pending", ErrTriggersFailed, a.failed))
+	}
+	return errors.Join(errs...)
 }
 
 // openLocal opens the mirror directory and the state. The returned func

@@ -408,3 +408,69 @@ func TestE2E_PullFailoverKill9(t *testing.T) {
 		t.Fatalf("pull after SIGTERM: %v", pull.err)
 	}
 }
+
+// TestE2E_PullOnceConverges: a leaf where a local directory stands makes
+// pull --once fail naming it, with true counts, and stay pending; once the
+// directory is gone the next --once writes it. A mirrored file deleted or
+// edited by hand is written again by the next --once.
+func TestE2E_PullOnceConverges(t *testing.T) {
+	s := startServer(t, "solo", "127.0.0.1:0", t.TempDir())
+	work := t.TempDir()
+	writeFiles(t, filepath.Join(work, "src"), map[string]string{"token": "T", "other": "O"})
+	mustRun(t, "store", "--server="+s.addr, filepath.Join(work, "src"), "/data")
+	mirror := filepath.Join(work, "mirror")
+	writeFiles(t, mirror, map[string]string{"token/mine": "in the way"})
+	pull := func() (string, int) {
+		t.Helper()
+		_, errOut, code := run(t, nil, "pull", "--once", "--server="+s.addr, "--store="+mirror, "/data")
+		return errOut, code
+	}
+
+	errOut, code := pull()
+	if code == 0 || !strings.Contains(lastLine(errOut), "/data/token (local directory in the way)") {
+		t.Fatalf("pull --once with a directory in the way: exit %d, want non-zero and an error naming /data/token:\n%s", code, errOut)
+	}
+	if !regexp.MustCompile(`msg="batch applied" .*written=1 .*blocked=1`).MatchString(errOut) {
+		t.Errorf("batch line does not count 1 written, 1 blocked:\n%s", errOut)
+	}
+	errOut, code = pull()
+	if code == 0 {
+		t.Fatalf("second pull --once, directory still in the way: exit 0, want the leaf still pending:\n%s", errOut)
+	}
+	if err := os.RemoveAll(filepath.Join(mirror, "token")); err != nil {
+		t.Fatal(err)
+	}
+	if errOut, code = pull(); code != 0 {
+		t.Fatalf("pull --once, way clear: exit %d:\n%s", code, errOut)
+	}
+	waitFile(t, filepath.Join(mirror, "token"), []byte("T"))
+
+	// Drift: one file deleted, one edited.
+	if err := os.Remove(filepath.Join(mirror, "token")); err != nil {
+		t.Fatal(err)
+	}
+	if err := os.WriteFile(filepath.Join(mirror, "other"), []byte("edited"), 0o600); err != nil {
+		t.Fatal(err)
+	}
+	if errOut, code = pull(); code != 0 {
+		t.Fatalf("pull --once after local edits: exit %d:\n%s", code, errOut)
+	}
+	for _, re := range []string{
+		`msg="mirrored file drifted; rewriting it" .*path=/data/token .*problem=missing`,
+		`msg="mirrored file drifted; rewriting it" .*path=/data/other .*problem="content changed`,
+		`msg=repaired .*path=/data/token`,
+		`msg=repaired .*path=/data/other`,
+	} {
+		if !regexp.MustCompile(re).MatchString(errOut) {
+			t.Errorf("no log line matching %s:\n%s", re, errOut)
+		}
+	}
+	waitFile(t, filepath.Join(mirror, "token"), []byte("T"))
+	waitFile(t, filepath.Join(mirror, "other"), []byte("O"))
+}
+
+// lastLine returns the last non-empty line of s.
+func lastLine(s string) string {
+	lines := strings.Split(strings.TrimSpace(s), "\n")
+	return lines[len(lines)-1]
+}
