@@ -67,17 +67,31 @@ func TestE2E_PullOnceWithTriggers(t *testing.T) {
 		t.Fatal(err)
 	}
 	out := filepath.Join(work, "runs")
-	writeTrigger(t, trig, "d", "/app/d", out)
+	writeTrigger(t, trig, "d.json", "/app/d", out)
 	writeTrigger(t, trig, "none", "/elsewhere", out)
-	if err := os.WriteFile(filepath.Join(trig, "broken"), []byte("{"), 0o600); err != nil {
-		t.Fatal(err)
-	}
+	writeTrigger(t, trig, "d.json~", "/app", out) // an editor backup: ignored
 	mirror := filepath.Join(work, "mirror")
 
+	// A malformed trigger file fails --once before anything is written,
+	// naming the file and the field.
+	if err := os.WriteFile(filepath.Join(trig, "broken"), []byte(`{"path": "/app", "comand": "true"}`), 0o600); err != nil {
+		t.Fatal(err)
+	}
+	_, errOut, code := run(t, nil, "pull", "--once", "--server="+s.addr, "--store="+mirror, "--triggers-dir="+trig, "/app")
+	if code == 0 || !strings.Contains(lastLine(errOut), `"broken": unknown field "comand"`) {
+		t.Fatalf("pull --once with a malformed trigger: exit %d, want non-zero naming the file and field:\n%s", code, errOut)
+	}
+	if _, err := os.Stat(mirror); !os.IsNotExist(err) {
+		t.Fatalf("pull --once with a malformed trigger created the store directory (%v)", err)
+	}
+	if err := os.Remove(filepath.Join(trig, "broken")); err != nil {
+		t.Fatal(err)
+	}
+
 	// A dry run writes nothing, not even the state.
-	_, errOut, code := run(t, nil, "pull", "--once", "--dry-run", "--server="+s.addr, "--store="+mirror, "--triggers-dir="+trig, "/app")
+	_, errOut, code = run(t, nil, "pull", "--once", "--dry-run", "--server="+s.addr, "--store="+mirror, "--triggers-dir="+trig, "/app")
 	wouldWrite := regexp.MustCompile(`msg="would write" .*path=/app/d/b`)
-	wouldRun := regexp.MustCompile(`msg="would run trigger" .*trigger=d `)
+	wouldRun := regexp.MustCompile(`msg="would run trigger" .*trigger=d.json `)
 	if code != 0 || !wouldWrite.MatchString(errOut) || !wouldRun.MatchString(errOut) {
 		t.Fatalf("dry run: exit %d, output:\n%s", code, errOut)
 	}
@@ -90,9 +104,6 @@ func TestE2E_PullOnceWithTriggers(t *testing.T) {
 	_, errOut, code = run(t, nil, "pull", "--once", "--server="+s.addr, "--store="+mirror, "--triggers-dir="+trig, "/app")
 	if code != 0 {
 		t.Fatalf("pull --once: exit %d:\n%s", code, errOut)
-	}
-	if !regexp.MustCompile(`msg="trigger file skipped" .*broken`).MatchString(errOut) {
-		t.Errorf("the malformed trigger file is not reported by name:\n%s", errOut)
 	}
 	for name, want := range map[string]string{"a": "A", "d/b": "B", "x/c": "C"} {
 		p := filepath.Join(mirror, name)
