@@ -277,3 +277,65 @@ func BenchmarkCheck(b *testing.B) {
 		}
 	}
 }
+
+// TestOpen_RefusesSymlinks: a symlink planted where the state file or a
+// snapshot directory goes is refused with a clear error, and what it
+// points to is left alone.
+func TestOpen_RefusesSymlinks(t *testing.T) {
+	for _, tt := range []struct {
+		name  string
+		plant func(t *testing.T, cfg Config, victim string)
+		opt   harnessOpt
+	}{
+		{"state file", func(t *testing.T, cfg Config, victim string) {
+			mustSymlink(t, victim, cfg.Dir+StateSuffix)
+		}, func(*Config) {}},
+		{"state file, dry run", func(t *testing.T, cfg Config, victim string) {
+			mustSymlink(t, victim, cfg.Dir+StateSuffix)
+		}, func(c *Config) { c.DryRun = true }},
+		{"snapshot", func(t *testing.T, cfg Config, victim string) {
+			dir := filepath.Join(filepath.Dir(cfg.Dir), "elsewhere")
+			if err := os.Mkdir(dir, 0o700); err != nil {
+				t.Fatal(err)
+			}
+			mustSymlink(t, "elsewhere", filepath.Join(filepath.Dir(cfg.Dir), ".mirror"+snapInfix+"1"))
+		}, atomicMode},
+	} {
+		t.Run(tt.name, func(t *testing.T) {
+			base := t.TempDir()
+			cfg := DefaultConfig()
+			cfg.Dir = filepath.Join(base, "mirror")
+			cfg.Follow.Prefix = "/p"
+			cfg.Follow.Servers = []string{"unused:1"}
+			cfg.Logger = testLogger(t)
+			tt.opt(&cfg)
+			victim := filepath.Join(base, "victim")
+			if err := os.WriteFile(victim, []byte("precious"), 0o600); err != nil {
+				t.Fatal(err)
+			}
+			tt.plant(t, cfg, victim)
+			w, err := New(cfg)
+			if err != nil {
+				t.Fatal(err)
+			}
+			_, closer, err := w.openLocal()
+			if err == nil {
+				closer()
+				t.Fatal("openLocal succeeded, want the symlink refused")
+			}
+			if !errors.Is(err, ErrSymlink) || !strings.Contains(err.Error(), "is a symlink") {
+				t.Fatalf("openLocal error = %v, want ErrSymlink", err)
+			}
+			if b, err := os.ReadFile(victim); err != nil || string(b) != "precious" {
+				t.Fatalf("victim = %q, %v; want it untouched", b, err)
+			}
+		})
+	}
+}
+
+func mustSymlink(t *testing.T, target, name string) {
+	t.Helper()
+	if err := os.Symlink(target, name); err != nil {
+		t.Fatal(err)
+	}
+}

@@ -150,12 +150,12 @@ func (s *snapshots) settle(sealed uint64) error {
 	if err := s.prune(snaps, temps, cur, stagingN); err != nil {
 		return err
 	}
-	if s.curRoot, err = s.parent.OpenRoot(s.snapName(cur)); err != nil {
+	if s.curRoot, err = s.openSnap(s.snapName(cur)); err != nil {
 		return fmt.Errorf("open snapshot: %w", err)
 	}
 	s.cur = cur
 	if snaps[stagingN] {
-		if s.staging, err = s.parent.OpenRoot(s.snapName(stagingN)); err != nil {
+		if s.staging, err = s.openSnap(s.snapName(stagingN)); err != nil {
 			return fmt.Errorf("open staging snapshot: %w", err)
 		}
 		s.next = stagingN
@@ -178,13 +178,39 @@ func (s *snapshots) scan() (snaps map[uint64]bool, temps []string, err error) {
 	}
 	snaps = map[uint64]bool{}
 	for _, e := range entries {
-		if n, ok := s.parseSnap(e.Name()); ok && e.IsDir() {
+		n, ok := s.parseSnap(e.Name())
+		switch {
+		case ok && e.Type()&fs.ModeSymlink != 0:
+			return nil, nil, fmt.Errorf("snapshot %s %w", e.Name(), ErrSymlink)
+		case ok && e.IsDir():
 			snaps[n] = true
-		} else if s.isTemp(e.Name()) {
+		case s.isTemp(e.Name()):
 			temps = append(temps, e.Name())
 		}
 	}
 	return snaps, temps, nil
+}
+
+// openSnap opens the snapshot directory name of the parent, refusing a
+// symlink (os.Root would follow one that stays inside the parent): the
+// entry is checked first, and the directory opened must be that entry.
+func (s *snapshots) openSnap(name string) (*os.Root, error) {
+	fi, err := s.parent.Lstat(name)
+	if err != nil {
+		return nil, err
+	}
+	if fi.Mode()&fs.ModeSymlink != 0 {
+		return nil, fmt.Errorf("snapshot %s %w", name, ErrSymlink)
+	}
+	r, err := s.parent.OpenRoot(name)
+	if err != nil {
+		return nil, err
+	}
+	if got, err := r.Stat("."); err != nil || !os.SameFile(fi, got) {
+		r.Close()
+		return nil, fmt.Errorf("snapshot %s replaced while being opened", name)
+	}
+	return r, nil
 }
 
 // storeLink is what stands at the store directory's name.
@@ -363,7 +389,7 @@ func (s *snapshots) stage() (*os.Root, error) {
 	if err := s.syncParent(); err != nil {
 		return nil, err
 	}
-	r, err := s.parent.OpenRoot(name)
+	r, err := s.openSnap(name)
 	if err != nil {
 		return nil, fmt.Errorf("open staging snapshot: %w", err)
 	}

@@ -8,6 +8,7 @@ import (
 	"fmt"
 	"os"
 	"path/filepath"
+	"syscall"
 	"time"
 
 	bolt "go.etcd.io/bbolt"
@@ -175,10 +176,33 @@ func getU64(b *bolt.Bucket, key []byte) uint64 {
 	return binary.BigEndian.Uint64(v)
 }
 
+// ErrSymlink is returned when a file or directory the watcher owns (the
+// state file, a snapshot directory) is a symlink: it is never followed, so
+// that whoever can write beside the mirror cannot redirect what the pull
+// writes, as root, to another file.
+var ErrSymlink = errors.New("is a symlink; refusing to follow it (remove it)")
+
+// openNoFollow is os.OpenFile refusing a symlink as the final component:
+// the state file is opened with it (its lock is an flock on the same
+// file), so a symlink planted in its place is an error, not followed.
+func openNoFollow(name string, flag int, perm os.FileMode) (*os.File, error) {
+	f, err := os.OpenFile(name, flag|syscall.O_NOFOLLOW, perm)
+	if errors.Is(err, syscall.ELOOP) {
+		return nil, fmt.Errorf("%s %w", name, ErrSymlink)
+	}
+	return f, err
+}
+
+// openBolt opens the bbolt file at path without following a symlink.
+func openBolt(path string, o bolt.Options) (*bolt.DB, error) {
+	o.OpenFile = openNoFollow
+	return bolt.Open(path, 0o600, &o)
+}
+
 // openState opens (creating if needed) the state file and checks that it
-// belongs to this prefix and directory.
+// belongs to this prefix and directory. A symlink at path is refused.
 func openState(path, prefix, dir string) (*state, error) {
-	db, err := bolt.Open(path, 0o600, &bolt.Options{Timeout: lockTimeout})
+	db, err := openBolt(path, bolt.Options{Timeout: lockTimeout})
 	if errors.Is(err, berrors.ErrTimeout) {
 		return nil, fmt.Errorf("watcher: state file %s is locked by another process", path)
 	}
@@ -207,8 +231,8 @@ func openDryState(path, prefix, dir string) (st *state, tmp string, err error) {
 			os.Remove(tmp)
 		}
 	}()
-	if _, err := os.Stat(path); err == nil {
-		src, err := bolt.Open(path, 0o600, &bolt.Options{ReadOnly: true, Timeout: lockTimeout})
+	if _, err := os.Lstat(path); err == nil {
+		src, err := openBolt(path, bolt.Options{ReadOnly: true, Timeout: lockTimeout})
 		if errors.Is(err, berrors.ErrTimeout) {
 			return nil, "", fmt.Errorf("watcher: state file %s is locked by a running pull; stop it for a dry run", path)
 		}
