@@ -18,6 +18,8 @@ import (
 // Atomic mode (Config.Atomic) lays the mirror out as
 //
 //	PARENT/DIR                     symlink to .DIR.replds-snap-N
+//	PARENT/.DIR.replds-snap-M      retired snapshots (M < N), kept for
+//	                               the readers that resolved DIR before
 //	PARENT/.DIR.replds-snap-N      the current snapshot: a complete tree
 //	PARENT/.DIR.replds-snap-N+1    the staging snapshot of the open batch
 //
@@ -26,9 +28,13 @@ import (
 // temporary name renamed into place once complete and durable. The batch
 // is written into it; at the bookmark the state records the batch and
 // the staging number ("snap" in meta, the sealed snapshot) in one
-// transaction, then a new symlink is renamed over DIR and the old snapshot
-// is removed. A reader that resolves DIR once (opens the directory, or
-// readlink) sees one complete batch; the triggers run after the swap.
+// transaction, then a new symlink is renamed over DIR; the snapshot it
+// replaced is retired, not removed: it stays until the next swap and at
+// least Config.AtomicGrace, and at most maxRetired of them are kept. A
+// reader that resolves DIR once (opens the directory, or readlink) sees
+// one complete batch, and the tree it resolved stays whole until the
+// next swap or for the grace period, whichever is later (the reader
+// contract, in README); the triggers run after the swap.
 //
 // Recovery (settle, at start and at each session) relies on two facts: a
 // snapshot directory with its final name is complete, and the staging
@@ -36,7 +42,19 @@ import (
 // newer than the current one, is swapped in (a crash between the state
 // commit and the rename); the snapshot numbered max(current, sealed)+1 is
 // the staging snapshot of a batch the state has partly recorded, and is
-// kept; every other snapshot and temporary entry of DIR is removed.
+// kept; so is the highest snapshot below the current one, the last
+// retired (how long ago the others were retired is not known after a
+// restart); every other snapshot and temporary entry of DIR is removed.
+
+// maxRetired bounds the retired snapshots kept within the grace period, so
+// that a burst of batches does not pile up copies of the tree.
+const maxRetired = 8
+
+// retiredSnap is a snapshot replaced by a newer one, and when.
+type retiredSnap struct {
+	n  uint64
+	at time.Time
+}
 
 // snapInfix follows ".DIR" in the names of snapshots; their temporary
 // entries have tmpPrefix there instead.
@@ -53,6 +71,12 @@ type snapshots struct {
 
 	cur     uint64   // number of the current snapshot
 	curRoot *os.Root // the current snapshot, never written
+	// retired are the snapshots replaced by a swap and kept for readers,
+	// oldest first; the last is kept until the next swap, the others
+	// until grace has passed since their retirement.
+	retired []retiredSnap
+	grace   time.Duration
+	now     func() time.Time
 	sealed  uint64   // number of the last snapshot the state sealed
 	staging *os.Root // the staging snapshot; nil between batches
 	next    uint64   // number of the staging snapshot
@@ -62,7 +86,7 @@ type snapshots struct {
 // (settle) with sealed, the state's last sealed snapshot number. seal
 // records a new sealed number in the state (when a plain directory is
 // adopted).
-func openSnapshots(dir string, sealed uint64, seal func(uint64) error, m *mirror) (*snapshots, error) {
+func openSnapshots(dir string, sealed uint64, seal func(uint64) error, grace time.Duration, m *mirror) (*snapshots, error) {
 	abs, err := filepath.Abs(dir)
 	if err != nil {
 		return nil, err
@@ -71,7 +95,7 @@ func openSnapshots(dir string, sealed uint64, seal func(uint64) error, m *mirror
 	if err != nil {
 		return nil, fmt.Errorf("parent of the store directory: %w", err)
 	}
-	s := &snapshots{m: m, parent: parent, base: filepath.Base(abs), seal: seal}
+	s := &snapshots{m: m, parent: parent, base: filepath.Base(abs), seal: seal, grace: grace, now: time.Now}
 	if err := s.settle(sealed); err != nil {
 		s.close()
 		return nil, err
@@ -147,6 +171,16 @@ func (s *snapshots) settle(sealed uint64) error {
 	}
 	s.sealed = sealed
 	stagingN := max(cur, sealed) + 1
+	var prev uint64
+	for n := range snaps {
+		if n < cur {
+			prev = max(prev, n)
+		}
+	}
+	s.retired = s.retired[:0]
+	if prev != 0 {
+		s.retired = append(s.retired, retiredSnap{n: prev, at: s.now()})
+	}
 	if err := s.prune(snaps, temps, cur, stagingN); err != nil {
 		return err
 	}
@@ -295,11 +329,11 @@ func (s *snapshots) repair(l storeLink, snaps map[uint64]bool, sealed uint64) (c
 	return cur, sealed, nil
 }
 
-// prune removes every snapshot but cur and stagingN, and the leftover
-// temporary entries.
+// prune removes every snapshot but cur, stagingN and the retired one, and
+// the leftover temporary entries.
 func (s *snapshots) prune(snaps map[uint64]bool, temps []string, cur, stagingN uint64) error {
 	for n := range snaps {
-		if n == cur || n == stagingN {
+		if n == cur || n == stagingN || len(s.retired) > 0 && n == s.retired[0].n {
 			continue
 		}
 		if err := s.parent.RemoveAll(s.snapName(n)); err != nil {
@@ -495,20 +529,40 @@ func (s *snapshots) copyFile(name, to string) error {
 }
 
 // swap publishes the staging snapshot (already sealed in the state): the
-// symlink is replaced, then the old snapshot removed.
+// symlink is replaced; the snapshot it replaced is retired, left for the
+// readers that resolved the link before, and the retired snapshots past
+// the grace period (or past maxRetired) are removed.
 func (s *snapshots) swap() error {
 	if err := s.setLink(s.next); err != nil {
 		return err
 	}
-	old := s.cur
 	s.curRoot.Close()
+	s.retired = append(s.retired, retiredSnap{n: s.cur, at: s.now()})
 	s.cur, s.curRoot, s.sealed = s.next, s.staging, s.next
 	s.staging = nil
-	if err := s.parent.RemoveAll(s.snapName(old)); err != nil {
-		// Harmless: the next settle removes it.
-		s.m.log.Warn("old snapshot not removed", "snapshot", old, "err", err)
-	}
+	s.removeRetired()
 	return nil
+}
+
+// removeRetired removes the retired snapshots that no reader may still
+// count on: all but the last, once the grace period has passed since
+// their retirement, and the oldest beyond maxRetired.
+func (s *snapshots) removeRetired() {
+	keep := 0
+	now := s.now()
+	for i, r := range s.retired {
+		last := i == len(s.retired)-1
+		if last || (now.Sub(r.at) < s.grace && len(s.retired)-i <= maxRetired) {
+			s.retired[keep] = r
+			keep++
+			continue
+		}
+		if err := s.parent.RemoveAll(s.snapName(r.n)); err != nil {
+			// Harmless: the next settle removes it.
+			s.m.log.Warn("old snapshot not removed", "snapshot", r.n, "err", err)
+		}
+	}
+	s.retired = s.retired[:keep]
 }
 
 // discard drops the staging snapshot of a batch that changed nothing.

@@ -8,6 +8,7 @@ import (
 	"slices"
 	"syscall"
 	"testing"
+	"time"
 )
 
 // ino returns the inode number of the mirror's file name.
@@ -250,5 +251,59 @@ func TestApply_Owner(t *testing.T) {
 		if u, g := owner(t, p); u != 0 || g != gid {
 			t.Errorf("%s owned by %d:%d, want 0:%d", p, u, g, gid)
 		}
+	}
+}
+
+// TestAtomic_RetiredSnapshotsKept: a reader that opened the store
+// directory before a swap reads the whole tree it resolved after the swap;
+// the snapshot it holds is removed only after the next swap and once the
+// grace period passed.
+func TestAtomic_RetiredSnapshotsKept(t *testing.T) {
+	now := time.Unix(1000, 0)
+	h := newHarness(t, "/p", atomicMode, func(c *Config) { c.AtomicGrace = time.Minute })
+	h.a.m.snaps.now = func() time.Time { return now }
+	h.bookmark(1, true, live("/p/cert", 1, "1"), live("/p/key", 1, "1"))
+	reader, err := os.OpenRoot(h.cfg.Dir)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer reader.Close()
+	first := h.target()
+	read := func() string {
+		t.Helper()
+		cert, err1 := reader.ReadFile("cert")
+		key, err2 := reader.ReadFile("key")
+		if err1 != nil || err2 != nil {
+			t.Fatalf("reader of %s: %v, %v", first, err1, err2)
+		}
+		return string(cert) + string(key)
+	}
+	for i := uint64(2); i <= 4; i++ {
+		v := fmt.Sprint(i)
+		h.bookmark(i, false, live("/p/cert", i, v), live("/p/key", i, v))
+		h.check()
+		if got := read(); got != "11" {
+			t.Fatalf("after swap %d the reader reads %q, want its batch, 11", i, got)
+		}
+	}
+	if got := len(h.a.m.snaps.retired); got != 4 {
+		t.Fatalf("%d retired snapshots within the grace period, want 4 (the first, empty one too)", got)
+	}
+	// Past the grace period, the next swap keeps only the snapshot it
+	// replaces.
+	now = now.Add(2 * time.Minute)
+	h.bookmark(5, false, live("/p/cert", 5, "5"))
+	h.check()
+	if _, err := os.Lstat(filepath.Join(filepath.Dir(h.cfg.Dir), first)); !os.IsNotExist(err) {
+		t.Fatalf("first snapshot after the grace period: %v, want it removed", err)
+	}
+	if got := len(h.a.m.snaps.retired); got != 1 {
+		t.Fatalf("%d retired snapshots past the grace period, want 1", got)
+	}
+	// A restart keeps the last retired one.
+	h.reopen()
+	h.check()
+	if got := len(h.a.m.snaps.retired); got != 1 {
+		t.Fatalf("%d retired snapshots after a restart, want 1", got)
 	}
 }

@@ -151,7 +151,7 @@ func (w *Watcher) openLocal() (*applier, func() error, error) {
 		}
 		return nil
 	}
-	if err := a.openMirror(snapshotted, w.cfg.Dir); err != nil {
+	if err := a.openMirror(snapshotted, w.cfg.Dir, w.cfg.AtomicGrace); err != nil {
 		closeAll()
 		return nil, nil, err
 	}
@@ -187,13 +187,14 @@ func (w *Watcher) openDir() (*os.Root, error) {
 	}
 }
 
-// openMirror opens the snapshots of atomic mode (snapshotted) and tidies
+// openMirror opens the snapshots of atomic mode (snapshotted; retired ones
+// kept for grace) and tidies
 // the mirror, removing leftover temporary files.
-func (a *applier) openMirror(snapshotted bool, dir string) error {
+func (a *applier) openMirror(snapshotted bool, dir string, grace time.Duration) error {
 	if snapshotted {
 		sealed, err := a.st.sealed()
 		if err == nil {
-			a.m.snaps, err = openSnapshots(dir, sealed, a.st.setSealed, a.m)
+			a.m.snaps, err = openSnapshots(dir, sealed, a.st.setSealed, grace, a.m)
 		}
 		if err != nil {
 			return fmt.Errorf("watcher: atomic store directory: %w", err)

@@ -62,6 +62,7 @@ again. SIGHUP re-reads the triggers directory.`,
 	f.StringVar(&o.httpAddr, "http-addr", "", "serve the client's /metrics on HOST:PORT (plain HTTP: keep it local)")
 	f.StringVar(&cfg.StateFile, "state-file", "", "state file (default: the store directory + "+watcher.StateSuffix+")")
 	f.BoolVar(&cfg.Atomic, "atomic", false, "make the store directory a symlink to a snapshot swapped in one rename per batch")
+	f.DurationVar(&cfg.AtomicGrace, "atomic-grace", cfg.AtomicGrace, "with --atomic, keep a replaced snapshot this long (and until the next swap) for readers that resolved the directory before")
 	f.StringVar(&o.owner, "owner", "", "user (name or uid) owning mirrored files and directories (root only)")
 	f.StringVar(&o.group, "group", "", "group (name or gid) owning mirrored files and directories (root only)")
 	f.DurationVar(&cfg.Follow.IdleTimeout, "idle-timeout", cfg.Follow.IdleTimeout, "reconnect elsewhere when a server sends nothing for this long")

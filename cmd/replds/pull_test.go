@@ -237,6 +237,12 @@ func TestE2E_PullAtomicWithOwner(t *testing.T) {
 	run(t, strings.NewReader("cert 2"), "store", "--server="+s.addr, "-", "/tls/cert")
 	run(t, strings.NewReader("key 2"), "store", "--server="+s.addr, "-", "/tls/sub/key")
 	pull()
+	// Replaced snapshots stay for --atomic-grace; none is kept with 0
+	// but the one the last swap replaced.
+	run(t, strings.NewReader("cert 3"), "store", "--server="+s.addr, "-", "/tls/cert")
+	mustRun(t, "pull", "--once", "--atomic", "--atomic-grace=0", "--owner=4242", "--group=4343", "--server="+s.addr, "--store="+mirror, "/tls")
+	run(t, strings.NewReader("cert 2"), "store", "--server="+s.addr, "-", "/tls/cert")
+	mustRun(t, "pull", "--once", "--atomic", "--atomic-grace=0", "--owner=4242", "--group=4343", "--server="+s.addr, "--store="+mirror, "/tls")
 
 	target, err := os.Readlink(mirror)
 	if err != nil {
@@ -247,7 +253,9 @@ func TestE2E_PullAtomicWithOwner(t *testing.T) {
 	for _, e := range entries {
 		names = append(names, e.Name())
 	}
-	if want := []string{target, "mirror", "mirror.replds-state"}; !reflect.DeepEqual(names, want) {
+	n, _ := strconv.Atoi(strings.TrimPrefix(target, ".mirror.replds-snap-"))
+	retired := fmt.Sprintf(".mirror.replds-snap-%d", n-1)
+	if want := []string{retired, target, "mirror", "mirror.replds-state"}; !reflect.DeepEqual(names, want) {
 		t.Errorf("beside the store directory: %v, want %v", names, want)
 	}
 	waitFile(t, filepath.Join(mirror, "cert"), []byte("cert 2"))
