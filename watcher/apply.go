@@ -1,6 +1,7 @@
 package watcher
 
 import (
+	"context"
 	"errors"
 	"log/slog"
 	"path"
@@ -130,20 +131,45 @@ func (a *applier) ancestors(p string) []string {
 	return out
 }
 
-// applyPage applies one page of nodes in a transaction. With full set, the
+// checkpointNodes and checkpointBytes bound what a page keeps open: past
+// either, what was applied so far is made durable and committed, and a new
+// transaction goes on. A page of any size thus holds at most that many
+// temporary files and uncommitted state, and takes time linear in its
+// nodes.
+var (
+	checkpointNodes = 16384
+	checkpointBytes = 64 << 20
+)
+
+// applyPage applies one page of nodes, in a transaction per
+// checkpointNodes nodes (or checkpointBytes of data). With full set, the
 // page is part of a complete replay and every path in it is noted as seen.
-// On error nothing of the page is recorded; files already replaced are
-// rewritten when the page is received again.
-func (a *applier) applyPage(nodes []*repldspb.Node, full bool) error {
+// On error (ctx ending included: it is checked at every node) nothing of
+// the open transaction is recorded and its temporary files are removed;
+// what is applied again when the page is received again is skipped or
+// rewritten, as versions say.
+func (a *applier) applyPage(ctx context.Context, nodes []*repldspb.Node, full bool) error {
 	p, err := a.begin()
 	if err != nil {
 		return err
 	}
 	defer p.rollback()
+	count, size := 0, 0
 	for _, n := range nodes {
+		if err := ctx.Err(); err != nil {
+			return err
+		}
+		if count >= checkpointNodes || size >= checkpointBytes {
+			if err := p.checkpoint(); err != nil {
+				return err
+			}
+			count, size = 0, 0
+		}
 		if err := a.applyNode(p, n, full); err != nil {
 			return err
 		}
+		count++
+		size += len(n.Data)
 	}
 	return p.commit()
 }
@@ -483,8 +509,10 @@ func (a *applier) restoreAncestor(p *pageTx, anc string) error {
 }
 
 // deleteUnseen ends a full resync: every live leaf the replay did not
-// contain is gone on the servers, so it is deleted here too.
-func (a *applier) deleteUnseen() error {
+// contain is gone on the servers, so it is deleted here too, committed
+// every checkpointNodes. It stops when ctx ends; the resync, still
+// pending, is then done again.
+func (a *applier) deleteUnseen(ctx context.Context) error {
 	gone, err := a.st.unseen()
 	if err != nil || len(gone) == 0 {
 		return err
@@ -495,7 +523,15 @@ func (a *applier) deleteUnseen() error {
 		return err
 	}
 	defer p.rollback()
-	for _, rp := range gone {
+	for i, rp := range gone {
+		if err := ctx.Err(); err != nil {
+			return err
+		}
+		if i > 0 && i%checkpointNodes == 0 {
+			if err := p.checkpoint(); err != nil {
+				return err
+			}
+		}
 		rec, _, err := p.version(rp)
 		if err != nil {
 			return err

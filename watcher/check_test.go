@@ -4,7 +4,6 @@ import (
 	"context"
 	"errors"
 	"fmt"
-	"log/slog"
 	"os"
 	"path/filepath"
 	"reflect"
@@ -243,19 +242,7 @@ func BenchmarkCheck(b *testing.B) {
 	b.Cleanup(func() { syncFS = oldFS })
 	syncFS = func(*os.File) error { return nil } // setting up only
 	const dirs, perDir = 100, 1000
-	cfg := DefaultConfig()
-	cfg.Dir = filepath.Join(b.TempDir(), "mirror")
-	cfg.Follow.Prefix = "/p"
-	cfg.Follow.Servers = []string{"unused:1"}
-	cfg.Logger = slog.New(slog.DiscardHandler)
-	w, err := New(cfg)
-	if err != nil {
-		b.Fatal(err)
-	}
-	a, closer, err := w.openLocal()
-	if err != nil {
-		b.Fatal(err)
-	}
+	a, closer := benchApplier(b)
 	defer closer()
 	data := make([]byte, 1024)
 	v := uint64(0)
@@ -265,7 +252,7 @@ func BenchmarkCheck(b *testing.B) {
 			v++
 			nodes = append(nodes, &repldspb.Node{Path: fmt.Sprintf("/p/d%03d/f%04d", d, f), Version: v, Origin: 1, Data: data})
 		}
-		if err := a.applyPage(nodes, false); err != nil {
+		if err := a.applyPage(context.Background(), nodes, false); err != nil {
 			b.Fatal(err)
 		}
 	}
@@ -318,7 +305,7 @@ func TestOpen_RefusesSymlinks(t *testing.T) {
 			if err != nil {
 				t.Fatal(err)
 			}
-			_, closer, err := w.openLocal()
+			_, closer, err := w.openLocal(context.Background())
 			if err == nil {
 				closer()
 				t.Fatal("openLocal succeeded, want the symlink refused")

@@ -98,7 +98,7 @@ func (h *harness) open() {
 	if err != nil {
 		h.t.Fatalf("New: %v", err)
 	}
-	a, closer, err := w.openLocal()
+	a, closer, err := w.openLocal(context.Background())
 	if err != nil {
 		h.t.Fatalf("openLocal: %v", err)
 	}

@@ -1,6 +1,7 @@
 package watcher
 
 import (
+	"context"
 	"crypto/rand"
 	"crypto/sha256"
 	"encoding/hex"
@@ -185,7 +186,10 @@ func (m *mirror) lstat(name string) (fs.FileInfo, error) {
 
 // ensureDir makes sure dir and its parents are real directories, creating
 // them with dirMode. A symlink or file in the way is removed (the store
-// directory belongs to the mirror), never followed.
+// directory belongs to the mirror), never followed. It walks down from the
+// store directory one segment at a time through the directory opened at
+// the previous one, so its cost is linear in the depth, and leaves dir
+// open in the page's cache for writeFile.
 func (m *mirror) ensureDir(dir string, d dirty) error {
 	if dir == "." || m.dry {
 		return nil
@@ -193,34 +197,120 @@ func (m *mirror) ensureDir(dir string, d dirty) error {
 	if m.dirsOf == m.root && m.dirs[dir] != nil {
 		return nil // checked and opened in this page, unchanged since
 	}
+	w := dirWalk{r: m.root}
+	defer w.close()
 	cur := "."
 	for _, seg := range strings.Split(dir, "/") {
 		parent := cur
 		cur = path.Join(cur, seg)
-		fi, err := m.root.Lstat(cur)
-		switch {
-		case err == nil && fi.IsDir():
+		fi, err := w.r.Lstat(seg)
+		if err == nil && fi.IsDir() {
+			if err := w.descend(seg, cur); err != nil {
+				return err
+			}
 			continue
-		case err != nil && !errors.Is(err, fs.ErrNotExist):
+		}
+		if err != nil && !errors.Is(err, fs.ErrNotExist) {
 			return fmt.Errorf("lstat %s: %w", cur, err)
 		}
-		if serr := m.stage(); serr != nil {
-			return serr
+		if !m.staged() {
+			// Atomic mode: the change goes to a new staging snapshot,
+			// whose parent of cur is opened again; what stands there may
+			// differ (the copy leaves symlinks out).
+			if err := m.stage(); err != nil {
+				return err
+			}
+			if err := w.reopen(m.root, parent); err != nil {
+				return err
+			}
+			if fi, err = w.r.Lstat(seg); err == nil && fi.IsDir() {
+				if err := w.descend(seg, cur); err != nil {
+					return err
+				}
+				continue
+			}
 		}
 		if err == nil {
 			m.log.Warn("replacing non-directory in the way", "local", cur, "type", fi.Mode().Type().String())
 			// Not found: a symlink the staging snapshot left out.
-			if err := m.root.Remove(cur); err != nil && !errors.Is(err, fs.ErrNotExist) {
+			if err := w.r.Remove(seg); err != nil && !errors.Is(err, fs.ErrNotExist) {
 				return fmt.Errorf("remove %s: %w", cur, err)
 			}
 		}
-		if err := m.mkdir(m.root, cur); err != nil {
-			return err
+		if err := m.mkdir(w.r, seg); err != nil {
+			return fmt.Errorf("%s: %w", cur, err)
 		}
 		d.add(parent)
 		d.add(cur)
+		if err := w.descend(seg, cur); err != nil {
+			return err
+		}
 	}
+	m.cacheDir(dir, w.take())
 	return nil
+}
+
+// dirWalk holds the directory ensureDir is at: root itself (not owned) or
+// one it opened (owned, closed when it moves on).
+type dirWalk struct {
+	r     *os.Root
+	owned bool
+}
+
+// descend moves to the directory seg (local name cur) of the current one.
+func (w *dirWalk) descend(seg, cur string) error {
+	next, err := w.r.OpenRoot(seg)
+	if err != nil {
+		return fmt.Errorf("open %s: %w", cur, err)
+	}
+	w.close()
+	w.r, w.owned = next, true
+	return nil
+}
+
+// reopen moves to the directory name of root.
+func (w *dirWalk) reopen(root *os.Root, name string) error {
+	w.close()
+	w.r, w.owned = root, false
+	if name == "." {
+		return nil
+	}
+	r, err := root.OpenRoot(name)
+	if err != nil {
+		return fmt.Errorf("open %s: %w", name, err)
+	}
+	w.r, w.owned = r, true
+	return nil
+}
+
+// take hands the current directory over to the caller.
+func (w *dirWalk) take() *os.Root {
+	r := w.r
+	w.r, w.owned = nil, false
+	return r
+}
+
+func (w *dirWalk) close() {
+	if w.owned {
+		w.r.Close()
+	}
+	w.r, w.owned = nil, false
+}
+
+// cacheDir puts r, the open directory dir of root, in the page's cache.
+func (m *mirror) cacheDir(dir string, r *os.Root) {
+	if m.dirsOf != m.root {
+		m.forgetDirs()
+	}
+	if old := m.dirs[dir]; old != nil {
+		old.Close()
+	} else if len(m.dirs) >= maxOpenDirs {
+		m.forgetDirs()
+	}
+	if m.dirs == nil {
+		m.dirs = map[string]*os.Root{}
+	}
+	m.dirs[dir], m.dirsOf = r, m.root
 }
 
 // writeFile replaces name with data, atomically and durably once the page
@@ -368,17 +458,11 @@ func (m *mirror) dir(dir string) (*os.Root, error) {
 	if r := m.dirs[dir]; r != nil {
 		return r, nil
 	}
-	if len(m.dirs) >= maxOpenDirs {
-		m.forgetDirs()
-	}
 	r, err := m.root.OpenRoot(dir)
 	if err != nil {
 		return nil, fmt.Errorf("open %s: %w", dir, err)
 	}
-	if m.dirs == nil {
-		m.dirs = map[string]*os.Root{}
-	}
-	m.dirs[dir], m.dirsOf = r, m.root
+	m.cacheDir(dir, r)
 	return r, nil
 }
 
@@ -630,13 +714,16 @@ func (m *mirror) syncDirs(d dirty) error {
 // under the directory, except names in keep (leaves that happen to be
 // called like that), and with an owner configured gives it whatever it does
 // not own yet (a mirror made before --owner was set). Symlinked
-// directories are not entered.
-func (m *mirror) tidy(keep func(name string) bool) error {
+// directories are not entered. It stops when ctx ends.
+func (m *mirror) tidy(ctx context.Context, keep func(name string) bool) error {
 	if m.dry || m.root == nil {
 		return nil
 	}
 	d := dirty{}
 	err := fs.WalkDir(m.root.FS(), ".", func(name string, e fs.DirEntry, err error) error {
+		if cerr := ctx.Err(); cerr != nil {
+			return cerr
+		}
 		if err != nil {
 			return nil // unreadable subtree: nothing of ours to clean there
 		}

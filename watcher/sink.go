@@ -60,7 +60,7 @@ func (a *applier) Reset(ctx context.Context) error {
 
 // Apply writes a page of nodes to the mirror (see applyPage).
 func (a *applier) Apply(ctx context.Context, p follow.Page) error {
-	if err := a.applyPage(p.Nodes, p.Full); err != nil {
+	if err := a.applyPage(ctx, p.Nodes, p.Full); err != nil {
 		return fmt.Errorf("watcher: apply: %w", err)
 	}
 	return nil
@@ -72,7 +72,7 @@ func (a *applier) Apply(ctx context.Context, p follow.Page) error {
 // run (all pending ones, forced, at a Once run's sync).
 func (a *applier) Bookmark(ctx context.Context, b follow.Bookmark) error {
 	if b.Full {
-		if err := a.deleteUnseen(); err != nil {
+		if err := a.deleteUnseen(ctx); err != nil {
 			return fmt.Errorf("watcher: apply: %w", err)
 		}
 	}

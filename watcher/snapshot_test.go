@@ -1,6 +1,7 @@
 package watcher
 
 import (
+	"context"
 	"fmt"
 	"os"
 	"path/filepath"
@@ -183,7 +184,7 @@ func TestAtomic_RefusesForeignSymlink(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	if _, _, err := w.openLocal(); err == nil {
+	if _, _, err := w.openLocal(context.Background()); err == nil {
 		t.Fatal("openLocal over a symlink to elsewhere succeeded, want an error")
 	}
 }

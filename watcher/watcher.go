@@ -52,7 +52,7 @@ func New(cfg Config) (*Watcher, error) {
 // network error does. Everything is closed when Run returns. Run blocks;
 // another Run on the same state file fails (the file is locked).
 func (w *Watcher) Run(ctx context.Context) (err error) {
-	a, closeLocal, err := w.openLocal()
+	a, closeLocal, err := w.openLocal(ctx)
 	if err != nil {
 		return err
 	}
@@ -92,9 +92,10 @@ func (w *Watcher) result(a *applier) error {
 	return errors.Join(errs...)
 }
 
-// openLocal opens the mirror directory and the state. The returned func
-// closes them (and removes a dry run's throw-away state).
-func (w *Watcher) openLocal() (*applier, func() error, error) {
+// openLocal opens the mirror directory and the state, stopping if ctx
+// ends. The returned func closes them (and removes a dry run's throw-away
+// state).
+func (w *Watcher) openLocal(ctx context.Context) (*applier, func() error, error) {
 	m := &mirror{dry: w.cfg.DryRun, fileMode: w.cfg.FileMode, dirMode: w.cfg.DirMode, owner: w.cfg.Owner, log: w.log}
 	// A dry run reads the current snapshot through the symlink, as any
 	// reader does, and needs no snapshot management.
@@ -151,7 +152,7 @@ func (w *Watcher) openLocal() (*applier, func() error, error) {
 		}
 		return nil
 	}
-	if err := a.openMirror(snapshotted, w.cfg.Dir, w.cfg.AtomicGrace); err != nil {
+	if err := a.openMirror(ctx, snapshotted, w.cfg.Dir, w.cfg.AtomicGrace); err != nil {
 		closeAll()
 		return nil, nil, err
 	}
@@ -190,7 +191,7 @@ func (w *Watcher) openDir() (*os.Root, error) {
 // openMirror opens the snapshots of atomic mode (snapshotted; retired ones
 // kept for grace) and tidies
 // the mirror, removing leftover temporary files.
-func (a *applier) openMirror(snapshotted bool, dir string, grace time.Duration) error {
+func (a *applier) openMirror(ctx context.Context, snapshotted bool, dir string, grace time.Duration) error {
 	if snapshotted {
 		sealed, err := a.st.sealed()
 		if err == nil {
@@ -201,7 +202,7 @@ func (a *applier) openMirror(snapshotted bool, dir string, grace time.Duration) 
 		}
 		a.m.root = a.m.snaps.root()
 	}
-	if err := a.m.tidy(a.tracked); err != nil {
+	if err := a.m.tidy(ctx, a.tracked); err != nil {
 		return fmt.Errorf("watcher: tidy store directory: %w", err)
 	}
 	return nil

@@ -4,18 +4,21 @@ import (
 	"context"
 	"encoding/json"
 	"fmt"
+	"net"
 	"os"
 	"path/filepath"
 	"reflect"
 	"regexp"
 	"strconv"
 	"strings"
+	"sync/atomic"
 	"syscall"
 	"testing"
 	"time"
 
 	"google.golang.org/grpc"
 	"google.golang.org/grpc/credentials/insecure"
+	"google.golang.org/grpc/keepalive"
 
 	repldspb "replds/proto"
 	"replds/server/servertest"
@@ -492,4 +495,100 @@ func TestE2E_PullOnceConverges(t *testing.T) {
 func lastLine(s string) string {
 	lines := strings.Split(strings.TrimSpace(s), "\n")
 	return lines[len(lines)-1]
+}
+
+// hugePageServer is a Watch server that sends every session one message
+// of many nodes, as a hostile or buggy server may, then, once complete is
+// set, a synced bookmark; until then it holds the stream open.
+type hugePageServer struct {
+	repldspb.UnimplementedRepldsServer
+	nodes    []*repldspb.Node
+	complete atomic.Bool
+}
+
+func (s *hugePageServer) Watch(req *repldspb.WatchRequest, stream grpc.ServerStreamingServer[repldspb.WatchResponse]) error {
+	if err := stream.Send(&repldspb.WatchResponse{Nodes: s.nodes}); err != nil {
+		return err
+	}
+	if !s.complete.Load() {
+		<-stream.Context().Done()
+		return nil
+	}
+	vec := &repldspb.Vector{Entries: []*repldspb.VectorEntry{{Origin: 1, Seq: uint64(len(s.nodes))}}}
+	if err := stream.Send(&repldspb.WatchResponse{Bookmark: vec, Synced: true}); err != nil {
+		return err
+	}
+	<-stream.Context().Done()
+	return nil
+}
+
+// TestE2E_PullStopsOnSIGTERM: SIGTERM while a pull applies one huge page
+// stops it at once (the part of the page not yet committed is abandoned,
+// its temporary files removed); the state stays consistent: the next
+// --once completes the mirror, and no temporary file is left.
+func TestE2E_PullStopsOnSIGTERM(t *testing.T) {
+	const files = 15000
+	fake := &hugePageServer{}
+	for i := range files {
+		fake.nodes = append(fake.nodes, &repldspb.Node{
+			Path: fmt.Sprintf("/data/d%03d/f%05d", i%100, i), Version: uint64(i + 1), Origin: 1, Seq: uint64(i + 1), Data: []byte(fmt.Sprint(i)),
+		})
+	}
+	lis, err := net.Listen("tcp", "127.0.0.1:0")
+	if err != nil {
+		t.Fatal(err)
+	}
+	// The pull pings every 15s while it works on the page.
+	gs := grpc.NewServer(grpc.MaxSendMsgSize(64<<20),
+		grpc.KeepaliveEnforcementPolicy(keepalive.EnforcementPolicy{MinTime: time.Second, PermitWithoutStream: true}))
+	repldspb.RegisterRepldsServer(gs, fake)
+	go gs.Serve(lis)
+	t.Cleanup(gs.Stop)
+	addr := lis.Addr().String()
+
+	work := t.TempDir()
+	mirror := filepath.Join(work, "mirror")
+	pull := start(t, "pull", "pull", "--server="+addr, "--store="+mirror, "/data")
+	// Some of the page is on disk: the pull is in the middle of it.
+	err = servertest.Eventually(context.Background(), 20*time.Second, func() error {
+		entries, err := os.ReadDir(mirror)
+		if err != nil || len(entries) == 0 {
+			return fmt.Errorf("nothing mirrored yet (%v)", err)
+		}
+		return nil
+	})
+	if err != nil {
+		t.Fatal(err)
+	}
+	sent := time.Now()
+	pull.kill(syscall.SIGTERM)
+	stopped := time.Since(sent)
+	t.Logf("pull stopped %v after SIGTERM", stopped.Round(time.Millisecond))
+	if pull.err != nil {
+		t.Errorf("pull after SIGTERM: %v, want exit 0", pull.err)
+	}
+	if stopped > time.Second {
+		t.Errorf("pull took %v to stop after SIGTERM, want under a second", stopped)
+	}
+
+	fake.complete.Store(true)
+	mustRun(t, "pull", "--once", "--server="+addr, "--store="+mirror, "/data")
+	n := 0
+	err = filepath.WalkDir(mirror, func(p string, d os.DirEntry, err error) error {
+		if err != nil || d.IsDir() {
+			return err
+		}
+		if strings.Contains(d.Name(), ".replds-tmp-") {
+			t.Errorf("temporary file left: %s", p)
+			return nil
+		}
+		n++
+		return nil
+	})
+	if err != nil || n != files {
+		t.Fatalf("mirror holds %d files (%v), want %d", n, err, files)
+	}
+	for _, i := range []int{0, files / 2, files - 1} {
+		waitFile(t, filepath.Join(mirror, fmt.Sprintf("d%03d/f%05d", i%100, i)), []byte(fmt.Sprint(i)))
+	}
 }
