@@ -53,6 +53,9 @@ var errDirInTheWay = errors.New("watcher: a non-empty directory is in the way")
 // snapshot, a copy of the current one, that publish swaps in at the end of
 // the batch. The current snapshot is never written.
 type mirror struct {
+	// ctx is the watcher's run: long walks (the copy of a snapshot) stop
+	// when it ends.
+	ctx      context.Context
 	root     *os.Root
 	snaps    *snapshots
 	dry      bool

@@ -433,7 +433,7 @@ func (s *snapshots) stage() (*os.Root, error) {
 }
 
 // copyTree makes dst (a new entry of the parent) a copy of the current
-// snapshot: directories are created with the mirror's mode and owner,
+// snapshot, stopping when the watcher's run ends: directories are created with the mirror's mode and owner,
 // regular files are hard-linked (copied if linking fails), anything else
 // is left out. The copy is durable before it returns: with batchedSync
 // and more than fsyncFew directories, by one syncfs through a handle
@@ -455,6 +455,9 @@ func (s *snapshots) copyTree(dst string) (files int, err error) {
 	err = fs.WalkDir(s.curRoot.FS(), ".", func(name string, e fs.DirEntry, err error) error {
 		if err != nil {
 			return err // a snapshot that cannot be read cannot be copied
+		}
+		if err := s.m.ctx.Err(); err != nil {
+			return err // stopping: the partial copy is removed
 		}
 		if name == "." {
 			return nil

@@ -2,6 +2,7 @@ package watcher
 
 import (
 	"context"
+	"errors"
 	"fmt"
 	"os"
 	"path/filepath"
@@ -10,6 +11,8 @@ import (
 	"syscall"
 	"testing"
 	"time"
+
+	repldspb "replds/proto"
 )
 
 // ino returns the inode number of the mirror's file name.
@@ -307,4 +310,26 @@ func TestAtomic_RetiredSnapshotsKept(t *testing.T) {
 	if got := len(h.a.m.snaps.retired); got != 1 {
 		t.Fatalf("%d retired snapshots after a restart, want 1", got)
 	}
+}
+
+// TestAtomic_CopyStopsWhenRunEnds: the copy of the current snapshot for a
+// new batch stops when the pull is told to stop, and leaves nothing
+// behind; the next batch makes it whole.
+func TestAtomic_CopyStopsWhenRunEnds(t *testing.T) {
+	h := newHarness(t, "/p", atomicMode)
+	h.bookmark(1, true, manyNodes(50, 5)...)
+	before := h.siblings()
+	ctx, cancel := context.WithCancel(context.Background())
+	cancel()
+	h.a.m.ctx = ctx
+	err := h.a.Apply(context.Background(), pageOf([]*repldspb.Node{live("/p/new", 100, "N")}))
+	if !errors.Is(err, context.Canceled) {
+		t.Fatalf("Apply while stopping = %v, want context.Canceled", err)
+	}
+	if got := h.siblings(); !slices.Equal(got, before) {
+		t.Fatalf("beside the store directory after a stopped copy: %v, want %v", got, before)
+	}
+	h.a.m.ctx = context.Background()
+	h.bookmark(2, false, live("/p/new", 100, "N"))
+	h.wantFile("new", "N")
 }

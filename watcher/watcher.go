@@ -96,7 +96,7 @@ func (w *Watcher) result(a *applier) error {
 // ends. The returned func closes them (and removes a dry run's throw-away
 // state).
 func (w *Watcher) openLocal(ctx context.Context) (*applier, func() error, error) {
-	m := &mirror{dry: w.cfg.DryRun, fileMode: w.cfg.FileMode, dirMode: w.cfg.DirMode, owner: w.cfg.Owner, log: w.log}
+	m := &mirror{ctx: ctx, dry: w.cfg.DryRun, fileMode: w.cfg.FileMode, dirMode: w.cfg.DirMode, owner: w.cfg.Owner, log: w.log}
 	// A dry run reads the current snapshot through the symlink, as any
 	// reader does, and needs no snapshot management.
 	snapshotted := w.cfg.Atomic && !w.cfg.DryRun
