@@ -30,7 +30,8 @@ import (
 // the staging number ("snap" in meta, the sealed snapshot) in one
 // transaction, then a new symlink is renamed over DIR; the snapshot it
 // replaced is retired, not removed: it stays until the next swap and at
-// least Config.AtomicGrace, and at most maxRetired of them are kept. A
+// least Config.AtomicGrace, within a bound of maxRetiredFiles files in all
+// retired snapshots but the last. A
 // reader that resolves DIR once (opens the directory, or readlink) sees
 // one complete batch, and the tree it resolved stays whole until the
 // next swap or for the grace period, whichever is later (the reader
@@ -46,14 +47,18 @@ import (
 // retired (how long ago the others were retired is not known after a
 // restart); every other snapshot and temporary entry of DIR is removed.
 
-// maxRetired bounds the retired snapshots kept within the grace period, so
-// that a burst of batches does not pile up copies of the tree.
-const maxRetired = 8
+// maxRetiredFiles bounds the files (hard links) of the retired snapshots
+// kept within the grace period, the last one aside, so that a burst of
+// batches does not pile up copies of a large tree; a small tree keeps
+// every snapshot of its grace period. A variable for tests.
+var maxRetiredFiles = 1 << 20
 
-// retiredSnap is a snapshot replaced by a newer one, and when.
+// retiredSnap is a snapshot replaced by a newer one, when, and about how
+// many files it holds (those of the copy it was made from; 0 if unknown).
 type retiredSnap struct {
-	n  uint64
-	at time.Time
+	n     uint64
+	at    time.Time
+	files int
 }
 
 // snapInfix follows ".DIR" in the names of snapshots; their temporary
@@ -80,6 +85,9 @@ type snapshots struct {
 	sealed  uint64   // number of the last snapshot the state sealed
 	staging *os.Root // the staging snapshot; nil between batches
 	next    uint64   // number of the staging snapshot
+	// curFiles and nextFiles estimate the files of the current and the
+	// staging snapshot (those of the copy each was made from).
+	curFiles, nextFiles int
 }
 
 // openSnapshots opens the atomic layout of dir, creating or repairing it
@@ -427,7 +435,7 @@ func (s *snapshots) stage() (*os.Root, error) {
 	if err != nil {
 		return nil, fmt.Errorf("open staging snapshot: %w", err)
 	}
-	s.staging, s.next = r, n
+	s.staging, s.next, s.nextFiles = r, n, files
 	s.m.log.Debug("staging snapshot created", "snapshot", n, "files", files, "duration", time.Since(start))
 	return r, nil
 }
@@ -534,14 +542,14 @@ func (s *snapshots) copyFile(name, to string) error {
 // swap publishes the staging snapshot (already sealed in the state): the
 // symlink is replaced; the snapshot it replaced is retired, left for the
 // readers that resolved the link before, and the retired snapshots past
-// the grace period (or past maxRetired) are removed.
+// the grace period (or past maxRetiredFiles) are removed.
 func (s *snapshots) swap() error {
 	if err := s.setLink(s.next); err != nil {
 		return err
 	}
 	s.curRoot.Close()
-	s.retired = append(s.retired, retiredSnap{n: s.cur, at: s.now()})
-	s.cur, s.curRoot, s.sealed = s.next, s.staging, s.next
+	s.retired = append(s.retired, retiredSnap{n: s.cur, at: s.now(), files: s.curFiles})
+	s.cur, s.curRoot, s.sealed, s.curFiles = s.next, s.staging, s.next, s.nextFiles
 	s.staging = nil
 	s.removeRetired()
 	return nil
@@ -549,15 +557,22 @@ func (s *snapshots) swap() error {
 
 // removeRetired removes the retired snapshots that no reader may still
 // count on: all but the last, once the grace period has passed since
-// their retirement, and the oldest beyond maxRetired.
+// their retirement, and the oldest ones past maxRetiredFiles.
 func (s *snapshots) removeRetired() {
-	keep := 0
 	now := s.now()
+	files := 0
+	keep := make([]bool, len(s.retired))
+	for i := len(s.retired) - 1; i >= 0; i-- {
+		r := s.retired[i]
+		if i < len(s.retired)-1 {
+			files += r.files
+		}
+		keep[i] = i == len(s.retired)-1 || now.Sub(r.at) < s.grace && files <= maxRetiredFiles
+	}
+	kept := s.retired[:0]
 	for i, r := range s.retired {
-		last := i == len(s.retired)-1
-		if last || (now.Sub(r.at) < s.grace && len(s.retired)-i <= maxRetired) {
-			s.retired[keep] = r
-			keep++
+		if keep[i] {
+			kept = append(kept, r)
 			continue
 		}
 		if err := s.parent.RemoveAll(s.snapName(r.n)); err != nil {
@@ -565,7 +580,7 @@ func (s *snapshots) removeRetired() {
 			s.m.log.Warn("old snapshot not removed", "snapshot", r.n, "err", err)
 		}
 	}
-	s.retired = s.retired[:keep]
+	s.retired = kept
 }
 
 // discard drops the staging snapshot of a batch that changed nothing.

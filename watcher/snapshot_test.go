@@ -333,3 +333,28 @@ func TestAtomic_CopyStopsWhenRunEnds(t *testing.T) {
 	h.bookmark(2, false, live("/p/new", 100, "N"))
 	h.wantFile("new", "N")
 }
+
+// TestAtomic_RetiredFilesBounded: within the grace period, retired
+// snapshots are kept only up to maxRetiredFiles files (the last one
+// aside), the oldest going first.
+func TestAtomic_RetiredFilesBounded(t *testing.T) {
+	old := maxRetiredFiles
+	t.Cleanup(func() { maxRetiredFiles = old })
+	maxRetiredFiles = 10
+	h := newHarness(t, "/p", atomicMode, func(c *Config) { c.AtomicGrace = time.Hour })
+	h.bookmark(1, true, manyNodes(5, 1)...)
+	for i := uint64(2); i <= 6; i++ {
+		h.bookmark(i, false, live("/p/d0/f00000", 100+i, fmt.Sprint(i)))
+		h.check()
+	}
+	var got []uint64
+	for _, r := range h.a.m.snaps.retired {
+		got = append(got, r.n)
+	}
+	// The first batch went into snapshot 2, and 3 to 7 were copies of 5
+	// files each: 6 (the last retired) is kept whatever it holds, 5 and 4
+	// fit in 10 files, 3 and older go.
+	if want := []uint64{4, 5, 6}; !slices.Equal(got, want) {
+		t.Fatalf("retired snapshots = %v, want %v", got, want)
+	}
+}
