@@ -53,13 +53,12 @@ func (a *applier) check(ctx context.Context) (checkStats, error) {
 		}
 		st.Files++
 		name := a.localName(rp)
-		got, problem, hashed, err := a.checkFile(w, name, r.File)
+		got, problem, did, err := a.checkFile(w, name, r.File)
 		if err != nil {
 			return err
 		}
-		if hashed {
-			st.Hashed++
-		}
+		st.Hashed += did.hashed
+		st.Modes += did.modeFixed
 		if problem != "" {
 			st.Drifted++
 			drifted = append(drifted, rp)
@@ -77,7 +76,6 @@ func (a *applier) check(ctx context.Context) (checkStats, error) {
 	if err != nil {
 		return st, fmt.Errorf("watcher: check: %w", err)
 	}
-	st.Modes = w.modes
 	if st.Drifted > maxDriftLogs {
 		a.log.Warn("more mirrored files drifted", "count", st.Drifted-maxDriftLogs)
 	}
@@ -89,54 +87,79 @@ func (a *applier) check(ctx context.Context) (checkStats, error) {
 	return st, nil
 }
 
+// checkWork counts what checking one file took: a hash, a mode fixed.
+type checkWork struct {
+	hashed, modeFixed int
+}
+
 // checkFile compares the file name with want. It returns the file's
-// current summary, or a problem saying how it drifted, and whether it was
-// hashed. An error is returned only for a failure to read what exists.
-func (a *applier) checkFile(w *dirWalker, name string, want fileSum) (got fileSum, problem string, hashed bool, err error) {
+// current summary, or a problem saying how it drifted, and what it did. A
+// mode changed by hand is set back. An error is returned only for a
+// failure to read or fix what exists.
+func (a *applier) checkFile(w *dirWalker, name string, want fileSum) (got fileSum, problem string, did checkWork, err error) {
 	dir, base := path.Split(name)
 	fd, problem := w.open(path.Clean(dir))
 	if problem != "" {
-		return got, problem, false, nil
+		return got, problem, did, nil
 	}
 	var stat unix.Stat_t
 	if err := unix.Fstatat(fd, base, &stat, unix.AT_SYMLINK_NOFOLLOW); err != nil {
 		if errors.Is(err, unix.ENOENT) {
-			return got, "missing", false, nil
+			return got, "missing", did, nil
 		}
-		return got, "", false, fmt.Errorf("stat %s: %w", name, err)
+		return got, "", did, fmt.Errorf("stat %s: %w", name, err)
 	}
 	if stat.Mode&unix.S_IFMT != unix.S_IFREG {
-		return got, fmt.Sprintf("a %s, not a regular file", fileType(stat.Mode)), false, nil
+		return got, fmt.Sprintf("a %s, not a regular file", fileType(stat.Mode)), did, nil
 	}
 	got = fileSum{Size: stat.Size, MTime: stat.Mtim.Nano(), Ino: stat.Ino}
 	perm := os.FileMode(stat.Mode & 0o7777)
-	if got.sameStat(want) && want.known() && perm == a.m.fileMode {
+	intact := got.sameStat(want) && want.known()
+	if intact && perm == a.m.fileMode {
 		got.Hash = want.Hash
-		return got, "", false, nil
+		return got, "", did, nil
 	}
 	f, err := openAt(fd, base)
 	if err != nil {
-		return got, "", false, fmt.Errorf("open %s: %w", name, err)
+		return got, "", did, fmt.Errorf("open %s: %w", name, err)
 	}
 	defer f.Close()
 	if perm != a.m.fileMode {
-		if err := w.fixMode(f, name, perm, a); err != nil {
-			return got, "", false, err
+		if err := a.fixMode(f, name, perm); err != nil {
+			return got, "", did, err
+		}
+		if !a.m.dry {
+			did.modeFixed++
 		}
 	}
-	if got.sameStat(want) && want.known() {
+	if intact {
 		got.Hash = want.Hash
-		return got, "", false, nil
+		return got, "", did, nil
 	}
+	did.hashed++
 	h := sha256.New()
 	if _, err := io.Copy(h, f); err != nil {
-		return got, "", true, fmt.Errorf("read %s: %w", name, err)
+		return got, "", did, fmt.Errorf("read %s: %w", name, err)
 	}
 	h.Sum(got.Hash[:0])
 	if want.known() && got.Hash != want.Hash {
-		return got, fmt.Sprintf("content changed (size %d, written with %d)", got.Size, want.Size), true, nil
+		return got, fmt.Sprintf("content changed (size %d, written with %d)", got.Size, want.Size), did, nil
 	}
-	return got, "", true, nil
+	return got, "", did, nil
+}
+
+// fixMode gives the open file f (local name), whose permissions are perm,
+// the mirror's mode back.
+func (a *applier) fixMode(f *os.File, name string, perm os.FileMode) error {
+	if a.m.dry {
+		a.log.Info("would fix mode", "local", name, "mode", perm, "want", a.m.fileMode)
+		return nil
+	}
+	if err := f.Chmod(a.m.fileMode); err != nil {
+		return fmt.Errorf("chmod %s: %w", name, err)
+	}
+	a.log.Warn("mirrored file mode fixed", "local", name, "mode", perm, "want", a.m.fileMode)
+	return nil
 }
 
 // fileType names the type bits of a stat mode.
@@ -173,7 +196,6 @@ func openAt(fd int, base string) (*os.File, error) {
 type dirWalker struct {
 	root  *os.File
 	chain []walkDir
-	modes int
 }
 
 // walkDir is one open directory of the chain, or the problem that kept it
@@ -248,18 +270,4 @@ func (w *dirWalker) open(dir string) (fd int, problem string) {
 		return -1, last.problem
 	}
 	return int(last.f.Fd()), ""
-}
-
-// fixMode gives the open file f (local name) the mirror's mode back.
-func (w *dirWalker) fixMode(f *os.File, name string, perm os.FileMode, a *applier) error {
-	if a.m.dry {
-		a.log.Info("would fix mode", "local", name, "mode", perm, "want", a.m.fileMode)
-		return nil
-	}
-	if err := f.Chmod(a.m.fileMode); err != nil {
-		return fmt.Errorf("chmod %s: %w", name, err)
-	}
-	w.modes++
-	a.log.Warn("mirrored file mode fixed", "local", name, "mode", perm, "want", a.m.fileMode)
-	return nil
 }

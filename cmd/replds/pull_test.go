@@ -527,7 +527,7 @@ func (s *hugePageServer) Watch(req *repldspb.WatchRequest, stream grpc.ServerStr
 // its temporary files removed); the state stays consistent: the next
 // --once completes the mirror, and no temporary file is left.
 func TestE2E_PullStopsOnSIGTERM(t *testing.T) {
-	const files = 15000
+	const files = 10000
 	fake := &hugePageServer{}
 	for i := range files {
 		fake.nodes = append(fake.nodes, &repldspb.Node{
