@@ -160,7 +160,7 @@ func (b *bench) restoreBackupRows(ctx context.Context, url string, n, subN int) 
 	b.res.add(&metric{ID: "restore-backup/merge", Row: "restore-backup", Order: 110, Nodes: n,
 		Name:  fmt.Sprintf("`restore --merge` of %s from file:// into 3 empty servers, until all hold it", what),
 		Value: mr.took.Seconds(), Unit: "s", Target: 120, TargetFor: 1000000,
-		Note: fmt.Sprintf("the command (chain verified, then Import to s1) exited after %.2f s; peak server RssAnon %.0f MiB", mr.cmd.Seconds(), mib(mr.peak))})
+		Note: fmt.Sprintf("the command (chain verified, then Import into every member) exited after %.2f s; peak server RssAnon %.0f MiB", mr.cmd.Seconds(), mib(mr.peak))})
 
 	s1 := rc.servers[0]
 	if err := rewrite(ctx, s1, subPrefix, subN, subN, b.opts.size, 5); err != nil {
@@ -190,7 +190,7 @@ func (b *bench) restoreBackupRows(ctx context.Context, url string, n, subN int) 
 	b.res.add(&metric{ID: "restore-backup/rollback", Row: "restore-backup", Order: 120, Nodes: subN,
 		Name:  fmt.Sprintf("`restore --prefix` rollback of a %s-node subtree, all of it changed, in %s", count(subN), what),
 		Value: took.Seconds(), Unit: "s", Target: 5, TargetFor: 10000,
-		Note: fmt.Sprintf("the command, chain verified first; on all 3 servers after %.2f s", all.Seconds())})
+		Note: fmt.Sprintf("the command (it reads and checks only the files of the subtree); on all 3 servers after %.2f s", all.Seconds())})
 	return nil
 }
 

@@ -1,9 +1,9 @@
 // Package triggers loads and runs the commands that replds pull executes when
 // the mirrored tree changes.
 //
-// A trigger is a JSON file in the triggers directory whose name contains no
-// dot (so editor backups, package-manager leftovers and hidden files are
-// ignored):
+// A trigger is a JSON file in the triggers directory named NAME or
+// NAME.json, NAME without a dot (so editor backups, package-manager
+// leftovers and hidden files are ignored, each named in a debug line):
 //
 //	{
 //	  "path":    "/certs/web",                      // remote prefix watched
@@ -20,8 +20,10 @@
 // [...]}.
 //
 // Invariants:
-//   - A malformed file never stops the others: it is reported by name and
-//     skipped.
+//   - A malformed file never stops the others: it is skipped and reported
+//     as an error naming the file and what is wrong (the field, for a
+//     field); Runner.Malformed keeps the errors, for a run that must fail
+//     on them (pull --once).
 //   - Triggers are listed in file-name order; that is the order they run in.
 //   - A command runs in its own process group, and the whole group is killed
 //     when the timeout expires or the caller's context ends.

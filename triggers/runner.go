@@ -54,10 +54,14 @@ type Runner struct {
 
 	mu   sync.Mutex
 	list []Trigger // in name order; replaced whole, never modified
+	// malformed joins the errors of the files the last load skipped as
+	// malformed or unreadable; nil if none.
+	malformed error
 }
 
 // New loads cfg.Dir and returns a Runner. Malformed trigger files are
-// logged and skipped (see Reload); only an unreadable directory is an error.
+// logged and skipped (see Reload, and Malformed); only an unreadable
+// directory is an error.
 func New(cfg Config) (*Runner, error) {
 	if err := cfg.Validate(); err != nil {
 		return nil, err
@@ -77,29 +81,44 @@ func New(cfg Config) (*Runner, error) {
 }
 
 // Reload re-reads the triggers directory and replaces the set of triggers.
-// Each malformed file is logged with its name and skipped while the others
-// take effect. If the directory cannot be listed, the previous set stays and
-// the error is returned.
+// Each malformed file is logged as an error naming it and what is wrong,
+// and skipped while the others take effect (Malformed returns them until
+// the next reload); each entry that is not a trigger file is named in a
+// debug line. If the directory cannot be listed, the previous set stays
+// and the error is returned.
 func (r *Runner) Reload() error {
 	if r.cfg.Dir == "" {
 		return nil
 	}
-	list, fileErrs, err := load(r.cfg.Dir)
+	res, err := load(r.cfg.Dir)
 	if err != nil {
 		return err
 	}
-	for _, e := range fileErrs {
-		r.log.Warn("trigger file skipped", "dir", r.cfg.Dir, "err", e)
+	for _, s := range res.skipped {
+		r.log.Debug("not a trigger file; ignored", "dir", r.cfg.Dir, "file", s[0], "reason", s[1])
+	}
+	for _, e := range res.fileErrs {
+		r.log.Error("malformed trigger file; skipped", "dir", r.cfg.Dir, "err", e)
 	}
 	r.mu.Lock()
-	r.list = list
+	r.list = res.list
+	r.malformed = errors.Join(res.fileErrs...)
 	r.mu.Unlock()
-	names := make([]string, len(list))
-	for i, t := range list {
+	names := make([]string, len(res.list))
+	for i, t := range res.list {
 		names[i] = t.Name
 	}
-	r.log.Info("triggers loaded", "dir", r.cfg.Dir, "count", len(list), "names", names)
+	r.log.Info("triggers loaded", "dir", r.cfg.Dir, "count", len(res.list), "names", names)
 	return nil
+}
+
+// Malformed returns the errors of the trigger files the last load skipped
+// as malformed or unreadable, each naming its file (they wrap
+// ErrMalformed, or a read error), or nil if every file loaded.
+func (r *Runner) Malformed() error {
+	r.mu.Lock()
+	defer r.mu.Unlock()
+	return r.malformed
 }
 
 // List returns the current triggers in run (file-name) order. The caller

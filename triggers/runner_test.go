@@ -6,10 +6,12 @@ import (
 	"encoding/json"
 	"errors"
 	"fmt"
+	"io"
 	"log/slog"
 	"os"
 	"path/filepath"
 	"reflect"
+	"regexp"
 	"strconv"
 	"strings"
 	"sync"
@@ -237,7 +239,9 @@ func TestRunner_Run_ContextCancelKills(t *testing.T) {
 func TestRunner_Reload(t *testing.T) {
 	dir := t.TempDir()
 	writeFile(t, filepath.Join(dir, "b"), `{"path": "/b", "command": "true"}`)
-	r, err := triggers.New(triggers.Config{Dir: dir, Store: t.TempDir(), Logger: testLogger(t)})
+	var logs syncBuffer
+	log := slog.New(slog.NewTextHandler(io.MultiWriter(&logs, t.Output()), &slog.HandlerOptions{Level: slog.LevelDebug}))
+	r, err := triggers.New(triggers.Config{Dir: dir, Store: t.TempDir(), Logger: log})
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -251,13 +255,28 @@ func TestRunner_Reload(t *testing.T) {
 	if got := names(); !reflect.DeepEqual(got, []string{"b"}) {
 		t.Fatalf("List = %v, want [b]", got)
 	}
-	writeFile(t, filepath.Join(dir, "a"), `{"path": "/a", "command": "true"}`)
-	writeFile(t, filepath.Join(dir, "c"), `{"path": `) // malformed: skipped, others load
+	if err := r.Malformed(); err != nil {
+		t.Fatalf("Malformed = %v, want nil", err)
+	}
+	writeFile(t, filepath.Join(dir, "a.json"), `{"path": "/a", "command": "true"}`)
+	writeFile(t, filepath.Join(dir, "c"), `{"path": "/c", "command": "true", "timeout": 5}`) // malformed: skipped, others load
+	writeFile(t, filepath.Join(dir, "a.json~"), `{"path": `)
 	if err := r.Reload(); err != nil {
 		t.Fatalf("Reload: %v", err)
 	}
-	if got := names(); !reflect.DeepEqual(got, []string{"a", "b"}) {
-		t.Fatalf("List after Reload = %v, want [a b]", got)
+	if got := names(); !reflect.DeepEqual(got, []string{"a.json", "b"}) {
+		t.Fatalf("List after Reload = %v, want [a.json b]", got)
+	}
+	if err := r.Malformed(); !errors.Is(err, triggers.ErrMalformed) || !strings.Contains(err.Error(), `"c": field "timeout": want a string`) {
+		t.Fatalf("Malformed = %v, want ErrMalformed naming c and its field timeout", err)
+	}
+	for _, re := range []string{
+		`level=ERROR msg="malformed trigger file; skipped" .*"c\\": field \\"timeout\\"`,
+		`level=DEBUG msg="not a trigger file; ignored" .*file=a.json~ reason="editor backup"`,
+	} {
+		if !regexp.MustCompile(re).MatchString(logs.String()) {
+			t.Errorf("no log line matching %s in:\n%s", re, logs.String())
+		}
 	}
 	// An unreadable directory keeps the previous set.
 	if err := os.RemoveAll(dir); err != nil {
@@ -266,8 +285,8 @@ func TestRunner_Reload(t *testing.T) {
 	if err := r.Reload(); err == nil {
 		t.Fatal("Reload of a removed directory succeeded")
 	}
-	if got := names(); !reflect.DeepEqual(got, []string{"a", "b"}) {
-		t.Fatalf("List after failed Reload = %v, want [a b]", got)
+	if got := names(); !reflect.DeepEqual(got, []string{"a.json", "b"}) {
+		t.Fatalf("List after failed Reload = %v, want [a.json b]", got)
 	}
 }
 

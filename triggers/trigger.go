@@ -89,7 +89,7 @@ func parse(name string, data []byte) (Trigger, error) {
 		return Trigger{}, errors.New(`missing "path"`)
 	}
 	if err := nodepath.ValidatePrefix(f.Path); err != nil {
-		return Trigger{}, err
+		return Trigger{}, fmt.Errorf(`"path": %w`, err)
 	}
 	argv, err := parseCommand(f.Command)
 	if err != nil {
@@ -160,42 +160,72 @@ func positiveDuration(field, s string) (time.Duration, error) {
 }
 
 // Load reads every trigger file of dir (regular files, or symlinks to them,
-// whose name has no dot) and returns the valid ones in file-name order. A
-// malformed or unreadable file is skipped: the returned error then joins one
-// error per such file, each naming it, alongside the triggers that did load.
-// Only a failure to list dir returns no triggers at all.
+// named NAME or NAME.json, see Skip) and returns the valid ones in
+// file-name order. A malformed or unreadable file is skipped: the returned
+// error then joins one error per such file, each naming it, alongside the
+// triggers that did load. Only a failure to list dir returns no triggers
+// at all.
 func Load(dir string) ([]Trigger, error) {
-	list, fileErrs, err := load(dir)
+	res, err := load(dir)
 	if err != nil {
 		return nil, err
 	}
-	return list, errors.Join(fileErrs...)
+	return res.list, errors.Join(res.fileErrs...)
+}
+
+// Skip reports why the directory entry name is not a trigger file, or ""
+// if it is one: a trigger file is named NAME or NAME.json, NAME without a
+// dot. Hidden files, editor backups (name~, #name#) and any other suffix
+// (.bak, .swp, .dpkg-old, .rpmnew, ...) are not.
+func Skip(name string) string {
+	switch {
+	case strings.HasPrefix(name, "."):
+		return "hidden file"
+	case strings.HasSuffix(name, "~"), strings.HasPrefix(name, "#"):
+		return "editor backup"
+	}
+	stem := strings.TrimSuffix(name, ".json")
+	if stem == "" || strings.Contains(stem, ".") {
+		return "not named NAME or NAME.json"
+	}
+	return ""
+}
+
+// loaded is what load found in a directory.
+type loaded struct {
+	list     []Trigger
+	fileErrs []error
+	// skipped names the entries that are not trigger files, and why.
+	skipped [][2]string
 }
 
 // load is Load with the per-file errors kept apart from the error of
-// listing the directory.
-func load(dir string) (list []Trigger, fileErrs []error, err error) {
+// listing the directory, and the entries skipped.
+func load(dir string) (loaded, error) {
+	var res loaded
 	entries, err := os.ReadDir(dir)
 	if err != nil {
-		return nil, nil, fmt.Errorf("triggers: read dir: %w", err)
+		return res, fmt.Errorf("triggers: read dir: %w", err)
 	}
 	for _, e := range entries {
 		name := e.Name()
-		if strings.Contains(name, ".") {
+		if why := Skip(name); why != "" {
+			res.skipped = append(res.skipped, [2]string{name, why})
 			continue
 		}
 		t, err := loadFile(filepath.Join(dir, name), name)
 		if errors.Is(err, errSkip) {
+			res.skipped = append(res.skipped, [2]string{name, "directory"})
 			continue
 		}
 		if err != nil {
-			fileErrs = append(fileErrs, err)
+			res.fileErrs = append(res.fileErrs, err)
 			continue
 		}
-		list = append(list, t)
+		res.list = append(res.list, t)
 	}
-	slices.SortFunc(list, func(a, b Trigger) int { return strings.Compare(a.Name, b.Name) })
-	return list, fileErrs, nil
+	slices.SortFunc(res.list, func(a, b Trigger) int { return strings.Compare(a.Name, b.Name) })
+	return res, nil
 }
 
 // errSkip marks a directory entry that is not a trigger file at all.

@@ -38,7 +38,7 @@ func TestParse(t *testing.T) {
 		{name: "unknown field", json: `{"path": "/a", "command": "x", "timeuot": "1s"}`, wantErr: "unknown field"},
 		{name: "trailing data", json: `{"path": "/a", "command": "x"} {}`, wantErr: "trailing data"},
 		{name: "missing path", json: `{"command": "x"}`, wantErr: `missing "path"`},
-		{name: "bad path", json: `{"path": "/a/../b", "command": "x"}`, wantErr: `".." segment`},
+		{name: "bad path", json: `{"path": "/a/../b", "command": "x"}`, wantErr: `"path": invalid path "/a/../b": ".." segment`},
 		{name: "relative path", json: `{"path": "a", "command": "x"}`, wantErr: "not absolute"},
 		{name: "missing command", json: `{"path": "/a"}`, wantErr: `missing "command"`},
 		{name: "blank command", json: `{"path": "/a", "command": "  "}`, wantErr: `empty "command"`},
@@ -79,21 +79,29 @@ func writeFile(t *testing.T, path, content string) {
 	}
 }
 
-func TestLoad_SkipsMalformedAndDottedNames(t *testing.T) {
+func TestLoad_SkipsMalformedAndOtherNames(t *testing.T) {
 	dir := t.TempDir()
 	writeFile(t, filepath.Join(dir, "b-web"), `{"path": "/web", "command": "true"}`)
 	writeFile(t, filepath.Join(dir, "a-db"), `{"path": "/db", "command": "true"}`)
+	writeFile(t, filepath.Join(dir, "f-tls.json"), `{"path": "/tls", "command": "true"}`)
 	writeFile(t, filepath.Join(dir, "c-broken"), `{"path": "/x", "command": `)
-	writeFile(t, filepath.Join(dir, "d-web.bak"), `not even JSON`)
-	writeFile(t, filepath.Join(dir, ".hidden"), `not even JSON`)
+	writeFile(t, filepath.Join(dir, "g-typo.json"), `{"path": "/x", "comand": "true"}`)
+	for _, name := range []string{"d-web.bak", ".hidden", ".h.json", "f-tls.json~", "b-web~", "#b-web#", "a.b.json", "x.json.swp", ".json"} {
+		writeFile(t, filepath.Join(dir, name), `not even JSON`)
+	}
 	if err := os.Mkdir(filepath.Join(dir, "e-subdir"), 0o700); err != nil {
 		t.Fatal(err)
 	}
 	list, err := triggers.Load(dir)
-	if err == nil || !strings.Contains(err.Error(), `"c-broken"`) || !errors.Is(err, triggers.ErrMalformed) {
-		t.Fatalf("Load error = %v, want ErrMalformed naming c-broken", err)
+	if err == nil || !errors.Is(err, triggers.ErrMalformed) {
+		t.Fatalf("Load error = %v, want ErrMalformed", err)
 	}
-	for _, skipped := range []string{"d-web.bak", ".hidden", "e-subdir"} {
+	for _, want := range []string{`"c-broken": truncated JSON`, `"g-typo.json": unknown field "comand"`} {
+		if !strings.Contains(err.Error(), want) {
+			t.Errorf("Load error = %v, want it to say %s", err, want)
+		}
+	}
+	for _, skipped := range []string{"d-web.bak", ".hidden", "e-subdir", "~", "#", "a.b.json", ".swp"} {
 		if strings.Contains(err.Error(), skipped) {
 			t.Errorf("Load error = %v, mentions %s, which is not a trigger file", err, skipped)
 		}
@@ -102,8 +110,29 @@ func TestLoad_SkipsMalformedAndDottedNames(t *testing.T) {
 	for _, tr := range list {
 		names = append(names, tr.Name)
 	}
-	if want := []string{"a-db", "b-web"}; !reflect.DeepEqual(names, want) {
+	if want := []string{"a-db", "b-web", "f-tls.json"}; !reflect.DeepEqual(names, want) {
 		t.Fatalf("Load names = %v, want %v", names, want)
+	}
+}
+
+func TestSkip(t *testing.T) {
+	for name, want := range map[string]string{
+		"web":          "",
+		"web.json":     "",
+		"10-web.json":  "",
+		".web.json":    "hidden file",
+		".#web.json":   "hidden file",
+		"web.json~":    "editor backup",
+		"web~":         "editor backup",
+		"#web.json#":   "editor backup",
+		"web.bak":      "not named NAME or NAME.json",
+		"web.json.bak": "not named NAME or NAME.json",
+		"web.dpkg-old": "not named NAME or NAME.json",
+		"a.b.json":     "not named NAME or NAME.json",
+	} {
+		if got := triggers.Skip(name); got != want {
+			t.Errorf("Skip(%q) = %q, want %q", name, got, want)
+		}
 	}
 }
 

@@ -1,6 +1,7 @@
 package watcher
 
 import (
+	"context"
 	"fmt"
 	"os"
 	"path/filepath"
@@ -11,6 +12,7 @@ import (
 	bolt "go.etcd.io/bbolt"
 	"google.golang.org/protobuf/proto"
 
+	"replds/nodepath"
 	repldspb "replds/proto"
 )
 
@@ -86,6 +88,7 @@ func TestApply_RefusesBadPaths(t *testing.T) {
 		live("/q/x", 1, "outside"),
 		live("/px", 1, "segment-bounded"),
 		live("/", 1, "root"),
+		live("/p"+strings.Repeat("/d", nodepath.MaxDepth), 1, "too deep"),
 		live("/p/ok", 1, "ok"),
 	)
 	h.wantTree(map[string]string{"ok": "ok"})
@@ -238,7 +241,7 @@ func TestApply_StateSurvivesReopen(t *testing.T) {
 		if err != nil {
 			t.Fatal(err)
 		}
-		if _, _, err := w.openLocal(); err == nil || !strings.Contains(err.Error(), "state file is for") {
+		if _, _, err := w.openLocal(context.Background()); err == nil || !strings.Contains(err.Error(), "state file is for") {
 			t.Fatalf("openLocal with a foreign state = %v, want a refusal", err)
 		}
 	}

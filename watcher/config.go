@@ -8,6 +8,7 @@ import (
 	"os"
 	"path/filepath"
 	"strings"
+	"time"
 
 	"replds/follow"
 	"replds/triggers"
@@ -60,6 +61,10 @@ type Config struct {
 	// Dir once sees every file of one batch or none of them. See
 	// snapshot.go.
 	Atomic bool
+	// AtomicGrace is, in atomic mode, how long a snapshot replaced by a
+	// newer one stays for the readers that resolved Dir before (it stays
+	// at least until the next swap in any case).
+	AtomicGrace time.Duration
 	// Owner, when set, owns every file and directory the watcher creates
 	// (the store directory, and in atomic mode the snapshots and the
 	// symlink, included). It needs root.
@@ -77,13 +82,17 @@ type Owner struct {
 	UID, GID int
 }
 
+// DefaultAtomicGrace is how long a replaced snapshot stays by default.
+const DefaultAtomicGrace = 10 * time.Second
+
 // DefaultConfig returns the defaults: the follower's (follow.DefaultConfig),
 // private modes, files owned by the process.
 func DefaultConfig() Config {
 	return Config{
-		Follow:   follow.DefaultConfig(),
-		FileMode: 0o600,
-		DirMode:  0o700,
+		Follow:      follow.DefaultConfig(),
+		FileMode:    0o600,
+		DirMode:     0o700,
+		AtomicGrace: DefaultAtomicGrace,
 	}
 }
 
@@ -104,6 +113,9 @@ func (c Config) Validate() error {
 	}
 	if c.DirMode&^os.ModePerm != 0 || c.DirMode&0o700 != 0o700 {
 		return fmt.Errorf("watcher: config: dir mode %#o: want permission bits including 0700", uint32(c.DirMode))
+	}
+	if c.AtomicGrace < 0 {
+		return fmt.Errorf("watcher: config: atomic grace %s: want >= 0", c.AtomicGrace)
 	}
 	if o := c.Owner; o != nil {
 		if o.UID < -1 || o.GID < -1 || (o.UID == -1 && o.GID == -1) {

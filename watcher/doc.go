@@ -43,8 +43,18 @@
 //   - A leaf with live nodes under it is shadowed: the directory wins on
 //     disk, the leaf's data is kept in the state and written back once the
 //     directory empties.
+//   - A leaf that a local directory (not the mirror's) keeps from being
+//     written is blocked: applied, its data kept in the state, written by
+//     the first later bookmark that finds the way clear. It is never
+//     counted as written, and a Once run that ends with one fails.
 //   - After a reset (and for any replay from an empty token), the replay is
 //     the complete state: leaves it lacked are deleted when it ends.
+//   - The mirror converges (check.go): before the first session, every file
+//     the state expects is compared with the summary recorded when it was
+//     written (stat first, the content hash only when size, mtime or inode
+//     moved); a drifted one is marked for repair and a full resync begins,
+//     whose replay writes it again at the version already applied. A
+//     repair the replay cannot make (a server behind) stays pending.
 //   - Atomic mode: the current snapshot is never written (only tidied at
 //     start); a snapshot directory under its final name is complete; the
 //     store directory links to the sealed snapshot, or to the one before
@@ -52,13 +62,16 @@
 //
 // State file (bbolt, next to the store directory, never inside):
 //
-//	meta     schema -> u64 1; prefix, dir -> what the state belongs to;
+//	meta     schema -> u64 2 (a state of 1, whose records have no file
+//	         summary, is upgraded: the first check adds them);
+//	         prefix, dir -> what the state belongs to;
 //	         token -> proto Vector (resume token, last bookmark);
 //	         batch -> u64 number of the last sealed batch that changed
 //	         something; full -> present while a full resync runs;
 //	         snap -> u64 number of the last sealed snapshot (atomic mode)
-//	nodes    remote path -> version u64 | origin u64 | deleted u8
-//	         (tombstones included)
+//	nodes    remote path -> version u64 | origin u64 | deleted u8, then
+//	         for a live leaf written to the mirror: size u64 | mtime ns
+//	         u64 | inode u64 | sha256 [32] (tombstones included)
 //	shadow   remote path -> 0x01 | data of a leaf shadowed by a directory
 //	batch    remote path -> before u8 | after u8: changes of the open batch
 //	         (received since the last bookmark)
@@ -66,6 +79,10 @@
 //	pending  trigger name -> bucket of remote path -> before u8 | after u8:
 //	         changes the trigger has not handled yet
 //	handled  trigger name -> u64 batch number of its last successful run
+//	repair   remote path -> 0x01: a live leaf whose file drifted, to be
+//	         written again by the pending full resync
+//	blocked  remote path -> 0x01 | data of a live leaf a local directory
+//	         kept from being written
 //
 // "before"/"after" say whether the path's file was in the mirror before the
 // first and after the last change: added, changed or deleted follows. The

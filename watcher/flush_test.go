@@ -209,7 +209,7 @@ func BenchmarkMirror_Page(b *testing.B) {
 				d := dirty{}
 				b.StartTimer()
 				for i := range files {
-					if err := m.writeFile(fmt.Sprintf("f%06d", i), data, d); err != nil {
+					if _, err := m.writeFile(fmt.Sprintf("f%06d", i), data, d); err != nil {
 						b.Fatal(err)
 					}
 				}

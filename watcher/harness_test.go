@@ -8,6 +8,7 @@ import (
 	"os"
 	"path/filepath"
 	"reflect"
+	"slices"
 	"strings"
 	"testing"
 
@@ -97,7 +98,7 @@ func (h *harness) open() {
 	if err != nil {
 		h.t.Fatalf("New: %v", err)
 	}
-	a, closer, err := w.openLocal()
+	a, closer, err := w.openLocal(context.Background())
 	if err != nil {
 		h.t.Fatalf("openLocal: %v", err)
 	}
@@ -289,7 +290,7 @@ type triggerRun struct {
 func (h *harness) check() {
 	h.t.Helper()
 	err := h.a.st.db.View(func(tx *bolt.Tx) error {
-		shadow := tx.Bucket(bucketShadow)
+		shadow, blocked := tx.Bucket(bucketShadow), tx.Bucket(bucketBlocked)
 		return tx.Bucket(bucketNodes).ForEach(func(k, v []byte) error {
 			r, err := decodeNodeRec(v)
 			if err != nil {
@@ -302,7 +303,7 @@ func (h *harness) check() {
 				}
 				return nil
 			}
-			if shadow.Get(k) != nil {
+			if shadow.Get(k) != nil || blocked.Get(k) != nil {
 				return nil
 			}
 			if h.cfg.DryRun {
@@ -331,8 +332,9 @@ func (h *harness) check() {
 }
 
 // checkSnapshots verifies the atomic layout: the store directory links to
-// a snapshot beside it, and the only other entries of ours are the staging
-// snapshot of an open batch.
+// a snapshot beside it, and the only other entries of ours are the
+// retired snapshots (lower-numbered) and the staging snapshot of an open
+// batch.
 func (h *harness) checkSnapshots() {
 	h.t.Helper()
 	snaps := h.a.m.snaps
@@ -345,7 +347,11 @@ func (h *harness) checkSnapshots() {
 	}
 	var ours []string
 	for _, name := range h.siblings() {
-		if _, snap := snaps.parseSnap(name); (snap || snaps.isTemp(name)) && name != target {
+		n, snap := snaps.parseSnap(name)
+		if snap && n < snaps.cur && slices.ContainsFunc(snaps.retired, func(r retiredSnap) bool { return r.n == n }) {
+			continue
+		}
+		if (snap || snaps.isTemp(name)) && name != target {
 			ours = append(ours, name)
 		}
 	}

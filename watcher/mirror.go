@@ -1,7 +1,9 @@
 package watcher
 
 import (
+	"context"
 	"crypto/rand"
+	"crypto/sha256"
 	"encoding/hex"
 	"errors"
 	"fmt"
@@ -51,6 +53,9 @@ var errDirInTheWay = errors.New("watcher: a non-empty directory is in the way")
 // snapshot, a copy of the current one, that publish swaps in at the end of
 // the batch. The current snapshot is never written.
 type mirror struct {
+	// ctx is the watcher's run: long walks (the copy of a snapshot) stop
+	// when it ends.
+	ctx      context.Context
 	root     *os.Root
 	snaps    *snapshots
 	dry      bool
@@ -184,7 +189,10 @@ func (m *mirror) lstat(name string) (fs.FileInfo, error) {
 
 // ensureDir makes sure dir and its parents are real directories, creating
 // them with dirMode. A symlink or file in the way is removed (the store
-// directory belongs to the mirror), never followed.
+// directory belongs to the mirror), never followed. It walks down from the
+// store directory one segment at a time through the directory opened at
+// the previous one, so its cost is linear in the depth, and leaves dir
+// open in the page's cache for writeFile.
 func (m *mirror) ensureDir(dir string, d dirty) error {
 	if dir == "." || m.dry {
 		return nil
@@ -192,34 +200,120 @@ func (m *mirror) ensureDir(dir string, d dirty) error {
 	if m.dirsOf == m.root && m.dirs[dir] != nil {
 		return nil // checked and opened in this page, unchanged since
 	}
+	w := dirWalk{r: m.root}
+	defer w.close()
 	cur := "."
 	for _, seg := range strings.Split(dir, "/") {
 		parent := cur
 		cur = path.Join(cur, seg)
-		fi, err := m.root.Lstat(cur)
-		switch {
-		case err == nil && fi.IsDir():
+		fi, err := w.r.Lstat(seg)
+		if err == nil && fi.IsDir() {
+			if err := w.descend(seg, cur); err != nil {
+				return err
+			}
 			continue
-		case err != nil && !errors.Is(err, fs.ErrNotExist):
+		}
+		if err != nil && !errors.Is(err, fs.ErrNotExist) {
 			return fmt.Errorf("lstat %s: %w", cur, err)
 		}
-		if serr := m.stage(); serr != nil {
-			return serr
+		if !m.staged() {
+			// Atomic mode: the change goes to a new staging snapshot,
+			// whose parent of cur is opened again; what stands there may
+			// differ (the copy leaves symlinks out).
+			if err := m.stage(); err != nil {
+				return err
+			}
+			if err := w.reopen(m.root, parent); err != nil {
+				return err
+			}
+			if fi, err = w.r.Lstat(seg); err == nil && fi.IsDir() {
+				if err := w.descend(seg, cur); err != nil {
+					return err
+				}
+				continue
+			}
 		}
 		if err == nil {
 			m.log.Warn("replacing non-directory in the way", "local", cur, "type", fi.Mode().Type().String())
 			// Not found: a symlink the staging snapshot left out.
-			if err := m.root.Remove(cur); err != nil && !errors.Is(err, fs.ErrNotExist) {
+			if err := w.r.Remove(seg); err != nil && !errors.Is(err, fs.ErrNotExist) {
 				return fmt.Errorf("remove %s: %w", cur, err)
 			}
 		}
-		if err := m.mkdir(m.root, cur); err != nil {
-			return err
+		if err := m.mkdir(w.r, seg); err != nil {
+			return fmt.Errorf("%s: %w", cur, err)
 		}
 		d.add(parent)
 		d.add(cur)
+		if err := w.descend(seg, cur); err != nil {
+			return err
+		}
 	}
+	m.cacheDir(dir, w.take())
 	return nil
+}
+
+// dirWalk holds the directory ensureDir is at: root itself (not owned) or
+// one it opened (owned, closed when it moves on).
+type dirWalk struct {
+	r     *os.Root
+	owned bool
+}
+
+// descend moves to the directory seg (local name cur) of the current one.
+func (w *dirWalk) descend(seg, cur string) error {
+	next, err := w.r.OpenRoot(seg)
+	if err != nil {
+		return fmt.Errorf("open %s: %w", cur, err)
+	}
+	w.close()
+	w.r, w.owned = next, true
+	return nil
+}
+
+// reopen moves to the directory name of root.
+func (w *dirWalk) reopen(root *os.Root, name string) error {
+	w.close()
+	w.r, w.owned = root, false
+	if name == "." {
+		return nil
+	}
+	r, err := root.OpenRoot(name)
+	if err != nil {
+		return fmt.Errorf("open %s: %w", name, err)
+	}
+	w.r, w.owned = r, true
+	return nil
+}
+
+// take hands the current directory over to the caller.
+func (w *dirWalk) take() *os.Root {
+	r := w.r
+	w.r, w.owned = nil, false
+	return r
+}
+
+func (w *dirWalk) close() {
+	if w.owned {
+		w.r.Close()
+	}
+	w.r, w.owned = nil, false
+}
+
+// cacheDir puts r, the open directory dir of root, in the page's cache.
+func (m *mirror) cacheDir(dir string, r *os.Root) {
+	if m.dirsOf != m.root {
+		m.forgetDirs()
+	}
+	if old := m.dirs[dir]; old != nil {
+		old.Close()
+	} else if len(m.dirs) >= maxOpenDirs {
+		m.forgetDirs()
+	}
+	if m.dirs == nil {
+		m.dirs = map[string]*os.Root{}
+	}
+	m.dirs[dir], m.dirsOf = r, m.root
 }
 
 // writeFile replaces name with data, atomically and durably once the page
@@ -229,22 +323,24 @@ func (m *mirror) ensureDir(dir string, d dirty) error {
 // batchedSync it is fsynced and renamed at once. The caller fsyncs the
 // directory (recorded in d). Its parents must exist (ensureDir). An empty
 // directory in the way is removed; a non-empty one yields errDirInTheWay.
+// It returns the summary of the file written (zero in a dry run), for the
+// state.
 //
 // Until the flush, name still shows its previous content: every method
 // that looks at or changes an existing entry flushes first (readFile: its
 // caller), except isFile, which is never asked about a pending name, and
 // removeFile, which flushes only for a pending name.
-func (m *mirror) writeFile(name string, data []byte, d dirty) error {
+func (m *mirror) writeFile(name string, data []byte, d dirty) (fileSum, error) {
 	if m.dry {
-		return nil
+		return fileSum{}, nil
 	}
 	if err := m.stage(); err != nil {
-		return err
+		return fileSum{}, err
 	}
 	if batchedSync && m.fsHandle == nil {
 		f, err := m.root.Open(".")
 		if err != nil {
-			return fmt.Errorf("open store directory: %w", err)
+			return fileSum{}, fmt.Errorf("open store directory: %w", err)
 		}
 		m.fsHandle = f
 	}
@@ -252,11 +348,11 @@ func (m *mirror) writeFile(name string, data []byte, d dirty) error {
 	dir = path.Clean(dir)
 	r, err := m.dir(dir)
 	if err != nil {
-		return err
+		return fileSum{}, err
 	}
 	f, tmp, err := createTemp(r, m.fileMode)
 	if err != nil {
-		return err
+		return fileSum{}, err
 	}
 	ok := false
 	defer func() {
@@ -269,40 +365,59 @@ func (m *mirror) writeFile(name string, data []byte, d dirty) error {
 	// data, not even for an instant.
 	if m.owner != nil {
 		if err := f.Chown(m.owner.UID, m.owner.GID); err != nil {
-			return fmt.Errorf("chown %s: %w", tmp, err)
+			return fileSum{}, fmt.Errorf("chown %s: %w", tmp, err)
 		}
 	}
 	if err := f.Chmod(m.fileMode); err != nil {
-		return fmt.Errorf("chmod %s: %w", tmp, err)
+		return fileSum{}, fmt.Errorf("chmod %s: %w", tmp, err)
 	}
 	if _, err := f.Write(data); err != nil {
-		return fmt.Errorf("write %s: %w", tmp, err)
+		return fileSum{}, fmt.Errorf("write %s: %w", tmp, err)
+	}
+	// The rename keeps the inode and its modification time: what the
+	// check at the next start compares the file with.
+	sum, err := summarize(f, data)
+	if err != nil {
+		return fileSum{}, err
 	}
 	if fi, err := r.Lstat(base); err == nil && fi.IsDir() {
 		m.forgetDir(name)
 		if err := r.Remove(base); err != nil {
-			return fmt.Errorf("%w: %s", errDirInTheWay, name)
+			return fileSum{}, fmt.Errorf("%w: %s", errDirInTheWay, name)
 		}
 	}
 	if batchedSync {
 		if err := m.queue(f, pendingFile{dir: dir, tmp: tmp, base: base}, name, d); err != nil {
-			return err
+			return fileSum{}, err
 		}
 		ok = true
-		return nil
+		return sum, nil
 	}
 	if err := f.Sync(); err != nil {
-		return fmt.Errorf("fsync %s: %w", tmp, err)
+		return fileSum{}, fmt.Errorf("fsync %s: %w", tmp, err)
 	}
 	if err := f.Close(); err != nil {
-		return fmt.Errorf("close %s: %w", tmp, err)
+		return fileSum{}, fmt.Errorf("close %s: %w", tmp, err)
 	}
 	if err := r.Rename(tmp, base); err != nil {
-		return fmt.Errorf("rename to %s: %w", name, err)
+		return fileSum{}, fmt.Errorf("rename to %s: %w", name, err)
 	}
 	ok = true
 	d.add(dir)
-	return nil
+	return sum, nil
+}
+
+// summarize returns the summary of the file f just written with data.
+func summarize(f *os.File, data []byte) (fileSum, error) {
+	fi, err := f.Stat()
+	if err != nil {
+		return fileSum{}, fmt.Errorf("stat %s: %w", f.Name(), err)
+	}
+	sum := fileSum{Size: fi.Size(), MTime: fi.ModTime().UnixNano(), Hash: sha256.Sum256(data)}
+	if st, ok := fi.Sys().(*syscall.Stat_t); ok {
+		sum.Ino = st.Ino
+	}
+	return sum, nil
 }
 
 // queue adds the written temporary file f of local name to the page's
@@ -346,17 +461,11 @@ func (m *mirror) dir(dir string) (*os.Root, error) {
 	if r := m.dirs[dir]; r != nil {
 		return r, nil
 	}
-	if len(m.dirs) >= maxOpenDirs {
-		m.forgetDirs()
-	}
 	r, err := m.root.OpenRoot(dir)
 	if err != nil {
 		return nil, fmt.Errorf("open %s: %w", dir, err)
 	}
-	if m.dirs == nil {
-		m.dirs = map[string]*os.Root{}
-	}
-	m.dirs[dir], m.dirsOf = r, m.root
+	m.cacheDir(dir, r)
 	return r, nil
 }
 
@@ -541,6 +650,22 @@ func (m *mirror) prune(dir string, d dirty) {
 	}
 }
 
+// occupied reports whether a directory with entries stands at name, where
+// a leaf goes: writing it would fail with errDirInTheWay.
+func (m *mirror) occupied(name string) bool {
+	fi, err := m.lstat(name)
+	if err != nil || !fi.IsDir() {
+		return false
+	}
+	f, err := m.root.Open(name)
+	if err != nil {
+		return true
+	}
+	defer f.Close()
+	names, _ := f.Readdirnames(1)
+	return len(names) > 0
+}
+
 // readFile returns the content of the regular file at name, refusing a
 // symlink. The caller flushes first, so that a file written in the open
 // page is read, not its predecessor, and a failed flush is not taken for an
@@ -592,13 +717,16 @@ func (m *mirror) syncDirs(d dirty) error {
 // under the directory, except names in keep (leaves that happen to be
 // called like that), and with an owner configured gives it whatever it does
 // not own yet (a mirror made before --owner was set). Symlinked
-// directories are not entered.
-func (m *mirror) tidy(keep func(name string) bool) error {
+// directories are not entered. It stops when ctx ends.
+func (m *mirror) tidy(ctx context.Context, keep func(name string) bool) error {
 	if m.dry || m.root == nil {
 		return nil
 	}
 	d := dirty{}
 	err := fs.WalkDir(m.root.FS(), ".", func(name string, e fs.DirEntry, err error) error {
+		if cerr := ctx.Err(); cerr != nil {
+			return cerr
+		}
 		if err != nil {
 			return nil // unreadable subtree: nothing of ours to clean there
 		}

@@ -3,6 +3,7 @@ package watcher
 import (
 	"context"
 	"fmt"
+	"strings"
 	"time"
 
 	"google.golang.org/protobuf/proto"
@@ -20,13 +21,20 @@ var (
 )
 
 // Token settles the snapshots of atomic mode (completing a swap that
-// failed in the previous session), runs the triggers a failed session or a
-// previous run left pending, and returns the persisted token: nil when there is none or a
-// reset's full resync is pending, and then the set of seen paths starts
-// empty.
+// failed in the previous session), checks the mirror against the state at
+// the first session (check: what drifted is marked for repair and a full
+// resync begins), runs the triggers a failed session or a previous run left
+// pending, and returns the persisted token: nil when there is none or a
+// full resync is pending, and then the set of seen paths starts empty.
 func (a *applier) Token(ctx context.Context) (*repldspb.Vector, error) {
 	if err := a.settle(); err != nil {
 		return nil, err
+	}
+	if !a.checked {
+		if _, err := a.check(ctx); err != nil {
+			return nil, err
+		}
+		a.checked = true
 	}
 	// A batch sealed in a session that then failed (before its triggers
 	// ran, or before settle finished its swap) has its triggers pending:
@@ -52,7 +60,7 @@ func (a *applier) Reset(ctx context.Context) error {
 
 // Apply writes a page of nodes to the mirror (see applyPage).
 func (a *applier) Apply(ctx context.Context, p follow.Page) error {
-	if err := a.applyPage(p.Nodes, p.Full); err != nil {
+	if err := a.applyPage(ctx, p.Nodes, p.Full); err != nil {
 		return fmt.Errorf("watcher: apply: %w", err)
 	}
 	return nil
@@ -64,16 +72,21 @@ func (a *applier) Apply(ctx context.Context, p follow.Page) error {
 // run (all pending ones, forced, at a Once run's sync).
 func (a *applier) Bookmark(ctx context.Context, b follow.Bookmark) error {
 	if b.Full {
-		if err := a.deleteUnseen(); err != nil {
+		if err := a.deleteUnseen(ctx); err != nil {
 			return fmt.Errorf("watcher: apply: %w", err)
 		}
+	}
+	if err := a.retryBlocked(); err != nil {
+		return fmt.Errorf("watcher: apply: %w", err)
 	}
 	changed, touched, err := a.commitBatch(b)
 	if err != nil {
 		return err
 	}
 	if b.Synced {
-		a.log.Info("synced")
+		if err := a.reportUnconverged(); err != nil {
+			return err
+		}
 	}
 	once := a.once && b.Synced
 	if changed == 0 && !once {
@@ -127,6 +140,39 @@ func (a *applier) commitBatch(b follow.Bookmark) (changed int, touched map[strin
 	a.stats = batchStats{}
 	a.metrics.bookmarkApplied(b.Token, changed)
 	return changed, touched, nil
+}
+
+// reportUnconverged logs the end of a sync: "synced", or an error naming
+// the leaves that are not in the mirror as they should be (blocked by a
+// local directory, or drifted and not brought again by the replay), which
+// stay pending. It keeps them for a Once run's result.
+func (a *applier) reportUnconverged() error {
+	repair, blocked, err := a.st.unconverged()
+	if err != nil {
+		return fmt.Errorf("watcher: state: %w", err)
+	}
+	a.unconverged = a.unconverged[:0]
+	for _, p := range blocked {
+		a.unconverged = append(a.unconverged, p+" (local directory in the way)")
+	}
+	for _, p := range repair {
+		a.unconverged = append(a.unconverged, p+" (drifted, not brought again by the server)")
+	}
+	if len(a.unconverged) == 0 {
+		a.log.Info("synced")
+		return nil
+	}
+	a.log.Error("synced, but leaves are not in place; they stay pending", "count", len(a.unconverged), "paths", firstFew(a.unconverged))
+	return nil
+}
+
+// firstFew returns at most maxNamed of list, and how many more there are.
+func firstFew(list []string) string {
+	const maxNamed = 10
+	if len(list) <= maxNamed {
+		return strings.Join(list, ", ")
+	}
+	return fmt.Sprintf("%s and %d more", strings.Join(list[:maxNamed], ", "), len(list)-maxNamed)
 }
 
 // Due returns when the next trigger with a quiescence window is due.

@@ -18,6 +18,8 @@ import (
 // Atomic mode (Config.Atomic) lays the mirror out as
 //
 //	PARENT/DIR                     symlink to .DIR.replds-snap-N
+//	PARENT/.DIR.replds-snap-M      retired snapshots (M < N), kept for
+//	                               the readers that resolved DIR before
 //	PARENT/.DIR.replds-snap-N      the current snapshot: a complete tree
 //	PARENT/.DIR.replds-snap-N+1    the staging snapshot of the open batch
 //
@@ -26,9 +28,14 @@ import (
 // temporary name renamed into place once complete and durable. The batch
 // is written into it; at the bookmark the state records the batch and
 // the staging number ("snap" in meta, the sealed snapshot) in one
-// transaction, then a new symlink is renamed over DIR and the old snapshot
-// is removed. A reader that resolves DIR once (opens the directory, or
-// readlink) sees one complete batch; the triggers run after the swap.
+// transaction, then a new symlink is renamed over DIR; the snapshot it
+// replaced is retired, not removed: it stays until the next swap and at
+// least Config.AtomicGrace, within a bound of maxRetiredFiles files in all
+// retired snapshots but the last. A
+// reader that resolves DIR once (opens the directory, or readlink) sees
+// one complete batch, and the tree it resolved stays whole until the
+// next swap or for the grace period, whichever is later (the reader
+// contract, in README); the triggers run after the swap.
 //
 // Recovery (settle, at start and at each session) relies on two facts: a
 // snapshot directory with its final name is complete, and the staging
@@ -36,7 +43,23 @@ import (
 // newer than the current one, is swapped in (a crash between the state
 // commit and the rename); the snapshot numbered max(current, sealed)+1 is
 // the staging snapshot of a batch the state has partly recorded, and is
-// kept; every other snapshot and temporary entry of DIR is removed.
+// kept; so is the highest snapshot below the current one, the last
+// retired (how long ago the others were retired is not known after a
+// restart); every other snapshot and temporary entry of DIR is removed.
+
+// maxRetiredFiles bounds the files (hard links) of the retired snapshots
+// kept within the grace period, the last one aside, so that a burst of
+// batches does not pile up copies of a large tree; a small tree keeps
+// every snapshot of its grace period. A variable for tests.
+var maxRetiredFiles = 1 << 20
+
+// retiredSnap is a snapshot replaced by a newer one, when, and about how
+// many files it holds (those of the copy it was made from; 0 if unknown).
+type retiredSnap struct {
+	n     uint64
+	at    time.Time
+	files int
+}
 
 // snapInfix follows ".DIR" in the names of snapshots; their temporary
 // entries have tmpPrefix there instead.
@@ -53,16 +76,25 @@ type snapshots struct {
 
 	cur     uint64   // number of the current snapshot
 	curRoot *os.Root // the current snapshot, never written
+	// retired are the snapshots replaced by a swap and kept for readers,
+	// oldest first; the last is kept until the next swap, the others
+	// until grace has passed since their retirement.
+	retired []retiredSnap
+	grace   time.Duration
+	now     func() time.Time
 	sealed  uint64   // number of the last snapshot the state sealed
 	staging *os.Root // the staging snapshot; nil between batches
 	next    uint64   // number of the staging snapshot
+	// curFiles and nextFiles estimate the files of the current and the
+	// staging snapshot (those of the copy each was made from).
+	curFiles, nextFiles int
 }
 
 // openSnapshots opens the atomic layout of dir, creating or repairing it
 // (settle) with sealed, the state's last sealed snapshot number. seal
 // records a new sealed number in the state (when a plain directory is
 // adopted).
-func openSnapshots(dir string, sealed uint64, seal func(uint64) error, m *mirror) (*snapshots, error) {
+func openSnapshots(dir string, sealed uint64, seal func(uint64) error, grace time.Duration, m *mirror) (*snapshots, error) {
 	abs, err := filepath.Abs(dir)
 	if err != nil {
 		return nil, err
@@ -71,7 +103,7 @@ func openSnapshots(dir string, sealed uint64, seal func(uint64) error, m *mirror
 	if err != nil {
 		return nil, fmt.Errorf("parent of the store directory: %w", err)
 	}
-	s := &snapshots{m: m, parent: parent, base: filepath.Base(abs), seal: seal}
+	s := &snapshots{m: m, parent: parent, base: filepath.Base(abs), seal: seal, grace: grace, now: time.Now}
 	if err := s.settle(sealed); err != nil {
 		s.close()
 		return nil, err
@@ -147,15 +179,25 @@ func (s *snapshots) settle(sealed uint64) error {
 	}
 	s.sealed = sealed
 	stagingN := max(cur, sealed) + 1
+	var prev uint64
+	for n := range snaps {
+		if n < cur {
+			prev = max(prev, n)
+		}
+	}
+	s.retired = s.retired[:0]
+	if prev != 0 {
+		s.retired = append(s.retired, retiredSnap{n: prev, at: s.now()})
+	}
 	if err := s.prune(snaps, temps, cur, stagingN); err != nil {
 		return err
 	}
-	if s.curRoot, err = s.parent.OpenRoot(s.snapName(cur)); err != nil {
+	if s.curRoot, err = s.openSnap(s.snapName(cur)); err != nil {
 		return fmt.Errorf("open snapshot: %w", err)
 	}
 	s.cur = cur
 	if snaps[stagingN] {
-		if s.staging, err = s.parent.OpenRoot(s.snapName(stagingN)); err != nil {
+		if s.staging, err = s.openSnap(s.snapName(stagingN)); err != nil {
 			return fmt.Errorf("open staging snapshot: %w", err)
 		}
 		s.next = stagingN
@@ -178,13 +220,39 @@ func (s *snapshots) scan() (snaps map[uint64]bool, temps []string, err error) {
 	}
 	snaps = map[uint64]bool{}
 	for _, e := range entries {
-		if n, ok := s.parseSnap(e.Name()); ok && e.IsDir() {
+		n, ok := s.parseSnap(e.Name())
+		switch {
+		case ok && e.Type()&fs.ModeSymlink != 0:
+			return nil, nil, fmt.Errorf("snapshot %s %w", e.Name(), ErrSymlink)
+		case ok && e.IsDir():
 			snaps[n] = true
-		} else if s.isTemp(e.Name()) {
+		case s.isTemp(e.Name()):
 			temps = append(temps, e.Name())
 		}
 	}
 	return snaps, temps, nil
+}
+
+// openSnap opens the snapshot directory name of the parent, refusing a
+// symlink (os.Root would follow one that stays inside the parent): the
+// entry is checked first, and the directory opened must be that entry.
+func (s *snapshots) openSnap(name string) (*os.Root, error) {
+	fi, err := s.parent.Lstat(name)
+	if err != nil {
+		return nil, err
+	}
+	if fi.Mode()&fs.ModeSymlink != 0 {
+		return nil, fmt.Errorf("snapshot %s %w", name, ErrSymlink)
+	}
+	r, err := s.parent.OpenRoot(name)
+	if err != nil {
+		return nil, err
+	}
+	if got, err := r.Stat("."); err != nil || !os.SameFile(fi, got) {
+		r.Close()
+		return nil, fmt.Errorf("snapshot %s replaced while being opened", name)
+	}
+	return r, nil
 }
 
 // storeLink is what stands at the store directory's name.
@@ -269,11 +337,11 @@ func (s *snapshots) repair(l storeLink, snaps map[uint64]bool, sealed uint64) (c
 	return cur, sealed, nil
 }
 
-// prune removes every snapshot but cur and stagingN, and the leftover
-// temporary entries.
+// prune removes every snapshot but cur, stagingN and the retired one, and
+// the leftover temporary entries.
 func (s *snapshots) prune(snaps map[uint64]bool, temps []string, cur, stagingN uint64) error {
 	for n := range snaps {
-		if n == cur || n == stagingN {
+		if n == cur || n == stagingN || len(s.retired) > 0 && n == s.retired[0].n {
 			continue
 		}
 		if err := s.parent.RemoveAll(s.snapName(n)); err != nil {
@@ -363,17 +431,17 @@ func (s *snapshots) stage() (*os.Root, error) {
 	if err := s.syncParent(); err != nil {
 		return nil, err
 	}
-	r, err := s.parent.OpenRoot(name)
+	r, err := s.openSnap(name)
 	if err != nil {
 		return nil, fmt.Errorf("open staging snapshot: %w", err)
 	}
-	s.staging, s.next = r, n
+	s.staging, s.next, s.nextFiles = r, n, files
 	s.m.log.Debug("staging snapshot created", "snapshot", n, "files", files, "duration", time.Since(start))
 	return r, nil
 }
 
 // copyTree makes dst (a new entry of the parent) a copy of the current
-// snapshot: directories are created with the mirror's mode and owner,
+// snapshot, stopping when the watcher's run ends: directories are created with the mirror's mode and owner,
 // regular files are hard-linked (copied if linking fails), anything else
 // is left out. The copy is durable before it returns: with batchedSync
 // and more than fsyncFew directories, by one syncfs through a handle
@@ -395,6 +463,9 @@ func (s *snapshots) copyTree(dst string) (files int, err error) {
 	err = fs.WalkDir(s.curRoot.FS(), ".", func(name string, e fs.DirEntry, err error) error {
 		if err != nil {
 			return err // a snapshot that cannot be read cannot be copied
+		}
+		if err := s.m.ctx.Err(); err != nil {
+			return err // stopping: the partial copy is removed
 		}
 		if name == "." {
 			return nil
@@ -469,20 +540,47 @@ func (s *snapshots) copyFile(name, to string) error {
 }
 
 // swap publishes the staging snapshot (already sealed in the state): the
-// symlink is replaced, then the old snapshot removed.
+// symlink is replaced; the snapshot it replaced is retired, left for the
+// readers that resolved the link before, and the retired snapshots past
+// the grace period (or past maxRetiredFiles) are removed.
 func (s *snapshots) swap() error {
 	if err := s.setLink(s.next); err != nil {
 		return err
 	}
-	old := s.cur
 	s.curRoot.Close()
-	s.cur, s.curRoot, s.sealed = s.next, s.staging, s.next
+	s.retired = append(s.retired, retiredSnap{n: s.cur, at: s.now(), files: s.curFiles})
+	s.cur, s.curRoot, s.sealed, s.curFiles = s.next, s.staging, s.next, s.nextFiles
 	s.staging = nil
-	if err := s.parent.RemoveAll(s.snapName(old)); err != nil {
-		// Harmless: the next settle removes it.
-		s.m.log.Warn("old snapshot not removed", "snapshot", old, "err", err)
-	}
+	s.removeRetired()
 	return nil
+}
+
+// removeRetired removes the retired snapshots that no reader may still
+// count on: all but the last, once the grace period has passed since
+// their retirement, and the oldest ones past maxRetiredFiles.
+func (s *snapshots) removeRetired() {
+	now := s.now()
+	files := 0
+	keep := make([]bool, len(s.retired))
+	for i := len(s.retired) - 1; i >= 0; i-- {
+		r := s.retired[i]
+		if i < len(s.retired)-1 {
+			files += r.files
+		}
+		keep[i] = i == len(s.retired)-1 || now.Sub(r.at) < s.grace && files <= maxRetiredFiles
+	}
+	kept := s.retired[:0]
+	for i, r := range s.retired {
+		if keep[i] {
+			kept = append(kept, r)
+			continue
+		}
+		if err := s.parent.RemoveAll(s.snapName(r.n)); err != nil {
+			// Harmless: the next settle removes it.
+			s.m.log.Warn("old snapshot not removed", "snapshot", r.n, "err", err)
+		}
+	}
+	s.retired = kept
 }
 
 // discard drops the staging snapshot of a batch that changed nothing.

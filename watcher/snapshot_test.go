@@ -1,6 +1,8 @@
 package watcher
 
 import (
+	"context"
+	"errors"
 	"fmt"
 	"os"
 	"path/filepath"
@@ -8,6 +10,9 @@ import (
 	"slices"
 	"syscall"
 	"testing"
+	"time"
+
+	repldspb "replds/proto"
 )
 
 // ino returns the inode number of the mirror's file name.
@@ -182,7 +187,7 @@ func TestAtomic_RefusesForeignSymlink(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	if _, _, err := w.openLocal(); err == nil {
+	if _, _, err := w.openLocal(context.Background()); err == nil {
 		t.Fatal("openLocal over a symlink to elsewhere succeeded, want an error")
 	}
 }
@@ -250,5 +255,106 @@ func TestApply_Owner(t *testing.T) {
 		if u, g := owner(t, p); u != 0 || g != gid {
 			t.Errorf("%s owned by %d:%d, want 0:%d", p, u, g, gid)
 		}
+	}
+}
+
+// TestAtomic_RetiredSnapshotsKept: a reader that opened the store
+// directory before a swap reads the whole tree it resolved after the swap;
+// the snapshot it holds is removed only after the next swap and once the
+// grace period passed.
+func TestAtomic_RetiredSnapshotsKept(t *testing.T) {
+	now := time.Unix(1000, 0)
+	h := newHarness(t, "/p", atomicMode, func(c *Config) { c.AtomicGrace = time.Minute })
+	h.a.m.snaps.now = func() time.Time { return now }
+	h.bookmark(1, true, live("/p/cert", 1, "1"), live("/p/key", 1, "1"))
+	reader, err := os.OpenRoot(h.cfg.Dir)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer reader.Close()
+	first := h.target()
+	read := func() string {
+		t.Helper()
+		cert, err1 := reader.ReadFile("cert")
+		key, err2 := reader.ReadFile("key")
+		if err1 != nil || err2 != nil {
+			t.Fatalf("reader of %s: %v, %v", first, err1, err2)
+		}
+		return string(cert) + string(key)
+	}
+	for i := uint64(2); i <= 4; i++ {
+		v := fmt.Sprint(i)
+		h.bookmark(i, false, live("/p/cert", i, v), live("/p/key", i, v))
+		h.check()
+		if got := read(); got != "11" {
+			t.Fatalf("after swap %d the reader reads %q, want its batch, 11", i, got)
+		}
+	}
+	if got := len(h.a.m.snaps.retired); got != 4 {
+		t.Fatalf("%d retired snapshots within the grace period, want 4 (the first, empty one too)", got)
+	}
+	// Past the grace period, the next swap keeps only the snapshot it
+	// replaces.
+	now = now.Add(2 * time.Minute)
+	h.bookmark(5, false, live("/p/cert", 5, "5"))
+	h.check()
+	if _, err := os.Lstat(filepath.Join(filepath.Dir(h.cfg.Dir), first)); !os.IsNotExist(err) {
+		t.Fatalf("first snapshot after the grace period: %v, want it removed", err)
+	}
+	if got := len(h.a.m.snaps.retired); got != 1 {
+		t.Fatalf("%d retired snapshots past the grace period, want 1", got)
+	}
+	// A restart keeps the last retired one.
+	h.reopen()
+	h.check()
+	if got := len(h.a.m.snaps.retired); got != 1 {
+		t.Fatalf("%d retired snapshots after a restart, want 1", got)
+	}
+}
+
+// TestAtomic_CopyStopsWhenRunEnds: the copy of the current snapshot for a
+// new batch stops when the pull is told to stop, and leaves nothing
+// behind; the next batch makes it whole.
+func TestAtomic_CopyStopsWhenRunEnds(t *testing.T) {
+	h := newHarness(t, "/p", atomicMode)
+	h.bookmark(1, true, manyNodes(50, 5)...)
+	before := h.siblings()
+	ctx, cancel := context.WithCancel(context.Background())
+	cancel()
+	h.a.m.ctx = ctx
+	err := h.a.Apply(context.Background(), pageOf([]*repldspb.Node{live("/p/new", 100, "N")}))
+	if !errors.Is(err, context.Canceled) {
+		t.Fatalf("Apply while stopping = %v, want context.Canceled", err)
+	}
+	if got := h.siblings(); !slices.Equal(got, before) {
+		t.Fatalf("beside the store directory after a stopped copy: %v, want %v", got, before)
+	}
+	h.a.m.ctx = context.Background()
+	h.bookmark(2, false, live("/p/new", 100, "N"))
+	h.wantFile("new", "N")
+}
+
+// TestAtomic_RetiredFilesBounded: within the grace period, retired
+// snapshots are kept only up to maxRetiredFiles files (the last one
+// aside), the oldest going first.
+func TestAtomic_RetiredFilesBounded(t *testing.T) {
+	old := maxRetiredFiles
+	t.Cleanup(func() { maxRetiredFiles = old })
+	maxRetiredFiles = 10
+	h := newHarness(t, "/p", atomicMode, func(c *Config) { c.AtomicGrace = time.Hour })
+	h.bookmark(1, true, manyNodes(5, 1)...)
+	for i := uint64(2); i <= 6; i++ {
+		h.bookmark(i, false, live("/p/d0/f00000", 100+i, fmt.Sprint(i)))
+		h.check()
+	}
+	var got []uint64
+	for _, r := range h.a.m.snaps.retired {
+		got = append(got, r.n)
+	}
+	// The first batch went into snapshot 2, and 3 to 7 were copies of 5
+	// files each: 6 (the last retired) is kept whatever it holds, 5 and 4
+	// fit in 10 files, 3 and older go.
+	if want := []uint64{4, 5, 6}; !slices.Equal(got, want) {
+		t.Fatalf("retired snapshots = %v, want %v", got, want)
 	}
 }

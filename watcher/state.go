@@ -2,11 +2,13 @@ package watcher
 
 import (
 	"bytes"
+	"crypto/sha256"
 	"encoding/binary"
 	"errors"
 	"fmt"
 	"os"
 	"path/filepath"
+	"syscall"
 	"time"
 
 	bolt "go.etcd.io/bbolt"
@@ -28,6 +30,8 @@ var (
 	bucketSeen    = []byte("seen")
 	bucketPending = []byte("pending")
 	bucketHandled = []byte("handled")
+	bucketRepair  = []byte("repair")
+	bucketBlocked = []byte("blocked")
 
 	keySchema = []byte("schema")
 	keyPrefix = []byte("prefix")
@@ -38,43 +42,97 @@ var (
 	keySnap   = []byte("snap")
 )
 
-const schemaVersion = 1
+// schemaVersion 2 added the file summary of live records and the repair
+// and blocked buckets; a state of schema 1 is upgraded in place (its
+// records get their summary at the first check).
+const schemaVersion = 2
 
 // lockTimeout bounds the wait for the state file's lock: a second pull on
 // the same state fails rather than hangs.
 const lockTimeout = time.Second
 
-// nodeRec is what the state remembers of a node: the version it applied.
+// nodeRec is what the state remembers of a node: the version it applied
+// and, for a live leaf written to the mirror, what was written (File).
 type nodeRec struct {
 	Version uint64
 	Origin  uint64
 	Deleted bool
+	// File summarizes the file the mirror wrote for the leaf; zero when
+	// none was written (a tombstone, a shadowed or blocked leaf, a dry run)
+	// or the record predates schema 2.
+	File fileSum
 }
+
+// fileSum is what the check compares a mirrored file with: the stat
+// fields first, the content hash only when one of them moved.
+type fileSum struct {
+	Size  int64
+	MTime int64 // modification time, unix ns
+	Ino   uint64
+	Hash  [sha256.Size]byte
+}
+
+// known reports whether s summarizes a written file.
+func (s fileSum) known() bool { return s.Hash != [sha256.Size]byte{} }
+
+// sameStat reports whether the stat fields of s and o agree.
+func (s fileSum) sameStat(o fileSum) bool {
+	return s.Size == o.Size && s.MTime == o.MTime && s.Ino == o.Ino
+}
+
+// Encoded record sizes: version, origin, deleted; then, when the file is
+// known, size, mtime, inode and hash.
+const (
+	recBase = 17
+	recFile = recBase + 24 + sha256.Size
+)
 
 // newer reports whether a beats b under last-write-wins, the servers' rule.
 func (a nodeRec) newer(b nodeRec) bool {
 	return lww.Stamp{Version: a.Version, Origin: a.Origin}.Newer(lww.Stamp{Version: b.Version, Origin: b.Origin})
 }
 
+// same reports whether a and b are the same version of a node.
+func (a nodeRec) same(b nodeRec) bool {
+	return a.Version == b.Version && a.Origin == b.Origin && a.Deleted == b.Deleted
+}
+
 func (a nodeRec) encode() []byte {
-	b := make([]byte, 17)
+	n := recBase
+	if a.File.known() {
+		n = recFile
+	}
+	b := make([]byte, n)
 	binary.BigEndian.PutUint64(b[0:], a.Version)
 	binary.BigEndian.PutUint64(b[8:], a.Origin)
 	if a.Deleted {
 		b[16] = 1
 	}
+	if n == recFile {
+		binary.BigEndian.PutUint64(b[17:], uint64(a.File.Size))
+		binary.BigEndian.PutUint64(b[25:], uint64(a.File.MTime))
+		binary.BigEndian.PutUint64(b[33:], a.File.Ino)
+		copy(b[41:], a.File.Hash[:])
+	}
 	return b
 }
 
 func decodeNodeRec(b []byte) (nodeRec, error) {
-	if len(b) != 17 {
+	if len(b) != recBase && len(b) != recFile {
 		return nodeRec{}, fmt.Errorf("watcher: corrupt node record of %d bytes", len(b))
 	}
-	return nodeRec{
+	r := nodeRec{
 		Version: binary.BigEndian.Uint64(b[0:]),
 		Origin:  binary.BigEndian.Uint64(b[8:]),
 		Deleted: b[16] == 1,
-	}, nil
+	}
+	if len(b) == recFile {
+		r.File.Size = int64(binary.BigEndian.Uint64(b[17:]))
+		r.File.MTime = int64(binary.BigEndian.Uint64(b[25:]))
+		r.File.Ino = binary.BigEndian.Uint64(b[33:])
+		copy(r.File.Hash[:], b[41:])
+	}
+	return r, nil
 }
 
 // change is the net effect of one or more updates of a path: whether a
@@ -118,10 +176,33 @@ func getU64(b *bolt.Bucket, key []byte) uint64 {
 	return binary.BigEndian.Uint64(v)
 }
 
+// ErrSymlink is returned when a file or directory the watcher owns (the
+// state file, a snapshot directory) is a symlink: it is never followed, so
+// that whoever can write beside the mirror cannot redirect what the pull
+// writes, as root, to another file.
+var ErrSymlink = errors.New("is a symlink; refusing to follow it (remove it)")
+
+// openNoFollow is os.OpenFile refusing a symlink as the final component:
+// the state file is opened with it (its lock is an flock on the same
+// file), so a symlink planted in its place is an error, not followed.
+func openNoFollow(name string, flag int, perm os.FileMode) (*os.File, error) {
+	f, err := os.OpenFile(name, flag|syscall.O_NOFOLLOW, perm)
+	if errors.Is(err, syscall.ELOOP) {
+		return nil, fmt.Errorf("%s %w", name, ErrSymlink)
+	}
+	return f, err
+}
+
+// openBolt opens the bbolt file at path without following a symlink.
+func openBolt(path string, o bolt.Options) (*bolt.DB, error) {
+	o.OpenFile = openNoFollow
+	return bolt.Open(path, 0o600, &o)
+}
+
 // openState opens (creating if needed) the state file and checks that it
-// belongs to this prefix and directory.
+// belongs to this prefix and directory. A symlink at path is refused.
 func openState(path, prefix, dir string) (*state, error) {
-	db, err := bolt.Open(path, 0o600, &bolt.Options{Timeout: lockTimeout})
+	db, err := openBolt(path, bolt.Options{Timeout: lockTimeout})
 	if errors.Is(err, berrors.ErrTimeout) {
 		return nil, fmt.Errorf("watcher: state file %s is locked by another process", path)
 	}
@@ -150,8 +231,8 @@ func openDryState(path, prefix, dir string) (st *state, tmp string, err error) {
 			os.Remove(tmp)
 		}
 	}()
-	if _, err := os.Stat(path); err == nil {
-		src, err := bolt.Open(path, 0o600, &bolt.Options{ReadOnly: true, Timeout: lockTimeout})
+	if _, err := os.Lstat(path); err == nil {
+		src, err := openBolt(path, bolt.Options{ReadOnly: true, Timeout: lockTimeout})
 		if errors.Is(err, berrors.ErrTimeout) {
 			return nil, "", fmt.Errorf("watcher: state file %s is locked by a running pull; stop it for a dry run", path)
 		}
@@ -185,13 +266,13 @@ func initState(db *bolt.DB, prefix, dir string) error {
 		return fmt.Errorf("watcher: %w", err)
 	}
 	return db.Update(func(tx *bolt.Tx) error {
-		for _, name := range [][]byte{bucketMeta, bucketNodes, bucketShadow, bucketBatch, bucketSeen, bucketPending, bucketHandled} {
+		for _, name := range [][]byte{bucketMeta, bucketNodes, bucketShadow, bucketBatch, bucketSeen, bucketPending, bucketHandled, bucketRepair, bucketBlocked} {
 			if _, err := tx.CreateBucketIfNotExists(name); err != nil {
 				return fmt.Errorf("watcher: init state: %w", err)
 			}
 		}
 		meta := tx.Bucket(bucketMeta)
-		if s := getU64(meta, keySchema); s != 0 && s != schemaVersion {
+		if s := getU64(meta, keySchema); s > schemaVersion {
 			return fmt.Errorf("watcher: state file has schema %d, this replds knows %d", s, schemaVersion)
 		}
 		if p := meta.Get(keyPrefix); p != nil && string(p) != prefix {
@@ -589,4 +670,118 @@ func clearBucket(tx *bolt.Tx, name []byte) error {
 	}
 	_, err := tx.CreateBucket(name)
 	return err
+}
+
+// eachMirrored calls fn, in path order, with every live leaf the state
+// expects as a file in the mirror: neither shadowed nor blocked. fn runs
+// inside a read transaction and must not use the state.
+func (s *state) eachMirrored(fn func(path string, r nodeRec) error) error {
+	return s.db.View(func(tx *bolt.Tx) error {
+		shadow, blocked := tx.Bucket(bucketShadow), tx.Bucket(bucketBlocked)
+		return tx.Bucket(bucketNodes).ForEach(func(k, v []byte) error {
+			r, err := decodeNodeRec(v)
+			if err != nil || r.Deleted || shadow.Get(k) != nil || blocked.Get(k) != nil {
+				return err
+			}
+			return fn(string(k), r)
+		})
+	})
+}
+
+// recordCheck stores what a check found in one transaction: the updated
+// records of files found intact (a new summary), and the drifted paths,
+// marked for repair; with drift, a full resync is started, whose replay
+// brings their data again.
+func (s *state) recordCheck(updates map[string]nodeRec, drifted []string) error {
+	err := s.db.Update(func(tx *bolt.Tx) error {
+		nodes := tx.Bucket(bucketNodes)
+		for p, r := range updates {
+			if err := nodes.Put([]byte(p), r.encode()); err != nil {
+				return err
+			}
+		}
+		if len(drifted) == 0 {
+			return nil
+		}
+		repair := tx.Bucket(bucketRepair)
+		for _, p := range drifted {
+			if err := repair.Put([]byte(p), []byte{1}); err != nil {
+				return err
+			}
+		}
+		if err := tx.Bucket(bucketMeta).Put(keyFull, []byte{1}); err != nil {
+			return err
+		}
+		return clearBucket(tx, bucketSeen)
+	})
+	if err != nil {
+		return fmt.Errorf("watcher: record check: %w", err)
+	}
+	return nil
+}
+
+// unconverged returns the leaves that are not in the mirror as the state
+// says they should be: those awaiting repair and those blocked.
+func (s *state) unconverged() (repair, blocked []string, err error) {
+	err = s.db.View(func(tx *bolt.Tx) error {
+		if err := tx.Bucket(bucketRepair).ForEach(func(k, _ []byte) error {
+			repair = append(repair, string(k))
+			return nil
+		}); err != nil {
+			return err
+		}
+		return tx.Bucket(bucketBlocked).ForEach(func(k, _ []byte) error {
+			blocked = append(blocked, string(k))
+			return nil
+		})
+	})
+	return repair, blocked, err
+}
+
+// repairing reports whether path awaits a repair: its file drifted and
+// must be written again, even at the version already applied.
+func (t *stateTx) repairing(path string) bool {
+	return t.tx.Bucket(bucketRepair).Get([]byte(path)) != nil
+}
+
+// repaired forgets path's repair mark.
+func (t *stateTx) repaired(path string) error {
+	return t.tx.Bucket(bucketRepair).Delete([]byte(path))
+}
+
+// blockedData returns a copy of the data of the blocked leaf path (one a
+// local directory kept from being written), and whether it is blocked.
+func (t *stateTx) blockedData(path string) ([]byte, bool) {
+	v := t.tx.Bucket(bucketBlocked).Get([]byte(path))
+	if v == nil {
+		return nil, false
+	}
+	return bytes.Clone(v[1:]), true
+}
+
+// block keeps data as the data of path, a leaf that could not be written,
+// to be written by a later batch. A marker byte comes first, as in shadow.
+func (t *stateTx) block(path string, data []byte) error {
+	return t.tx.Bucket(bucketBlocked).Put([]byte(path), append([]byte{1}, data...))
+}
+
+// unblock forgets path's blocked data.
+func (t *stateTx) unblock(path string) error {
+	return t.tx.Bucket(bucketBlocked).Delete([]byte(path))
+}
+
+// blocked reports whether path is a blocked leaf.
+func (t *stateTx) blocked(path string) bool {
+	return t.tx.Bucket(bucketBlocked).Get([]byte(path)) != nil
+}
+
+// blockedPaths returns the blocked leaves.
+func (s *state) blockedPaths() (out []string, err error) {
+	err = s.db.View(func(tx *bolt.Tx) error {
+		return tx.Bucket(bucketBlocked).ForEach(func(k, _ []byte) error {
+			out = append(out, string(k))
+			return nil
+		})
+	})
+	return out, err
 }

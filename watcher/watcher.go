@@ -16,6 +16,12 @@ import (
 // trigger failed; their changes stay pending for the next run.
 var ErrTriggersFailed = errors.New("watcher: triggers failed")
 
+// ErrNotConverged is returned by a Once run whose sync completed but left
+// leaves out of the mirror (a local directory in the way, a drifted file
+// the servers did not bring again); they stay pending for the next run or
+// batch. The error names them.
+var ErrNotConverged = errors.New("watcher: mirror not converged")
+
 // Watcher mirrors a remote prefix into a local directory. Create it with
 // New; Run does the work.
 type Watcher struct {
@@ -46,7 +52,7 @@ func New(cfg Config) (*Watcher, error) {
 // network error does. Everything is closed when Run returns. Run blocks;
 // another Run on the same state file fails (the file is locked).
 func (w *Watcher) Run(ctx context.Context) (err error) {
-	a, closeLocal, err := w.openLocal()
+	a, closeLocal, err := w.openLocal(ctx)
 	if err != nil {
 		return err
 	}
@@ -66,17 +72,31 @@ func (w *Watcher) Run(ctx context.Context) (err error) {
 	if err := f.Run(ctx); err != nil {
 		return err
 	}
-	// With Once, a nil error means synced.
-	if w.cfg.Follow.Once && a.failed > 0 {
-		return fmt.Errorf("%w: %d of them; their changes stay pending", ErrTriggersFailed, a.failed)
-	}
-	return nil
+	return w.result(a)
 }
 
-// openLocal opens the mirror directory and the state. The returned func
-// closes them (and removes a dry run's throw-away state).
-func (w *Watcher) openLocal() (*applier, func() error, error) {
-	m := &mirror{dry: w.cfg.DryRun, fileMode: w.cfg.FileMode, dirMode: w.cfg.DirMode, owner: w.cfg.Owner, log: w.log}
+// result is the outcome of a Run whose follower returned nil: with Once, a
+// sync that left leaves out of the mirror or had triggers fail is an
+// error naming them.
+func (w *Watcher) result(a *applier) error {
+	if !w.cfg.Follow.Once {
+		return nil
+	}
+	var errs []error
+	if n := len(a.unconverged); n > 0 {
+		errs = append(errs, fmt.Errorf("%w: %d leaves not written: %s; they stay pending", ErrNotConverged, n, firstFew(a.unconverged)))
+	}
+	if a.failed > 0 {
+		errs = append(errs, fmt.Errorf("%w: %d of them; their changes stay pending", ErrTriggersFailed, a.failed))
+	}
+	return errors.Join(errs...)
+}
+
+// openLocal opens the mirror directory and the state, stopping if ctx
+// ends. The returned func closes them (and removes a dry run's throw-away
+// state).
+func (w *Watcher) openLocal(ctx context.Context) (*applier, func() error, error) {
+	m := &mirror{ctx: ctx, dry: w.cfg.DryRun, fileMode: w.cfg.FileMode, dirMode: w.cfg.DirMode, owner: w.cfg.Owner, log: w.log}
 	// A dry run reads the current snapshot through the symlink, as any
 	// reader does, and needs no snapshot management.
 	snapshotted := w.cfg.Atomic && !w.cfg.DryRun
@@ -132,7 +152,7 @@ func (w *Watcher) openLocal() (*applier, func() error, error) {
 		}
 		return nil
 	}
-	if err := a.openMirror(snapshotted, w.cfg.Dir); err != nil {
+	if err := a.openMirror(ctx, snapshotted, w.cfg.Dir, w.cfg.AtomicGrace); err != nil {
 		closeAll()
 		return nil, nil, err
 	}
@@ -168,20 +188,21 @@ func (w *Watcher) openDir() (*os.Root, error) {
 	}
 }
 
-// openMirror opens the snapshots of atomic mode (snapshotted) and tidies
+// openMirror opens the snapshots of atomic mode (snapshotted; retired ones
+// kept for grace) and tidies
 // the mirror, removing leftover temporary files.
-func (a *applier) openMirror(snapshotted bool, dir string) error {
+func (a *applier) openMirror(ctx context.Context, snapshotted bool, dir string, grace time.Duration) error {
 	if snapshotted {
 		sealed, err := a.st.sealed()
 		if err == nil {
-			a.m.snaps, err = openSnapshots(dir, sealed, a.st.setSealed, a.m)
+			a.m.snaps, err = openSnapshots(dir, sealed, a.st.setSealed, grace, a.m)
 		}
 		if err != nil {
 			return fmt.Errorf("watcher: atomic store directory: %w", err)
 		}
 		a.m.root = a.m.snaps.root()
 	}
-	if err := a.m.tidy(a.tracked); err != nil {
+	if err := a.m.tidy(ctx, a.tracked); err != nil {
 		return fmt.Errorf("watcher: tidy store directory: %w", err)
 	}
 	return nil

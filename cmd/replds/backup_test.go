@@ -9,6 +9,7 @@ import (
 	"path/filepath"
 	"regexp"
 	"strings"
+	"syscall"
 	"testing"
 	"time"
 
@@ -241,4 +242,76 @@ func TestE2E_BackupEncrypted(t *testing.T) {
 	if !strings.Contains(out, "content root") {
 		t.Errorf("verify with identity said %q", out)
 	}
+}
+
+// TestE2E_BackupRunnerKilled: the server running a full backup is killed
+// (SIGKILL) in the middle of it: the backup it was writing is never
+// listed, and the other server makes a whole one.
+func TestE2E_BackupRunnerKilled(t *testing.T) {
+	servers := startCluster(t, 2)
+	tree := t.TempDir()
+	const n = 40000
+	data := bytes.Repeat([]byte("s"), 2048)
+	for i := range n {
+		dir := filepath.Join(tree, fmt.Sprintf("d%03d", i/1000))
+		if i%1000 == 0 {
+			if err := os.MkdirAll(dir, 0o755); err != nil {
+				t.Fatal(err)
+			}
+		}
+		if err := os.WriteFile(filepath.Join(dir, fmt.Sprintf("f%05d", i)), data, 0o644); err != nil {
+			t.Fatal(err)
+		}
+	}
+	mustRun(t, "store", "-q", "--server="+servers[0].addr, tree, "/big")
+	dir := t.TempDir()
+	tgt := "file://" + dir
+	mustRun(t, "backup", "create", "big", "--server="+servers[1].addr, "--prefix=/big", "--target="+tgt, "--schedule=@yearly")
+
+	// Catch the runner while it writes.
+	var runner *serverProc
+	err := servertest.Eventually(context.Background(), 60*time.Second, func() error {
+		out, _, _ := run(t, nil, "backup", "status", "big", "--json", "--server="+servers[0].addr)
+		var sts []jobStatus
+		if err := json.Unmarshal([]byte(out), &sts); err != nil || len(sts) != 1 {
+			return fmt.Errorf("status %q: %v", out, err)
+		}
+		if sts[0].State != "running" {
+			return fmt.Errorf("state %s", sts[0].State)
+		}
+		for _, s := range servers {
+			if s.name == sts[0].Runner {
+				runner = s
+			}
+		}
+		return nil
+	})
+	if err != nil {
+		t.Fatal(err)
+	}
+	runner.kill(syscall.SIGKILL)
+	if all := listBackups(t, tgt, "big"); len(all) != 0 {
+		t.Fatalf("listed after the runner was killed mid-backup: %+v", all)
+	}
+	other := servers[0]
+	if other == runner {
+		other = servers[1]
+	}
+	var all []backup.Manifest
+	err = servertest.Eventually(context.Background(), 60*time.Second, func() error {
+		all = listBackups(t, tgt, "big")
+		if len(all) != 1 || all[0].Nodes != n || all[0].Runner != other.name {
+			return fmt.Errorf("backups %+v", all)
+		}
+		return nil
+	})
+	if err != nil {
+		t.Fatal(err)
+	}
+	mustRun(t, "backup", "verify", "--target="+tgt, "--job=big")
+	entries, err := os.ReadDir(filepath.Join(dir, "big"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Logf("%d backup directories in the target, 1 complete (retention removes the killed run's after its grace)", len(entries))
 }

@@ -45,14 +45,16 @@ With --atomic, DIR is a symlink to a complete snapshot directory beside it
 once sees all the files of a batch or none. --owner and --group (names or
 numeric ids; root only) own the files and directories pull creates.
 
-With --once, exit after the first complete sync and its triggers. SIGHUP
-re-reads the triggers directory.`,
+With --once, exit after the first complete sync and its triggers; exit
+non-zero if a trigger file is malformed, a trigger failed, or a leaf could not
+be written. At start, files changed or deleted by hand are found and written
+again. SIGHUP re-reads the triggers directory.`,
 		Args: cobra.ExactArgs(1),
 		RunE: func(cmd *cobra.Command, args []string) error { return o.run(cmd.Context(), args[0]) },
 	}
 	f := cmd.Flags()
 	f.StringVar(&cfg.Dir, "store", "", "local directory to mirror into (required)")
-	f.StringVar(&o.triggersDir, "triggers-dir", "", "directory of trigger files (JSON, names without a dot)")
+	f.StringVar(&o.triggersDir, "triggers-dir", "", "directory of trigger files (JSON, named NAME or NAME.json)")
 	f.BoolVar(&cfg.Follow.Once, "once", false, "exit after the first complete sync and its triggers")
 	f.BoolVar(&cfg.DryRun, "dry-run", false, "log what would change and which triggers would run; write nothing")
 	f.Var(modeFlag{&cfg.FileMode}, "file-mode", "permissions of mirrored files (octal)")
@@ -60,6 +62,7 @@ re-reads the triggers directory.`,
 	f.StringVar(&o.httpAddr, "http-addr", "", "serve the client's /metrics on HOST:PORT (plain HTTP: keep it local)")
 	f.StringVar(&cfg.StateFile, "state-file", "", "state file (default: the store directory + "+watcher.StateSuffix+")")
 	f.BoolVar(&cfg.Atomic, "atomic", false, "make the store directory a symlink to a snapshot swapped in one rename per batch")
+	f.DurationVar(&cfg.AtomicGrace, "atomic-grace", cfg.AtomicGrace, "with --atomic, keep a replaced snapshot this long (and until the next swap) for readers that resolved the directory before")
 	f.StringVar(&o.owner, "owner", "", "user (name or uid) owning mirrored files and directories (root only)")
 	f.StringVar(&o.group, "group", "", "group (name or gid) owning mirrored files and directories (root only)")
 	f.DurationVar(&cfg.Follow.IdleTimeout, "idle-timeout", cfg.Follow.IdleTimeout, "reconnect elsewhere when a server sends nothing for this long")
@@ -99,6 +102,11 @@ func (o *pullOptions) run(ctx context.Context, prefix string) error {
 		}
 		runner, err = triggers.New(triggers.Config{Dir: o.triggersDir, Store: store, Logger: log})
 		if err != nil {
+			return err
+		}
+		// A running pull logs a malformed file and goes on with the
+		// others; a single run fails on it, before it writes anything.
+		if err := runner.Malformed(); err != nil && cfg.Follow.Once {
 			return err
 		}
 		cfg.Triggers = runner

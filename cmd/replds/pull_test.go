@@ -4,18 +4,21 @@ import (
 	"context"
 	"encoding/json"
 	"fmt"
+	"net"
 	"os"
 	"path/filepath"
 	"reflect"
 	"regexp"
 	"strconv"
 	"strings"
+	"sync/atomic"
 	"syscall"
 	"testing"
 	"time"
 
 	"google.golang.org/grpc"
 	"google.golang.org/grpc/credentials/insecure"
+	"google.golang.org/grpc/keepalive"
 
 	repldspb "replds/proto"
 	"replds/server/servertest"
@@ -67,17 +70,31 @@ func TestE2E_PullOnceWithTriggers(t *testing.T) {
 		t.Fatal(err)
 	}
 	out := filepath.Join(work, "runs")
-	writeTrigger(t, trig, "d", "/app/d", out)
+	writeTrigger(t, trig, "d.json", "/app/d", out)
 	writeTrigger(t, trig, "none", "/elsewhere", out)
-	if err := os.WriteFile(filepath.Join(trig, "broken"), []byte("{"), 0o600); err != nil {
-		t.Fatal(err)
-	}
+	writeTrigger(t, trig, "d.json~", "/app", out) // an editor backup: ignored
 	mirror := filepath.Join(work, "mirror")
 
+	// A malformed trigger file fails --once before anything is written,
+	// naming the file and the field.
+	if err := os.WriteFile(filepath.Join(trig, "broken"), []byte(`{"path": "/app", "comand": "true"}`), 0o600); err != nil {
+		t.Fatal(err)
+	}
+	_, errOut, code := run(t, nil, "pull", "--once", "--server="+s.addr, "--store="+mirror, "--triggers-dir="+trig, "/app")
+	if code == 0 || !strings.Contains(lastLine(errOut), `"broken": unknown field "comand"`) {
+		t.Fatalf("pull --once with a malformed trigger: exit %d, want non-zero naming the file and field:\n%s", code, errOut)
+	}
+	if _, err := os.Stat(mirror); !os.IsNotExist(err) {
+		t.Fatalf("pull --once with a malformed trigger created the store directory (%v)", err)
+	}
+	if err := os.Remove(filepath.Join(trig, "broken")); err != nil {
+		t.Fatal(err)
+	}
+
 	// A dry run writes nothing, not even the state.
-	_, errOut, code := run(t, nil, "pull", "--once", "--dry-run", "--server="+s.addr, "--store="+mirror, "--triggers-dir="+trig, "/app")
+	_, errOut, code = run(t, nil, "pull", "--once", "--dry-run", "--server="+s.addr, "--store="+mirror, "--triggers-dir="+trig, "/app")
 	wouldWrite := regexp.MustCompile(`msg="would write" .*path=/app/d/b`)
-	wouldRun := regexp.MustCompile(`msg="would run trigger" .*trigger=d `)
+	wouldRun := regexp.MustCompile(`msg="would run trigger" .*trigger=d.json `)
 	if code != 0 || !wouldWrite.MatchString(errOut) || !wouldRun.MatchString(errOut) {
 		t.Fatalf("dry run: exit %d, output:\n%s", code, errOut)
 	}
@@ -90,9 +107,6 @@ func TestE2E_PullOnceWithTriggers(t *testing.T) {
 	_, errOut, code = run(t, nil, "pull", "--once", "--server="+s.addr, "--store="+mirror, "--triggers-dir="+trig, "/app")
 	if code != 0 {
 		t.Fatalf("pull --once: exit %d:\n%s", code, errOut)
-	}
-	if !regexp.MustCompile(`msg="trigger file skipped" .*broken`).MatchString(errOut) {
-		t.Errorf("the malformed trigger file is not reported by name:\n%s", errOut)
 	}
 	for name, want := range map[string]string{"a": "A", "d/b": "B", "x/c": "C"} {
 		p := filepath.Join(mirror, name)
@@ -226,6 +240,12 @@ func TestE2E_PullAtomicWithOwner(t *testing.T) {
 	run(t, strings.NewReader("cert 2"), "store", "--server="+s.addr, "-", "/tls/cert")
 	run(t, strings.NewReader("key 2"), "store", "--server="+s.addr, "-", "/tls/sub/key")
 	pull()
+	// Replaced snapshots stay for --atomic-grace; none is kept with 0
+	// but the one the last swap replaced.
+	run(t, strings.NewReader("cert 3"), "store", "--server="+s.addr, "-", "/tls/cert")
+	mustRun(t, "pull", "--once", "--atomic", "--atomic-grace=0", "--owner=4242", "--group=4343", "--server="+s.addr, "--store="+mirror, "/tls")
+	run(t, strings.NewReader("cert 2"), "store", "--server="+s.addr, "-", "/tls/cert")
+	mustRun(t, "pull", "--once", "--atomic", "--atomic-grace=0", "--owner=4242", "--group=4343", "--server="+s.addr, "--store="+mirror, "/tls")
 
 	target, err := os.Readlink(mirror)
 	if err != nil {
@@ -236,7 +256,9 @@ func TestE2E_PullAtomicWithOwner(t *testing.T) {
 	for _, e := range entries {
 		names = append(names, e.Name())
 	}
-	if want := []string{target, "mirror", "mirror.replds-state"}; !reflect.DeepEqual(names, want) {
+	n, _ := strconv.Atoi(strings.TrimPrefix(target, ".mirror.replds-snap-"))
+	retired := fmt.Sprintf(".mirror.replds-snap-%d", n-1)
+	if want := []string{retired, target, "mirror", "mirror.replds-state"}; !reflect.DeepEqual(names, want) {
 		t.Errorf("beside the store directory: %v, want %v", names, want)
 	}
 	waitFile(t, filepath.Join(mirror, "cert"), []byte("cert 2"))
@@ -406,5 +428,167 @@ func TestE2E_PullFailoverKill9(t *testing.T) {
 	pull.kill(syscall.SIGTERM)
 	if pull.err != nil {
 		t.Fatalf("pull after SIGTERM: %v", pull.err)
+	}
+}
+
+// TestE2E_PullOnceConverges: a leaf where a local directory stands makes
+// pull --once fail naming it, with true counts, and stay pending; once the
+// directory is gone the next --once writes it. A mirrored file deleted or
+// edited by hand is written again by the next --once.
+func TestE2E_PullOnceConverges(t *testing.T) {
+	s := startServer(t, "solo", "127.0.0.1:0", t.TempDir())
+	work := t.TempDir()
+	writeFiles(t, filepath.Join(work, "src"), map[string]string{"token": "T", "other": "O"})
+	mustRun(t, "store", "--server="+s.addr, filepath.Join(work, "src"), "/data")
+	mirror := filepath.Join(work, "mirror")
+	writeFiles(t, mirror, map[string]string{"token/mine": "in the way"})
+	pull := func() (string, int) {
+		t.Helper()
+		_, errOut, code := run(t, nil, "pull", "--once", "--server="+s.addr, "--store="+mirror, "/data")
+		return errOut, code
+	}
+
+	errOut, code := pull()
+	if code == 0 || !strings.Contains(lastLine(errOut), "/data/token (local directory in the way)") {
+		t.Fatalf("pull --once with a directory in the way: exit %d, want non-zero and an error naming /data/token:\n%s", code, errOut)
+	}
+	if !regexp.MustCompile(`msg="batch applied" .*written=1 .*blocked=1`).MatchString(errOut) {
+		t.Errorf("batch line does not count 1 written, 1 blocked:\n%s", errOut)
+	}
+	errOut, code = pull()
+	if code == 0 {
+		t.Fatalf("second pull --once, directory still in the way: exit 0, want the leaf still pending:\n%s", errOut)
+	}
+	if err := os.RemoveAll(filepath.Join(mirror, "token")); err != nil {
+		t.Fatal(err)
+	}
+	if errOut, code = pull(); code != 0 {
+		t.Fatalf("pull --once, way clear: exit %d:\n%s", code, errOut)
+	}
+	waitFile(t, filepath.Join(mirror, "token"), []byte("T"))
+
+	// Drift: one file deleted, one edited.
+	if err := os.Remove(filepath.Join(mirror, "token")); err != nil {
+		t.Fatal(err)
+	}
+	if err := os.WriteFile(filepath.Join(mirror, "other"), []byte("edited"), 0o600); err != nil {
+		t.Fatal(err)
+	}
+	if errOut, code = pull(); code != 0 {
+		t.Fatalf("pull --once after local edits: exit %d:\n%s", code, errOut)
+	}
+	for _, re := range []string{
+		`msg="mirrored file drifted; rewriting it" .*path=/data/token .*problem=missing`,
+		`msg="mirrored file drifted; rewriting it" .*path=/data/other .*problem="content changed`,
+		`msg=repaired .*path=/data/token`,
+		`msg=repaired .*path=/data/other`,
+	} {
+		if !regexp.MustCompile(re).MatchString(errOut) {
+			t.Errorf("no log line matching %s:\n%s", re, errOut)
+		}
+	}
+	waitFile(t, filepath.Join(mirror, "token"), []byte("T"))
+	waitFile(t, filepath.Join(mirror, "other"), []byte("O"))
+}
+
+// lastLine returns the last non-empty line of s.
+func lastLine(s string) string {
+	lines := strings.Split(strings.TrimSpace(s), "\n")
+	return lines[len(lines)-1]
+}
+
+// hugePageServer is a Watch server that sends every session one message
+// of many nodes, as a hostile or buggy server may, then, once complete is
+// set, a synced bookmark; until then it holds the stream open.
+type hugePageServer struct {
+	repldspb.UnimplementedRepldsServer
+	nodes    []*repldspb.Node
+	complete atomic.Bool
+}
+
+func (s *hugePageServer) Watch(req *repldspb.WatchRequest, stream grpc.ServerStreamingServer[repldspb.WatchResponse]) error {
+	if err := stream.Send(&repldspb.WatchResponse{Nodes: s.nodes}); err != nil {
+		return err
+	}
+	if !s.complete.Load() {
+		<-stream.Context().Done()
+		return nil
+	}
+	vec := &repldspb.Vector{Entries: []*repldspb.VectorEntry{{Origin: 1, Seq: uint64(len(s.nodes))}}}
+	if err := stream.Send(&repldspb.WatchResponse{Bookmark: vec, Synced: true}); err != nil {
+		return err
+	}
+	<-stream.Context().Done()
+	return nil
+}
+
+// TestE2E_PullStopsOnSIGTERM: SIGTERM while a pull applies one huge page
+// stops it at once (the part of the page not yet committed is abandoned,
+// its temporary files removed); the state stays consistent: the next
+// --once completes the mirror, and no temporary file is left.
+func TestE2E_PullStopsOnSIGTERM(t *testing.T) {
+	const files = 10000
+	fake := &hugePageServer{}
+	for i := range files {
+		fake.nodes = append(fake.nodes, &repldspb.Node{
+			Path: fmt.Sprintf("/data/d%03d/f%05d", i%100, i), Version: uint64(i + 1), Origin: 1, Seq: uint64(i + 1), Data: []byte(fmt.Sprint(i)),
+		})
+	}
+	lis, err := net.Listen("tcp", "127.0.0.1:0")
+	if err != nil {
+		t.Fatal(err)
+	}
+	// The pull pings every 15s while it works on the page.
+	gs := grpc.NewServer(grpc.MaxSendMsgSize(64<<20),
+		grpc.KeepaliveEnforcementPolicy(keepalive.EnforcementPolicy{MinTime: time.Second, PermitWithoutStream: true}))
+	repldspb.RegisterRepldsServer(gs, fake)
+	go gs.Serve(lis)
+	t.Cleanup(gs.Stop)
+	addr := lis.Addr().String()
+
+	work := t.TempDir()
+	mirror := filepath.Join(work, "mirror")
+	pull := start(t, "pull", "pull", "--server="+addr, "--store="+mirror, "/data")
+	// Some of the page is on disk: the pull is in the middle of it.
+	err = servertest.Eventually(context.Background(), 20*time.Second, func() error {
+		entries, err := os.ReadDir(mirror)
+		if err != nil || len(entries) == 0 {
+			return fmt.Errorf("nothing mirrored yet (%v)", err)
+		}
+		return nil
+	})
+	if err != nil {
+		t.Fatal(err)
+	}
+	sent := time.Now()
+	pull.kill(syscall.SIGTERM)
+	stopped := time.Since(sent)
+	t.Logf("pull stopped %v after SIGTERM", stopped.Round(time.Millisecond))
+	if pull.err != nil {
+		t.Errorf("pull after SIGTERM: %v, want exit 0", pull.err)
+	}
+	if stopped > time.Second {
+		t.Errorf("pull took %v to stop after SIGTERM, want under a second", stopped)
+	}
+
+	fake.complete.Store(true)
+	mustRun(t, "pull", "--once", "--server="+addr, "--store="+mirror, "/data")
+	n := 0
+	err = filepath.WalkDir(mirror, func(p string, d os.DirEntry, err error) error {
+		if err != nil || d.IsDir() {
+			return err
+		}
+		if strings.Contains(d.Name(), ".replds-tmp-") {
+			t.Errorf("temporary file left: %s", p)
+			return nil
+		}
+		n++
+		return nil
+	})
+	if err != nil || n != files {
+		t.Fatalf("mirror holds %d files (%v), want %d", n, err, files)
+	}
+	for _, i := range []int{0, files / 2, files - 1} {
+		waitFile(t, filepath.Join(mirror, fmt.Sprintf("d%03d/f%05d", i%100, i)), []byte(fmt.Sprint(i)))
 	}
 }
