@@ -205,6 +205,12 @@ func (s *Store) run() {
 			s.commitGroup(s.gather(r))
 		case answer := <-s.reinc:
 			answer <- s.reincarnate()
+		case answer := <-s.erase.reqs:
+			answer <- s.compact("requested")
+		case <-s.erase.due():
+			if r := s.compact("erase interval"); r.err != nil {
+				s.log.Error("compaction failed", "err", r.err)
+			}
 		}
 	}
 }
@@ -291,6 +297,9 @@ func (s *Store) commitTx(reqs []*request, results []result) error {
 		return err
 	}
 	g.install()
+	if g.freed {
+		s.erase.freed()
+	}
 	if early > 0 {
 		s.publishLocked(events[early:])
 	} else {
@@ -405,6 +414,9 @@ type group struct {
 	lastIssued uint64
 	// dirty reports that the transaction holds changes to commit.
 	dirty bool
+	// freed reports that it deletes or overwrites node data, which then
+	// stays in bbolt's freed pages until a compaction (compact.go).
+	freed bool
 }
 
 // persistState writes the vector entries and the clock changed by the
@@ -730,6 +742,9 @@ func (b *batch) flush() error {
 		}
 		if err := nodes.Put(key, val); err != nil {
 			return fmt.Errorf("store: put node %s: %w", nodepath.Quote(c.path), err)
+		}
+		if c.hadPrev && !c.prev.Deleted && c.prev.Size > 0 {
+			b.g.freed = true
 		}
 		if c.hadPrev {
 			if err := logb.Delete(logKey(c.prev.Origin, c.prev.Seq)); err != nil {
