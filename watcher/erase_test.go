@@ -1,0 +1,76 @@
+package watcher
+
+import (
+	"bytes"
+	"fmt"
+	"maps"
+	"os"
+	"strings"
+	"testing"
+
+	repldspb "replds/proto"
+)
+
+// stateHas reports whether the harness's state file contains s.
+func (h *harness) stateHas(s string) bool {
+	h.t.Helper()
+	raw, err := os.ReadFile(h.cfg.stateFile())
+	if err != nil {
+		h.t.Fatalf("read state: %v", err)
+	}
+	return bytes.Contains(raw, []byte(s))
+}
+
+// TestState_ShadowedDataErased: once a shadowed leaf is deleted,
+// overwritten or restored, its old data leaves the state file at the
+// bookmark that ends the batch.
+func TestState_ShadowedDataErased(t *testing.T) {
+	const canary = "CANARY-5be0c2d4-shadowed-secret"
+	for _, tc := range []struct {
+		name string
+		end  func(h *harness)
+		want map[string]string
+	}{
+		{"deleted", func(h *harness) {
+			h.bookmark(3, false, tomb("/p/a", 3))
+		}, map[string]string{"a/": "", "a/b": "B"}},
+		{"overwritten", func(h *harness) {
+			h.bookmark(3, false, live("/p/a", 3, "new"))
+		}, map[string]string{"a/": "", "a/b": "B"}},
+		{"restored", func(h *harness) {
+			h.bookmark(3, false, tomb("/p/a/b", 3))
+		}, map[string]string{"a": canary}},
+	} {
+		t.Run(tc.name, func(t *testing.T) {
+			h := newHarness(t, "/p")
+			// Enough other shadowed data that the shadow bucket has pages
+			// of its own, which bbolt does not rewrite at every commit.
+			var others []*repldspb.Node
+			for i := range 8 {
+				p := fmt.Sprintf("/p/z%d", i)
+				others = append(others, live(p+"/x", 1, "X"), live(p, 1, strings.Repeat("z", 1500)))
+			}
+			h.bookmark(1, true, append(others, live("/p/a", 1, canary))...)
+			h.bookmark(2, false, live("/p/a/b", 2, "B"))
+			if !h.stateHas(canary) {
+				t.Fatalf("shadowed data not in the state file")
+			}
+			tc.end(h)
+			want := maps.Clone(tc.want)
+			for i := range 8 {
+				want[fmt.Sprintf("z%d/", i)] = ""
+				want[fmt.Sprintf("z%d/x", i)] = "X"
+			}
+			h.wantTree(want)
+			if h.stateHas(canary) {
+				t.Errorf("shadowed data still in the state file after the bookmark")
+			}
+			// The compacted state works on, and after a restart.
+			h.bookmark(4, false, live("/p/c", 4, "C"))
+			h.reopen()
+			h.bookmark(5, false)
+			want["c"] = "C"
+			h.wantTree(want)
+		})
+	}
+}
