@@ -52,6 +52,8 @@ type Options struct {
 	// Hook, when set, is called at each Step; an error fails Swap there,
 	// as a failing system call at that point would.
 	Hook func(Step) error
+	// Cancel, when closed, stops a copy in progress (ErrCanceled).
+	Cancel <-chan struct{}
 }
 
 // Result describes a Swap.
@@ -73,6 +75,9 @@ func Clean(path string) error {
 	return nil
 }
 
+// ErrCanceled is returned when Options.Cancel closed during a copy.
+var ErrCanceled = errors.New("boltcompact: copy canceled")
+
 // Swap replaces the file path, which src has open, by a copy of its live
 // keys (see the package documentation), and returns the copy, open. The
 // caller must not write to src during Swap; it keeps src open for its
@@ -84,77 +89,202 @@ func Clean(path string) error {
 // directory could not be synced: the caller must write only to the new
 // database from then on, since src's file is no longer at path.
 func Swap(src *bolt.DB, path string, opts Options) (*bolt.DB, Result, error) {
-	var res Result
+	var c *Copy
+	err := src.View(func(tx *bolt.Tx) error {
+		var err error
+		c, err = Begin(tx, path, opts)
+		return err
+	})
+	if err != nil {
+		return nil, Result{}, err
+	}
+	return c.Install()
+}
+
+// Copy is a copy of a database in the making, beside its file: Begin
+// fills it from a snapshot; the caller may then bring it up to date
+// through DB, and Install puts it in place, or Abort drops it.
+type Copy struct {
+	db     *bolt.DB
+	path   string
+	opts   Options
+	noSync bool
+	before int64
+}
+
+// Begin copies the live keys that tx sees into a new file beside path
+// (TempPath), flushes it and returns it open. tx may be a read
+// transaction of a database others go on writing: the copy is of tx's
+// snapshot. Begin uses tx from the calling goroutine only and leaves it
+// open. On error no copy is left.
+func Begin(tx *bolt.Tx, path string, opts Options) (*Copy, error) {
+	c := &Copy{path: path, opts: opts}
 	if fi, err := os.Stat(path); err == nil {
-		res.Before = fi.Size()
+		c.before = fi.Size()
 	}
 	tmp := TempPath(path)
 	if err := os.Remove(tmp); err != nil && !errors.Is(err, os.ErrNotExist) {
-		return nil, res, fmt.Errorf("boltcompact: remove old copy: %w", err)
+		return nil, fmt.Errorf("boltcompact: remove old copy: %w", err)
 	}
-	dst, err := copyLive(src, tmp, opts)
-	if err != nil {
-		_ = os.Remove(tmp)
-		return nil, res, err
-	}
-	if err := os.Rename(tmp, path); err != nil {
-		// The copy is unused: its close error changes nothing.
-		_ = dst.Close()
-		_ = os.Remove(tmp)
-		return nil, res, fmt.Errorf("boltcompact: rename: %w", err)
-	}
-	if fi, err := os.Stat(path); err == nil {
-		res.After = fi.Size()
-	}
-	if err := step(opts, StepRenamed); err != nil {
-		return dst, res, err
-	}
-	if err := syncDir(filepath.Dir(path)); err != nil {
-		return dst, res, fmt.Errorf("boltcompact: sync directory: %w", err)
-	}
-	return dst, res, nil
-}
-
-// copyLive writes the live keys of src into a new file tmp, syncs it and
-// returns it open. On error the caller removes tmp.
-func copyLive(src *bolt.DB, tmp string, opts Options) (*bolt.DB, error) {
 	o := bolt.Options{}
 	if opts.Open != nil {
 		o = *opts.Open
 	}
-	noSync := o.NoSync
+	c.noSync = o.NoSync
+	// Every commit of the copy is made durable at once by Install.
 	o.NoSync = true
 	mode := opts.Mode
 	if mode == 0 {
 		mode = 0o600
 	}
-	dst, err := bolt.Open(tmp, mode, &o)
+	db, err := bolt.Open(tmp, mode, &o)
 	if err != nil {
+		_ = os.Remove(tmp)
 		return nil, fmt.Errorf("boltcompact: open copy: %w", err)
 	}
+	c.db = db
 	txMax := opts.TxMaxSize
 	if txMax <= 0 {
 		txMax = defaultTxMaxSize
 	}
-	err = bolt.Compact(dst, src, txMax)
+	err = copyTx(db, tx, txMax, opts.Cancel)
 	if err == nil {
 		err = step(opts, StepCopied)
 	}
 	if err == nil {
-		// NoSync skips the fsync of each commit, not this one.
-		if err = dst.Sync(); err != nil {
-			err = fmt.Errorf("boltcompact: sync copy: %w", err)
-		}
-	}
-	if err == nil {
-		err = step(opts, StepSynced)
+		// Flushed here, the bulk of the copy costs Install's sync nothing.
+		err = db.Sync()
 	}
 	if err != nil {
-		_ = dst.Close()
+		c.Abort()
 		return nil, fmt.Errorf("boltcompact: copy: %w", err)
 	}
-	dst.NoSync = noSync
-	return dst, nil
+	return c, nil
+}
+
+// DB returns the copy, open for writes that bring it up to date. They
+// are made durable by Install.
+func (c *Copy) DB() *bolt.DB { return c.db }
+
+// Abort closes and removes the copy.
+func (c *Copy) Abort() {
+	// The copy is dropped: its close error changes nothing.
+	_ = c.db.Close()
+	_ = os.Remove(TempPath(c.path))
+}
+
+// Install syncs the copy, renames it over the file and syncs the
+// directory, then returns the copy's database, with NoSync as Open asked.
+// Its results are Swap's: nil and an error if it failed before the
+// rename (the copy is dropped), the new database otherwise.
+func (c *Copy) Install() (*bolt.DB, Result, error) {
+	res := Result{Before: c.before}
+	// NoSync skips the fsync of each commit, not this one.
+	err := c.db.Sync()
+	if err != nil {
+		err = fmt.Errorf("boltcompact: sync copy: %w", err)
+	} else {
+		err = step(c.opts, StepSynced)
+	}
+	if err == nil {
+		if err = os.Rename(TempPath(c.path), c.path); err != nil {
+			err = fmt.Errorf("boltcompact: rename: %w", err)
+		}
+	}
+	if err != nil {
+		c.Abort()
+		return nil, res, err
+	}
+	c.db.NoSync = c.noSync
+	if fi, err := os.Stat(c.path); err == nil {
+		res.After = fi.Size()
+	}
+	if err := step(c.opts, StepRenamed); err != nil {
+		return c.db, res, err
+	}
+	if err := syncDir(filepath.Dir(c.path)); err != nil {
+		return c.db, res, fmt.Errorf("boltcompact: sync directory: %w", err)
+	}
+	return c.db, res, nil
+}
+
+// cancelEvery is how many keys copyTx copies between checks of cancel.
+const cancelEvery = 1024
+
+// copyTx writes every bucket and key of src into dst, committing every
+// txMax bytes, with full pages. It stops with ErrCanceled once cancel is
+// closed. Nested buckets and bucket sequences are copied too.
+func copyTx(dst *bolt.DB, src *bolt.Tx, txMax int64, cancel <-chan struct{}) error {
+	tx, err := dst.Begin(true)
+	if err != nil {
+		return err
+	}
+	defer func() { _ = tx.Rollback() }()
+	var size, n int64
+	// put copies one key (v != nil) or creates one bucket (v == nil) under
+	// the bucket at keys in dst.
+	put := func(keys [][]byte, k, v []byte, seq uint64) error {
+		n++
+		if n%cancelEvery == 0 && cancel != nil {
+			select {
+			case <-cancel:
+				return ErrCanceled
+			default:
+			}
+		}
+		if size += int64(len(k) + len(v)); size > txMax {
+			if err := tx.Commit(); err != nil {
+				return err
+			}
+			if tx, err = dst.Begin(true); err != nil {
+				return err
+			}
+			size = int64(len(k) + len(v))
+		}
+		if len(keys) == 0 {
+			b, err := tx.CreateBucket(k)
+			if err != nil {
+				return err
+			}
+			return b.SetSequence(seq)
+		}
+		b := tx.Bucket(keys[0])
+		for _, name := range keys[1:] {
+			b = b.Bucket(name)
+		}
+		// Keys come in order: full pages, as bbolt.Compact packs them.
+		b.FillPercent = 1.0
+		if v != nil {
+			return b.Put(k, v)
+		}
+		nb, err := b.CreateBucket(k)
+		if err != nil {
+			return err
+		}
+		return nb.SetSequence(seq)
+	}
+	err = src.ForEach(func(name []byte, b *bolt.Bucket) error {
+		return walkBucket(b, nil, name, put)
+	})
+	if err != nil {
+		return err
+	}
+	return tx.Commit()
+}
+
+// walkBucket calls fn for bucket b, named k under keys, then for each of
+// its keys and, recursively, nested buckets.
+func walkBucket(b *bolt.Bucket, keys [][]byte, k []byte, fn func(keys [][]byte, k, v []byte, seq uint64) error) error {
+	if err := fn(keys, k, nil, b.Sequence()); err != nil {
+		return err
+	}
+	keys = append(keys, k)
+	return b.ForEach(func(k, v []byte) error {
+		if v == nil {
+			return walkBucket(b.Bucket(k), keys, k, fn)
+		}
+		return fn(keys, k, v, 0)
+	})
 }
 
 func step(opts Options, s Step) error {

@@ -9,14 +9,19 @@
 //
 // # Swap
 //
-// Swap copies the live keys of an open database into PATH.compact (beside
-// the file, same filesystem), syncs it, opens it, then renames it over
-// PATH and syncs the directory. The caller must not write to the old
-// database from the start of Swap on, and writes only to the new one once
-// Swap returned it; readers may go on reading either (the content is the
-// same). At every crash point PATH is either the old file or the complete
-// copy, both holding every acknowledged write; a leftover PATH.compact is
-// only ever an unfinished copy, which Clean removes.
+// Begin copies the live keys that a transaction sees into PATH.compact
+// (beside the file, same filesystem) and returns the copy, open: from a
+// read transaction, while others go on writing the file. The caller may
+// then bring the copy up to date through Copy.DB (the store replays the
+// paths committed since its snapshot). Copy.Install syncs the copy,
+// renames it over PATH and syncs the directory; Swap does all of it for a
+// database nobody writes meanwhile. The caller writes only to the new
+// database once Install returned it; readers may finish on the old one,
+// which the caller closes. At every crash point PATH is either the old
+// file or the complete copy, both holding every acknowledged write (the
+// caller's writes to the copy are made durable with it, before the
+// rename); a leftover PATH.compact is only ever an unfinished copy, which
+// Clean removes.
 //
 // Freed filesystem blocks of the old file are the filesystem's and the
 // disk's business: deleted data may remain there until overwritten, which
