@@ -200,17 +200,18 @@ func (s *Store) run() {
 	for {
 		select {
 		case <-s.closing:
+			s.stopCompaction()
 			return
 		case r := <-s.reqs:
 			s.commitGroup(s.gather(r))
 		case answer := <-s.reinc:
 			answer <- s.reincarnate()
 		case answer := <-s.erase.reqs:
-			answer <- s.compact("requested")
+			s.startCompaction("requested", answer)
 		case <-s.erase.due():
-			if r := s.compact("erase interval"); r.err != nil {
-				s.log.Error("compaction failed", "err", r.err)
-			}
+			s.startCompaction("erase interval")
+		case d := <-s.erase.copied():
+			s.finishCompaction(d)
 		}
 	}
 }
@@ -297,9 +298,7 @@ func (s *Store) commitTx(reqs []*request, results []result) error {
 		return err
 	}
 	g.install()
-	if g.freed {
-		s.erase.freed()
-	}
+	s.noteCommit(g)
 	if early > 0 {
 		s.publishLocked(events[early:])
 	} else {

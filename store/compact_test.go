@@ -301,3 +301,66 @@ func TestStore_CompactConcurrent(t *testing.T) {
 	}
 	check(openStore(t, store.DefaultConfig(path)))
 }
+
+// TestStore_CompactCatchUp: commits made while the snapshot is copied are
+// brought into the copy before the swap, the data they replaced leaves
+// the file at the next compaction, and writes never wait for the copy.
+func TestStore_CompactCatchUp(t *testing.T) {
+	cfg := store.DefaultConfig(t.TempDir() + "/s.db")
+	cfg.EraseInterval = 20 * time.Millisecond
+	s := openStore(t, cfg)
+	mustWrite(t, s, store.Write{Path: "/a", Data: canary}, store.Write{Path: "/b", Data: []byte("b")})
+	entered, release := make(chan struct{}), make(chan struct{})
+	var once sync.Once
+	s.SetCompactHook(func(st boltcompact.Step) error {
+		if st == boltcompact.StepCopied {
+			once.Do(func() {
+				close(entered)
+				<-release
+			})
+		}
+		return nil
+	})
+	type answer struct {
+		st  store.CompactStats
+		err error
+	}
+	done := make(chan answer, 1)
+	go func() {
+		st, err := s.Compact(context.Background())
+		done <- answer{st, err}
+	}()
+	<-entered
+	// The copy is held: these commit at once, after its snapshot.
+	mustWrite(t, s, store.Write{Path: "/a", Data: []byte("new a")})
+	mustWrite(t, s, store.Write{Path: "/b", Delete: true}, store.Write{Path: "/c", Data: []byte("c")})
+	close(release)
+	r := <-done
+	if r.err != nil {
+		t.Fatalf("Compact() = %v", r.err)
+	}
+	if r.st.CaughtUp != 3 || r.st.FullCopy {
+		t.Errorf("Compact() = %+v, want 3 paths caught up, no full copy", r.st)
+	}
+	for path, want := range map[string]string{"/a": "new a", "/c": "c"} {
+		if n, err := s.Get(path); err != nil || string(n.Data) != want {
+			t.Errorf("Get(%s) = %q, %v; want %q", path, n.Data, err, want)
+		}
+	}
+	if _, err := s.Get("/b"); !errors.Is(err, store.ErrNotFound) {
+		t.Errorf("Get(/b) = %v, want not found", err)
+	}
+	if err := s.CheckConsistency(); err != nil {
+		t.Errorf("CheckConsistency() = %v", err)
+	}
+	// The canary, overwritten during the copy, went into the new file
+	// and out at the compaction the catch-up scheduled.
+	waitFor(t, "the canary to leave the file", func() bool { return !fileHas(t, cfg.Path, canary) })
+	if err := s.Close(); err != nil {
+		t.Fatal(err)
+	}
+	s = openStore(t, store.DefaultConfig(cfg.Path))
+	if n, err := s.Get("/c"); err != nil || string(n.Data) != "c" {
+		t.Errorf("after reopening, Get(/c) = %q, %v", n.Data, err)
+	}
+}

@@ -410,6 +410,7 @@ func (s *Store) reincarnate() reincarnation {
 	}); err != nil {
 		return reincarnation{err: fmt.Errorf("store: new origin: %w", err)}
 	}
+	s.noteOtherCommit(false)
 	s.mu.Lock()
 	old := s.origin
 	s.origin = o
