@@ -118,7 +118,9 @@
 // file they began on, which is closed once they are done. Writes wait
 // only for the catch-up and the swap; a commit the compaction was not
 // told of (the write transaction ids tell) makes it copy the file again
-// with the committer held, never miss it. Data replaced by the catch-up
+// with the committer held, never miss it. Hence the rule for new write
+// paths: a commit records the paths whose nodes or log entries it wrote
+// (commitTx does, from the group's changes) or calls noteOtherCommit. Data replaced by the catch-up
 // is in the new file's freed pages: it arms the timer again. So the data
 // of a node deleted or overwritten at t leaves the file by t +
 // EraseInterval + the duration of two compactions. A crash at any point

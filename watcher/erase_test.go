@@ -2,12 +2,14 @@ package watcher
 
 import (
 	"bytes"
+	"errors"
 	"fmt"
 	"maps"
 	"os"
 	"strings"
 	"testing"
 
+	"replds/boltcompact"
 	repldspb "replds/proto"
 )
 
@@ -73,4 +75,22 @@ func TestState_ShadowedDataErased(t *testing.T) {
 			h.wantTree(want)
 		})
 	}
+}
+
+// TestState_CompactLeftoverRemoved: an unfinished compaction copy of the
+// state (a crash during the swap) is removed when the state opens.
+func TestState_CompactLeftoverRemoved(t *testing.T) {
+	h := newHarness(t, "/p")
+	h.bookmark(1, true, live("/p/a", 1, "A"))
+	h.close()
+	tmp := boltcompact.TempPath(h.cfg.stateFile())
+	if err := os.WriteFile(tmp, []byte("half a copy"), 0o600); err != nil {
+		t.Fatal(err)
+	}
+	h.open()
+	if _, err := os.Stat(tmp); !errors.Is(err, os.ErrNotExist) {
+		t.Errorf("leftover copy not removed: stat = %v", err)
+	}
+	h.bookmark(2, false)
+	h.wantTree(map[string]string{"a": "A"})
 }
