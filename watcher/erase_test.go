@@ -77,6 +77,59 @@ func TestState_ShadowedDataErased(t *testing.T) {
 	}
 }
 
+// TestState_BlockedDataErased: once a leaf kept out by a local directory
+// is deleted or finally written, its data leaves the state file at the
+// bookmark.
+func TestState_BlockedDataErased(t *testing.T) {
+	const canary = "CANARY-3d1f8e27-blocked-secret"
+	// Big enough for overflow pages of its own, which the rewrites of
+	// the other blocked leaves at each bookmark do not reuse.
+	big := strings.Repeat(canary, 400)
+	for _, tc := range []struct {
+		name string
+		end  func(h *harness)
+		want map[string]string
+	}{
+		{"deleted", func(h *harness) {
+			h.bookmark(2, false, tomb("/p/a", 2))
+		}, map[string]string{"a/": "", "a/mine/": ""}},
+		{"written", func(h *harness) {
+			if err := os.RemoveAll(h.local("a")); err != nil {
+				h.t.Fatal(err)
+			}
+			h.bookmark(2, false)
+		}, map[string]string{"a": big}},
+	} {
+		t.Run(tc.name, func(t *testing.T) {
+			h := newHarness(t, "/p")
+			// Other blocked leaves, so that the blocked bucket has pages of
+			// its own.
+			var nodes []*repldspb.Node
+			want := maps.Clone(tc.want)
+			for i := range 8 {
+				name := fmt.Sprintf("z%d", i)
+				if err := os.MkdirAll(h.local(name+"/mine"), 0o700); err != nil {
+					t.Fatal(err)
+				}
+				nodes = append(nodes, live("/p/"+name, 1, strings.Repeat("z", 1500)))
+				want[name+"/"], want[name+"/mine/"] = "", ""
+			}
+			if err := os.MkdirAll(h.local("a/mine"), 0o700); err != nil {
+				t.Fatal(err)
+			}
+			h.bookmark(1, true, append(nodes, live("/p/a", 1, big))...)
+			if !h.stateHas(canary) {
+				t.Fatalf("blocked data not in the state file")
+			}
+			tc.end(h)
+			h.wantTree(want)
+			if h.stateHas(canary) {
+				t.Errorf("blocked data still in the state file after the bookmark")
+			}
+		})
+	}
+}
+
 // TestState_CompactLeftoverRemoved: an unfinished compaction copy of the
 // state (a crash during the swap) is removed when the state opens.
 func TestState_CompactLeftoverRemoved(t *testing.T) {

@@ -640,13 +640,13 @@ func (t *stateTx) shadowData(path string) ([]byte, bool) {
 // shadow keeps data as the data of path, a leaf shadowed by a directory.
 // A marker byte comes first so that an empty leaf is a non-empty value.
 func (t *stateTx) shadow(path string, data []byte) error {
-	t.noteFreed(path)
+	t.noteFreed(bucketShadow, path)
 	return t.tx.Bucket(bucketShadow).Put([]byte(path), append([]byte{1}, data...))
 }
 
 // unshadow forgets path's shadowed data.
 func (t *stateTx) unshadow(path string) error {
-	t.noteFreed(path)
+	t.noteFreed(bucketShadow, path)
 	return t.tx.Bucket(bucketShadow).Delete([]byte(path))
 }
 
@@ -781,11 +781,13 @@ func (t *stateTx) blockedData(path string) ([]byte, bool) {
 // block keeps data as the data of path, a leaf that could not be written,
 // to be written by a later batch. A marker byte comes first, as in shadow.
 func (t *stateTx) block(path string, data []byte) error {
+	t.noteFreed(bucketBlocked, path)
 	return t.tx.Bucket(bucketBlocked).Put([]byte(path), append([]byte{1}, data...))
 }
 
 // unblock forgets path's blocked data.
 func (t *stateTx) unblock(path string) error {
+	t.noteFreed(bucketBlocked, path)
 	return t.tx.Bucket(bucketBlocked).Delete([]byte(path))
 }
 
