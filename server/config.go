@@ -11,6 +11,7 @@ import (
 	"replds/certs"
 	"replds/jobs"
 	"replds/limits"
+	"replds/store"
 )
 
 // Config configures a Server.
@@ -97,6 +98,10 @@ type Config struct {
 	GossipKeyFile string
 	// ShutdownGrace bounds how long Close waits for RPCs to finish.
 	ShutdownGrace time.Duration
+	// EraseInterval bounds how long the data of a deleted or overwritten
+	// node stays in the store file (store.Config.EraseInterval); 0 leaves
+	// it until bbolt reuses its page.
+	EraseInterval time.Duration
 	// MemoryTrimInterval is how often an idle server checks whether the Go
 	// runtime holds freed memory to return to the system; 0 never does.
 	MemoryTrimInterval time.Duration
@@ -141,6 +146,7 @@ func DefaultConfig() Config {
 		HandshakeReserve:     256,
 
 		MemoryTrimInterval: 10 * time.Second,
+		EraseInterval:      store.DefaultEraseInterval,
 	}
 }
 
@@ -183,6 +189,9 @@ func (c *Config) Validate() error {
 	}
 	if c.ACLFile != "" && !c.TLS.Enabled() {
 		return errors.New("server: --acls needs --tls-cert, --tls-key and --tls-ca: identities come from client certificates")
+	}
+	if c.EraseInterval < 0 {
+		return fmt.Errorf("server: --erase-interval %v: must be 0 (never) or positive", c.EraseInterval)
 	}
 	if c.MemoryTrimInterval < 0 {
 		return fmt.Errorf("server: --memory-trim-interval %v: must be 0 (off) or positive", c.MemoryTrimInterval)

@@ -196,6 +196,7 @@ func (s *Server) openStore() error {
 	scfg.MaxNodeSize = s.cfg.MaxNodeSize
 	scfg.MaxBatch = s.cfg.MaxBatch
 	scfg.MaxBatchBytes = s.cfg.MaxBatchBytes
+	scfg.EraseInterval = s.cfg.EraseInterval
 	st, err := store.Open(scfg)
 	if err != nil {
 		return fmt.Errorf("server: %w", err)

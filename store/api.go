@@ -2,6 +2,7 @@ package store
 
 import (
 	"errors"
+	"fmt"
 	"log/slog"
 	"time"
 
@@ -50,6 +51,10 @@ type Config struct {
 	MaxBatchBytes int
 	// NoSync disables fsync (benchmarks only; never in production).
 	NoSync bool
+	// EraseInterval bounds how long the data of a deleted or overwritten
+	// node stays in the file: that long after a commit first freed node
+	// data, the store compacts the file (Store.Compact). 0 never does.
+	EraseInterval time.Duration
 }
 
 // DefaultConfig returns the production defaults for a store file at path:
@@ -60,6 +65,7 @@ func DefaultConfig(path string) Config {
 		MaxNodeSize:   limits.MaxNodeSize,
 		MaxBatch:      limits.MaxBatch,
 		MaxBatchBytes: limits.MaxBatchBytes,
+		EraseInterval: DefaultEraseInterval,
 	}
 }
 
@@ -70,6 +76,9 @@ func (c Config) Validate() error {
 	}
 	if c.MaxNodeSize <= 0 || c.MaxBatch <= 0 || c.MaxBatchBytes <= 0 {
 		return errors.New("store: config: limits must be positive")
+	}
+	if c.EraseInterval < 0 {
+		return fmt.Errorf("store: config: erase interval %v: must be 0 (never) or positive", c.EraseInterval)
 	}
 	return nil
 }

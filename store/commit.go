@@ -200,11 +200,18 @@ func (s *Store) run() {
 	for {
 		select {
 		case <-s.closing:
+			s.stopCompaction()
 			return
 		case r := <-s.reqs:
 			s.commitGroup(s.gather(r))
 		case answer := <-s.reinc:
 			answer <- s.reincarnate()
+		case answer := <-s.erase.reqs:
+			s.startCompaction("requested", answer)
+		case <-s.erase.due():
+			s.startCompaction("erase interval")
+		case d := <-s.erase.copied():
+			s.finishCompaction(d)
 		}
 	}
 }
@@ -291,6 +298,7 @@ func (s *Store) commitTx(reqs []*request, results []result) error {
 		return err
 	}
 	g.install()
+	s.noteCommit(g)
 	if early > 0 {
 		s.publishLocked(events[early:])
 	} else {
@@ -405,6 +413,9 @@ type group struct {
 	lastIssued uint64
 	// dirty reports that the transaction holds changes to commit.
 	dirty bool
+	// freed reports that it deletes or overwrites node data, which then
+	// stays in bbolt's freed pages until a compaction (compact.go).
+	freed bool
 }
 
 // persistState writes the vector entries and the clock changed by the
@@ -730,6 +741,9 @@ func (b *batch) flush() error {
 		}
 		if err := nodes.Put(key, val); err != nil {
 			return fmt.Errorf("store: put node %s: %w", nodepath.Quote(c.path), err)
+		}
+		if c.hadPrev && !c.prev.Deleted && c.prev.Size > 0 {
+			b.g.freed = true
 		}
 		if c.hadPrev {
 			if err := logb.Delete(logKey(c.prev.Origin, c.prev.Seq)); err != nil {

@@ -103,6 +103,30 @@
 // Paths are added when first stored and never removed, as the radix tree's
 // entries are.
 //
+// # Erasing deleted data
+//
+// bbolt keeps a deleted or overwritten value in its freed page until the
+// page is reused. A commit that deletes or overwrites node data arms a
+// timer (Config.EraseInterval); when it fires, the store compacts the
+// file (compact.go, package boltcompact): the committer takes a read
+// transaction as a snapshot, a goroutine copies its live keys into a new
+// file while commits go on, each commit recording the paths it changed;
+// then the committer, between two commits, writes those paths' nodes and
+// log entries and the small buckets (vector, state) whole into the copy,
+// syncs it, renames it over the file and swaps Store.db under dbMu.
+// Readers begin their transactions under dbMu (view) and finish on the
+// file they began on, which is closed once they are done. Writes wait
+// only for the catch-up and the swap; a commit the compaction was not
+// told of (the write transaction ids tell) makes it copy the file again
+// with the committer held, never miss it. Hence the rule for new write
+// paths: a commit records the paths whose nodes or log entries it wrote
+// (commitTx does, from the group's changes) or calls noteOtherCommit. Data replaced by the catch-up
+// is in the new file's freed pages: it arms the timer again. So the data
+// of a node deleted or overwritten at t leaves the file by t +
+// EraseInterval + the duration of two compactions. A crash at any point
+// leaves the old file or the complete copy at Config.Path; Open removes
+// an unfinished copy.
+//
 // # Concurrency
 //
 // Write and Apply queue requests for one committer goroutine, which takes

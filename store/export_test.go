@@ -4,6 +4,7 @@ import (
 	"errors"
 	"fmt"
 	"maps"
+	"replds/boltcompact"
 	"replds/nodepath"
 	"slices"
 
@@ -149,4 +150,14 @@ func (f *Feed) PlanByIndex() (bool, error) {
 		return false, err
 	}
 	return r.byIndex, nil
+}
+
+// SetCompactHook makes later compactions call f at each step of the swap,
+// and fail there with its error if not nil; nil f removes the hook.
+func (s *Store) SetCompactHook(f func(boltcompact.Step) error) {
+	if f == nil {
+		s.erase.hook.Store(nil)
+		return
+	}
+	s.erase.hook.Store(&f)
 }

@@ -9,6 +9,7 @@ import (
 	"fmt"
 	"log/slog"
 	"math"
+	"replds/boltcompact"
 	"replds/nodepath"
 	"slices"
 	"sync"
@@ -53,7 +54,13 @@ type Store struct {
 	cfg Config
 	log *slog.Logger
 	now func() time.Time
-	db  *bolt.DB
+	// db is replaced by the committer, under dbMu, when it compacts the
+	// file (compact.go). The committer uses it freely; readers go through
+	// view.
+	dbMu sync.RWMutex
+	db   *bolt.DB
+	// erase schedules the compactions.
+	erase *eraser
 	// origin is written by the committer goroutine only (Open,
 	// Reincarnate), under mu; others read it under mu.
 	origin uint64
@@ -150,14 +157,14 @@ func Open(cfg Config) (*Store, error) {
 	if now == nil {
 		now = time.Now
 	}
-	db, err := bolt.Open(cfg.Path, 0o600, &bolt.Options{
-		Timeout:         openTimeout,
-		FreelistType:    bolt.FreelistMapType,
-		NoFreelistSync:  true,
-		NoSync:          cfg.NoSync,
-		InitialMmapSize: initialMmapSize(),
-	})
+	db, err := bolt.Open(cfg.Path, 0o600, boltOptions(cfg))
 	if err != nil {
+		return nil, fmt.Errorf("store: open %s: %w", cfg.Path, err)
+	}
+	// Holding the file's lock, no compaction runs: a copy left beside it
+	// is from one a crash interrupted.
+	if err := boltcompact.Clean(cfg.Path); err != nil {
+		_ = db.Close()
 		return nil, fmt.Errorf("store: open %s: %w", cfg.Path, err)
 	}
 	s := &Store{
@@ -173,6 +180,7 @@ func Open(cfg Config) (*Store, error) {
 		buckets: make([][]string, TreeLeaves),
 		vector:  make(Vector),
 		subs:    make(map[*Subscription]struct{}),
+		erase:   newEraser(cfg.EraseInterval),
 	}
 	if err := db.Update(s.load); err != nil {
 		// The load error is what the caller needs; a close error on top of
@@ -341,11 +349,20 @@ func (s *Store) view(fn func(tx *bolt.Tx) error) error {
 	if s.closed() {
 		return ErrClosed
 	}
-	err := s.db.View(fn)
+	// The file may be swapped (compact.go) between reading s.db and
+	// beginning: the lock keeps the old one open until the transaction
+	// holds it.
+	s.dbMu.RLock()
+	tx, err := s.db.Begin(false)
+	s.dbMu.RUnlock()
 	if errors.Is(err, berrors.ErrDatabaseNotOpen) {
 		return ErrClosed
 	}
-	return err
+	if err != nil {
+		return err
+	}
+	defer func() { _ = tx.Rollback() }()
+	return fn(tx)
 }
 
 // Origin returns the store's incarnation id: random, non-zero, created when
@@ -393,6 +410,7 @@ func (s *Store) reincarnate() reincarnation {
 	}); err != nil {
 		return reincarnation{err: fmt.Errorf("store: new origin: %w", err)}
 	}
+	s.noteOtherCommit(false)
 	s.mu.Lock()
 	old := s.origin
 	s.origin = o

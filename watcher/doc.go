@@ -47,6 +47,10 @@
 //     written is blocked: applied, its data kept in the state, written by
 //     the first later bookmark that finds the way clear. It is never
 //     counted as written, and a Once run that ends with one fails.
+//   - Shadowed and blocked leaves are the only node data the state holds;
+//     once such data is deleted, replaced or written out, the state file
+//     is compacted (erase.go) when the batch is sealed, so that bbolt's
+//     freed pages do not keep it.
 //   - After a reset (and for any replay from an empty token), the replay is
 //     the complete state: leaves it lacked are deleted when it ends.
 //   - The mirror converges (check.go): before the first session, every file

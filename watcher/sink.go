@@ -129,6 +129,10 @@ func (a *applier) commitBatch(b follow.Bookmark) (changed int, touched map[strin
 			return 0, nil, fmt.Errorf("watcher: seal batch: %w", err)
 		}
 	}
+	if err := a.st.erase(); err != nil {
+		// The state works on; the next bookmark retries.
+		a.log.Warn("state compaction failed", "err", err)
+	}
 	// Atomic mode: the batch becomes visible here, in one rename, before
 	// any trigger runs.
 	if err := a.m.publish(changed > 0); err != nil {

@@ -15,6 +15,7 @@ import (
 	berrors "go.etcd.io/bbolt/errors"
 	"google.golang.org/protobuf/proto"
 
+	"replds/boltcompact"
 	"replds/lww"
 	"replds/nodepath"
 	repldspb "replds/proto"
@@ -202,7 +203,8 @@ func openBolt(path string, o bolt.Options) (*bolt.DB, error) {
 // openState opens (creating if needed) the state file and checks that it
 // belongs to this prefix and directory. A symlink at path is refused.
 func openState(path, prefix, dir string) (*state, error) {
-	db, err := openBolt(path, bolt.Options{Timeout: lockTimeout})
+	opts := bolt.Options{Timeout: lockTimeout, OpenFile: openNoFollow}
+	db, err := openBolt(path, opts)
 	if errors.Is(err, berrors.ErrTimeout) {
 		return nil, fmt.Errorf("watcher: state file %s is locked by another process", path)
 	}
@@ -213,7 +215,13 @@ func openState(path, prefix, dir string) (*state, error) {
 		db.Close()
 		return nil, err
 	}
-	return &state{db: db}, nil
+	// With the lock held, a compacted copy beside the file is one a crash
+	// interrupted.
+	if err := boltcompact.Clean(path); err != nil {
+		db.Close()
+		return nil, fmt.Errorf("watcher: %w", err)
+	}
+	return &state{db: db, path: path, opts: &opts}, nil
 }
 
 // openDryState returns a throw-away copy of the state file at path (or an
@@ -249,7 +257,8 @@ func openDryState(path, prefix, dir string) (st *state, tmp string, err error) {
 	} else {
 		os.Remove(tmp) // bbolt wants a missing or valid file
 	}
-	db, err := bolt.Open(tmp, 0o600, &bolt.Options{Timeout: lockTimeout, NoSync: true})
+	opts := &bolt.Options{Timeout: lockTimeout, NoSync: true}
+	db, err := bolt.Open(tmp, 0o600, opts)
 	if err != nil {
 		return nil, "", fmt.Errorf("watcher: open dry-run state: %w", err)
 	}
@@ -257,7 +266,7 @@ func openDryState(path, prefix, dir string) (st *state, tmp string, err error) {
 		db.Close()
 		return nil, "", err
 	}
-	return &state{db: db}, tmp, nil
+	return &state{db: db, path: tmp, opts: opts}, tmp, nil
 }
 
 func initState(db *bolt.DB, prefix, dir string) error {
@@ -296,6 +305,13 @@ func initState(db *bolt.DB, prefix, dir string) error {
 // stateTx, which share one. It is used by one goroutine.
 type state struct {
 	db *bolt.DB
+	// path and opts are the file's and the options it was opened with,
+	// for compactions (erase.go).
+	path string
+	opts *bolt.Options
+	// freed is set when a transaction dropped or replaced shadowed data,
+	// which bbolt leaves in freed pages until the file is compacted.
+	freed bool
 }
 
 func (s *state) close() error { return s.db.Close() }
@@ -572,13 +588,14 @@ func (s *state) begin() (*stateTx, error) {
 	if err != nil {
 		return nil, fmt.Errorf("begin state transaction: %w", err)
 	}
-	return &stateTx{tx: tx}, nil
+	return &stateTx{tx: tx, freed: &s.freed}, nil
 }
 
 // stateTx is one write transaction on the state. No bucket is kept across
 // calls, and values are copied out: bbolt memory is only valid inside it.
 type stateTx struct {
-	tx *bolt.Tx
+	tx    *bolt.Tx
+	freed *bool // the state's freed flag
 }
 
 func (t *stateTx) commit() error {
@@ -623,11 +640,13 @@ func (t *stateTx) shadowData(path string) ([]byte, bool) {
 // shadow keeps data as the data of path, a leaf shadowed by a directory.
 // A marker byte comes first so that an empty leaf is a non-empty value.
 func (t *stateTx) shadow(path string, data []byte) error {
+	t.noteFreed(bucketShadow, path)
 	return t.tx.Bucket(bucketShadow).Put([]byte(path), append([]byte{1}, data...))
 }
 
 // unshadow forgets path's shadowed data.
 func (t *stateTx) unshadow(path string) error {
+	t.noteFreed(bucketShadow, path)
 	return t.tx.Bucket(bucketShadow).Delete([]byte(path))
 }
 
@@ -762,11 +781,13 @@ func (t *stateTx) blockedData(path string) ([]byte, bool) {
 // block keeps data as the data of path, a leaf that could not be written,
 // to be written by a later batch. A marker byte comes first, as in shadow.
 func (t *stateTx) block(path string, data []byte) error {
+	t.noteFreed(bucketBlocked, path)
 	return t.tx.Bucket(bucketBlocked).Put([]byte(path), append([]byte{1}, data...))
 }
 
 // unblock forgets path's blocked data.
 func (t *stateTx) unblock(path string) error {
+	t.noteFreed(bucketBlocked, path)
 	return t.tx.Bucket(bucketBlocked).Delete([]byte(path))
 }
 

@@ -81,6 +81,7 @@ environment, which wins over the file.`,
 	f.StringVar(&cfg.GossipKeyFile, "gossip-key-file", "", "membership encryption key (base64; required with TLS)")
 	f.StringVar(&cfg.HTTPAddr, "http-addr", "", "serve /metrics, /healthz and /readyz on HOST:PORT (HTTPS with --tls-*)")
 	f.BoolVar(&cfg.HTTPHealthzNoCert, "http-healthz-no-cert", false, "with TLS, answer /healthz without a client certificate (local probes)")
+	f.DurationVar(&cfg.EraseInterval, "erase-interval", cfg.EraseInterval, "bound on how long deleted or overwritten data stays in the database file (compaction; 0: never)")
 	f.DurationVar(&cfg.MemoryTrimInterval, "memory-trim-interval", cfg.MemoryTrimInterval, "how often an idle server returns freed memory to the system (0: never)")
 	f.DurationVar(&cfg.ShutdownGrace, "shutdown-grace", cfg.ShutdownGrace, "on SIGTERM, how long in-flight requests may take to finish")
 	f.DurationVar(&cfg.ReapDeadAfter, "reap-dead-after", cfg.ReapDeadAfter, "how long a member that failed or left is still listed, unless it comes back")
