@@ -179,6 +179,11 @@ type ScanOptions struct {
 	// (0 = 4 MiB). A page always holds at least one node.
 	MaxNodes int
 	MaxBytes int
+	// Borrow, for Snapshot only, hands fn the nodes' data as the read
+	// transaction holds it, uncopied: valid only until fn returns, and
+	// never to be modified. A reader that streams the data out (a full
+	// backup) then allocates nothing per byte read.
+	Borrow bool
 }
 
 // Stats counts what a store holds.

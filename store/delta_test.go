@@ -77,3 +77,39 @@ func TestDelta(t *testing.T) {
 		t.Errorf("delta of / from nothing = %d nodes, want 22 (every kept winner)", len(all))
 	}
 }
+
+// TestSnapshot_Borrow: borrowed data, read inside fn, is the nodes' data;
+// Scan ignores Borrow (its page outlives the transaction).
+func TestSnapshot_Borrow(t *testing.T) {
+	s := openStore(t, storetest.Config(t, t.TempDir(), storetest.NewClock(storetest.Epoch)))
+	ctx := context.Background()
+	var ws []store.Write
+	for i := range 50 {
+		ws = append(ws, store.Write{Path: fmt.Sprintf("/b/%02d", i), Data: []byte(fmt.Sprintf("data %d", i))})
+	}
+	if _, err := s.Write(ctx, ws); err != nil {
+		t.Fatal(err)
+	}
+	got := map[string]string{}
+	err := s.Snapshot(ctx, store.ScanOptions{Prefix: "/b", MaxNodes: 7, Borrow: true}, func(_ store.Vector, page []store.Node) error {
+		for _, n := range page {
+			got[n.Path] = string(n.Data) // copied while valid
+		}
+		return nil
+	})
+	if err != nil {
+		t.Fatal(err)
+	}
+	for _, w := range ws {
+		if got[w.Path] != string(w.Data) {
+			t.Errorf("borrowed %s = %q, want %q", w.Path, got[w.Path], w.Data)
+		}
+	}
+	page, _, err := s.Scan(store.ScanOptions{Prefix: "/b", Borrow: true})
+	if err != nil {
+		t.Fatal(err)
+	}
+	if string(page[1].Data) != "data 1" {
+		t.Errorf("Scan with Borrow: data %q after the transaction", page[1].Data)
+	}
+}

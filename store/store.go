@@ -506,6 +506,7 @@ func (s *Store) Scan(opts ScanOptions) (nodes []Node, next string, err error) {
 	if err := nodepath.ValidatePrefix(opts.Prefix); err != nil {
 		return nil, "", err
 	}
+	opts.Borrow = false // the page outlives the transaction
 	err = s.view(func(tx *bolt.Tx) error {
 		nodes, next, err = scanPage(tx, opts, 0)
 		return err
@@ -547,7 +548,10 @@ func scanPage(tx *bolt.Tx, opts ScanOptions, maxRead int) (nodes []Node, next st
 			next = nodes[len(nodes)-1].Path
 			return false, nil
 		}
-		nodes = append(nodes, Node{Path: path, Meta: m, Data: arena.copy(data)})
+		if !opts.Borrow {
+			data = arena.copy(data)
+		}
+		nodes = append(nodes, Node{Path: path, Meta: m, Data: data})
 		size += len(data)
 		return true, nil
 	}
@@ -696,7 +700,10 @@ func changesPage(tx *bolt.Tx, r changesRange) (nodes []Node, last uint64, more b
 		if len(nodes) > 0 && (len(nodes) >= maxNodes || size+len(data) > maxBytes) {
 			return nodes, last, true, nil
 		}
-		nodes = append(nodes, Node{Path: path, Meta: m, Data: arena.copy(data)})
+		if !opts.Borrow {
+			data = arena.copy(data)
+		}
+		nodes = append(nodes, Node{Path: path, Meta: m, Data: data})
 		size += len(data)
 		last = seq
 	}

@@ -309,7 +309,10 @@ func (r *runner) full(ctx context.Context) (backup.Manifest, error) {
 	}
 	root := backup.NewRoot()
 	var vec store.Vector
-	err = r.k.cfg.Store.Snapshot(ctx, store.ScanOptions{Prefix: r.p.Prefix, Keep: r.keep}, func(v store.Vector, page []store.Node) error {
+	// The data is borrowed from the read transaction: the writer
+	// compresses it as it comes, so a full backup allocates nothing per
+	// byte of data.
+	err = r.k.cfg.Store.Snapshot(ctx, store.ScanOptions{Prefix: r.p.Prefix, Keep: r.keep, Borrow: true}, func(v store.Vector, page []store.Node) error {
 		vec = v
 		for _, n := range page {
 			if !n.Deleted {
