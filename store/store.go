@@ -700,10 +700,7 @@ func changesPage(tx *bolt.Tx, r changesRange) (nodes []Node, last uint64, more b
 		if len(nodes) > 0 && (len(nodes) >= maxNodes || size+len(data) > maxBytes) {
 			return nodes, last, true, nil
 		}
-		if !opts.Borrow {
-			data = arena.copy(data)
-		}
-		nodes = append(nodes, Node{Path: path, Meta: m, Data: data})
+		nodes = append(nodes, Node{Path: path, Meta: m, Data: arena.copy(data)})
 		size += len(data)
 		last = seq
 	}
