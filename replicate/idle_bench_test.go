@@ -23,6 +23,8 @@ type countingProxy struct {
 	target string
 	bytes  atomic.Int64
 	wg     sync.WaitGroup
+	mu     sync.Mutex
+	conns  []net.Conn
 }
 
 func newCountingProxy(tb testing.TB, target string) *countingProxy {
@@ -33,7 +35,15 @@ func newCountingProxy(tb testing.TB, target string) *countingProxy {
 	p := &countingProxy{ln: ln, target: target}
 	p.wg.Add(1)
 	go p.serve()
-	tb.Cleanup(func() { ln.Close(); p.wg.Wait() })
+	tb.Cleanup(func() {
+		ln.Close()
+		p.mu.Lock()
+		for _, c := range p.conns {
+			c.Close()
+		}
+		p.mu.Unlock()
+		p.wg.Wait()
+	})
 	return p
 }
 
@@ -49,6 +59,9 @@ func (p *countingProxy) serve() {
 			c.Close()
 			continue
 		}
+		p.mu.Lock()
+		p.conns = append(p.conns, c, up)
+		p.mu.Unlock()
 		for _, pair := range [][2]net.Conn{{c, up}, {up, c}} {
 			p.wg.Add(1)
 			go func() {

@@ -641,3 +641,25 @@ func TestReplicate_Paused(t *testing.T) {
 		t.Errorf("resumed after a pause, the job received %d nodes, want 1 (no new copy)", got)
 	}
 }
+
+// TestReplicate_LagUnderSteadyWrites: a source written to all the time,
+// each write applied promptly, shows a lag in seconds near the probe
+// interval, not one that grows for as long as the writes go on.
+func TestReplicate_LagUnderSteadyWrites(t *testing.T) {
+	src := servertest.NewCluster(t, 1)
+	dst := servertest.NewCluster(t, 1, withJobs())
+	src.Store(0, servertest.Put("/p/a", "0"))
+	define(t, dst, "job", replicate.Spec{Source: addrs(src), SourcePrefix: "/p"})
+	waitState(t, dst, 0, "job", "following", caughtUp)
+	var worst float64
+	deadline := time.Now().Add(3 * time.Second)
+	for i := 0; time.Now().Before(deadline); i++ {
+		src.Store(0, servertest.Put("/p/a", fmt.Sprint(i)))
+		if _, d, err := jobStatus(dst, 0, "job"); err == nil && d.LagSeconds > worst {
+			worst = d.LagSeconds
+		}
+	}
+	if worst > 1.5 {
+		t.Errorf("lag under steady, promptly applied writes reached %.1f s; want about the probe interval (100 ms)", worst)
+	}
+}

@@ -56,9 +56,12 @@ type Detail struct {
 	// LagChanges is the source's writes (per its vector, as the source
 	// server in use last answered) that the token does not cover yet.
 	LagChanges uint64 `json:"lag_changes"`
-	// LagSeconds is how long the job has been behind: the time since the
-	// last measurement that found no lag (0 when caught up), growing too
-	// while no source server answers.
+	// LagSeconds bounds the age of the oldest source change not applied
+	// yet: the time since the newest probe of the source's vector that
+	// the token covers (every change before it is applied), 0 when caught
+	// up. Under a steady stream of writes applied promptly it stays near
+	// the probe interval; it grows while the job falls behind, and while
+	// no source server answers.
 	LagSeconds float64 `json:"lag_seconds"`
 	// Received counts the nodes received from the source (excluded paths
 	// included), Applied those that changed this server's store (a node
@@ -139,9 +142,56 @@ type runner struct {
 	// advanced is the token last raised into the local vector, and when.
 	advanced   *Token
 	advancedAt time.Time
-	// caughtUp is when the lag was last measured as zero.
-	caughtUp time.Time
+	// lag turns probes of the source's vector into the lag.
+	lag lagTracker
 }
+
+// lagTracker bounds the age of the oldest source change a token lacks,
+// from probes of the source's vector: every change before the newest
+// probe the token covers is applied.
+type lagTracker struct {
+	// caughtUp is the time of the newest probe the token covers; probes
+	// holds the newer ones, oldest first.
+	caughtUp time.Time
+	probes   []probe
+}
+
+// observe records the source's vector vec probed at now, and returns the
+// changes tok lacks (own's origins left out) and the bound in seconds (0
+// when tok covers vec).
+func (l *lagTracker) observe(now time.Time, vec, tok store.Vector, own map[uint64]bool) (changes uint64, secs float64) {
+	behind := func(v store.Vector) (n uint64) {
+		for o, s := range v {
+			if !own[o] && s > tok[o] {
+				n += s - tok[o]
+			}
+		}
+		return n
+	}
+	if l.probes = append(l.probes, probe{at: now, vec: vec}); len(l.probes) > maxProbes {
+		l.probes = l.probes[1:]
+	}
+	for len(l.probes) > 0 && behind(l.probes[0].vec) == 0 {
+		l.caughtUp, l.probes = l.probes[0].at, l.probes[1:]
+	}
+	if changes = behind(vec); changes > 0 {
+		secs = now.Sub(l.caughtUp).Seconds()
+	}
+	return changes, secs
+}
+
+// since returns the seconds since the newest probe a token covered.
+func (l *lagTracker) since(now time.Time) float64 { return now.Sub(l.caughtUp).Seconds() }
+
+// probe is the source's vector as asked at a time.
+type probe struct {
+	at  time.Time
+	vec store.Vector
+}
+
+// maxProbes bounds the probes a runner keeps while it is behind; the
+// oldest go first, which leaves caughtUp, and so the bound, as it was.
+const maxProbes = 128
 
 func newRunner(k *kind, job jobs.Job, spec Spec) *runner {
 	r := &runner{k: k, job: job, spec: spec, log: job.Log, st: job.Previous, own: map[uint64]bool{}}
@@ -155,7 +205,7 @@ func newRunner(k *kind, job jobs.Job, spec Spec) *runner {
 	if r.d.TokenFor != spec.tokenFor() {
 		r.d.Token, r.d.TokenFor = nil, spec.tokenFor()
 	}
-	r.caughtUp = k.cfg.Now()
+	r.lag.caughtUp = k.cfg.Now()
 	return r
 }
 
@@ -464,7 +514,7 @@ func (r *runner) measure(ctx context.Context, clients map[string]repldspb.Replds
 	if err != nil {
 		// The source cannot be asked: the changes are unknown, but the
 		// time since the job was last known caught up keeps growing.
-		if secs := r.now().Sub(r.caughtUp).Seconds(); secs >= 1 || r.d.LagSeconds != 0 {
+		if secs := r.lag.since(r.now()); secs >= 1 || r.d.LagSeconds != 0 {
 			r.d.LagSeconds, r.dirty = secs, true
 			if m := r.k.cfg.Metrics; m != nil {
 				m.lag(r.job.Name, r.d.LagChanges, secs)
@@ -476,19 +526,7 @@ func (r *runner) measure(ctx context.Context, clients map[string]repldspb.Replds
 	if r.d.Token != nil && !r.inFull {
 		tok = r.d.Token.vector()
 	}
-	var lag uint64
-	for o, s := range vec {
-		if !r.own[o] && s > tok[o] {
-			lag += s - tok[o]
-		}
-	}
-	now := r.now()
-	secs := 0.0
-	if lag == 0 {
-		r.caughtUp = now
-	} else {
-		secs = now.Sub(r.caughtUp).Seconds()
-	}
+	lag, secs := r.lag.observe(r.now(), vec, tok, r.own)
 	if lag != r.d.LagChanges || secs != r.d.LagSeconds {
 		r.d.LagChanges, r.d.LagSeconds, r.dirty = lag, secs, true
 	}
