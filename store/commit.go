@@ -32,6 +32,8 @@ type request struct {
 	apply  bool
 	nodes  []Node
 	adv    []Advance
+	// bury, for a Bury call, makes nodes the candidates to bury.
+	bury *buryRequest
 	// vals[i] is the bbolt value of writes[i] or nodes[i] (see
 	// valueArena); nil for deletes and tombstones.
 	vals [][]byte
@@ -47,6 +49,9 @@ type result struct {
 	nodes []Node
 	n     int
 	err   error
+	// stamped reports that an Apply or Bury stamped tombstones of this
+	// store's origin (see Store.Bury): the pushers must wake.
+	stamped bool
 }
 
 // Write applies a batch of client writes atomically: all of them or none.
@@ -171,6 +176,9 @@ func (s *Store) Apply(ctx context.Context, nodes []Node, adv []Advance) (int, er
 		}
 	}
 	r := s.submit(ctx, applyRequest(ctx, nodes, adv, total))
+	if r.stamped {
+		s.written.fire()
+	}
 	return r.n, r.err
 }
 
@@ -205,6 +213,8 @@ func (s *Store) run() {
 			s.commitGroup(s.gather(r))
 		case answer := <-s.reinc:
 			answer <- s.reincarnate()
+		case c := <-s.collects:
+			c.done <- s.collect(c)
 		}
 	}
 }
@@ -333,9 +343,12 @@ func (g *group) process(reqs []*request, results []result) (events []Event, earl
 		}
 		b := g.newBatch()
 		var reqErr error
-		if r.apply {
+		switch {
+		case r.bury != nil:
+			results[i].n = b.bury(r.nodes, r.bury.floor)
+		case r.apply:
 			results[i].n = b.apply(r.nodes, r.vals, r.adv)
-		} else {
+		default:
 			reqErr = b.write(r.writes, r.vals)
 		}
 		if reqErr != nil {
@@ -349,9 +362,12 @@ func (g *group) process(reqs []*request, results []result) (events []Event, earl
 			return nil, 0, err
 		}
 		if ev, ok := b.merge(); ok {
-			if r.apply && early == len(events) {
+			// Tombstones this store stamped are its own writes: they go
+			// out once durable, as a Write's.
+			if r.apply && !b.buried && early == len(events) {
 				early++
 			}
+			results[i].stamped = b.buried
 			events = append(events, ev)
 		}
 		if !r.apply {
@@ -460,6 +476,9 @@ type batch struct {
 	lastIssued uint64
 	// storageErr is set when a bbolt error, not the request, is to blame.
 	storageErr error
+	// buried reports tombstones stamped with this store's origin by an
+	// Apply or Bury (see buryNode).
+	buried bool
 }
 
 func (g *group) newBatch() *batch {
@@ -697,7 +716,16 @@ func (b *batch) apply(nodes []Node, vals [][]byte, adv []Advance) int {
 		if n.Version <= limit {
 			b.lastIssued = max(b.lastIssued, n.Version)
 		}
-		if cur, ok := b.get(n.Path); !ok || n.Newer(cur) {
+		switch cur, ok := b.get(n.Path); {
+		case !ok && !n.Deleted && n.Version <= s.floor.Version:
+			// A live node older than a collected tombstone, at a path
+			// this store no longer holds: a collected tombstone may have
+			// deleted it (a peer restored from an old backup sends it
+			// back). Never resurrect: take it for deleted, and say so
+			// with a tombstone of our own, which deletes it where it
+			// lingers.
+			b.buryNode(n.Path, n.Version)
+		case !ok || n.Newer(cur):
 			b.set(n.Path, n.Meta, vals[i])
 		}
 		if n.Seq == b.vec(n.Origin)+1 {
@@ -712,7 +740,7 @@ func (b *batch) apply(nodes []Node, vals [][]byte, adv []Advance) int {
 			b.setVec(a.Origin, a.To)
 		}
 	}
-	return len(b.order)
+	return b.stampBuried()
 }
 
 // flush writes the request's changes into the transaction: each node, and

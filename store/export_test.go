@@ -131,6 +131,11 @@ func (s *Store) CheckConsistency() error {
 		if !maps.Equal(vec, s.vector) {
 			fail("vector %v, file %v", s.vector, vec)
 		}
+		if f, err := readFloor(tx); err != nil {
+			fail("floor: %v", err)
+		} else if f.Version != s.floor.Version || !maps.Equal(f.Vector, s.floor.Vector) {
+			fail("floor %+v, file %+v", s.floor, f)
+		}
 		if v := tx.Bucket(bucketState).Get(keyHLC); v != nil {
 			if h, _ := decodeU64(v); h > s.lastIssued {
 				fail("clock %d behind file %d", s.lastIssued, h)

@@ -63,6 +63,8 @@ type Feed struct {
 // began, and where the reading stands, through the change index (origins,
 // cursor) or a scan of the prefixes (root, after).
 type feedReplay struct {
+	// from is what the consumer held when the catch-up began.
+	from    Vector
 	target  Vector
 	upto    map[uint64]uint64
 	byIndex bool
@@ -271,7 +273,10 @@ func raise(v, o Vector) {
 // nodes that came by hash-tree repair carry seqs no vector covers yet.
 // Later entries come through the subscription.
 func (f *Feed) startReplay(target Vector) (*feedReplay, error) {
-	r := &feedReplay{target: target, upto: map[uint64]uint64{}}
+	if err := f.checkFloor(f.covered); err != nil {
+		return nil, err
+	}
+	r := &feedReplay{from: f.covered.Clone(), target: target, upto: map[uint64]uint64{}}
 	var heads map[uint64]uint64
 	if err := f.s.view(func(tx *bolt.Tx) error {
 		var err error
@@ -297,6 +302,19 @@ func (f *Feed) startReplay(target Vector) (*feedReplay, error) {
 		r.cursor = f.covered[r.origins[0]]
 	}
 	return r, nil
+}
+
+// checkFloor fails with ErrCollected when a catch-up from v, a
+// consumer's non-empty vector, would miss deletes: tombstones above v
+// were collected. The consumer must start again from nothing.
+func (f *Feed) checkFloor(v Vector) error {
+	if len(v) == 0 {
+		return nil
+	}
+	if f.s.Floor().Below(v) {
+		return ErrCollected
+	}
+	return nil
 }
 
 // logHeads returns the highest seq in the log of every origin it holds:
@@ -377,6 +395,10 @@ func (f *Feed) replayPage() (FeedPage, bool, error) {
 		return FeedPage{}, false, err
 	}
 	if done {
+		// Tombstones collected while the catch-up ran are not in it.
+		if err := f.checkFloor(r.from); err != nil {
+			return FeedPage{}, false, err
+		}
 		raise(f.covered, r.target)
 		f.replay = nil
 		return FeedPage{Nodes: nodes, Vector: f.covered.Clone(), Replay: true, Caught: true}, true, nil
