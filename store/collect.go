@@ -6,6 +6,7 @@ import (
 	"errors"
 	"fmt"
 	"slices"
+	"time"
 
 	bolt "go.etcd.io/bbolt"
 )
@@ -42,6 +43,10 @@ func (f Floor) Below(v Vector) bool {
 	}
 	return false
 }
+
+// VersionAt returns the version a write stamped at wall clock t would
+// carry (its counter at zero): Collect's bound for tombstones older than t.
+func VersionAt(t time.Time) uint64 { return hlc(t) }
 
 // collectRequest is a Collect call waiting for the committer.
 type collectRequest struct {
