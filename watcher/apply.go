@@ -36,6 +36,10 @@ type applier struct {
 	// failed counts the triggers that failed in the latest run after a
 	// batch (the one that ends a Once sync).
 	failed int
+	// tombGrace is how long a tombstone stays in the state at least
+	// (Config.TombstoneGrace); lastDrop when tombstones were last dropped.
+	tombGrace time.Duration
+	lastDrop  time.Time
 }
 
 // batchStats counts what a batch did.
@@ -155,7 +159,7 @@ func (a *applier) applyNode(p *pageTx, n *repldspb.Node, full bool) error {
 			return err
 		}
 	}
-	rec := nodeRec{Version: n.Version, Origin: n.Origin, Deleted: n.Deleted}
+	rec := nodeRec{Version: n.Version, Origin: n.Origin, Seq: n.Seq, Deleted: n.Deleted}
 	old, known, err := p.version(n.Path)
 	if err != nil {
 		return err

@@ -44,10 +44,13 @@ const schemaVersion = 1
 // the same state fails rather than hangs.
 const lockTimeout = time.Second
 
-// nodeRec is what the state remembers of a node: the version it applied.
+// nodeRec is what the state remembers of a node: the version it applied,
+// and the write's seq at its origin (0 in records written before it was
+// kept), by which a tombstone the resume token covers may be dropped.
 type nodeRec struct {
 	Version uint64
 	Origin  uint64
+	Seq     uint64
 	Deleted bool
 }
 
@@ -57,24 +60,31 @@ func (a nodeRec) newer(b nodeRec) bool {
 }
 
 func (a nodeRec) encode() []byte {
-	b := make([]byte, 17)
+	b := make([]byte, 25)
 	binary.BigEndian.PutUint64(b[0:], a.Version)
 	binary.BigEndian.PutUint64(b[8:], a.Origin)
 	if a.Deleted {
 		b[16] = 1
 	}
+	binary.BigEndian.PutUint64(b[17:], a.Seq)
 	return b
 }
 
+// decodeNodeRec decodes a record: 25 bytes, or 17 (no seq) as written
+// before seqs were kept.
 func decodeNodeRec(b []byte) (nodeRec, error) {
-	if len(b) != 17 {
+	if len(b) != 17 && len(b) != 25 {
 		return nodeRec{}, fmt.Errorf("watcher: corrupt node record of %d bytes", len(b))
 	}
-	return nodeRec{
+	r := nodeRec{
 		Version: binary.BigEndian.Uint64(b[0:]),
 		Origin:  binary.BigEndian.Uint64(b[8:]),
 		Deleted: b[16] == 1,
-	}, nil
+	}
+	if len(b) == 25 {
+		r.Seq = binary.BigEndian.Uint64(b[17:])
+	}
+	return r, nil
 }
 
 // change is the net effect of one or more updates of a path: whether a
@@ -314,6 +324,43 @@ func (s *state) unchanged(token []byte) bool {
 		return nil
 	})
 	return idle
+}
+
+// dropTombstones forgets the tombstones older than version before whose
+// write token (the resume token just persisted, by origin) covers: a
+// replay from the token never sends their path again, and a server that
+// still holds an older version of it lags by more than the grace. It does
+// nothing while a full resync runs (its seen set names paths). It returns
+// how many it dropped.
+func (s *state) dropTombstones(token map[uint64]uint64, before uint64) (int, error) {
+	n := 0
+	err := s.db.Update(func(tx *bolt.Tx) error {
+		if tx.Bucket(bucketMeta).Get(keyFull) != nil {
+			return nil
+		}
+		c := tx.Bucket(bucketNodes).Cursor()
+		for k, v := c.First(); k != nil; {
+			r, err := decodeNodeRec(v)
+			if err != nil {
+				return err
+			}
+			if r.Deleted && r.Version < before && token[r.Origin] >= r.Seq {
+				if err := c.Delete(); err != nil {
+					return err
+				}
+				n++
+				// Delete moves the cursor to the next key already.
+				k, v = c.Seek(k)
+				continue
+			}
+			k, v = c.Next()
+		}
+		return nil
+	})
+	if err != nil {
+		return 0, fmt.Errorf("watcher: drop tombstones: %w", err)
+	}
+	return n, nil
 }
 
 // pathChange is the net change of a path in a batch.
