@@ -6,11 +6,32 @@ import (
 	"sync"
 	"time"
 
+	"github.com/prometheus/client_golang/prometheus"
+
 	"replds/store"
 )
 
 // collectInterval is the period of tombstone collection (collectLoop).
 const collectInterval = 5 * time.Minute
+
+// tombstoneMetrics are the collectors of tombstone collection.
+type tombstoneMetrics struct {
+	collected prometheus.Counter
+}
+
+// newTombstoneMetrics registers the tombstone collectors of s.
+func newTombstoneMetrics(f factory, s *Server) tombstoneMetrics {
+	f.reg.MustRegister(prometheus.NewCounterFunc(prometheus.CounterOpts{
+		Name: "replds_tombstones_buried_total",
+		Help: "Live nodes taken for deleted because a collected tombstone may have deleted them (a member came back with older data): each a resurrection refused.",
+	}, func() float64 { return float64(s.store.Buried()) }))
+	f.gaugeFunc("replds_tombstone_floor_timestamp_seconds",
+		"Wall clock part of the newest tombstone collected (0: none yet): the collection floor.",
+		func() float64 { return float64(s.store.Floor().Version>>16) / 1000 })
+	return tombstoneMetrics{
+		collected: f.counter("replds_tombstones_collected_total", "Tombstones collected (removed once every member had them and the grace passed)."),
+	}
+}
 
 // peerVectors holds the last vector each peer sent at the end of a sync
 // round (SyncResponse.vector), by member name: what collectTombstones
@@ -67,6 +88,7 @@ func (s *Server) collectLoop() {
 			log.Warn("tombstone collection failed", "err", err)
 			continue
 		}
+		s.metrics.tombs.collected.Add(float64(n))
 		if n > 0 {
 			log.Info("tombstones collected", "count", n, "floor_version", s.store.Floor().Version)
 		}

@@ -82,6 +82,10 @@ func (s *Store) Collect(ctx context.Context, before uint64, covered Vector) (n i
 	}
 }
 
+// Buried returns how many live nodes Apply and Bury took for deleted
+// since Open (see Floor): each a deleted node that came back.
+func (s *Store) Buried() uint64 { return s.buried.Load() }
+
 // Floor returns the store's collection floor.
 func (s *Store) Floor() Floor {
 	s.mu.RLock()
@@ -278,6 +282,7 @@ func (b *batch) stampBuried() int {
 			seq++
 			c.meta.Origin, c.meta.Seq = s.origin, seq
 			stamped = true
+			b.g.buried++
 		}
 	}
 	if stamped {

@@ -129,6 +129,9 @@ func TestStore_ApplyAfterCollectNoResurrection(t *testing.T) {
 	if !ok || !m.Deleted || m.Version != v1+1 || m.Origin != s.Origin() || m.Seq != ownBefore+1 {
 		t.Errorf("Lookup(/p) = %+v, %v; want a tombstone of ours, version %d, seq %d", m, ok, v1+1, ownBefore+1)
 	}
+	if got := s.Buried(); got != 1 {
+		t.Errorf("Buried() = %d, want 1", got)
+	}
 	select {
 	case <-wake:
 	default:

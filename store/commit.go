@@ -301,6 +301,7 @@ func (s *Store) commitTx(reqs []*request, results []result) error {
 		return err
 	}
 	g.install()
+	s.buried.Add(g.buried)
 	if early > 0 {
 		s.publishLocked(events[early:])
 	} else {
@@ -421,6 +422,8 @@ type group struct {
 	lastIssued uint64
 	// dirty reports that the transaction holds changes to commit.
 	dirty bool
+	// buried counts the tombstones stampBuried stamped in the group.
+	buried uint64
 }
 
 // persistState writes the vector entries and the clock changed by the

@@ -155,3 +155,15 @@ func (f *Feed) PlanByIndex() (bool, error) {
 	}
 	return r.byIndex, nil
 }
+
+// DiskUse returns the size of the store file and the bytes of its pages
+// in use (the file less bbolt's free pages).
+func (s *Store) DiskUse() (file, used int64, err error) {
+	err = s.db.View(func(tx *bolt.Tx) error {
+		file = tx.Size()
+		return nil
+	})
+	st := s.db.Stats()
+	used = file - int64(st.FreePageN+st.PendingPageN)*int64(s.db.Info().PageSize)
+	return file, used, err
+}

@@ -70,6 +70,8 @@ type Store struct {
 
 	// commits counts successful bbolt write transactions (CommitCount).
 	commits atomic.Uint64
+	// buried counts the tombstones stamped over returning nodes (Buried).
+	buried atomic.Uint64
 	// failCommit, when set by a test, replaces the result of tx.Commit.
 	failCommit atomic.Pointer[func() error]
 
