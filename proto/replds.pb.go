@@ -1356,8 +1356,14 @@ type SyncResponse struct {
 	Vector *Vector `protobuf:"bytes,7,opt,name=vector,proto3" json:"vector,omitempty"`
 	// floor, on a repair message, is the highest version of a tombstone the
 	// responder collected: a live node of the asker at or below it that the
-	// responder lacks was deleted, and the asker buries it.
-	Floor         uint64 `protobuf:"varint,8,opt,name=floor,proto3" json:"floor,omitempty"`
+	// responder lacks was deleted, and the asker buries it. On an origin's
+	// done page it comes with floor_seq.
+	Floor uint64 `protobuf:"varint,8,opt,name=floor,proto3" json:"floor,omitempty"`
+	// floor_seq, on an origin's done page, is the highest seq of that origin
+	// whose tombstone the responder collected, when above from: the asker's
+	// vector passes deletes it never got, and it raises its own collection
+	// floor (to floor_seq, and its version to floor) before it does.
+	FloorSeq      uint64 `protobuf:"varint,9,opt,name=floor_seq,json=floorSeq,proto3" json:"floor_seq,omitempty"`
 	unknownFields protoimpl.UnknownFields
 	sizeCache     protoimpl.SizeCache
 }
@@ -1444,6 +1450,13 @@ func (x *SyncResponse) GetVector() *Vector {
 func (x *SyncResponse) GetFloor() uint64 {
 	if x != nil {
 		return x.Floor
+	}
+	return 0
+}
+
+func (x *SyncResponse) GetFloorSeq() uint64 {
+	if x != nil {
+		return x.FloorSeq
 	}
 	return 0
 }
@@ -1801,7 +1814,7 @@ const file_replds_proto_rawDesc = "" +
 	"\vSyncRequest\x12)\n" +
 	"\x06vector\x18\x01 \x01(\v2\x11.replds.v1.VectorR\x06vector\x12\x12\n" +
 	"\x04root\x18\x02 \x01(\fR\x04root\x129\n" +
-	"\fpushed_since\x18\x04 \x03(\v2\x16.replds.v1.VectorEntryR\vpushedSinceJ\x04\b\x03\x10\x04R\x04name\"\xe2\x01\n" +
+	"\fpushed_since\x18\x04 \x03(\v2\x16.replds.v1.VectorEntryR\vpushedSinceJ\x04\b\x03\x10\x04R\x04name\"\xff\x01\n" +
 	"\fSyncResponse\x12\x16\n" +
 	"\x06origin\x18\x01 \x01(\x04R\x06origin\x12%\n" +
 	"\x05nodes\x18\x02 \x03(\v2\x0f.replds.v1.NodeR\x05nodes\x12\x12\n" +
@@ -1810,7 +1823,8 @@ const file_replds_proto_rawDesc = "" +
 	"\x04upto\x18\x05 \x01(\x04R\x04upto\x12\x16\n" +
 	"\x06repair\x18\x06 \x01(\bR\x06repair\x12)\n" +
 	"\x06vector\x18\a \x01(\v2\x11.replds.v1.VectorR\x06vector\x12\x14\n" +
-	"\x05floor\x18\b \x01(\x04R\x05floor\"&\n" +
+	"\x05floor\x18\b \x01(\x04R\x05floor\x12\x1b\n" +
+	"\tfloor_seq\x18\t \x01(\x04R\bfloorSeq\"&\n" +
 	"\fHelloRequest\x12\x16\n" +
 	"\x06origin\x18\x01 \x01(\x04R\x06origin\"p\n" +
 	"\rHelloResponse\x12\x12\n" +

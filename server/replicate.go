@@ -66,6 +66,9 @@ func syncRequest(st *store.Store) *repldspb.SyncRequest {
 func answerSync(st *store.Store, req *repldspb.SyncRequest, send func(*repldspb.SyncResponse) error) error {
 	ask := wire.VectorFromProto(req.Vector)
 	mine := st.Vector()
+	// The floor is read after the vector: it covers at least what was
+	// collected from the winners Changes will read.
+	floor := st.Floor()
 	pushed := map[uint64]uint64{}
 	for _, e := range req.PushedSince {
 		if since, ok := pushed[e.Origin]; !ok || e.Seq < since {
@@ -88,6 +91,10 @@ func answerSync(st *store.Store, req *repldspb.SyncRequest, send func(*repldspb.
 			msg := &repldspb.SyncResponse{Origin: o, Nodes: wire.NodesToProto(nodes)}
 			if !more {
 				msg.Done, msg.From, msg.Upto = true, ask[o], mine[o]
+				if fs := floor.Vector[o]; fs > ask[o] {
+					// Deletes the asker lacks were collected here.
+					msg.FloorSeq, msg.Floor = fs, floor.Version
+				}
 			}
 			if err := send(msg); err != nil {
 				return err
@@ -104,7 +111,7 @@ func answerSync(st *store.Store, req *repldspb.SyncRequest, send func(*repldspb.
 	last := &repldspb.SyncResponse{Vector: wire.VectorToProto(mine)}
 	root := st.Root()
 	if !bytes.Equal(root[:], req.Root) {
-		if floor := st.Floor(); maps.Equal(ask, mine) || floor.Below(ask) {
+		if maps.Equal(ask, mine) || floor.Below(ask) {
 			last.Repair, last.Floor = true, floor.Version
 		}
 	}
@@ -112,11 +119,19 @@ func answerSync(st *store.Store, req *repldspb.SyncRequest, send func(*repldspb.
 }
 
 // applySyncResponse applies one page of a sync answer (not a repair
-// message): its nodes and, on an origin's last page, the vector advance.
+// message): its nodes and, on an origin's last page, the vector advance,
+// after raising the collection floor past the deletes the responder
+// collected that the advance passes.
 func applySyncResponse(ctx context.Context, st *store.Store, msg *repldspb.SyncResponse) (int, error) {
 	nodes, err := nodesFromProto(msg.Origin, msg.Nodes)
 	if err != nil {
 		return 0, err
+	}
+	if msg.Done && msg.FloorSeq > 0 && msg.Origin != 0 {
+		f := store.Floor{Vector: store.Vector{msg.Origin: msg.FloorSeq}, Version: msg.Floor}
+		if err := st.RaiseFloor(ctx, f); err != nil {
+			return 0, err
+		}
 	}
 	var adv []store.Advance
 	if msg.Done {

@@ -22,7 +22,10 @@ package server
 // healing no server or watcher holds live a node whose last acknowledged
 // write is a delete. The only acknowledged writes allowed to end deleted
 // are live nodes no newer than a collection floor (a write older than the
-// grace that reached no server holding its path: see store.Floor).
+// grace that reached no server holding its path: see store.Floor). Some
+// servers are restored from a backup right after a collection, then quiet
+// sync rounds (equal vectors: repairs) would spread what the backup
+// brought back if a rule let it.
 //
 //	go test -run TestSimulation ./server/                      # default seeds
 //	go test -run TestSimulation ./server/ -sim.seeds=5000      # more
@@ -268,6 +271,9 @@ func runSim(t *testing.T, seed uint64) *sim {
 		if s.rng.IntN(200) == 0 {
 			s.longPartition(s.rng.IntN(n))
 		}
+		if s.rng.IntN(200) == 0 {
+			s.restoreAfterGrace(s.rng.IntN(n))
+		}
 		// Start checks run concurrently with the rest of the server.
 		for i := range n {
 			if s.rng.IntN(3) == 0 {
@@ -441,6 +447,13 @@ func (s *sim) restore(i int) {
 		return
 	}
 	j := reached[s.rng.IntN(len(reached))]
+	if srv.twin >= 0 {
+		// Restored before, and crashed before its start check: the
+		// twin of that restore still holds all it held.
+		if j = srv.twin; !s.reachable(i, j) {
+			return
+		}
+	}
 	for _, ps := range slices.Clone(s.streams) {
 		if ps.from == i && ps.to == j {
 			ps.cut()
@@ -663,6 +676,9 @@ func (s *sim) collect(i int) {
 	if srv.st == nil {
 		return
 	}
+	// What each server holds is observed before tombstones go, so that a
+	// live node is never seen to vanish.
+	s.checkMonotonic(s.step)
 	var members []string
 	for j := range s.servers {
 		if j != i {
@@ -720,6 +736,42 @@ func (s *sim) longPartition(k int) {
 	}
 	if down {
 		s.start(k)
+	}
+}
+
+// restoreAfterGrace lets the grace pass, lets every server hear from the
+// others and collect, then restores server k from its backup, taken
+// before it saw deletes whose tombstones are now collected: what it brings
+// back, deleted since, must not spread.
+func (s *sim) restoreAfterGrace(k int) {
+	if s.servers[k].st == nil || !s.servers[k].backedUp {
+		return
+	}
+	s.now.Add(int64(simGrace + simGrace/2))
+	for a := range s.servers {
+		for b := range s.servers {
+			s.sync(a, b, false)
+		}
+	}
+	before := s.collected
+	for i := range s.servers {
+		s.collect(i)
+	}
+	s.tracef("restore %d after collecting %d tombstones", k, s.collected-before)
+	s.stop(k)
+	s.restore(k)
+	if s.servers[k].st == nil {
+		s.start(k)
+	}
+	// Quiet rounds: equal vectors, roots that differ by what the backup
+	// brought back, hence repairs.
+	for range 3 {
+		for a := range s.servers {
+			for b := range s.servers {
+				s.sync(a, b, false)
+			}
+		}
+		s.checkMonotonic(s.step)
 	}
 }
 
@@ -970,6 +1022,14 @@ func (s *sim) heal() {
 	if !converged {
 		for i, srv := range s.servers {
 			s.t.Logf("server %d origin %x vector %v claims %v root %x", i, srv.st.Origin(), srv.st.Vector(), srv.srv.inbound.claims(srv.srv.now()), srv.st.Root())
+		}
+		for _, p := range s.paths {
+			var line string
+			for _, srv := range s.servers {
+				m, ok := srv.st.Lookup(p)
+				line += fmt.Sprintf(" | %v %+v", ok, m)
+			}
+			s.t.Logf("%s%s", p, line)
 		}
 		s.t.Fatalf("servers did not converge after 10 full sync rounds")
 	}

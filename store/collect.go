@@ -48,10 +48,12 @@ func (f Floor) Below(v Vector) bool {
 // carry (its counter at zero): Collect's bound for tombstones older than t.
 func VersionAt(t time.Time) uint64 { return hlc(t) }
 
-// collectRequest is a Collect call waiting for the committer.
+// collectRequest is a Collect (or, with raise, a RaiseFloor) call
+// waiting for the committer.
 type collectRequest struct {
 	before  uint64
 	covered Vector
+	raise   *Floor
 	done    chan collectResult
 }
 
@@ -82,6 +84,59 @@ func (s *Store) Collect(ctx context.Context, before uint64, covered Vector) (n i
 	}
 }
 
+// RaiseFloor raises the collection floor to f where f is higher, durably,
+// between two commits. A server calls it before its vector passes writes
+// whose tombstones a peer collected (a sync answer's floor_seq): it never
+// got those deletes, so its readers below f must reset as if it had
+// collected them itself, and Apply must refuse what they deleted.
+func (s *Store) RaiseFloor(ctx context.Context, f Floor) error {
+	r := &collectRequest{raise: &Floor{Vector: f.Vector.Clone(), Version: f.Version}, done: make(chan collectResult, 1)}
+	select {
+	case s.collects <- r:
+		return (<-r.done).err
+	case <-s.closing:
+		return ErrClosed
+	case <-ctx.Done():
+		return ctx.Err()
+	}
+}
+
+// raiseFloor runs on the committer goroutine (see RaiseFloor).
+func (s *Store) raiseFloor(f *Floor) collectResult {
+	floor := Floor{Vector: s.floor.Vector.Clone(), Version: max(s.floor.Version, f.Version)}
+	changed := floor.Version != s.floor.Version
+	for o, seq := range f.Vector {
+		if seq > floor.Vector[o] {
+			floor.Vector[o] = seq
+			changed = true
+		}
+	}
+	if !changed {
+		return collectResult{}
+	}
+	tx, err := s.db.Begin(true)
+	if err != nil {
+		return collectResult{err: fmt.Errorf("store: begin: %w", err)}
+	}
+	if err := putFloor(tx, floor); err != nil {
+		_ = tx.Rollback()
+		return collectResult{err: err}
+	}
+	if err := s.commit(tx); err != nil {
+		return collectResult{err: err}
+	}
+	s.setFloor(floor)
+	return collectResult{}
+}
+
+// setFloor installs a new floor in memory and tells the feeds.
+func (s *Store) setFloor(f Floor) {
+	s.mu.Lock()
+	s.floor = f
+	s.mu.Unlock()
+	s.floorGen.Add(1)
+}
+
 // Buried returns how many live nodes Apply and Bury took for deleted
 // since Open (see Floor): each a deleted node that came back.
 func (s *Store) Buried() uint64 { return s.buried.Load() }
@@ -96,6 +151,9 @@ func (s *Store) Floor() Floor {
 // collect runs on the committer goroutine (see Collect), which reads
 // memory without locking.
 func (s *Store) collect(r *collectRequest) collectResult {
+	if r.raise != nil {
+		return s.raiseFloor(r.raise)
+	}
 	type victim struct {
 		path string
 		m    Meta
@@ -146,11 +204,11 @@ func (s *Store) collect(r *collectRequest) collectResult {
 		return collectResult{err: err}
 	}
 	s.mu.Lock()
-	defer s.mu.Unlock()
 	for _, v := range victims {
 		s.forget(v.path)
 	}
-	s.floor = floor
+	s.mu.Unlock()
+	s.setFloor(floor)
 	return collectResult{n: len(victims), more: more}
 }
 

@@ -223,3 +223,107 @@ func TestFeed_BelowFloor(t *testing.T) {
 		})
 	}
 }
+
+// TestStore_OwnTombstoneComesBack: one of our own tombstones that we
+// collected and a peer still keeps comes back by Apply (the hash trees
+// must agree until the peer collects it too); one of our own live nodes
+// at such a path does not.
+func TestStore_OwnTombstoneComesBack(t *testing.T) {
+	ctx := context.Background()
+	clock := storetest.NewClock(storetest.Epoch)
+	s := openStore(t, storetest.Config(t, t.TempDir(), clock))
+	written, err := s.Write(ctx, []store.Write{{Path: "/x", Data: []byte("1")}})
+	if err != nil {
+		t.Fatal(err)
+	}
+	deleted, err := s.Write(ctx, []store.Write{{Path: "/x", Delete: true}})
+	if err != nil {
+		t.Fatal(err)
+	}
+	clock.Add(time.Minute)
+	if n, _, err := s.Collect(ctx, version(clock.Now()), s.Vector()); err != nil || n != 1 {
+		t.Fatalf("Collect = %d, %v; want 1", n, err)
+	}
+	root := s.Root()
+	live := store.Node{Path: "/x", Meta: written[0].Meta, Data: []byte("1")}
+	if _, err := s.Apply(ctx, []store.Node{live}, nil); err != nil {
+		t.Fatal(err)
+	}
+	if m, ok := s.Lookup("/x"); ok {
+		t.Fatalf("our own collected live node came back: %+v", m)
+	}
+	if s.Root() != root {
+		t.Fatalf("hash tree changed by our own echoed node")
+	}
+	if _, err := s.Apply(ctx, []store.Node{{Path: "/x", Meta: deleted[0].Meta}}, nil); err != nil {
+		t.Fatal(err)
+	}
+	if m, ok := s.Lookup("/x"); !ok || m != deleted[0].Meta {
+		t.Errorf("Lookup(/x) = %+v, %v; want our tombstone %+v back", m, ok, deleted[0].Meta)
+	}
+
+	// An older tombstone of another origin came back first (a peer
+	// restored from a backup): ours, newer, still wins.
+	if _, err := s.Write(ctx, []store.Write{{Path: "/y", Data: []byte("1")}}); err != nil {
+		t.Fatal(err)
+	}
+	deleted, err = s.Write(ctx, []store.Write{{Path: "/y", Delete: true}})
+	if err != nil {
+		t.Fatal(err)
+	}
+	clock.Add(time.Minute)
+	if n, _, err := s.Collect(ctx, version(clock.Now()), s.Vector()); err != nil || n != 2 {
+		t.Fatalf("Collect = %d, %v; want 2 (/y's tombstone, and /x's again)", n, err)
+	}
+	older := store.Node{Path: "/y", Meta: store.Meta{Version: deleted[0].Version - 5, Origin: 77, Seq: 1, Deleted: true}}
+	if _, err := s.Apply(ctx, []store.Node{older, {Path: "/y", Meta: deleted[0].Meta}}, nil); err != nil {
+		t.Fatal(err)
+	}
+	if m, ok := s.Lookup("/y"); !ok || m != deleted[0].Meta {
+		t.Errorf("Lookup(/y) = %+v, %v; want our tombstone %+v over the older one", m, ok, deleted[0].Meta)
+	}
+	checkConsistent(t, s)
+}
+
+// TestFeed_FloorRaisedUnderLiveFeed: a peer's collection floor raised here
+// (RaiseFloor, before a sync advance passes deletes this store never got)
+// ends a live feed whose consumer is below it with ErrCollected, at the
+// next commit; a consumer at or above it goes on.
+func TestFeed_FloorRaisedUnderLiveFeed(t *testing.T) {
+	ctx := context.Background()
+	clock := storetest.NewClock(storetest.Epoch)
+	s := openStore(t, storetest.Config(t, t.TempDir(), clock))
+	if _, err := s.Write(ctx, []store.Write{{Path: "/a", Data: []byte("1")}}); err != nil {
+		t.Fatal(err)
+	}
+	const peer = 42
+	open := func(from store.Vector) *store.Feed {
+		f, err := s.Feed(store.FeedOptions{From: from})
+		if err != nil {
+			t.Fatal(err)
+		}
+		t.Cleanup(f.Close)
+		if p, err := f.Next(ctx); err != nil || !p.Caught {
+			t.Fatalf("catch-up = %+v, %v", p, err)
+		}
+		return f
+	}
+	below := open(s.Vector())
+	above := open(store.Vector{s.Origin(): s.Vector()[s.Origin()], peer: 10})
+	if err := s.RaiseFloor(ctx, store.Floor{Vector: store.Vector{peer: 7}, Version: 99}); err != nil {
+		t.Fatal(err)
+	}
+	if f := s.Floor(); f.Vector[peer] != 7 || f.Version != 99 {
+		t.Fatalf("Floor() = %+v after RaiseFloor", f)
+	}
+	if _, err := s.Write(ctx, []store.Write{{Path: "/b", Data: []byte("2")}}); err != nil {
+		t.Fatal(err)
+	}
+	if _, err := below.Next(ctx); !errors.Is(err, store.ErrCollected) {
+		t.Errorf("live feed below the raised floor: Next() = %v, want ErrCollected", err)
+	}
+	if p, err := above.Next(ctx); err != nil || len(p.Nodes) != 1 {
+		t.Errorf("live feed above the floor: Next() = %+v, %v; want /b", p, err)
+	}
+	checkConsistent(t, s)
+}

@@ -139,7 +139,8 @@ func writeRequest(ctx context.Context, ws []Write, total int) *request {
 // if there is none or it is Newer; otherwise it is skipped. Apply makes no
 // leaf/directory checks and enforces no size limits: for replicated data
 // the store is a plain last-write-wins map. Nodes of this store's own origin
-// are ignored (our writes echoed back).
+// are ignored (our writes echoed back), but for a tombstone newer than what
+// the store holds at its path: one it collected, which a peer still keeps.
 //
 // Versions are absorbed into the local clock, but only up to MaxClockOffset
 // ahead of the wall clock, so that one skewed peer cannot drag every later
@@ -714,6 +715,15 @@ func (b *batch) apply(nodes []Node, vals [][]byte, adv []Advance) int {
 	limit := hlcLimit(s.now())
 	for i, n := range nodes {
 		if n.Origin == s.origin {
+			// Our own writes echoed back change nothing: we hold them or
+			// newer. But one of our tombstones that we collected and a
+			// peer still keeps comes back when we hold nothing newer at
+			// its path (nothing, or an older tombstone that came back
+			// too), so that the hash trees agree until every peer has
+			// collected it.
+			if cur, ok := b.get(n.Path); n.Deleted && (!ok || n.Newer(cur)) {
+				b.set(n.Path, n.Meta, nil)
+			}
 			continue
 		}
 		if n.Version <= limit {

@@ -82,6 +82,11 @@
 //     below the floor is stored as any tombstone (it deletes nothing
 //     live), and collected again.
 //
+// RaiseFloor raises the floor to a peer's when a sync advance passes
+// deletes the peer collected (this store never saw them); a live Feed
+// whose consumer a raised floor passes fails with ErrCollected at the
+// next commit it reads (Store.floorGen tells it the floor moved).
+//
 // Invariants: a collected path is absent from the nodes bucket, the log,
 // the radix tree, the hash tree, the bucket index and the stats; the floor
 // in memory equals the file's; no live node at or below Floor.Version is

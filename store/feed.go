@@ -57,6 +57,9 @@ type Feed struct {
 	sub     *Subscription
 	replay  *feedReplay
 	err     error
+	// floorGen is the store's floor generation the feed last checked
+	// covered against (see checkLive).
+	floorGen uint64
 }
 
 // feedReplay is the state of one catch-up: the store's vector when it
@@ -217,6 +220,12 @@ func (f *Feed) next(done <-chan struct{}, block bool) (FeedPage, bool, error) {
 			f.fail(ErrClosed)
 			return FeedPage{}, false, ErrClosed
 		}
+		// The floor rose past the consumer (this store's vector passed
+		// deletes a peer collected): what it lacks is gone.
+		if err := f.checkLive(); err != nil {
+			f.fail(err)
+			return FeedPage{}, false, err
+		}
 		var nodes []Node
 		for _, n := range ev.Nodes {
 			if f.under(n.Path) && f.keep(n.Path, n.Meta) {
@@ -314,6 +323,20 @@ func (f *Feed) checkFloor(v Vector) error {
 	if f.s.Floor().Below(v) {
 		return ErrCollected
 	}
+	return nil
+}
+
+// checkLive is checkFloor for a live feed, run only when the store's
+// floor changed since the last check.
+func (f *Feed) checkLive() error {
+	gen := f.s.floorGen.Load()
+	if gen == f.floorGen {
+		return nil
+	}
+	if err := f.checkFloor(f.covered); err != nil {
+		return err
+	}
+	f.floorGen = gen
 	return nil
 }
 

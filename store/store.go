@@ -72,6 +72,9 @@ type Store struct {
 	commits atomic.Uint64
 	// buried counts the tombstones stamped over returning nodes (Buried).
 	buried atomic.Uint64
+	// floorGen counts the changes of the collection floor, so that live
+	// feeds check it only when it moved.
+	floorGen atomic.Uint64
 	// failCommit, when set by a test, replaces the result of tx.Commit.
 	failCommit atomic.Pointer[func() error]
 
