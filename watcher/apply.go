@@ -154,7 +154,9 @@ func (a *applier) applyNode(p *pageTx, n *repldspb.Node, full bool) error {
 		a.stats.Refused++
 		return nil
 	}
-	if full {
+	if full && !n.Deleted {
+		// A tombstone leaves the path unseen: gone once the replay ends,
+		// even if the state holds a newer live node (see follow.Page).
 		if err := p.see(n.Path); err != nil {
 			return err
 		}

@@ -44,7 +44,8 @@
 //     disk, the leaf's data is kept in the state and written back once the
 //     directory empties.
 //   - After a reset (and for any replay from an empty token), the replay is
-//     the complete state: leaves it lacked are deleted when it ends.
+//     the complete state: leaves it did not hold live (absent, or a
+//     tombstone, even an older one) are deleted when it ends.
 //   - Atomic mode: the current snapshot is never written (only tidied at
 //     start); a snapshot directory under its final name is complete; the
 //     store directory links to the sealed snapshot, or to the one before

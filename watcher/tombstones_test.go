@@ -59,3 +59,15 @@ func TestApply_DropsTombstones(t *testing.T) {
 		t.Errorf("decode 17-byte record = %+v, %v", r, err)
 	}
 }
+
+// TestApply_ResetWithOlderTombstone: a reset replay that holds a path as a
+// tombstone older than the live node the state holds (its delete was
+// collected; the server kept an older one) deletes the node.
+func TestApply_ResetWithOlderTombstone(t *testing.T) {
+	h := newHarness(t, "/")
+	h.bookmark(1, true, live("/a", 5, "x"), live("/b", 6, "y"))
+	h.wantTree(map[string]string{"a": "x", "b": "y"})
+	h.send(&repldspb.WatchResponse{Reset_: true})
+	h.bookmark(9, true, tomb("/a", 3), live("/b", 6, "y"))
+	h.wantTree(map[string]string{"b": "y"})
+}
