@@ -114,19 +114,25 @@ func (s *Store) raiseFloor(f *Floor) collectResult {
 	if !changed {
 		return collectResult{}
 	}
-	tx, err := s.db.Begin(true)
-	if err != nil {
-		return collectResult{err: fmt.Errorf("store: begin: %w", err)}
-	}
-	if err := putFloor(tx, floor); err != nil {
-		_ = tx.Rollback()
-		return collectResult{err: err}
-	}
-	if err := s.commit(tx); err != nil {
+	if err := s.update(func(tx *bolt.Tx) error { return putFloor(tx, floor) }); err != nil {
 		return collectResult{err: err}
 	}
 	s.setFloor(floor)
 	return collectResult{}
+}
+
+// update runs fn in a write transaction and commits it (see commit),
+// rolling back if fn fails. It runs on the committer goroutine.
+func (s *Store) update(fn func(tx *bolt.Tx) error) error {
+	tx, err := s.db.Begin(true)
+	if err != nil {
+		return fmt.Errorf("store: begin: %w", err)
+	}
+	if err := fn(tx); err != nil {
+		_ = tx.Rollback()
+		return err
+	}
+	return s.commit(tx)
 }
 
 // setFloor installs a new floor in memory and tells the feeds.
@@ -181,26 +187,19 @@ func (s *Store) collect(r *collectRequest) collectResult {
 		}
 		floor.Version = max(floor.Version, v.m.Version)
 	}
-	tx, err := s.db.Begin(true)
+	err := s.update(func(tx *bolt.Tx) error {
+		nodes, logb := tx.Bucket(bucketNodes), tx.Bucket(bucketLog)
+		for _, v := range victims {
+			if err := nodes.Delete([]byte(v.path)); err != nil {
+				return fmt.Errorf("store: delete node: %w", err)
+			}
+			if err := logb.Delete(logKey(v.m.Origin, v.m.Seq)); err != nil {
+				return fmt.Errorf("store: delete log entry: %w", err)
+			}
+		}
+		return putFloor(tx, floor)
+	})
 	if err != nil {
-		return collectResult{err: fmt.Errorf("store: begin: %w", err)}
-	}
-	nodes, logb := tx.Bucket(bucketNodes), tx.Bucket(bucketLog)
-	for _, v := range victims {
-		if err := nodes.Delete([]byte(v.path)); err != nil {
-			_ = tx.Rollback()
-			return collectResult{err: fmt.Errorf("store: delete node: %w", err)}
-		}
-		if err := logb.Delete(logKey(v.m.Origin, v.m.Seq)); err != nil {
-			_ = tx.Rollback()
-			return collectResult{err: fmt.Errorf("store: delete log entry: %w", err)}
-		}
-	}
-	if err := putFloor(tx, floor); err != nil {
-		_ = tx.Rollback()
-		return collectResult{err: err}
-	}
-	if err := s.commit(tx); err != nil {
 		return collectResult{err: err}
 	}
 	s.mu.Lock()
