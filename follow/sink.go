@@ -14,7 +14,10 @@ type Page struct {
 	Nodes []*repldspb.Node
 	// Full says that the page belongs to a complete replay (the session
 	// started from a nil token, or the server sent a reset): the paths it
-	// holds are to be noted as seen, for the Bookmark that ends the replay.
+	// holds live are to be noted as seen, for the Bookmark that ends the
+	// replay. A tombstone is not: it says the path is gone, even where the
+	// sink holds a newer live node (whose delete the server may have
+	// collected: see store.Floor).
 	Full bool
 }
 
@@ -28,7 +31,7 @@ type Bookmark struct {
 	// the server as of Token.
 	Synced bool
 	// Full says that this bookmark ends a complete replay: every path the
-	// replay's pages did not contain is gone on the server, and the sink
+	// replay's pages did not hold live is gone on the server, and the sink
 	// deletes it.
 	Full bool
 }

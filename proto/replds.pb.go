@@ -1459,9 +1459,25 @@ type SyncResponse struct {
 	Done bool   `protobuf:"varint,3,opt,name=done,proto3" json:"done,omitempty"`
 	From uint64 `protobuf:"varint,4,opt,name=from,proto3" json:"from,omitempty"`
 	Upto uint64 `protobuf:"varint,5,opt,name=upto,proto3" json:"upto,omitempty"`
-	// repair, on the last message, says that the vectors were equal but the
-	// hash roots differ, and the asker should start a tree repair.
-	Repair        bool `protobuf:"varint,6,opt,name=repair,proto3" json:"repair,omitempty"`
+	// repair, on the last message, says that the hash roots differ and the
+	// asker should start a tree repair: the vectors were equal, or the
+	// asker's is below the responder's tombstone collection floor (it may
+	// hold nodes whose deletes the responder collected).
+	Repair bool `protobuf:"varint,6,opt,name=repair,proto3" json:"repair,omitempty"`
+	// vector, on the last message, is the responder's version vector when it
+	// began answering: the asker records it to know what its peer holds
+	// before it collects tombstones.
+	Vector *Vector `protobuf:"bytes,7,opt,name=vector,proto3" json:"vector,omitempty"`
+	// floor, on a repair message, is the highest version of a tombstone the
+	// responder collected: a live node of the asker at or below it that the
+	// responder lacks was deleted, and the asker buries it. On an origin's
+	// done page it comes with floor_seq.
+	Floor uint64 `protobuf:"varint,8,opt,name=floor,proto3" json:"floor,omitempty"`
+	// floor_seq, on an origin's done page, is the highest seq of that origin
+	// whose tombstone the responder collected, when above from: the asker's
+	// vector passes deletes it never got, and it raises its own collection
+	// floor (to floor_seq, and its version to floor) before it does.
+	FloorSeq      uint64 `protobuf:"varint,9,opt,name=floor_seq,json=floorSeq,proto3" json:"floor_seq,omitempty"`
 	unknownFields protoimpl.UnknownFields
 	sizeCache     protoimpl.SizeCache
 }
@@ -1536,6 +1552,27 @@ func (x *SyncResponse) GetRepair() bool {
 		return x.Repair
 	}
 	return false
+}
+
+func (x *SyncResponse) GetVector() *Vector {
+	if x != nil {
+		return x.Vector
+	}
+	return nil
+}
+
+func (x *SyncResponse) GetFloor() uint64 {
+	if x != nil {
+		return x.Floor
+	}
+	return 0
+}
+
+func (x *SyncResponse) GetFloorSeq() uint64 {
+	if x != nil {
+		return x.FloorSeq
+	}
+	return 0
 }
 
 // HelloRequest introduces a server to a peer. origin is the asker's own
@@ -1897,14 +1934,17 @@ const file_replds_proto_rawDesc = "" +
 	"\vSyncRequest\x12)\n" +
 	"\x06vector\x18\x01 \x01(\v2\x11.replds.v1.VectorR\x06vector\x12\x12\n" +
 	"\x04root\x18\x02 \x01(\fR\x04root\x129\n" +
-	"\fpushed_since\x18\x04 \x03(\v2\x16.replds.v1.VectorEntryR\vpushedSinceJ\x04\b\x03\x10\x04R\x04name\"\xa1\x01\n" +
+	"\fpushed_since\x18\x04 \x03(\v2\x16.replds.v1.VectorEntryR\vpushedSinceJ\x04\b\x03\x10\x04R\x04name\"\xff\x01\n" +
 	"\fSyncResponse\x12\x16\n" +
 	"\x06origin\x18\x01 \x01(\x04R\x06origin\x12%\n" +
 	"\x05nodes\x18\x02 \x03(\v2\x0f.replds.v1.NodeR\x05nodes\x12\x12\n" +
 	"\x04done\x18\x03 \x01(\bR\x04done\x12\x12\n" +
 	"\x04from\x18\x04 \x01(\x04R\x04from\x12\x12\n" +
 	"\x04upto\x18\x05 \x01(\x04R\x04upto\x12\x16\n" +
-	"\x06repair\x18\x06 \x01(\bR\x06repair\"&\n" +
+	"\x06repair\x18\x06 \x01(\bR\x06repair\x12)\n" +
+	"\x06vector\x18\a \x01(\v2\x11.replds.v1.VectorR\x06vector\x12\x14\n" +
+	"\x05floor\x18\b \x01(\x04R\x05floor\x12\x1b\n" +
+	"\tfloor_seq\x18\t \x01(\x04R\bfloorSeq\"&\n" +
 	"\fHelloRequest\x12\x16\n" +
 	"\x06origin\x18\x01 \x01(\x04R\x06origin\"p\n" +
 	"\rHelloResponse\x12\x12\n" +
@@ -1997,35 +2037,36 @@ var file_replds_proto_depIdxs = []int32{
 	2,  // 13: replds.v1.SyncRequest.vector:type_name -> replds.v1.Vector
 	1,  // 14: replds.v1.SyncRequest.pushed_since:type_name -> replds.v1.VectorEntry
 	0,  // 15: replds.v1.SyncResponse.nodes:type_name -> replds.v1.Node
-	4,  // 16: replds.v1.Replds.Store:input_type -> replds.v1.StoreRequest
-	6,  // 17: replds.v1.Replds.Get:input_type -> replds.v1.GetRequest
-	8,  // 18: replds.v1.Replds.List:input_type -> replds.v1.ListRequest
-	11, // 19: replds.v1.Replds.Watch:input_type -> replds.v1.WatchRequest
-	13, // 20: replds.v1.Replds.Status:input_type -> replds.v1.StatusRequest
-	17, // 21: replds.v1.Replds.ForgetMember:input_type -> replds.v1.ForgetMemberRequest
-	19, // 22: replds.v1.Replds.Import:input_type -> replds.v1.ImportRequest
-	25, // 23: replds.v1.Internal.Hello:input_type -> replds.v1.HelloRequest
-	21, // 24: replds.v1.Internal.Push:input_type -> replds.v1.PushRequest
-	23, // 25: replds.v1.Internal.Sync:input_type -> replds.v1.SyncRequest
-	27, // 26: replds.v1.Internal.Tree:input_type -> replds.v1.TreeRequest
-	29, // 27: replds.v1.Internal.Buckets:input_type -> replds.v1.BucketRequest
-	5,  // 28: replds.v1.Replds.Store:output_type -> replds.v1.StoreResponse
-	7,  // 29: replds.v1.Replds.Get:output_type -> replds.v1.GetResponse
-	10, // 30: replds.v1.Replds.List:output_type -> replds.v1.ListResponse
-	12, // 31: replds.v1.Replds.Watch:output_type -> replds.v1.WatchResponse
-	16, // 32: replds.v1.Replds.Status:output_type -> replds.v1.StatusResponse
-	18, // 33: replds.v1.Replds.ForgetMember:output_type -> replds.v1.ForgetMemberResponse
-	20, // 34: replds.v1.Replds.Import:output_type -> replds.v1.ImportResponse
-	26, // 35: replds.v1.Internal.Hello:output_type -> replds.v1.HelloResponse
-	22, // 36: replds.v1.Internal.Push:output_type -> replds.v1.PushResponse
-	24, // 37: replds.v1.Internal.Sync:output_type -> replds.v1.SyncResponse
-	28, // 38: replds.v1.Internal.Tree:output_type -> replds.v1.TreeResponse
-	24, // 39: replds.v1.Internal.Buckets:output_type -> replds.v1.SyncResponse
-	28, // [28:40] is the sub-list for method output_type
-	16, // [16:28] is the sub-list for method input_type
-	16, // [16:16] is the sub-list for extension type_name
-	16, // [16:16] is the sub-list for extension extendee
-	0,  // [0:16] is the sub-list for field type_name
+	2,  // 16: replds.v1.SyncResponse.vector:type_name -> replds.v1.Vector
+	4,  // 17: replds.v1.Replds.Store:input_type -> replds.v1.StoreRequest
+	6,  // 18: replds.v1.Replds.Get:input_type -> replds.v1.GetRequest
+	8,  // 19: replds.v1.Replds.List:input_type -> replds.v1.ListRequest
+	11, // 20: replds.v1.Replds.Watch:input_type -> replds.v1.WatchRequest
+	13, // 21: replds.v1.Replds.Status:input_type -> replds.v1.StatusRequest
+	17, // 22: replds.v1.Replds.ForgetMember:input_type -> replds.v1.ForgetMemberRequest
+	19, // 23: replds.v1.Replds.Import:input_type -> replds.v1.ImportRequest
+	25, // 24: replds.v1.Internal.Hello:input_type -> replds.v1.HelloRequest
+	21, // 25: replds.v1.Internal.Push:input_type -> replds.v1.PushRequest
+	23, // 26: replds.v1.Internal.Sync:input_type -> replds.v1.SyncRequest
+	27, // 27: replds.v1.Internal.Tree:input_type -> replds.v1.TreeRequest
+	29, // 28: replds.v1.Internal.Buckets:input_type -> replds.v1.BucketRequest
+	5,  // 29: replds.v1.Replds.Store:output_type -> replds.v1.StoreResponse
+	7,  // 30: replds.v1.Replds.Get:output_type -> replds.v1.GetResponse
+	10, // 31: replds.v1.Replds.List:output_type -> replds.v1.ListResponse
+	12, // 32: replds.v1.Replds.Watch:output_type -> replds.v1.WatchResponse
+	16, // 33: replds.v1.Replds.Status:output_type -> replds.v1.StatusResponse
+	18, // 34: replds.v1.Replds.ForgetMember:output_type -> replds.v1.ForgetMemberResponse
+	20, // 35: replds.v1.Replds.Import:output_type -> replds.v1.ImportResponse
+	26, // 36: replds.v1.Internal.Hello:output_type -> replds.v1.HelloResponse
+	22, // 37: replds.v1.Internal.Push:output_type -> replds.v1.PushResponse
+	24, // 38: replds.v1.Internal.Sync:output_type -> replds.v1.SyncResponse
+	28, // 39: replds.v1.Internal.Tree:output_type -> replds.v1.TreeResponse
+	24, // 40: replds.v1.Internal.Buckets:output_type -> replds.v1.SyncResponse
+	29, // [29:41] is the sub-list for method output_type
+	17, // [17:29] is the sub-list for method input_type
+	17, // [17:17] is the sub-list for extension type_name
+	17, // [17:17] is the sub-list for extension extendee
+	0,  // [0:17] is the sub-list for field type_name
 }
 
 func init() { file_replds_proto_init() }

@@ -38,6 +38,12 @@ type Config struct {
 	RejoinInterval time.Duration
 	// BookmarkInterval is how often an idle Watch stream gets a bookmark.
 	BookmarkInterval time.Duration
+	// TombstoneGrace is how long a tombstone is kept at least: it is
+	// collected once older than this and held by every member (see
+	// collectTombstones). A member away longer cannot bring back what was
+	// deleted meanwhile, but loses its unreplicated writes older than the
+	// tombstones collected meanwhile at paths it alone holds.
+	TombstoneGrace time.Duration
 	// MaxNodeSize bounds the data of one node.
 	MaxNodeSize int
 	// MaxBatch bounds the writes in one Store call, MaxBatchBytes their
@@ -127,6 +133,7 @@ func DefaultConfig() Config {
 		SyncInterval:     time.Second,
 		RejoinInterval:   5 * time.Second,
 		BookmarkInterval: 5 * time.Second,
+		TombstoneGrace:   24 * time.Hour,
 		MaxNodeSize:      limits.MaxNodeSize,
 		MaxBatch:         limits.MaxBatch,
 		MaxBatchBytes:    limits.MaxBatchBytes,
@@ -181,6 +188,9 @@ func (c *Config) Validate() error {
 	if c.SyncInterval <= 0 || c.RejoinInterval <= 0 || c.BookmarkInterval <= 0 {
 		return errors.New("server: intervals must be positive")
 	}
+	if c.TombstoneGrace < minTombstoneGrace {
+		return fmt.Errorf("server: --tombstone-grace %v: must be at least %v (clocks may be that far apart)", c.TombstoneGrace, minTombstoneGrace)
+	}
 	if err := c.TLS.Validate(); err != nil {
 		return err
 	}
@@ -225,6 +235,11 @@ func (c *Config) Validate() error {
 	}
 	return nil
 }
+
+// minTombstoneGrace is the shortest TombstoneGrace: the clock offset
+// versions may carry (store.MaxClockOffset) must not make a tombstone look
+// older than it is by more than a fraction of the grace.
+const minTombstoneGrace = 2 * store.MaxClockOffset
 
 // gossipAddr returns the memberlist listen address for c.
 func (c *Config) gossipAddr() (string, error) {

@@ -38,6 +38,9 @@ var errorCodes = []struct {
 	{store.ErrIsDir, codes.FailedPrecondition},
 	{store.ErrClockSkew, codes.Unavailable},
 	{store.ErrClosed, codes.Unavailable},
+	// A Watch whose feed fell behind a collection: the client resumes,
+	// and its token, below the floor, gets a reset.
+	{store.ErrCollected, codes.Unavailable},
 	{ErrPermission, codes.PermissionDenied},
 	{errInvalidJob, codes.InvalidArgument},
 	{errEmptyMember, codes.InvalidArgument},

@@ -18,7 +18,8 @@ import (
 // validated: they are restored by rollback, which validates them again,
 // or by server --restore-from), and so are versions beyond the clock
 // limit. Nodes of this server's own origin change nothing: it has them,
-// or newer ones, already.
+// or newer ones, already. A live node at or below the collection floor at
+// a path the store does not hold is taken for deleted (store.Floor).
 func (s *Server) Import(ctx context.Context, req *repldspb.ImportRequest) (*repldspb.ImportResponse, error) {
 	if len(req.Nodes) == 0 {
 		return &repldspb.ImportResponse{}, nil

@@ -22,7 +22,7 @@ func MeasureSyncRound(ctx context.Context, s *Server, addr string) (int64, error
 		return 0, err
 	}
 	defer conn.Close()
-	if _, err := s.syncWith(ctx, grpcPeer{repldspb.NewInternalClient(conn)}, nil); err != nil {
+	if _, err := s.syncWith(ctx, "", grpcPeer{repldspb.NewInternalClient(conn)}, nil); err != nil {
 		return 0, err
 	}
 	return h.n.Load(), nil

@@ -58,6 +58,8 @@ type metrics struct {
 	rpcSeconds *prometheus.HistogramVec // service, method, code
 
 	mu sync.Mutex
+	// tombs counts tombstone collection (tombstones.go).
+	tombs tombstoneMetrics
 	// lags holds, per peer member name, the lag measured by the last
 	// successful sync round with it.
 	lags map[string]peerLag
@@ -138,6 +140,7 @@ func newMetrics(s *Server) *metrics {
 	f.gaugeFunc("replds_store_tombstones", "Tombstones (deleted nodes) kept in the store.", func() float64 {
 		return float64(s.store.Stats().Tombstones)
 	})
+	m.tombs = newTombstoneMetrics(f, s)
 	f.gaugeFunc("replds_ready", "1 when /readyz answers ready, else 0.", func() float64 {
 		if ok, _ := s.readiness(); ok {
 			return 1

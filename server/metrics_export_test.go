@@ -11,7 +11,7 @@ func SyncRoundWith(ctx context.Context, s *Server, peer, addr string) error {
 		return err
 	}
 	r := &syncRound{}
-	_, err = s.syncWith(ctx, c, r)
+	_, err = s.syncWith(ctx, peer, c, r)
 	s.metrics.syncDone(peer, r, err)
 	if err == nil {
 		s.setCaughtUp()

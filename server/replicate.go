@@ -52,8 +52,9 @@ func syncRequest(st *store.Store) *repldspb.SyncRequest {
 
 // answerSync answers a digest: for each origin where st knows more, the
 // current winners the asker has not seen, in seq order and pages, the last
-// page of each origin marked done; then, if the vectors are equal but the
-// roots differ, a repair message. An origin is left out when a live push
+// page of each origin marked done; then a last message with st's vector,
+// asking for a repair if the roots differ while the vectors are equal or
+// the asker's is below st's collection floor. An origin is left out when a live push
 // stream into the asker, which the asker names (pushed_since), already
 // carries all of it after the asker's vector: this server's own, or a
 // third server's.
@@ -65,6 +66,9 @@ func syncRequest(st *store.Store) *repldspb.SyncRequest {
 func answerSync(st *store.Store, req *repldspb.SyncRequest, send func(*repldspb.SyncResponse) error) error {
 	ask := wire.VectorFromProto(req.Vector)
 	mine := st.Vector()
+	// The floor is read after the vector: it covers at least what was
+	// collected from the winners Changes will read.
+	floor := st.Floor()
 	pushed := map[uint64]uint64{}
 	for _, e := range req.PushedSince {
 		if since, ok := pushed[e.Origin]; !ok || e.Seq < since {
@@ -87,6 +91,10 @@ func answerSync(st *store.Store, req *repldspb.SyncRequest, send func(*repldspb.
 			msg := &repldspb.SyncResponse{Origin: o, Nodes: wire.NodesToProto(nodes)}
 			if !more {
 				msg.Done, msg.From, msg.Upto = true, ask[o], mine[o]
+				if fs := floor.Vector[o]; fs > ask[o] {
+					// Deletes the asker lacks were collected here.
+					msg.FloorSeq, msg.Floor = fs, floor.Version
+				}
 			}
 			if err := send(msg); err != nil {
 				return err
@@ -97,19 +105,33 @@ func answerSync(st *store.Store, req *repldspb.SyncRequest, send func(*repldspb.
 			cursor = last
 		}
 	}
+	// The last message carries our vector, and asks for a repair when the
+	// roots differ and the asker's vector says nothing of why: equal to
+	// ours, or below our collection floor (see store.Floor).
+	last := &repldspb.SyncResponse{Vector: wire.VectorToProto(mine)}
 	root := st.Root()
-	if maps.Equal(ask, mine) && !bytes.Equal(root[:], req.Root) {
-		return send(&repldspb.SyncResponse{Repair: true})
+	if !bytes.Equal(root[:], req.Root) {
+		if maps.Equal(ask, mine) || floor.Below(ask) {
+			last.Repair, last.Floor = true, floor.Version
+		}
 	}
-	return nil
+	return send(last)
 }
 
 // applySyncResponse applies one page of a sync answer (not a repair
-// message): its nodes and, on an origin's last page, the vector advance.
+// message): its nodes and, on an origin's last page, the vector advance,
+// after raising the collection floor past the deletes the responder
+// collected that the advance passes.
 func applySyncResponse(ctx context.Context, st *store.Store, msg *repldspb.SyncResponse) (int, error) {
 	nodes, err := nodesFromProto(msg.Origin, msg.Nodes)
 	if err != nil {
 		return 0, err
+	}
+	if msg.Done && msg.FloorSeq > 0 && msg.Origin != 0 {
+		f := store.Floor{Vector: store.Vector{msg.Origin: msg.FloorSeq}, Version: msg.Floor}
+		if err := st.RaiseFloor(ctx, f); err != nil {
+			return 0, err
+		}
 	}
 	var adv []store.Advance
 	if msg.Done {
@@ -185,9 +207,11 @@ type repairPeer interface {
 
 // repairFrom descends the peer's hash tree where it differs from st's and
 // applies the nodes of the differing leaf buckets: O(k log N) messages for
-// k differing nodes. It returns the number of buckets fetched and of nodes
-// that changed st.
-func repairFrom(ctx context.Context, st *store.Store, peer repairPeer) (buckets, applied int, err error) {
+// k differing nodes. Live nodes of st in those buckets that the peer lacks
+// and that are no newer than floor, the peer's collection floor, were
+// deleted by a tombstone the peer collected: st buries them (Store.Bury).
+// It returns the number of buckets fetched and of nodes that changed st.
+func repairFrom(ctx context.Context, st *store.Store, peer repairPeer, floor uint64) (buckets, applied int, err error) {
 	diff := []uint32{0}
 	for level := 0; level < store.TreeDepth && len(diff) > 0; level++ {
 		resp, err := peer.tree(ctx, &repldspb.TreeRequest{Level: uint32(level), Index: diff})
@@ -211,14 +235,42 @@ func repairFrom(ctx context.Context, st *store.Store, peer repairPeer) (buckets,
 	if len(diff) == 0 {
 		return 0, 0, nil
 	}
+	theirs := map[string]bool{}
 	err = peer.buckets(ctx, &repldspb.BucketRequest{Buckets: diff}, func(msg *repldspb.SyncResponse) error {
 		nodes, err := nodesFromProto(0, msg.Nodes)
 		if err != nil {
 			return err
 		}
+		if floor > 0 {
+			for _, n := range nodes {
+				theirs[n.Path] = true
+			}
+		}
 		n, err := st.Apply(ctx, nodes, nil)
 		applied += n
 		return err
 	})
-	return len(diff), applied, err
+	if err != nil || floor == 0 {
+		return len(diff), applied, err
+	}
+	n, err := buryMissing(ctx, st, diff, theirs, floor)
+	return len(diff), applied + n, err
+}
+
+// buryMissing buries the live nodes of st in buckets that the peer, whose
+// collection floor is floor, does not hold (theirs).
+func buryMissing(ctx context.Context, st *store.Store, buckets []uint32, theirs map[string]bool, floor uint64) (int, error) {
+	var gone []store.Node
+	for _, b := range buckets {
+		nodes, err := st.Bucket(int(b))
+		if err != nil {
+			return 0, err
+		}
+		for _, n := range nodes {
+			if !n.Deleted && n.Version <= floor && !theirs[n.Path] {
+				gone = append(gone, store.Node{Path: n.Path, Meta: n.Meta})
+			}
+		}
+	}
+	return st.Bury(ctx, gone, floor)
 }

@@ -55,6 +55,9 @@ type Server struct {
 	// clock now (time.Now; the simulation's own in tests).
 	inbound inbound
 	now     func() time.Time
+	// peerVectors holds what each peer said it holds at the end of a sync
+	// round, for tombstone collection (collectTombstones).
+	peerVectors peerVectors
 	// metrics holds the Prometheus collectors; http serves them (nil
 	// without Config.HTTPAddr).
 	metrics *metrics
@@ -261,6 +264,7 @@ func (s *Server) Start() {
 	s.goFunc(s.startCheck)
 	s.goFunc(func() { s.mem.Run(s.ctx) })
 	s.goFunc(s.syncLoop)
+	s.goFunc(s.collectLoop)
 	if s.cfg.MemoryTrimInterval > 0 {
 		s.goFunc(s.trimLoop)
 	}

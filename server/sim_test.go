@@ -14,6 +14,19 @@ package server
 // must hold exactly the live nodes under its prefix. The seeds together
 // must have taken at least one new incarnation.
 //
+// Servers collect tombstones (collectTombstones) with a grace of simGrace,
+// and time sometimes jumps by more than the grace while a server is cut
+// off or down (a long partition): it comes back after the grace, maybe
+// restored from an old backup. Nothing deleted may come back: no server
+// ever holds a path at a version below a tombstone it held, and after
+// healing no server or watcher holds live a node whose last acknowledged
+// write is a delete. The only acknowledged writes allowed to end deleted
+// are live nodes no newer than a collection floor (a write older than the
+// grace that reached no server holding its path: see store.Floor). Some
+// servers are restored from a backup right after a collection, then quiet
+// sync rounds (equal vectors: repairs) would spread what the backup
+// brought back if a rule let it.
+//
 //	go test -run TestSimulation ./server/                      # default seeds
 //	go test -run TestSimulation ./server/ -sim.seeds=5000      # more
 //	go test -run TestSimulation ./server/ -sim.seed=1234 -v    # replay one
@@ -68,18 +81,25 @@ func TestSimulation(t *testing.T) {
 			n = 10
 		}
 	}
-	var restores, incarnations int
+	var restores, incarnations, collected, resets, pauses int
 	for seed := uint64(1); seed <= uint64(n); seed++ {
 		if !t.Run(fmt.Sprint(seed), func(t *testing.T) {
 			s := runSim(t, seed)
 			restores += s.restores
 			incarnations += s.incarnations
+			collected += s.collected
+			resets += s.resets
+			pauses += s.pauses
 		}) {
 			t.Logf("replay with: go test -run TestSimulation ./server/ -sim.seed=%d -v", seed)
 			return
 		}
 	}
-	t.Logf("%d seeds: %d restores from a backup, %d new incarnations", n, restores, incarnations)
+	t.Logf("%d seeds: %d restores from a backup, %d new incarnations, %d tombstones collected, %d long partitions, %d watcher resets",
+		n, restores, incarnations, collected, pauses, resets)
+	if collected == 0 || pauses == 0 {
+		t.Errorf("%d seeds collected %d tombstones in %d long partitions: collection untested", n, collected, pauses)
+	}
 	// Restores are what the incarnation checks and the pushers' restart on
 	// a new origin are for: a run without one tested neither.
 	if incarnations == 0 {
@@ -156,19 +176,24 @@ type sim struct {
 	// restores and incarnations count the restores from a backup and the
 	// new incarnations servers took (see restore, countIncarnations).
 	restores, incarnations int
-	cut                    map[[2]int]bool
+	// collected counts the tombstones servers collected, pauses the long
+	// partitions, resets the watchers reset for being below a floor.
+	collected, pauses, resets int
+	cut                       map[[2]int]bool
 	// acked holds, per path, the winning acknowledged write: its metadata
 	// and data (nil for a delete).
 	acked     map[string]store.Meta
 	ackedData map[string][]byte
-	// seen is, per server and path, the highest version observed.
+	// seen is, per server and path, the highest version observed; it
+	// stays when the path's tombstone is collected.
 	seen     []map[string]store.Meta
 	watchers []*simWatcher
 	paths    []string
 }
 
-// runSim runs one seed and returns the simulation for its counts.
-func runSim(t *testing.T, seed uint64) *sim {
+// newSim returns a simulation of n servers (0: 3 to 5, at random) with
+// their watchers connected.
+func newSim(t *testing.T, seed uint64, n int) *sim {
 	s := &sim{
 		t:         t,
 		rng:       rand.New(rand.NewPCG(seed, seed^0x5eed)),
@@ -182,7 +207,9 @@ func runSim(t *testing.T, seed uint64) *sim {
 	for i := range 8 {
 		s.paths = append(s.paths, fmt.Sprintf("/k/%d", i), fmt.Sprintf("/d/%d", i))
 	}
-	n := 3 + s.rng.IntN(3)
+	if n == 0 {
+		n = 3 + s.rng.IntN(3)
+	}
 	for i := range n {
 		srv := &simServer{dir: t.TempDir(), twin: -1}
 		srv.skew.Store(int64(s.rng.IntN(4000)-2000) * int64(time.Millisecond))
@@ -200,7 +227,13 @@ func runSim(t *testing.T, seed uint64) *sim {
 		s.watchers = append(s.watchers, w)
 		s.connect(w, s.rng.IntN(n))
 	}
+	return s
+}
 
+// runSim runs one seed and returns the simulation for its counts.
+func runSim(t *testing.T, seed uint64) *sim {
+	s := newSim(t, seed, 0)
+	n := len(s.servers)
 	for step := range *simSteps {
 		s.step = step
 		s.now.Add(int64(s.rng.IntN(50)) * int64(time.Millisecond))
@@ -231,6 +264,15 @@ func runSim(t *testing.T, seed uint64) *sim {
 			s.orphan(s.rng.IntN(n))
 		default:
 			s.restore(s.rng.IntN(n))
+		}
+		if s.rng.IntN(100) < 4 {
+			s.collect(s.rng.IntN(n))
+		}
+		if s.rng.IntN(200) == 0 {
+			s.longPartition(s.rng.IntN(n))
+		}
+		if s.rng.IntN(200) == 0 {
+			s.restoreAfterGrace(s.rng.IntN(n))
 		}
 		// Start checks run concurrently with the rest of the server.
 		for i := range n {
@@ -282,7 +324,7 @@ func (s *sim) start(i int) {
 		s.t.Fatalf("open server %d: %v", i, err)
 	}
 	srv.st = st
-	srv.srv = &Server{cfg: Config{Name: strconv.Itoa(i)}, log: s.log, store: st, now: cfg.Now, checked: make(chan struct{}), stopping: context.Background()}
+	srv.srv = &Server{cfg: Config{Name: strconv.Itoa(i), TombstoneGrace: simGrace}, log: s.log, store: st, now: cfg.Now, checked: make(chan struct{}), stopping: context.Background()}
 	srv.srv.metrics = newMetrics(srv.srv)
 	srv.srv.peers = newPeerSet(srv.srv, &simTransport{sim: s, from: i})
 	// A restarted pusher starts from the head: sync fills what it missed.
@@ -405,6 +447,13 @@ func (s *sim) restore(i int) {
 		return
 	}
 	j := reached[s.rng.IntN(len(reached))]
+	if srv.twin >= 0 {
+		// Restored before, and crashed before its start check: the
+		// twin of that restore still holds all it held.
+		if j = srv.twin; !s.reachable(i, j) {
+			return
+		}
+	}
 	for _, ps := range slices.Clone(s.streams) {
 		if ps.from == i && ps.to == j {
 			ps.cut()
@@ -503,6 +552,13 @@ func (s *sim) write(i int) {
 			ws = append(ws, store.Write{Path: p, Data: d})
 		}
 	}
+	s.writeOn(i, ws, data)
+}
+
+// writeOn makes a client write ws on server i, data by path, and records
+// what was acknowledged.
+func (s *sim) writeOn(i int, ws []store.Write, data map[string][]byte) {
+	srv := s.servers[i]
 	nodes, err := srv.srv.Writer().Write(s.ctx, ws)
 	if errors.Is(err, store.ErrClockSkew) {
 		return // refused: nothing was acknowledged
@@ -587,7 +643,7 @@ func (s *sim) sync(a, b int, lossy bool) {
 	claims := asker.srv.inbound.claims(asker.srv.now())
 	before := responder.st.Vector()
 	peer := &simPeer{sim: s, from: a, to: b, lossy: lossy}
-	_, err := asker.srv.syncWith(s.ctx, peer, nil)
+	_, err := asker.srv.syncWith(s.ctx, strconv.Itoa(b), peer, nil)
 	if errors.Is(err, errSimNetwork) {
 		return
 	}
@@ -606,6 +662,116 @@ func (s *sim) sync(a, b int, lossy bool) {
 		if after[o] < want {
 			s.t.Fatalf("sync %d<-%d: origin %x at %d after the round, want at least %d (responder %d, claimed since %v)", a, b, o, after[o], want, v, claims)
 		}
+	}
+}
+
+// simGrace is the servers' tombstone grace in the simulation: longer than
+// the clock skews it gives servers, shorter than its long partitions.
+const simGrace = 30 * time.Second
+
+// collect runs server i's tombstone collection, as its loop does, with
+// every other server for members (crashed ones included: not reaped).
+func (s *sim) collect(i int) {
+	srv := s.servers[i]
+	if srv.st == nil {
+		return
+	}
+	// What each server holds is observed before tombstones go, so that a
+	// live node is never seen to vanish.
+	s.checkMonotonic(s.step)
+	var members []string
+	for j := range s.servers {
+		if j != i {
+			members = append(members, strconv.Itoa(j))
+		}
+	}
+	n, err := srv.srv.collectTombstones(s.ctx, members)
+	if err != nil {
+		s.t.Fatalf("collect on %d: %v", i, err)
+	}
+	if n > 0 {
+		s.tracef("server %d collects %d tombstones, floor %+v", i, n, srv.st.Floor())
+	}
+	s.collected += n
+}
+
+// longPartition cuts server k off (or crashes it, leaving a backup half
+// the time) for longer than the grace, while the others write, replicate
+// and collect; then it comes back with what it held, or later restores.
+func (s *sim) longPartition(k int) {
+	s.pauses++
+	s.tracef("long partition of %d", k)
+	down := s.rng.IntN(2) == 0
+	if down {
+		s.crash(k)
+	}
+	var cuts [][2]int
+	for j := range s.servers {
+		if j != k && !s.cut[link(j, k)] {
+			s.cut[link(j, k)] = true
+			cuts = append(cuts, link(j, k))
+		}
+	}
+	for range 3 {
+		s.now.Add(int64(simGrace/2) + s.rng.Int64N(int64(simGrace)))
+		for range 20 {
+			a := s.rng.IntN(len(s.servers))
+			switch s.rng.IntN(4) {
+			case 0:
+				s.write(a)
+			case 1:
+				s.sync(a, s.rng.IntN(len(s.servers)), false)
+			case 2:
+				for len(s.inflight) > 0 {
+					s.deliver(false)
+				}
+			default:
+				s.collect(a)
+			}
+		}
+		s.drainWatchers()
+	}
+	for _, c := range cuts {
+		s.cut[c] = false
+	}
+	if down {
+		s.start(k)
+	}
+}
+
+// restoreAfterGrace lets the grace pass, lets every server hear from the
+// others and collect, then restores server k from its backup, taken
+// before it saw deletes whose tombstones are now collected: what it brings
+// back, deleted since, must not spread.
+func (s *sim) restoreAfterGrace(k int) {
+	if s.servers[k].st == nil || !s.servers[k].backedUp {
+		return
+	}
+	s.now.Add(int64(simGrace + simGrace/2))
+	for a := range s.servers {
+		for b := range s.servers {
+			s.sync(a, b, false)
+		}
+	}
+	before := s.collected
+	for i := range s.servers {
+		s.collect(i)
+	}
+	s.tracef("restore %d after collecting %d tombstones", k, s.collected-before)
+	s.stop(k)
+	s.restore(k)
+	if s.servers[k].st == nil {
+		s.start(k)
+	}
+	// Quiet rounds: equal vectors, roots that differ by what the backup
+	// brought back, hence repairs.
+	for range 3 {
+		for a := range s.servers {
+			for b := range s.servers {
+				s.sync(a, b, false)
+			}
+		}
+		s.checkMonotonic(s.step)
 	}
 }
 
@@ -652,6 +818,13 @@ func (s *sim) connect(w *simWatcher, i int) {
 		roots:  []string{w.prefix},
 		token:  wire.VectorFromProto(token),
 	}
+	// As Watch does: a token below the collection floor is reset.
+	if len(w.ws.token) > 0 && st.Floor().Below(w.ws.token) {
+		s.tracef("watcher %s reset: token below the floor %v", w.prefix, st.Floor())
+		s.resets++
+		w.ws.token, w.ws.reset = store.Vector{}, true
+		w.out.msgs = append(w.out.msgs, &repldspb.WatchResponse{Reset_: true})
+	}
 	feed, err := w.ws.openFeed()
 	if err != nil {
 		s.t.Fatalf("watch feed: %v", err)
@@ -665,6 +838,16 @@ func (s *sim) connect(w *simWatcher, i int) {
 func (s *sim) pump(w *simWatcher) {
 	for {
 		page, ok, err := w.feed.TryNext()
+		if errors.Is(err, store.ErrCollected) {
+			// The stream ends (Unavailable); the follower resumes from
+			// its token, which the server then resets.
+			i := w.server
+			s.tracef("watcher %s on %d: feed below the floor", w.prefix, i)
+			s.receive(w)
+			s.disconnect(w)
+			s.connect(w, i)
+			return
+		}
 		if err != nil {
 			s.t.Fatalf("watch feed: %v", err)
 		}
@@ -724,12 +907,16 @@ func (s *sim) checkMonotonic(step int) {
 		for _, p := range s.paths {
 			m, ok := srv.st.Lookup(p)
 			if !ok {
-				if prev, had := s.seen[i][p]; had {
+				// A tombstone may be collected; a live node never lost.
+				if prev, had := s.seen[i][p]; had && !prev.Deleted {
 					s.t.Fatalf("step %d: server %d lost %s (had version %d)", step, i, p, prev.Version)
 				}
 				continue
 			}
-			if prev, had := s.seen[i][p]; had && prev.Newer(m) {
+			if prev, had := s.seen[i][p]; had && prev.Newer(m) && !(prev.Deleted && m.Deleted) {
+				// A tombstone may come back older (a collected one came
+				// back by repair, or one stamped over a node a restored
+				// server sent): still deleted.
 				s.t.Fatalf("step %d: server %d: %s went from version %d/%x back to %d/%x", step, i, p, prev.Version, prev.Origin, m.Version, m.Origin)
 			}
 			s.seen[i][p] = m
@@ -836,13 +1023,35 @@ func (s *sim) heal() {
 		for i, srv := range s.servers {
 			s.t.Logf("server %d origin %x vector %v claims %v root %x", i, srv.st.Origin(), srv.st.Vector(), srv.srv.inbound.claims(srv.srv.now()), srv.st.Root())
 		}
+		for _, p := range s.paths {
+			var line string
+			for _, srv := range s.servers {
+				m, ok := srv.st.Lookup(p)
+				line += fmt.Sprintf(" | %v %+v", ok, m)
+			}
+			s.t.Logf("%s%s", p, line)
+		}
 		s.t.Fatalf("servers did not converge after 10 full sync rounds")
 	}
 	s.drainWatchers()
 	s.checkMonotonic(-1)
+	floor := uint64(0)
+	for _, srv := range s.servers {
+		floor = max(floor, srv.st.Floor().Version)
+	}
 	for i, srv := range s.servers {
 		for p, want := range s.acked {
 			got, ok := srv.st.Lookup(p)
+			if want.Deleted {
+				// Collected, or a tombstone: never live again.
+				if ok && !got.Deleted {
+					s.t.Errorf("server %d: %s = %+v: deleted by %+v, resurrected", i, p, got, want)
+				}
+				continue
+			}
+			if (!ok || got.Deleted) && want.Version <= floor {
+				continue // older than a collected tombstone, reached no holder of its path in time
+			}
 			if !ok || got.Version != want.Version || got.Origin != want.Origin || got.Deleted != want.Deleted {
 				s.t.Errorf("server %d: %s = %+v (present %v), want the last acknowledged write %+v", i, p, got, ok, want)
 				continue
@@ -866,20 +1075,172 @@ func (s *sim) heal() {
 			s.connect(w, s.rng.IntN(n))
 			s.drainWatchers()
 		}
+		// The watcher holds what the servers, converged, hold live.
 		held := w.sink.Live()
 		for p, want := range s.acked {
 			if !nodepath.Under(p, w.prefix) {
 				continue
 			}
 			data, live := held[p]
-			if live != !want.Deleted || (live && data != string(s.ackedData[p])) {
-				s.t.Errorf("watcher of %s: %s = %q (live %v), want %+v %q", w.prefix, p, data, live, want, s.ackedData[p])
+			_, err := s.servers[0].st.Get(p)
+			if live != (err == nil) || (live && data != string(s.ackedData[p])) {
+				s.t.Errorf("watcher of %s: %s = %q (live %v), want %+v %q (on the servers: %v)", w.prefix, p, data, live, want, s.ackedData[p], err)
 			}
 		}
 		for p := range held {
 			if want, ok := s.acked[p]; !ok || want.Deleted {
 				s.t.Errorf("watcher of %s holds %s, which is not a live acknowledged node", w.prefix, p)
 			}
+		}
+	}
+	if !s.t.Failed() {
+		s.collectAll()
+	}
+}
+
+// collectAll lets the grace pass on the healed cluster: after a sync
+// round every server knows what every other holds, and collects every
+// tombstone; the servers must still agree, and hold none.
+func (s *sim) collectAll() {
+	s.now.Add(int64(2 * simGrace))
+	n := len(s.servers)
+	for a := range n {
+		for b := range n {
+			s.sync(a, b, false)
+		}
+	}
+	for i := range n {
+		s.collect(i)
+	}
+	for i, srv := range s.servers {
+		if st := srv.st.Stats(); st.Tombstones != 0 {
+			s.t.Errorf("server %d holds %d tombstones after the grace on a healed cluster", i, st.Tombstones)
+		}
+		if srv.st.Root() != s.servers[0].st.Root() {
+			s.t.Errorf("server %d differs from server 0 after collecting", i)
+		}
+	}
+}
+
+// settle runs the pushers, delivers every message and runs sync rounds
+// between every pair that can reach each other, twice.
+func (s *sim) settle() {
+	for range 2 {
+		for a := range s.servers {
+			for b := range s.servers {
+				for s.push(a, b) {
+				}
+			}
+		}
+		for len(s.inflight) > 0 {
+			s.deliver(false)
+		}
+		for a := range s.servers {
+			for b := range s.servers {
+				s.sync(a, b, false)
+			}
+		}
+		s.drainWatchers()
+	}
+}
+
+// TestCollectTombstones_EveryMember: a server collects a tombstone only
+// once every member, reachable or not, has said in a sync round that it
+// holds it, and the grace has passed.
+func TestCollectTombstones_EveryMember(t *testing.T) {
+	s := newSim(t, 1, 3)
+	for i := range s.servers {
+		s.startCheck(i)
+	}
+	// Server 2 is cut off from the start: no sync round with it yet.
+	s.cut[link(0, 2)], s.cut[link(1, 2)] = true, true
+	s.writeOn(0, []store.Write{{Path: "/k/1", Data: []byte("x")}}, map[string][]byte{"/k/1": []byte("x")})
+	s.settle()
+	s.writeOn(0, []store.Write{{Path: "/k/1", Delete: true}}, nil)
+	s.settle()
+	s.collect(0)
+	if s.collected != 0 {
+		t.Fatalf("collected %d tombstones within the grace", s.collected)
+	}
+	s.now.Add(int64(2 * simGrace))
+	s.settle()
+	s.collect(0)
+	if s.collected != 0 {
+		t.Fatalf("collected %d tombstones while server 2, never heard from, is cut off", s.collected)
+	}
+	s.cut[link(0, 2)] = false
+	s.sync(0, 2, false) // 0 hears 2 lacks the delete
+	s.collect(0)
+	if s.collected != 0 {
+		t.Fatalf("collected %d tombstones that server 2 said it lacks", s.collected)
+	}
+	s.sync(2, 0, false)
+	s.sync(0, 2, false)
+	s.collect(0)
+	if s.collected != 1 {
+		t.Fatalf("collected %d tombstones once every member has the delete, want 1", s.collected)
+	}
+}
+
+// TestSimulation_RestoreAfterCollection: a server restored from a backup
+// taken before a delete, once every server has collected the delete's
+// tombstone, holds the deleted node live again with a vector below the
+// collection floor. Neither its sync rounds nor the repairs between it
+// and its peers may bring the node back anywhere: its peers take it for
+// deleted (Apply below the floor), and it buries it (repair below the
+// floor). Its watcher, whose token is above the restored server's vector,
+// must lose the node too.
+func TestSimulation_RestoreAfterCollection(t *testing.T) {
+	s := newSim(t, 1, 3)
+	for i := range s.servers {
+		s.startCheck(i)
+	}
+	const p = "/k/3"
+	s.writeOn(0, []store.Write{{Path: p, Data: []byte("secret")}}, map[string][]byte{p: []byte("secret")})
+	s.settle()
+	// Server 2's backup holds the live node.
+	s.stop(2)
+	s.backup(2)
+	s.start(2)
+	s.startCheck(2)
+	s.settle()
+	s.writeOn(0, []store.Write{{Path: p, Delete: true}}, nil)
+	s.settle()
+	for _, w := range s.watchers {
+		s.disconnect(w)
+		s.connect(w, 1)
+	}
+	// Every server covers the delete; the grace passes and they collect.
+	s.now.Add(int64(2 * simGrace))
+	s.settle()
+	for i := range s.servers {
+		s.collect(i)
+	}
+	if s.collected < 3 {
+		t.Fatalf("collected %d tombstones, want the delete's on all 3 servers", s.collected)
+	}
+	// Server 2 comes back from its old backup, its watchers with it.
+	s.stop(2)
+	s.restore(2)
+	if s.restores != 1 {
+		t.Fatalf("server 2 was not restored")
+	}
+	if m, ok := s.servers[2].st.Lookup(p); !ok || m.Deleted {
+		t.Fatalf("restored server 2 holds %s as %+v, %v; want the old live node", p, m, ok)
+	}
+	for _, w := range s.watchers {
+		s.disconnect(w)
+		s.connect(w, 2)
+	}
+	s.heal()
+	for i, srv := range s.servers {
+		if _, err := srv.st.Get(p); err == nil {
+			t.Errorf("server %d holds deleted %s live again", i, p)
+		}
+	}
+	for _, w := range s.watchers {
+		if _, live := w.sink.Live()[p]; live && nodepath.Under(p, w.prefix) {
+			t.Errorf("watcher of %s holds deleted %s live again", w.prefix, p)
 		}
 	}
 }

@@ -29,7 +29,7 @@ func (s *Server) syncLoop() {
 		}
 		ctx, cancel := context.WithTimeout(s.ctx, 5*time.Minute)
 		round := &syncRound{}
-		applied, err := s.syncWith(ctx, peer, round)
+		applied, err := s.syncWith(ctx, m.Name, peer, round)
 		cancel()
 		if err != nil {
 			if s.ctx.Err() != nil {
@@ -56,21 +56,25 @@ func (s *Server) syncLoop() {
 	}
 }
 
-// syncWith runs one digest sync round against a peer: it sends our vector
-// and hash root, applies what the peer sends back, and starts a hash-tree
-// repair when the peer says the vectors match but the roots do not. It
-// records what the round exchanged in r (nil: nowhere).
-func (s *Server) syncWith(ctx context.Context, peer peerClient, r *syncRound) (int, error) {
+// syncWith runs one digest sync round against a peer, the member name: it
+// sends our vector and hash root, applies what the peer sends back,
+// records the peer's vector (for collectTombstones), and starts a
+// hash-tree repair when the peer asks for one. It records what the round
+// exchanged in r (nil: nowhere).
+func (s *Server) syncWith(ctx context.Context, name string, peer peerClient, r *syncRound) (int, error) {
 	req := syncRequest(s.store)
 	req.PushedSince = wire.VectorToProto(s.inbound.claims(s.now())).Entries
 	r.sent(req)
 	applied := 0
 	err := peer.sync(ctx, req, func(msg *repldspb.SyncResponse) error {
 		r.received(msg)
+		if msg.Vector != nil {
+			s.peerVectors.record(name, wire.VectorFromProto(msg.Vector))
+		}
 		if msg.Repair {
 			log := s.log.With("component", "repair")
 			log.Info("repair started")
-			buckets, n, err := repairFrom(ctx, s.store, peer)
+			buckets, n, err := repairFrom(ctx, s.store, peer, msg.Floor)
 			s.metrics.repaired(n, err)
 			applied += n
 			if err != nil {

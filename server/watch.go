@@ -66,9 +66,11 @@ func (s *Server) Watch(req *repldspb.WatchRequest, stream repldspb.Replds_WatchS
 	// (its scope). If that changed, what the token covers is not what the
 	// client holds: replay everything readable now, as a reset, so the
 	// client drops what it may no longer read and gets what it newly may.
+	// So too below the tombstone collection floor: the client may hold
+	// nodes whose deletes are gone (see store.Floor).
 	if w.token == nil {
 		w.token = store.Vector{}
-	} else if len(w.token) > 0 && req.Token.GetScope() != w.scope {
+	} else if len(w.token) > 0 && (req.Token.GetScope() != w.scope || s.store.Floor().Below(w.token)) {
 		w.token = store.Vector{}
 		w.reset = true
 	}

@@ -15,6 +15,7 @@ var (
 	keyFormat = []byte("format")
 	keyOrigin = []byte("origin")
 	keyHLC    = []byte("hlc")
+	keyFloor  = []byte("floor")
 )
 
 // formatVersion is the layout version stored under state/format. Open

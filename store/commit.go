@@ -32,6 +32,8 @@ type request struct {
 	apply  bool
 	nodes  []Node
 	adv    []Advance
+	// bury, for a Bury call, makes nodes the candidates to bury.
+	bury *buryRequest
 	// vals[i] is the bbolt value of writes[i] or nodes[i] (see
 	// valueArena); nil for deletes and tombstones.
 	vals [][]byte
@@ -47,6 +49,9 @@ type result struct {
 	nodes []Node
 	n     int
 	err   error
+	// stamped reports that an Apply or Bury stamped tombstones of this
+	// store's origin (see Store.Bury): the pushers must wake.
+	stamped bool
 }
 
 // Write applies a batch of client writes atomically: all of them or none.
@@ -134,7 +139,8 @@ func writeRequest(ctx context.Context, ws []Write, total int) *request {
 // if there is none or it is Newer; otherwise it is skipped. Apply makes no
 // leaf/directory checks and enforces no size limits: for replicated data
 // the store is a plain last-write-wins map. Nodes of this store's own origin
-// are ignored (our writes echoed back).
+// are ignored (our writes echoed back), but for a tombstone newer than what
+// the store holds at its path: one it collected, which a peer still keeps.
 //
 // Versions are absorbed into the local clock, but only up to MaxClockOffset
 // ahead of the wall clock, so that one skewed peer cannot drag every later
@@ -171,6 +177,9 @@ func (s *Store) Apply(ctx context.Context, nodes []Node, adv []Advance) (int, er
 		}
 	}
 	r := s.submit(ctx, applyRequest(ctx, nodes, adv, total))
+	if r.stamped {
+		s.written.fire()
+	}
 	return r.n, r.err
 }
 
@@ -212,6 +221,8 @@ func (s *Store) run() {
 			s.startCompaction("erase interval")
 		case d := <-s.erase.copied():
 			s.finishCompaction(d)
+		case c := <-s.collects:
+			c.done <- s.collect(c)
 		}
 	}
 }
@@ -299,6 +310,7 @@ func (s *Store) commitTx(reqs []*request, results []result) error {
 	}
 	g.install()
 	s.noteCommit(g)
+	s.buried.Add(g.buried)
 	if early > 0 {
 		s.publishLocked(events[early:])
 	} else {
@@ -341,9 +353,12 @@ func (g *group) process(reqs []*request, results []result) (events []Event, earl
 		}
 		b := g.newBatch()
 		var reqErr error
-		if r.apply {
+		switch {
+		case r.bury != nil:
+			results[i].n = b.bury(r.nodes, r.bury.floor)
+		case r.apply:
 			results[i].n = b.apply(r.nodes, r.vals, r.adv)
-		} else {
+		default:
 			reqErr = b.write(r.writes, r.vals)
 		}
 		if reqErr != nil {
@@ -357,9 +372,12 @@ func (g *group) process(reqs []*request, results []result) (events []Event, earl
 			return nil, 0, err
 		}
 		if ev, ok := b.merge(); ok {
-			if r.apply && early == len(events) {
+			// Tombstones this store stamped are its own writes: they go
+			// out once durable, as a Write's.
+			if r.apply && !b.buried && early == len(events) {
 				early++
 			}
+			results[i].stamped = b.buried
 			events = append(events, ev)
 		}
 		if !r.apply {
@@ -416,6 +434,8 @@ type group struct {
 	// freed reports that it deletes or overwrites node data, which then
 	// stays in bbolt's freed pages until a compaction (compact.go).
 	freed bool
+	// buried counts the tombstones stampBuried stamped in the group.
+	buried uint64
 }
 
 // persistState writes the vector entries and the clock changed by the
@@ -471,6 +491,9 @@ type batch struct {
 	lastIssued uint64
 	// storageErr is set when a bbolt error, not the request, is to blame.
 	storageErr error
+	// buried reports tombstones stamped with this store's origin by an
+	// Apply or Bury (see buryNode).
+	buried bool
 }
 
 func (g *group) newBatch() *batch {
@@ -703,12 +726,30 @@ func (b *batch) apply(nodes []Node, vals [][]byte, adv []Advance) int {
 	limit := hlcLimit(s.now())
 	for i, n := range nodes {
 		if n.Origin == s.origin {
+			// Our own writes echoed back change nothing: we hold them or
+			// newer. But one of our tombstones that we collected and a
+			// peer still keeps comes back when we hold nothing newer at
+			// its path (nothing, or an older tombstone that came back
+			// too), so that the hash trees agree until every peer has
+			// collected it.
+			if cur, ok := b.get(n.Path); n.Deleted && (!ok || n.Newer(cur)) {
+				b.set(n.Path, n.Meta, nil)
+			}
 			continue
 		}
 		if n.Version <= limit {
 			b.lastIssued = max(b.lastIssued, n.Version)
 		}
-		if cur, ok := b.get(n.Path); !ok || n.Newer(cur) {
+		switch cur, ok := b.get(n.Path); {
+		case !ok && !n.Deleted && n.Version <= s.floor.Version:
+			// A live node older than a collected tombstone, at a path
+			// this store no longer holds: a collected tombstone may have
+			// deleted it (a peer restored from an old backup sends it
+			// back). Never resurrect: take it for deleted, and say so
+			// with a tombstone of our own, which deletes it where it
+			// lingers.
+			b.buryNode(n.Path, n.Version)
+		case !ok || n.Newer(cur):
 			b.set(n.Path, n.Meta, vals[i])
 		}
 		if n.Seq == b.vec(n.Origin)+1 {
@@ -723,7 +764,7 @@ func (b *batch) apply(nodes []Node, vals [][]byte, adv []Advance) int {
 			b.setVec(a.Origin, a.To)
 		}
 	}
-	return len(b.order)
+	return b.stampBuried()
 }
 
 // flush writes the request's changes into the transaction: each node, and

@@ -11,7 +11,8 @@
 // (Store.Write) are stamped here with this store's origin (a random
 // incarnation id kept in the file), the next dense seq, and a version above
 // both the path's current one and every version issued before. Replicated
-// nodes (Store.Apply) keep their stamps and win on Newer; Apply makes no
+// nodes (Store.Apply) keep their stamps and win on Newer (but never bring
+// back what a collected tombstone deleted: see below); Apply makes no
 // leaf/directory checks, so replicas converge to the same map whatever the
 // order they see writes in. The version vector maps origin to the highest
 // seq up to which every write of that origin is reflected (applied or
@@ -28,6 +29,8 @@
 //	state   "format" -> layout version (1)
 //	        "origin" -> this store's incarnation id, never 0
 //	        "hlc"    -> highest version issued or absorbed
+//	        "floor"  -> collection floor: version(8), then origin(8)
+//	                    seq(8) per origin (absent: nothing collected)
 //
 // # Invariants
 //
@@ -53,6 +56,41 @@
 //   - Data read from bbolt is copied before its transaction ends; data given
 //     to Write or Apply is copied before it is queued. Node data is never
 //     logged.
+//
+// # Tombstone collection
+//
+// Collect removes the tombstones a caller (the server, which knows what
+// every replica holds) says every replica has: older than a version bound
+// and covered by a vector. Node and log entry go in one transaction on
+// the committer, memory after it commits; the freed radix-tree entries are
+// reused, so memory and file follow the live set plus the tombstones of
+// the grace period, not every path ever written. The same transaction
+// raises the collection floor (Floor), persisted in the state bucket:
+//
+//   - Floor.Vector, per origin the highest seq collected: a consumer whose
+//     vector is below it for some origin may hold a node whose delete is
+//     gone. A Feed from such a vector fails with ErrCollected (at its
+//     start, and at the end of any catch-up, for a collection that ran
+//     meanwhile); the consumer starts again from nothing (Watch: a reset).
+//   - Floor.Version, the highest version collected: a live node at or
+//     below it arriving by Apply at a path the store does not hold may
+//     be one a collected tombstone deleted (a peer restored from an old
+//     backup sends it back). Apply never stores it: it stamps a tombstone
+//     of its own origin and next seq, one version above the node, which
+//     deletes it wherever it lingers. Bury does the same for the nodes a
+//     repair finds the peer lacks, given the peer's floor. A tombstone
+//     below the floor is stored as any tombstone (it deletes nothing
+//     live), and collected again.
+//
+// RaiseFloor raises the floor to a peer's when a sync advance passes
+// deletes the peer collected (this store never saw them); a live Feed
+// whose consumer a raised floor passes fails with ErrCollected at the
+// next commit it reads (Store.floorGen tells it the floor moved).
+//
+// Invariants: a collected path is absent from the nodes bucket, the log,
+// the radix tree, the hash tree, the bucket index and the stats; the floor
+// in memory equals the file's; no live node at or below Floor.Version is
+// ever stored at a path the store did not hold.
 //
 // # Reading: pages, snapshots, feeds
 //
@@ -100,8 +138,8 @@
 // (Store.buckets), one string header per node sharing the radix tree's
 // key bytes, so that Bucket costs the size of the bucket: a repair of k
 // differing buckets reads O(k) buckets, not k walks of the whole tree.
-// Paths are added when first stored and never removed, as the radix tree's
-// entries are.
+// Paths are added when first stored and removed when their tombstone is
+// collected, as the radix tree's entries are.
 //
 // # Erasing deleted data
 //

@@ -132,6 +132,11 @@ func (s *Store) CheckConsistency() error {
 		if !maps.Equal(vec, s.vector) {
 			fail("vector %v, file %v", s.vector, vec)
 		}
+		if f, err := readFloor(tx); err != nil {
+			fail("floor: %v", err)
+		} else if f.Version != s.floor.Version || !maps.Equal(f.Vector, s.floor.Vector) {
+			fail("floor %+v, file %+v", s.floor, f)
+		}
 		if v := tx.Bucket(bucketState).Get(keyHLC); v != nil {
 			if h, _ := decodeU64(v); h > s.lastIssued {
 				fail("clock %d behind file %d", s.lastIssued, h)
@@ -160,4 +165,16 @@ func (s *Store) SetCompactHook(f func(boltcompact.Step) error) {
 		return
 	}
 	s.erase.hook.Store(&f)
+}
+
+// DiskUse returns the size of the store file and the bytes of its pages
+// in use (the file less bbolt's free pages).
+func (s *Store) DiskUse() (file, used int64, err error) {
+	err = s.db.View(func(tx *bolt.Tx) error {
+		file = tx.Size()
+		return nil
+	})
+	st := s.db.Stats()
+	used = file - int64(st.FreePageN+st.PendingPageN)*int64(s.db.Info().PageSize)
+	return file, used, err
 }

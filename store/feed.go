@@ -57,12 +57,17 @@ type Feed struct {
 	sub     *Subscription
 	replay  *feedReplay
 	err     error
+	// floorGen is the store's floor generation the feed last checked
+	// covered against (see checkLive).
+	floorGen uint64
 }
 
 // feedReplay is the state of one catch-up: the store's vector when it
 // began, and where the reading stands, through the change index (origins,
 // cursor) or a scan of the prefixes (root, after).
 type feedReplay struct {
+	// from is what the consumer held when the catch-up began.
+	from    Vector
 	target  Vector
 	upto    map[uint64]uint64
 	byIndex bool
@@ -215,6 +220,12 @@ func (f *Feed) next(done <-chan struct{}, block bool) (FeedPage, bool, error) {
 			f.fail(ErrClosed)
 			return FeedPage{}, false, ErrClosed
 		}
+		// The floor rose past the consumer (this store's vector passed
+		// deletes a peer collected): what it lacks is gone.
+		if err := f.checkLive(); err != nil {
+			f.fail(err)
+			return FeedPage{}, false, err
+		}
 		var nodes []Node
 		for _, n := range ev.Nodes {
 			if f.under(n.Path) && f.keep(n.Path, n.Meta) {
@@ -271,7 +282,10 @@ func raise(v, o Vector) {
 // nodes that came by hash-tree repair carry seqs no vector covers yet.
 // Later entries come through the subscription.
 func (f *Feed) startReplay(target Vector) (*feedReplay, error) {
-	r := &feedReplay{target: target, upto: map[uint64]uint64{}}
+	if err := f.checkFloor(f.covered); err != nil {
+		return nil, err
+	}
+	r := &feedReplay{from: f.covered.Clone(), target: target, upto: map[uint64]uint64{}}
 	var heads map[uint64]uint64
 	if err := f.s.view(func(tx *bolt.Tx) error {
 		var err error
@@ -297,6 +311,33 @@ func (f *Feed) startReplay(target Vector) (*feedReplay, error) {
 		r.cursor = f.covered[r.origins[0]]
 	}
 	return r, nil
+}
+
+// checkFloor fails with ErrCollected when a catch-up from v, a
+// consumer's non-empty vector, would miss deletes: tombstones above v
+// were collected. The consumer must start again from nothing.
+func (f *Feed) checkFloor(v Vector) error {
+	if len(v) == 0 {
+		return nil
+	}
+	if f.s.Floor().Below(v) {
+		return ErrCollected
+	}
+	return nil
+}
+
+// checkLive is checkFloor for a live feed, run only when the store's
+// floor changed since the last check.
+func (f *Feed) checkLive() error {
+	gen := f.s.floorGen.Load()
+	if gen == f.floorGen {
+		return nil
+	}
+	if err := f.checkFloor(f.covered); err != nil {
+		return err
+	}
+	f.floorGen = gen
+	return nil
 }
 
 // logHeads returns the highest seq in the log of every origin it holds:
@@ -377,6 +418,10 @@ func (f *Feed) replayPage() (FeedPage, bool, error) {
 		return FeedPage{}, false, err
 	}
 	if done {
+		// Tombstones collected while the catch-up ran are not in it.
+		if err := f.checkFloor(r.from); err != nil {
+			return FeedPage{}, false, err
+		}
 		raise(f.covered, r.target)
 		f.replay = nil
 		return FeedPage{Nodes: nodes, Vector: f.covered.Clone(), Replay: true, Caught: true}, true, nil

@@ -69,6 +69,7 @@ type Store struct {
 	// then always answers it, or not sent at all (see submit).
 	reqs      chan *request
 	reinc     chan chan reincarnation
+	collects  chan *collectRequest
 	closing   chan struct{}
 	closeOnce sync.Once
 	closeErr  error
@@ -76,6 +77,11 @@ type Store struct {
 
 	// commits counts successful bbolt write transactions (CommitCount).
 	commits atomic.Uint64
+	// buried counts the tombstones stamped over returning nodes (Buried).
+	buried atomic.Uint64
+	// floorGen counts the changes of the collection floor, so that live
+	// feeds check it only when it moved.
+	floorGen atomic.Uint64
 	// failCommit, when set by a test, replaces the result of tx.Commit.
 	failCommit atomic.Pointer[func() error]
 
@@ -84,6 +90,7 @@ type Store struct {
 	mu   sync.RWMutex
 	tree *radix.Tree // path -> *entry, tombstones included
 	slab []entry     // unused tail of the slab newEntry allocates from
+	free []*entry    // entries of collected paths, reused first by newEntry
 	hash *hashTree
 	// buckets[b] holds the paths of hash-tree leaf bucket b, in no order
 	// (see indexBucket): Bucket reads one bucket without walking the tree. The
@@ -93,6 +100,7 @@ type Store struct {
 	stats      Stats
 	vector     Vector
 	lastIssued uint64 // highest HLC value issued or absorbed
+	floor      Floor  // what tombstone collection removed (see Collect)
 
 	// subMu guards the subscriptions. The committer holds it across a
 	// commit whose events it published early, and takes mu under it:
@@ -122,10 +130,16 @@ type entry struct {
 // entrySlab is how many entries newEntry allocates at once.
 const entrySlab = 1024
 
-// newEntry returns a zero entry from the current slab. The caller holds mu
-// for writing (or is load). Entries are never freed one by one: the store
-// never forgets a path (tombstones stay).
+// newEntry returns a zero entry: one a collected path freed (see forget),
+// or one from the current slab. The caller holds mu for writing (or is
+// load). Entries are not freed one by one but reused, so that memory
+// follows the paths held, not the paths ever written.
 func (s *Store) newEntry() *entry {
+	if n := len(s.free); n > 0 {
+		e := s.free[n-1]
+		s.free = s.free[:n-1]
+		return e
+	}
 	if len(s.slab) == 0 {
 		s.slab = make([]entry, entrySlab)
 	}
@@ -168,19 +182,20 @@ func Open(cfg Config) (*Store, error) {
 		return nil, fmt.Errorf("store: open %s: %w", cfg.Path, err)
 	}
 	s := &Store{
-		cfg:     cfg,
-		log:     log.With("component", "store"),
-		now:     now,
-		db:      db,
-		reqs:    make(chan *request),
-		reinc:   make(chan chan reincarnation),
-		closing: make(chan struct{}),
-		tree:    radix.New(),
-		hash:    newHashTree(),
-		buckets: make([][]string, TreeLeaves),
-		vector:  make(Vector),
-		subs:    make(map[*Subscription]struct{}),
-		erase:   newEraser(cfg.EraseInterval),
+		cfg:      cfg,
+		log:      log.With("component", "store"),
+		now:      now,
+		db:       db,
+		reqs:     make(chan *request),
+		reinc:    make(chan chan reincarnation),
+		collects: make(chan *collectRequest),
+		closing:  make(chan struct{}),
+		tree:     radix.New(),
+		hash:     newHashTree(),
+		buckets:  make([][]string, TreeLeaves),
+		vector:   make(Vector),
+		subs:     make(map[*Subscription]struct{}),
+		erase:    newEraser(cfg.EraseInterval),
 	}
 	if err := db.Update(s.load); err != nil {
 		// The load error is what the caller needs; a close error on top of
@@ -242,6 +257,9 @@ func (s *Store) load(tx *bolt.Tx) error {
 		return err
 	}
 	s.vector = vec
+	if s.floor, err = readFloor(tx); err != nil {
+		return err
+	}
 
 	return tx.Bucket(bucketNodes).ForEach(func(k, v []byte) error {
 		path := string(k)
@@ -287,8 +305,8 @@ func (s *Store) insert(path string, m Meta) {
 	s.stats.add(m)
 }
 
-// indexBucket adds a new path to the index of bucket b. Paths are never
-// removed: the store never forgets one (tombstones stay). Bucket sorts
+// indexBucket adds a new path to the index of bucket b. Paths are
+// removed only when their tombstone is collected (forget). Bucket sorts
 // what it returns, so that adding costs no comparison. The caller holds
 // mu for writing (or is load).
 func (s *Store) indexBucket(b int, path string) {

@@ -44,6 +44,10 @@ type applier struct {
 	// unconverged lists, after a synced bookmark, the leaves not in the
 	// mirror as they should be (awaiting repair, or blocked).
 	unconverged []string
+	// tombGrace is how long a tombstone stays in the state at least
+	// (Config.TombstoneGrace); lastDrop when tombstones were last dropped.
+	tombGrace time.Duration
+	lastDrop  time.Time
 }
 
 // batchStats counts what a batch did. Written counts files actually
@@ -185,12 +189,14 @@ func (a *applier) applyNode(p *pageTx, n *repldspb.Node, full bool) error {
 		a.stats.Refused++
 		return nil
 	}
-	if full {
+	if full && !n.Deleted {
+		// A tombstone leaves the path unseen: gone once the replay ends,
+		// even if the state holds a newer live node (see follow.Page).
 		if err := p.see(n.Path); err != nil {
 			return err
 		}
 	}
-	rec := nodeRec{Version: n.Version, Origin: n.Origin, Deleted: n.Deleted}
+	rec := nodeRec{Version: n.Version, Origin: n.Origin, Seq: n.Seq, Deleted: n.Deleted}
 	old, known, err := p.version(n.Path)
 	if err != nil {
 		return err

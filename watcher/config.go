@@ -69,6 +69,10 @@ type Config struct {
 	// (the store directory, and in atomic mode the snapshots and the
 	// symlink, included). It needs root.
 	Owner *Owner
+	// TombstoneGrace is how long the state keeps a tombstone at least:
+	// once older and covered by the resume token, it is dropped (see
+	// state.dropTombstones). 0 = DefaultTombstoneGrace.
+	TombstoneGrace time.Duration
 	// Metrics, when set, records the watcher's progress (see Metrics).
 	Metrics *Metrics
 	// Logger receives the watcher's logs (paths, versions and counts, never
@@ -105,6 +109,9 @@ func (c Config) Validate() error {
 	if c.Dir == "" {
 		return errors.New("watcher: config: empty store directory")
 	}
+	if c.TombstoneGrace < 0 {
+		return fmt.Errorf("watcher: config: tombstone grace %v: must not be negative", c.TombstoneGrace)
+	}
 	if err := c.Follow.Validate(); err != nil {
 		return fmt.Errorf("watcher: %w", err)
 	}
@@ -140,6 +147,17 @@ func (c Config) Validate() error {
 		return fmt.Errorf("watcher: config: state file %s is inside the store directory %s", state, dir)
 	}
 	return nil
+}
+
+// DefaultTombstoneGrace is the servers' default tombstone grace.
+const DefaultTombstoneGrace = 24 * time.Hour
+
+// tombstoneGrace returns TombstoneGrace, applying the default.
+func (c Config) tombstoneGrace() time.Duration {
+	if c.TombstoneGrace > 0 {
+		return c.TombstoneGrace
+	}
+	return DefaultTombstoneGrace
 }
 
 // stateFile returns the state file path, applying the default.

@@ -52,7 +52,8 @@
 //     is compacted (erase.go) when the batch is sealed, so that bbolt's
 //     freed pages do not keep it.
 //   - After a reset (and for any replay from an empty token), the replay is
-//     the complete state: leaves it lacked are deleted when it ends.
+//     the complete state: leaves it did not hold live (absent, or a
+//     tombstone, even an older one) are deleted when it ends.
 //   - The mirror converges (check.go): before the first session, every file
 //     the state expects is compared with the summary recorded when it was
 //     written (stat first, the content hash only when size, mtime or inode

@@ -129,6 +129,9 @@ func (a *applier) commitBatch(b follow.Bookmark) (changed int, touched map[strin
 			return 0, nil, fmt.Errorf("watcher: seal batch: %w", err)
 		}
 	}
+	if err := a.dropTombstones(b.Token); err != nil {
+		return 0, nil, err
+	}
 	if err := a.st.erase(); err != nil {
 		// The state works on; the next bookmark retries.
 		a.log.Warn("state compaction failed", "err", err)
@@ -177,6 +180,34 @@ func firstFew(list []string) string {
 		return strings.Join(list, ", ")
 	}
 	return fmt.Sprintf("%s and %d more", strings.Join(list[:maxNamed], ", "), len(list)-maxNamed)
+}
+
+// dropInterval is how often the state's tombstones are looked at: each
+// look reads every record.
+const dropInterval = 10 * time.Minute
+
+// dropTombstones drops from the state, at most every dropInterval, the
+// tombstones older than the grace that token, the resume token just
+// persisted, covers: the state needs a tombstone only to refuse an older
+// version of its path from a server that lags, within the grace.
+func (a *applier) dropTombstones(token *repldspb.Vector) error {
+	now := a.now()
+	if !a.lastDrop.IsZero() && now.Sub(a.lastDrop) < dropInterval {
+		return nil
+	}
+	a.lastDrop = now
+	covered := map[uint64]uint64{}
+	for _, e := range token.GetEntries() {
+		covered[e.Origin] = max(covered[e.Origin], e.Seq)
+	}
+	// Versions are hybrid logical clock values: wall milliseconds in
+	// the top 48 bits.
+	before := uint64(max(now.Add(-a.tombGrace).UnixMilli(), 0)) << 16
+	n, err := a.st.dropTombstones(covered, before)
+	if n > 0 {
+		a.log.Info("tombstones dropped from the state", "count", n)
+	}
+	return err
 }
 
 // Due returns when the next trigger with a quiescence window is due.

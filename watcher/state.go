@@ -52,11 +52,14 @@ const schemaVersion = 2
 // the same state fails rather than hangs.
 const lockTimeout = time.Second
 
-// nodeRec is what the state remembers of a node: the version it applied
-// and, for a live leaf written to the mirror, what was written (File).
+// nodeRec is what the state remembers of a node: the version it applied,
+// the write's seq at its origin (0 in records written before it was kept),
+// by which a tombstone the resume token covers may be dropped, and, for a
+// live leaf written to the mirror, what was written (File).
 type nodeRec struct {
 	Version uint64
 	Origin  uint64
+	Seq     uint64
 	Deleted bool
 	// File summarizes the file the mirror wrote for the leaf; zero when
 	// none was written (a tombstone, a shadowed or blocked leaf, a dry run)
@@ -81,12 +84,25 @@ func (s fileSum) sameStat(o fileSum) bool {
 	return s.Size == o.Size && s.MTime == o.MTime && s.Ino == o.Ino
 }
 
-// Encoded record sizes: version, origin, deleted; then, when the file is
-// known, size, mtime, inode and hash.
+// Encoded record sizes: version, origin, deleted, seq; then, when the
+// file is known, size, mtime, inode and hash. Records written before seqs
+// were kept lack the seq (recOld, recOldFile).
 const (
-	recBase = 17
-	recFile = recBase + 24 + sha256.Size
+	recOld     = 17
+	recOldFile = recOld + 24 + sha256.Size
+	recBase    = recOld + 8
+	recFile    = recBase + 24 + sha256.Size
 )
+
+// decodeFileSum decodes the file summary at the start of b.
+func decodeFileSum(b []byte) fileSum {
+	var f fileSum
+	f.Size = int64(binary.BigEndian.Uint64(b[0:]))
+	f.MTime = int64(binary.BigEndian.Uint64(b[8:]))
+	f.Ino = binary.BigEndian.Uint64(b[16:])
+	copy(f.Hash[:], b[24:])
+	return f
+}
 
 // newer reports whether a beats b under last-write-wins, the servers' rule.
 func (a nodeRec) newer(b nodeRec) bool {
@@ -109,17 +125,19 @@ func (a nodeRec) encode() []byte {
 	if a.Deleted {
 		b[16] = 1
 	}
+	binary.BigEndian.PutUint64(b[17:], a.Seq)
 	if n == recFile {
-		binary.BigEndian.PutUint64(b[17:], uint64(a.File.Size))
-		binary.BigEndian.PutUint64(b[25:], uint64(a.File.MTime))
-		binary.BigEndian.PutUint64(b[33:], a.File.Ino)
-		copy(b[41:], a.File.Hash[:])
+		binary.BigEndian.PutUint64(b[25:], uint64(a.File.Size))
+		binary.BigEndian.PutUint64(b[33:], uint64(a.File.MTime))
+		binary.BigEndian.PutUint64(b[41:], a.File.Ino)
+		copy(b[49:], a.File.Hash[:])
 	}
 	return b
 }
 
+// decodeNodeRec decodes a record of any of the encoded sizes.
 func decodeNodeRec(b []byte) (nodeRec, error) {
-	if len(b) != recBase && len(b) != recFile {
+	if len(b) != recOld && len(b) != recOldFile && len(b) != recBase && len(b) != recFile {
 		return nodeRec{}, fmt.Errorf("watcher: corrupt node record of %d bytes", len(b))
 	}
 	r := nodeRec{
@@ -127,11 +145,14 @@ func decodeNodeRec(b []byte) (nodeRec, error) {
 		Origin:  binary.BigEndian.Uint64(b[8:]),
 		Deleted: b[16] == 1,
 	}
-	if len(b) == recFile {
-		r.File.Size = int64(binary.BigEndian.Uint64(b[17:]))
-		r.File.MTime = int64(binary.BigEndian.Uint64(b[25:]))
-		r.File.Ino = binary.BigEndian.Uint64(b[33:])
-		copy(r.File.Hash[:], b[41:])
+	switch len(b) {
+	case recBase:
+		r.Seq = binary.BigEndian.Uint64(b[17:])
+	case recFile:
+		r.Seq = binary.BigEndian.Uint64(b[17:])
+		r.File = decodeFileSum(b[25:])
+	case recOldFile:
+		r.File = decodeFileSum(b[17:])
 	}
 	return r, nil
 }
@@ -411,6 +432,43 @@ func (s *state) unchanged(token []byte) bool {
 		return nil
 	})
 	return idle
+}
+
+// dropTombstones forgets the tombstones older than version before whose
+// write token (the resume token just persisted, by origin) covers: a
+// replay from the token never sends their path again, and a server that
+// still holds an older version of it lags by more than the grace. It does
+// nothing while a full resync runs (its seen set names paths). It returns
+// how many it dropped.
+func (s *state) dropTombstones(token map[uint64]uint64, before uint64) (int, error) {
+	n := 0
+	err := s.db.Update(func(tx *bolt.Tx) error {
+		if tx.Bucket(bucketMeta).Get(keyFull) != nil {
+			return nil
+		}
+		c := tx.Bucket(bucketNodes).Cursor()
+		for k, v := c.First(); k != nil; {
+			r, err := decodeNodeRec(v)
+			if err != nil {
+				return err
+			}
+			if r.Deleted && r.Version < before && token[r.Origin] >= r.Seq {
+				if err := c.Delete(); err != nil {
+					return err
+				}
+				n++
+				// Delete moves the cursor to the next key already.
+				k, v = c.Seek(k)
+				continue
+			}
+			k, v = c.Next()
+		}
+		return nil
+	})
+	if err != nil {
+		return 0, fmt.Errorf("watcher: drop tombstones: %w", err)
+	}
+	return n, nil
 }
 
 // pathChange is the net change of a path in a batch.

@@ -140,6 +140,8 @@ func (w *Watcher) openLocal(ctx context.Context) (*applier, func() error, error)
 		now:     time.Now,
 		once:    w.cfg.Follow.Once,
 		metrics: w.cfg.Metrics,
+
+		tombGrace: w.cfg.tombstoneGrace(),
 	}
 	closeAll := func() error {
 		err := st.close()

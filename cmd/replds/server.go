@@ -72,6 +72,7 @@ environment, which wins over the file.`,
 	f.StringVar(&cfg.DataDir, "data-dir", "", "directory of the server's database (required)")
 	f.StringArrayVar(&cfg.Peers, "peer", nil, "gRPC address HOST:PORT of another server (repeatable)")
 	f.DurationVar(&cfg.SyncInterval, "sync-interval", cfg.SyncInterval, "period of digest sync rounds with a random peer")
+	f.DurationVar(&cfg.TombstoneGrace, "tombstone-grace", cfg.TombstoneGrace, "keep a tombstone at least this long, then collect it once every member has it")
 	f.IntVar(&cfg.MaxNodeSize, "max-node-size", cfg.MaxNodeSize, "largest data of one node, in bytes")
 	f.StringVar(&cfg.GossipProfile, "gossip-profile", "lan", "membership timings: lan or local (fast, for one machine)")
 	f.StringVar(&cfg.TLS.Cert, "tls-cert", "", "server certificate (PEM), also presented to peers")

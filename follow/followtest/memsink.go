@@ -84,7 +84,7 @@ func (s *MemSink) Apply(ctx context.Context, p follow.Page) error {
 	defer s.mu.Unlock()
 	for _, n := range p.Nodes {
 		s.applied[n.Path]++
-		if p.Full {
+		if p.Full && !n.Deleted {
 			s.seen[n.Path] = true
 		}
 		old, ok := s.nodes[n.Path]
