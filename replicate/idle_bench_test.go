@@ -101,7 +101,7 @@ func BenchmarkReplicate_Idle(b *testing.B) {
 			src := servertest.NewCluster(b, 1, quiet())
 			dst := servertest.NewCluster(b, 3, quiet(), func(i int, cfg *server.Config) {
 				cfg.JobKinds = func(s *server.Server) ([]jobs.Kind, error) {
-					k, err := replicate.New(replicate.Config{Writer: s.Writer(), Vector: s.DB().Vector, Allowed: s.Allowed, ClusterOrigins: s.ClusterOrigins})
+					k, err := replicate.New(replicate.Config{Writer: s.Writer(), Vector: s.DB().Vector, Walk: s.DB().Walk, Allowed: s.Allowed, ClusterOrigins: s.ClusterOrigins})
 					return []jobs.Kind{k}, err
 				}
 			})

@@ -25,12 +25,19 @@ import (
 // safe for concurrent use; it returns how many nodes changed the store.
 type Applier interface {
 	ApplyAdvance(ctx context.Context, nodes []store.Node, adv []store.Advance) (int, error)
+	// Write stores writes stamped by this server (the deletes of nodes a
+	// complete replay no longer holds).
+	Write(ctx context.Context, ws []store.Write) ([]store.Node, error)
 }
 
 // Config is what the replicate Kind needs of its server.
 type Config struct {
 	// Writer applies the replicated nodes (server.Writer).
 	Writer Applier
+	// Walk walks the local store's nodes under a prefix (store.Walk): at
+	// the end of a complete replay, the replicated nodes it did not bring
+	// are deleted.
+	Walk func(prefix string, fn func(path string, m store.Meta) bool)
 	// Vector returns the local store's version vector (store.Vector): a
 	// new runner resumes from the lower of its token and what this server
 	// holds, so that nothing its predecessor applied but this server has
@@ -73,8 +80,8 @@ type Config struct {
 
 // Validate reports a configuration error.
 func (c Config) Validate() error {
-	if c.Writer == nil || c.Vector == nil || c.Allowed == nil || c.ClusterOrigins == nil {
-		return errors.New("replicate: config: Writer, Vector, Allowed and ClusterOrigins are required")
+	if c.Writer == nil || c.Vector == nil || c.Walk == nil || c.Allowed == nil || c.ClusterOrigins == nil {
+		return errors.New("replicate: config: Writer, Vector, Walk, Allowed and ClusterOrigins are required")
 	}
 	return nil
 }

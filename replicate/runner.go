@@ -134,6 +134,9 @@ type runner struct {
 	// published is when the status node was last written.
 	published time.Time
 	inFull    bool
+	// seen holds, during a complete replay, the destination paths it
+	// brought (live or deleted).
+	seen map[string]struct{}
 	// own are this cluster's origins, left out of the feed and never
 	// advanced from a source's bookmark.
 	own      map[uint64]bool

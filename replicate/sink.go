@@ -2,6 +2,7 @@ package replicate
 
 import (
 	"context"
+	"fmt"
 	"maps"
 
 	"replds/follow"
@@ -47,6 +48,7 @@ func (r *runner) Reset(ctx context.Context) error {
 	r.mu.Lock()
 	defer r.mu.Unlock()
 	r.inFull = true
+	r.seen = map[string]struct{}{}
 	r.d.Copied = 0
 	if r.st.State != StateStopping {
 		r.st.State = StateInitialCopy
@@ -74,6 +76,9 @@ func (r *runner) Apply(ctx context.Context, p follow.Page) error {
 		n := wire.NodeFromProto(pn)
 		n.Path = path
 		nodes = append(nodes, n)
+		if r.seen != nil {
+			r.seen[path] = struct{}{}
+		}
 	}
 	r.mu.Unlock()
 	changed := 0
@@ -99,15 +104,24 @@ func (r *runner) Apply(ctx context.Context, p follow.Page) error {
 }
 
 // Bookmark records the token; the main goroutine publishes it (at most
-// every PublishEvery). A complete replay's end moves the job to following;
-// nodes the replay lacked are not deleted here: the destination prefix may
-// hold this cluster's own writes, and replays carry tombstones.
+// every PublishEvery). A complete replay's end moves the job to following,
+// after deleting the replicated nodes it did not bring (dropStale).
 func (r *runner) Bookmark(ctx context.Context, b follow.Bookmark) error {
 	r.mu.Lock()
-	defer r.mu.Unlock()
 	if r.inFull && !b.Full {
+		r.mu.Unlock()
 		return nil // mid-replay: resuming from it would not be a complete copy
 	}
+	if r.inFull {
+		seen := r.seen
+		r.mu.Unlock()
+		if err := r.dropStale(ctx, seen); err != nil {
+			return err
+		}
+		r.mu.Lock()
+		r.seen = nil
+	}
+	defer r.mu.Unlock()
 	tok := tokenFromProto(b.Token)
 	if r.inFull || r.d.Token == nil || !maps.Equal(tok.Vector, r.d.Token.Vector) || tok.Scope != r.d.Token.Scope {
 		// An idle source's bookmarks change nothing: no status write.
@@ -116,6 +130,39 @@ func (r *runner) Bookmark(ctx context.Context, b follow.Bookmark) error {
 	r.inFull = false
 	if r.st.State == StateInitialCopy || r.st.State == StateStarting {
 		r.st.State, r.d.Copied, r.dirty = StateFollowing, 0, true
+	}
+	return nil
+}
+
+// dropStale deletes, at the end of a complete replay, the replicated
+// nodes under the destination prefix that the replay did not bring: the
+// source no longer holds them, and their deletes may be gone from it
+// (collected tombstones), so nothing else would ever delete them here.
+// Nodes of this cluster's own origins (written here directly) and paths
+// the job does not replicate (excluded) stay. The deletes are this
+// server's own writes, so they win over the stale versions.
+func (r *runner) dropStale(ctx context.Context, seen map[string]struct{}) error {
+	r.mu.Lock()
+	own := maps.Clone(r.own)
+	r.mu.Unlock()
+	var stale []string
+	r.k.cfg.Walk(r.spec.DestPrefix, func(path string, m store.Meta) bool {
+		if _, ok := seen[path]; !ok && !m.Deleted && !own[m.Origin] && r.spec.replicated(path) {
+			stale = append(stale, path)
+		}
+		return true
+	})
+	for len(stale) > 0 {
+		n := min(len(stale), 1000)
+		ws := make([]store.Write, n)
+		for i, p := range stale[:n] {
+			ws[i] = store.Write{Path: p, Delete: true}
+		}
+		if _, err := r.k.cfg.Writer.Write(ctx, ws); err != nil {
+			return fmt.Errorf("replicate: delete what the source no longer holds: %w", err)
+		}
+		stale = stale[n:]
+		r.log.Info("deleted replicated nodes the source no longer holds", "count", n)
 	}
 	return nil
 }

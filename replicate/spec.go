@@ -116,6 +116,25 @@ func (s *Spec) tokenFor() string {
 // rewrite maps a source path to its destination path; ok is false for a
 // path outside SourcePrefix, under an excluded prefix, in the reserved
 // namespace, or that has no destination path (the prefix itself onto "/").
+// replicated reports whether the destination path dest is one that the
+// job's rewrite produces: under the destination prefix, from a source
+// path that is not excluded.
+func (s *Spec) replicated(dest string) bool {
+	if !nodepath.Under(dest, s.DestPrefix) {
+		return false
+	}
+	rest := dest
+	if s.DestPrefix != "/" {
+		rest = dest[len(s.DestPrefix):]
+	}
+	src := s.SourcePrefix + rest
+	if s.SourcePrefix == "/" {
+		src = rest
+	}
+	out, ok := s.rewrite(src)
+	return ok && out == dest
+}
+
 func (s *Spec) rewrite(p string) (string, bool) {
 	if !nodepath.Under(p, s.SourcePrefix) || nodepath.IsReserved(p) {
 		return "", false

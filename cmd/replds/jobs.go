@@ -39,6 +39,7 @@ func jobKinds(s *server.Server) ([]jobs.Kind, error) {
 	r, err := replicate.New(replicate.Config{
 		Writer:         s.Writer(),
 		Vector:         s.DB().Vector,
+		Walk:           s.DB().Walk,
 		Allowed:        s.Allowed,
 		ClusterOrigins: s.ClusterOrigins,
 		Metrics:        rm,
