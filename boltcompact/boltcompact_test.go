@@ -9,7 +9,7 @@ import (
 
 	bolt "go.etcd.io/bbolt"
 
-	"replds/boltcompact"
+	"github.com/replds/replds/boltcompact"
 )
 
 var canary = []byte("CANARY-0c4e9b71-gone-after-swap")

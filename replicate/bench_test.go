@@ -6,10 +6,10 @@ import (
 	"testing"
 	"time"
 
-	repldspb "replds/proto"
-	"replds/replicate"
-	"replds/server/servertest"
-	"replds/store"
+	repldspb "github.com/replds/replds/proto"
+	"github.com/replds/replds/replicate"
+	"github.com/replds/replds/server/servertest"
+	"github.com/replds/replds/store"
 )
 
 // BenchmarkReplicate_InitialCopy measures an initial copy of 100k × 1 KiB

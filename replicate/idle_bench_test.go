@@ -8,12 +8,12 @@ import (
 	"testing"
 	"time"
 
-	"replds/jobs"
-	repldspb "replds/proto"
-	"replds/replicate"
-	"replds/server"
-	"replds/server/servertest"
-	"replds/store"
+	"github.com/replds/replds/jobs"
+	repldspb "github.com/replds/replds/proto"
+	"github.com/replds/replds/replicate"
+	"github.com/replds/replds/server"
+	"github.com/replds/replds/server/servertest"
+	"github.com/replds/replds/store"
 )
 
 // countingProxy forwards TCP connections to target and counts the bytes

@@ -13,11 +13,11 @@ import (
 	"google.golang.org/grpc/credentials/insecure"
 	"google.golang.org/grpc/keepalive"
 
-	"replds/acl"
-	"replds/certs"
-	"replds/jobs"
-	"replds/nodepath"
-	"replds/store"
+	"github.com/replds/replds/acl"
+	"github.com/replds/replds/certs"
+	"github.com/replds/replds/jobs"
+	"github.com/replds/replds/nodepath"
+	"github.com/replds/replds/store"
 )
 
 // Applier applies nodes that keep their own versions, origins and seqs,

@@ -4,7 +4,7 @@ import (
 	"testing"
 	"time"
 
-	"replds/store"
+	"github.com/replds/replds/store"
 )
 
 // TestLagTracker: with writes arriving all the time and each applied by the

@@ -14,12 +14,12 @@ import (
 
 	"google.golang.org/grpc"
 
-	"replds/follow"
-	"replds/jobs"
-	"replds/limits"
-	repldspb "replds/proto"
-	"replds/store"
-	"replds/wire"
+	"github.com/replds/replds/follow"
+	"github.com/replds/replds/jobs"
+	"github.com/replds/replds/limits"
+	repldspb "github.com/replds/replds/proto"
+	"github.com/replds/replds/store"
+	"github.com/replds/replds/wire"
 )
 
 // States a replication job's status reports.

@@ -5,10 +5,10 @@ import (
 	"fmt"
 	"maps"
 
-	"replds/follow"
-	repldspb "replds/proto"
-	"replds/store"
-	"replds/wire"
+	"github.com/replds/replds/follow"
+	repldspb "github.com/replds/replds/proto"
+	"github.com/replds/replds/store"
+	"github.com/replds/replds/wire"
 )
 
 var _ follow.Sink = (*runner)(nil)

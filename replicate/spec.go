@@ -6,8 +6,8 @@ import (
 	"net"
 	"strings"
 
-	"replds/jobs"
-	"replds/nodepath"
+	"github.com/replds/replds/jobs"
+	"github.com/replds/replds/nodepath"
 )
 
 // Kind is the name of the job kind: definitions live at

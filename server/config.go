@@ -8,10 +8,10 @@ import (
 	"strconv"
 	"time"
 
-	"replds/certs"
-	"replds/jobs"
-	"replds/limits"
-	"replds/store"
+	"github.com/replds/replds/certs"
+	"github.com/replds/replds/jobs"
+	"github.com/replds/replds/limits"
+	"github.com/replds/replds/store"
 )
 
 // Config configures a Server.

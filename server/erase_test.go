@@ -4,7 +4,7 @@ import (
 	"strings"
 	"testing"
 
-	"replds/server"
+	"github.com/replds/replds/server"
 )
 
 func TestConfig_EraseInterval(t *testing.T) {

@@ -8,7 +8,7 @@ import (
 
 	"github.com/prometheus/client_golang/prometheus"
 
-	"replds/store"
+	"github.com/replds/replds/store"
 )
 
 // collectInterval is the period of tombstone collection (collectLoop).

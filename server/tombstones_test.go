@@ -5,8 +5,8 @@ import (
 	"math"
 	"testing"
 
-	repldspb "replds/proto"
-	"replds/server/servertest"
+	repldspb "github.com/replds/replds/proto"
+	"github.com/replds/replds/server/servertest"
 )
 
 // TestWatch_TokenBelowCollectionFloor: a client whose resume token is

@@ -5,8 +5,8 @@ import (
 	"fmt"
 	"slices"
 
-	repldspb "replds/proto"
-	"replds/store"
+	repldspb "github.com/replds/replds/proto"
+	"github.com/replds/replds/store"
 )
 
 // excludeOrigins returns the set of a Watch request's excluded origins,

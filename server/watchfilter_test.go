@@ -6,8 +6,8 @@ import (
 	"testing"
 	"time"
 
-	repldspb "replds/proto"
-	"replds/server/servertest"
+	repldspb "github.com/replds/replds/proto"
+	"github.com/replds/replds/server/servertest"
 )
 
 // TestWatch_ExcludeOrigins: a Watch that lists origins gets no node of

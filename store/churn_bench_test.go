@@ -8,8 +8,8 @@ import (
 	"testing"
 	"time"
 
-	"replds/store"
-	"replds/store/storetest"
+	"github.com/replds/replds/store"
+	"github.com/replds/replds/store/storetest"
 )
 
 var churnWrites = flag.Int("store.churn", 200_000, "writes (and as many deletes) of BenchmarkStore_Churn")

@@ -7,8 +7,8 @@ import (
 	"testing"
 	"time"
 
-	"replds/store"
-	"replds/store/storetest"
+	"github.com/replds/replds/store"
+	"github.com/replds/replds/store/storetest"
 )
 
 // version returns the HLC version of wall clock t.

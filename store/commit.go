@@ -5,12 +5,13 @@ import (
 	"context"
 	"fmt"
 	"math"
-	"replds/nodepath"
 	"slices"
 	"time"
 
 	radix "github.com/armon/go-radix"
 	bolt "go.etcd.io/bbolt"
+
+	"github.com/replds/replds/nodepath"
 )
 
 // Group commit bounds: the committer stops gathering requests for one

@@ -12,8 +12,8 @@ import (
 
 	bolt "go.etcd.io/bbolt"
 
-	"replds/boltcompact"
-	"replds/nodepath"
+	"github.com/replds/replds/boltcompact"
+	"github.com/replds/replds/nodepath"
 )
 
 // DefaultEraseInterval is how long data a commit deleted or overwrote may

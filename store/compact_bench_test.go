@@ -9,7 +9,7 @@ import (
 	"testing"
 	"time"
 
-	"replds/store"
+	"github.com/replds/replds/store"
 )
 
 // BenchmarkStore_Compact compacts a store of n nodes of 1 KiB (1% of them

@@ -6,7 +6,7 @@ import (
 
 	bolt "go.etcd.io/bbolt"
 
-	"replds/boltcompact"
+	"github.com/replds/replds/boltcompact"
 )
 
 // TestCompact_UnrecordedCommitCopiesAgain: a commit during the copy that

@@ -10,8 +10,8 @@ import (
 	"testing"
 	"time"
 
-	"replds/boltcompact"
-	"replds/store"
+	"github.com/replds/replds/boltcompact"
+	"github.com/replds/replds/store"
 )
 
 // canary is secret data the tests look for in the store file's bytes.

@@ -4,11 +4,12 @@ import (
 	"errors"
 	"fmt"
 	"maps"
-	"replds/boltcompact"
-	"replds/nodepath"
 	"slices"
 
 	bolt "go.etcd.io/bbolt"
+
+	"github.com/replds/replds/boltcompact"
+	"github.com/replds/replds/nodepath"
 )
 
 // SetCommitFailure makes every later commit fail with err instead of

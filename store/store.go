@@ -9,8 +9,6 @@ import (
 	"fmt"
 	"log/slog"
 	"math"
-	"replds/boltcompact"
-	"replds/nodepath"
 	"slices"
 	"sync"
 	"sync/atomic"
@@ -19,6 +17,9 @@ import (
 	radix "github.com/armon/go-radix"
 	bolt "go.etcd.io/bbolt"
 	berrors "go.etcd.io/bbolt/errors"
+
+	"github.com/replds/replds/boltcompact"
+	"github.com/replds/replds/nodepath"
 )
 
 // Scan and Changes page defaults.

@@ -4,7 +4,7 @@ import (
 	"errors"
 	"fmt"
 
-	"replds/boltcompact"
+	"github.com/replds/replds/boltcompact"
 )
 
 // noteFreed marks the state as holding freed node data if path has some

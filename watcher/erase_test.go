@@ -9,8 +9,8 @@ import (
 	"strings"
 	"testing"
 
-	"replds/boltcompact"
-	repldspb "replds/proto"
+	"github.com/replds/replds/boltcompact"
+	repldspb "github.com/replds/replds/proto"
 )
 
 // stateHas reports whether the harness's state file contains s.

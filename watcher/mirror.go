@@ -15,7 +15,7 @@ import (
 	"strings"
 	"syscall"
 
-	"replds/limits"
+	"github.com/replds/replds/limits"
 )
 
 // tmpPrefix starts the name of every temporary file the mirror creates,

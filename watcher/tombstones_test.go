@@ -6,7 +6,7 @@ import (
 
 	bolt "go.etcd.io/bbolt"
 
-	repldspb "replds/proto"
+	repldspb "github.com/replds/replds/proto"
 )
 
 // TestApply_DropsTombstones: at a bookmark, the state forgets the

@@ -11,7 +11,7 @@ import (
 	"testing"
 	"time"
 
-	"replds/server/servertest"
+	"github.com/replds/replds/server/servertest"
 )
 
 // TestE2E_DeletedSecretLeavesTheFile: a server with --erase-interval

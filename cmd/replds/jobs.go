@@ -14,11 +14,11 @@ import (
 
 	"github.com/spf13/pflag"
 
-	"replds/backup/backupjob"
-	"replds/jobs"
-	repldspb "replds/proto"
-	"replds/replicate"
-	"replds/server"
+	"github.com/replds/replds/backup/backupjob"
+	"github.com/replds/replds/jobs"
+	repldspb "github.com/replds/replds/proto"
+	"github.com/replds/replds/replicate"
+	"github.com/replds/replds/server"
 )
 
 // jobKinds returns the kinds of job every replds server validates and

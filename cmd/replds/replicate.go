@@ -11,9 +11,9 @@ import (
 	"github.com/spf13/cobra"
 	"github.com/spf13/pflag"
 
-	"replds/jobs"
-	repldspb "replds/proto"
-	"replds/replicate"
+	"github.com/replds/replds/jobs"
+	repldspb "github.com/replds/replds/proto"
+	"github.com/replds/replds/replicate"
 )
 
 // newReplicateCmd groups the replication commands.

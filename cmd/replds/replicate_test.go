@@ -8,8 +8,8 @@ import (
 	"testing"
 	"time"
 
-	"replds/replicate"
-	"replds/server/servertest"
+	"github.com/replds/replds/replicate"
+	"github.com/replds/replds/server/servertest"
 )
 
 // replicateStatusJSON runs `replicate status NAME --json` on addr.
