@@ -35,8 +35,8 @@ func (b *bench) pullBusyRow(ctx context.Context, c *cluster, n int) error {
 		return err
 	}
 	before := w.written.Load()
-	took, err := b.pullOnce(ctx, c, n, "pull-busy")
-	during := w.written.Load() - before
+	var during int64
+	took, err := b.pullOnce(ctx, c, n, "pull-busy", func() { during = w.written.Load() - before })
 	if err != nil {
 		return err
 	}

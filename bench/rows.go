@@ -436,7 +436,7 @@ func (b *bench) diskRow(c *cluster, n int) error {
 // pullRow times `replds pull --once` of the data prefix into an empty
 // directory, from the second server.
 func (b *bench) pullRow(ctx context.Context, c *cluster, n int) error {
-	took, err := b.pullOnce(ctx, c, n, "pull")
+	took, err := b.pullOnce(ctx, c, n, "pull", nil)
 	if err != nil {
 		return err
 	}
@@ -449,8 +449,9 @@ func (b *bench) pullRow(ctx context.Context, c *cluster, n int) error {
 
 // pullOnce runs `replds pull --once` of the data prefix into an empty
 // directory named name, from the second server, checks that it wrote n
-// files, removes them and returns how long it took.
-func (b *bench) pullOnce(ctx context.Context, c *cluster, n int, name string) (time.Duration, error) {
+// files, removes them and returns how long it took. exited, if not nil,
+// is called as soon as the pull has exited.
+func (b *bench) pullOnce(ctx context.Context, c *cluster, n int, name string, exited func()) (time.Duration, error) {
 	dir := filepath.Join(c.dir, name)
 	defer os.Remove(dir + ".replds-state")
 	defer os.RemoveAll(dir)
@@ -464,6 +465,9 @@ func (b *bench) pullOnce(ctx context.Context, c *cluster, n int, name string) (t
 		return 0, err
 	}
 	took := time.Since(start)
+	if exited != nil {
+		exited()
+	}
 	files, err := countFiles(dir)
 	if err != nil {
 		return 0, err
