@@ -575,8 +575,8 @@ func (s *syncer) wait() error {
 // syncWorkers is how many fsyncs run at once. Each fsync of a new file
 // ends with a cache flush of the device, and flushes asked for while one
 // is under way are merged into the next: the more fsyncs are in flight,
-// the fewer flushes a page costs (BenchmarkMirror_PageDurable: 64 took
-// less than 16 on the test VM, README's performance section).
+// the fewer flushes a page costs (the pull-busy bench row, in README's
+// performance section).
 const syncWorkers = 64
 
 // parallel calls f(i) for every i below n, on up to syncWorkers
