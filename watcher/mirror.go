@@ -103,8 +103,9 @@ type pendingFile struct {
 // failing disk. It is called from several goroutines at once.
 var syncFile = (*os.File).Sync
 
-// maxOpenFiles bounds the written files of a page waiting for their
-// fsync: past that, writeFile waits for the fsyncs to catch up.
+// maxOpenFiles bounds the written files of a page waiting for a worker to
+// fsync them: past that, writeFile waits for the fsyncs to catch up. A
+// page holds at most maxOpenFiles+syncWorkers files open.
 const maxOpenFiles = 256
 
 // maxOpenDirs bounds the directories a mirror keeps open.
