@@ -1,4 +1,4 @@
-module replds
+module github.com/replds/replds
 
 go 1.26.8
 

@@ -7,7 +7,7 @@ import (
 	"unicode"
 	"unicode/utf8"
 
-	"replds/nodepath"
+	"github.com/replds/replds/nodepath"
 )
 
 // Op is an operation an ACL rule allows. The zero Op is not a valid

@@ -10,7 +10,7 @@ import (
 	"sync"
 	"testing"
 
-	"replds/acl"
+	"github.com/replds/replds/acl"
 )
 
 // mustParse parses text or fails the test.

@@ -5,7 +5,7 @@ import (
 	"strings"
 	"testing"
 
-	"replds/acl"
+	"github.com/replds/replds/acl"
 )
 
 // FuzzParse checks that Parse never panics and that whatever parses

@@ -12,10 +12,10 @@ import (
 
 	"filippo.io/age"
 
-	"replds/backup"
-	"replds/backup/target"
-	"replds/backup/target/targettest"
-	"replds/store"
+	"github.com/replds/replds/backup"
+	"github.com/replds/replds/backup/target"
+	"github.com/replds/replds/backup/target/targettest"
+	"github.com/replds/replds/store"
 )
 
 // chainFixture is a full and two incrementals with overwrites and

@@ -9,9 +9,9 @@ import (
 
 	"filippo.io/age"
 
-	"replds/backup"
-	"replds/backup/target"
-	"replds/store"
+	"github.com/replds/replds/backup"
+	"github.com/replds/replds/backup/target"
+	"github.com/replds/replds/store"
 )
 
 const (

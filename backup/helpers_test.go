@@ -9,9 +9,9 @@ import (
 	"testing"
 	"time"
 
-	"replds/backup"
-	"replds/backup/target"
-	"replds/store"
+	"github.com/replds/replds/backup"
+	"github.com/replds/replds/backup/target"
+	"github.com/replds/replds/store"
 )
 
 // t0 is the clock of the tests' first backup.

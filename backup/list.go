@@ -11,8 +11,8 @@ import (
 	"strings"
 	"time"
 
-	"replds/backup/target"
-	"replds/jobs"
+	"github.com/replds/replds/backup/target"
+	"github.com/replds/replds/jobs"
 )
 
 // dirInfo is what a target holds under one backup directory.

@@ -11,7 +11,7 @@ import (
 	"strings"
 	"time"
 
-	"replds/store"
+	"github.com/replds/replds/store"
 )
 
 // FormatVersion is the format this package writes, in manifests and node

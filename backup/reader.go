@@ -13,9 +13,9 @@ import (
 	"filippo.io/age"
 	"github.com/klauspost/compress/zstd"
 
-	"replds/backup/target"
-	"replds/nodepath"
-	"replds/store"
+	"github.com/replds/replds/backup/target"
+	"github.com/replds/replds/nodepath"
+	"github.com/replds/replds/store"
 )
 
 // ReadOptions configures Rebuild.

@@ -8,8 +8,8 @@ import (
 	"fmt"
 	"io"
 
-	"replds/nodepath"
-	"replds/store"
+	"github.com/replds/replds/nodepath"
+	"github.com/replds/replds/store"
 )
 
 // magic starts every node file's record stream; the format byte follows.

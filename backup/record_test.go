@@ -5,7 +5,7 @@ import (
 	"bytes"
 	"testing"
 
-	"replds/store"
+	"github.com/replds/replds/store"
 )
 
 func encodeRecords(nodes []store.Node) []byte {

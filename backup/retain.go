@@ -11,8 +11,8 @@ import (
 	"strings"
 	"time"
 
-	"replds/backup/target"
-	"replds/jobs"
+	"github.com/replds/replds/backup/target"
+	"github.com/replds/replds/jobs"
 )
 
 // Policy says which backups of a job Retain keeps. The zero Policy keeps

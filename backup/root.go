@@ -7,7 +7,7 @@ import (
 	"fmt"
 	"hash"
 
-	"replds/nodepath"
+	"github.com/replds/replds/nodepath"
 )
 
 // rootDomain starts every content root's input, so that a root is never

@@ -9,8 +9,8 @@ import (
 
 	"filippo.io/age"
 
-	"replds/backup/target"
-	"replds/store"
+	"github.com/replds/replds/backup/target"
+	"github.com/replds/replds/store"
 )
 
 // Verification is the result of Verify, recorded as JOB/ID/verify.json by

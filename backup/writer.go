@@ -15,10 +15,10 @@ import (
 	"filippo.io/age"
 	"github.com/klauspost/compress/zstd"
 
-	"replds/backup/target"
-	"replds/jobs"
-	"replds/nodepath"
-	"replds/store"
+	"github.com/replds/replds/backup/target"
+	"github.com/replds/replds/jobs"
+	"github.com/replds/replds/nodepath"
+	"github.com/replds/replds/store"
 )
 
 // DefaultFileBytes is the uncompressed size after which a node file is

@@ -16,10 +16,10 @@ import (
 	"google.golang.org/grpc/codes"
 	"google.golang.org/grpc/status"
 
-	"replds/backup/backupjob"
-	"replds/backup/target"
-	"replds/jobs"
-	repldspb "replds/proto"
+	"github.com/replds/replds/backup/backupjob"
+	"github.com/replds/replds/backup/target"
+	"github.com/replds/replds/jobs"
+	repldspb "github.com/replds/replds/proto"
 )
 
 // Names and sizes of the backup rows.

@@ -3,7 +3,7 @@ package buildinfo_test
 import (
 	"testing"
 
-	"replds/buildinfo"
+	"github.com/replds/replds/buildinfo"
 )
 
 func TestInfo_String(t *testing.T) {

@@ -12,7 +12,7 @@ import (
 	"testing"
 	"time"
 
-	"replds/certs"
+	"github.com/replds/replds/certs"
 )
 
 // pair is a PEM certificate and its PEM key.

@@ -21,7 +21,7 @@ import (
 	"testing"
 	"time"
 
-	"replds/certs"
+	"github.com/replds/replds/certs"
 )
 
 // ioTimeout bounds every network operation of these tests: a deadline, not

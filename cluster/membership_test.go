@@ -11,7 +11,7 @@ import (
 	"testing"
 	"time"
 
-	"replds/cluster"
+	"github.com/replds/replds/cluster"
 )
 
 // newMember starts a member named name on loopback that joins through the

@@ -17,8 +17,8 @@ import (
 	"google.golang.org/grpc/codes"
 	"google.golang.org/grpc/status"
 
-	"replds/nodepath"
-	repldspb "replds/proto"
+	"github.com/replds/replds/nodepath"
+	repldspb "github.com/replds/replds/proto"
 )
 
 // ErrPermanent, wrapped in a Sink error, makes Run return that error

@@ -12,10 +12,10 @@ import (
 
 	"google.golang.org/grpc"
 
-	"replds/follow"
-	"replds/follow/followtest"
-	repldspb "replds/proto"
-	"replds/server/servertest"
+	"github.com/replds/replds/follow"
+	"github.com/replds/replds/follow/followtest"
+	repldspb "github.com/replds/replds/proto"
+	"github.com/replds/replds/server/servertest"
 )
 
 // want waits until sink holds want.

@@ -4,7 +4,7 @@ import (
 	"context"
 	"time"
 
-	repldspb "replds/proto"
+	repldspb "github.com/replds/replds/proto"
 )
 
 // Page is one message's nodes, in stream order.

@@ -7,8 +7,8 @@ import (
 	"google.golang.org/grpc"
 	"google.golang.org/grpc/keepalive"
 
-	"replds/limits"
-	repldspb "replds/proto"
+	"github.com/replds/replds/limits"
+	repldspb "github.com/replds/replds/proto"
 )
 
 // Source opens Watch streams on one server: a gRPC client by default, an

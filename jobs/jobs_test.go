@@ -10,7 +10,7 @@ import (
 	"testing"
 	"time"
 
-	"replds/jobs"
+	"github.com/replds/replds/jobs"
 )
 
 func TestOwner(t *testing.T) {

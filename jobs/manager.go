@@ -11,7 +11,7 @@ import (
 	"sync"
 	"time"
 
-	"replds/nodepath"
+	"github.com/replds/replds/nodepath"
 )
 
 // Def is a job definition as the tree holds it: the node

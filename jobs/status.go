@@ -5,7 +5,7 @@ import (
 	"fmt"
 	"time"
 
-	"replds/strictjson"
+	"github.com/replds/replds/strictjson"
 )
 
 // States a job's status reports.

@@ -3,7 +3,7 @@ package limits_test
 import (
 	"testing"
 
-	"replds/limits"
+	"github.com/replds/replds/limits"
 )
 
 func TestMaxMessage(t *testing.T) {

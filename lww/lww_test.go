@@ -3,7 +3,7 @@ package lww_test
 import (
 	"testing"
 
-	"replds/lww"
+	"github.com/replds/replds/lww"
 )
 
 func TestStamp_Newer(t *testing.T) {

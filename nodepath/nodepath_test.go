@@ -9,8 +9,8 @@ import (
 	"unicode"
 	"unicode/utf8"
 
-	"replds/nodepath"
-	"replds/nodepath/nodepathtest"
+	"github.com/replds/replds/nodepath"
+	"github.com/replds/replds/nodepath/nodepathtest"
 )
 
 func TestValidate(t *testing.T) {

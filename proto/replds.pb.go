@@ -1919,7 +1919,7 @@ const file_replds_proto_rawDesc = "" +
 	"\x04Push\x12\x16.replds.v1.PushRequest\x1a\x17.replds.v1.PushResponse(\x01\x129\n" +
 	"\x04Sync\x12\x16.replds.v1.SyncRequest\x1a\x17.replds.v1.SyncResponse0\x01\x127\n" +
 	"\x04Tree\x12\x16.replds.v1.TreeRequest\x1a\x17.replds.v1.TreeResponse\x12>\n" +
-	"\aBuckets\x12\x18.replds.v1.BucketRequest\x1a\x17.replds.v1.SyncResponse0\x01B\x17Z\x15replds/proto;repldspbb\x06proto3"
+	"\aBuckets\x12\x18.replds.v1.BucketRequest\x1a\x17.replds.v1.SyncResponse0\x01B)Z'github.com/replds/replds/proto;repldspbb\x06proto3"
 
 var (
 	file_replds_proto_rawDescOnce sync.Once

@@ -11,10 +11,10 @@ import (
 
 	"google.golang.org/grpc"
 
-	repldspb "replds/proto"
-	"replds/server"
-	"replds/server/servertest"
-	"replds/store"
+	repldspb "github.com/replds/replds/proto"
+	"github.com/replds/replds/server"
+	"github.com/replds/replds/server/servertest"
+	"github.com/replds/replds/store"
 )
 
 // quiet silences a benchmark server (benchmark logs are always printed)

@@ -8,9 +8,9 @@ import (
 	"strconv"
 	"time"
 
-	"replds/certs"
-	"replds/jobs"
-	"replds/limits"
+	"github.com/replds/replds/certs"
+	"github.com/replds/replds/jobs"
+	"github.com/replds/replds/limits"
 )
 
 // Config configures a Server.

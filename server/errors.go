@@ -10,8 +10,8 @@ import (
 	"google.golang.org/grpc/codes"
 	"google.golang.org/grpc/status"
 
-	"replds/cluster"
-	"replds/store"
+	"github.com/replds/replds/cluster"
+	"github.com/replds/replds/store"
 )
 
 // ErrPermission is returned when the caller's identity may not do what it

@@ -13,7 +13,7 @@ import (
 	"google.golang.org/grpc/codes"
 	"google.golang.org/grpc/status"
 
-	"replds/store"
+	"github.com/replds/replds/store"
 )
 
 func TestErrorInterceptor(t *testing.T) {

@@ -18,8 +18,8 @@ import (
 	"google.golang.org/grpc/tap"
 	"google.golang.org/protobuf/proto"
 
-	"replds/acl"
-	repldspb "replds/proto"
+	"github.com/replds/replds/acl"
+	repldspb "github.com/replds/replds/proto"
 )
 
 // The guard is the server's first line against hostile load. In order:

@@ -14,9 +14,9 @@ import (
 	"google.golang.org/grpc/status"
 	"google.golang.org/protobuf/types/known/emptypb"
 
-	repldspb "replds/proto"
-	"replds/server"
-	"replds/server/servertest"
+	repldspb "github.com/replds/replds/proto"
+	"github.com/replds/replds/server"
+	"github.com/replds/replds/server/servertest"
 )
 
 // refusals returns replds_refused_total{reason} of s.

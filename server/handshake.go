@@ -8,7 +8,7 @@ import (
 
 	"google.golang.org/grpc/credentials"
 
-	"replds/certs"
+	"github.com/replds/replds/certs"
 )
 
 // Connections are bounded before they authenticate: gRPC closes one whose

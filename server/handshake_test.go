@@ -10,9 +10,9 @@ import (
 
 	"google.golang.org/grpc"
 
-	repldspb "replds/proto"
-	"replds/server"
-	"replds/server/servertest"
+	repldspb "github.com/replds/replds/proto"
+	"github.com/replds/replds/server"
+	"github.com/replds/replds/server/servertest"
 )
 
 // rawConns opens n TCP connections to addr from source address src that

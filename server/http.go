@@ -12,8 +12,8 @@ import (
 
 	"github.com/prometheus/client_golang/prometheus/promhttp"
 
-	"replds/cluster"
-	"replds/store"
+	"github.com/replds/replds/cluster"
+	"github.com/replds/replds/store"
 )
 
 // httpServer serves the operations endpoints: /metrics (Prometheus text

@@ -4,11 +4,11 @@ import (
 	"context"
 	"fmt"
 
-	"replds/acl"
-	"replds/nodepath"
-	repldspb "replds/proto"
-	"replds/store"
-	"replds/wire"
+	"github.com/replds/replds/acl"
+	"github.com/replds/replds/nodepath"
+	repldspb "github.com/replds/replds/proto"
+	"github.com/replds/replds/store"
+	"github.com/replds/replds/wire"
 )
 
 // Import applies nodes that keep their own versions (restore --merge):

@@ -4,7 +4,7 @@ import (
 	"sync"
 	"time"
 
-	"replds/store"
+	"github.com/replds/replds/store"
 )
 
 // pushFresh is how recently a push stream must have delivered a message

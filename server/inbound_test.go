@@ -9,8 +9,8 @@ import (
 	"testing"
 	"time"
 
-	repldspb "replds/proto"
-	"replds/store"
+	repldspb "github.com/replds/replds/proto"
+	"github.com/replds/replds/store"
 )
 
 func TestInbound_ClaimsFreshStreamsOnly(t *testing.T) {

@@ -10,10 +10,10 @@ import (
 	"google.golang.org/grpc/codes"
 	"google.golang.org/grpc/status"
 
-	"replds/acl"
-	repldspb "replds/proto"
-	"replds/store"
-	"replds/wire"
+	"github.com/replds/replds/acl"
+	repldspb "github.com/replds/replds/proto"
+	"github.com/replds/replds/store"
+	"github.com/replds/replds/wire"
 )
 
 // Hello tells a peer our member name, gossip address and origin, and how

@@ -7,9 +7,9 @@ import (
 	"slices"
 	"time"
 
-	"replds/jobs"
-	"replds/nodepath"
-	"replds/store"
+	"github.com/replds/replds/jobs"
+	"github.com/replds/replds/nodepath"
+	"github.com/replds/replds/store"
 )
 
 // startJobs makes this server run the jobs it owns among those defined in

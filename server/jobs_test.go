@@ -8,10 +8,10 @@ import (
 	"google.golang.org/grpc/codes"
 	"google.golang.org/grpc/status"
 
-	"replds/jobs"
-	repldspb "replds/proto"
-	"replds/server"
-	"replds/server/servertest"
+	"github.com/replds/replds/jobs"
+	repldspb "github.com/replds/replds/proto"
+	"github.com/replds/replds/server"
+	"github.com/replds/replds/server/servertest"
 )
 
 // TestJobs_OneRunnerAndTakeover: a job defined through any server runs on

@@ -4,8 +4,8 @@ import (
 	"context"
 	"errors"
 
-	"replds/acl"
-	repldspb "replds/proto"
+	"github.com/replds/replds/acl"
+	repldspb "github.com/replds/replds/proto"
 )
 
 // membersPath is what ForgetMember authorizes against: forgetting members

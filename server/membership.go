@@ -5,8 +5,8 @@ import (
 	"fmt"
 	"time"
 
-	"replds/cluster"
-	repldspb "replds/proto"
+	"github.com/replds/replds/cluster"
+	repldspb "github.com/replds/replds/proto"
 )
 
 // newMembership creates the server's membership (package cluster): gossip

@@ -14,8 +14,8 @@ import (
 	"google.golang.org/grpc/status"
 	"google.golang.org/protobuf/proto"
 
-	"replds/buildinfo"
-	repldspb "replds/proto"
+	"github.com/replds/replds/buildinfo"
+	repldspb "github.com/replds/replds/proto"
 )
 
 // metrics holds a server's Prometheus collectors in a registry of its own,

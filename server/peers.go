@@ -9,9 +9,9 @@ import (
 	"sync"
 	"time"
 
-	"replds/cluster"
-	repldspb "replds/proto"
-	"replds/store"
+	"github.com/replds/replds/cluster"
+	repldspb "github.com/replds/replds/proto"
+	"github.com/replds/replds/store"
 )
 
 // Replication page limits: a push or sync message carries at most this

@@ -5,7 +5,7 @@ import (
 	"errors"
 	"testing"
 
-	"replds/store"
+	"github.com/replds/replds/store"
 )
 
 // TestPushSession_NewIncarnation: a new incarnation wakes an idle pusher

@@ -6,12 +6,12 @@ import (
 	"slices"
 	"strings"
 
-	"replds/acl"
-	"replds/buildinfo"
-	"replds/nodepath"
-	repldspb "replds/proto"
-	"replds/store"
-	"replds/wire"
+	"github.com/replds/replds/acl"
+	"github.com/replds/replds/buildinfo"
+	"github.com/replds/replds/nodepath"
+	repldspb "github.com/replds/replds/proto"
+	"github.com/replds/replds/store"
+	"github.com/replds/replds/wire"
 )
 
 // Store applies a client's batch of writes atomically, once it is durable.

@@ -7,10 +7,10 @@ import (
 	"strings"
 	"sync"
 
-	"replds/acl"
-	"replds/jobs"
-	"replds/nodepath"
-	"replds/store"
+	"github.com/replds/replds/acl"
+	"github.com/replds/replds/jobs"
+	"github.com/replds/replds/nodepath"
+	"github.com/replds/replds/store"
 )
 
 // jobKinds holds the registered job kinds.

@@ -13,12 +13,12 @@ import (
 	"google.golang.org/grpc/codes"
 	"google.golang.org/grpc/status"
 
-	"replds/jobs"
-	"replds/nodepath"
-	repldspb "replds/proto"
-	"replds/server"
-	"replds/server/servertest"
-	"replds/store"
+	"github.com/replds/replds/jobs"
+	"github.com/replds/replds/nodepath"
+	repldspb "github.com/replds/replds/proto"
+	"github.com/replds/replds/server"
+	"github.com/replds/replds/server/servertest"
+	"github.com/replds/replds/store"
 )
 
 // reservedRules let "root" read and write "/", and "jobber" also define

@@ -16,9 +16,9 @@ import (
 	"google.golang.org/grpc/credentials/insecure"
 	"google.golang.org/grpc/peer"
 
-	"replds/acl"
-	"replds/certs"
-	"replds/nodepath"
+	"github.com/replds/replds/acl"
+	"github.com/replds/replds/certs"
+	"github.com/replds/replds/nodepath"
 )
 
 // security holds the server's TLS material and ACLs. Both reload without

@@ -15,10 +15,10 @@ import (
 	"google.golang.org/grpc"
 	"google.golang.org/grpc/keepalive"
 
-	"replds/cluster"
-	"replds/jobs"
-	repldspb "replds/proto"
-	"replds/store"
+	"github.com/replds/replds/cluster"
+	"github.com/replds/replds/jobs"
+	repldspb "github.com/replds/replds/proto"
+	"github.com/replds/replds/store"
 )
 
 // Server is one replds peer. Create it with New, start it with Start (or

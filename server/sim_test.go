@@ -38,12 +38,12 @@ import (
 	bolt "go.etcd.io/bbolt"
 	"google.golang.org/grpc"
 
-	"replds/follow"
-	"replds/follow/followtest"
-	"replds/nodepath"
-	repldspb "replds/proto"
-	"replds/store"
-	"replds/wire"
+	"github.com/replds/replds/follow"
+	"github.com/replds/replds/follow/followtest"
+	"github.com/replds/replds/nodepath"
+	repldspb "github.com/replds/replds/proto"
+	"github.com/replds/replds/store"
+	"github.com/replds/replds/wire"
 )
 
 var (

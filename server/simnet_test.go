@@ -6,7 +6,7 @@ import (
 	"slices"
 	"strconv"
 
-	repldspb "replds/proto"
+	repldspb "github.com/replds/replds/proto"
 )
 
 // The simulation's network: a transport whose calls go straight to the

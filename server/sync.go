@@ -7,8 +7,8 @@ import (
 	"sync"
 	"time"
 
-	repldspb "replds/proto"
-	"replds/wire"
+	repldspb "github.com/replds/replds/proto"
+	"github.com/replds/replds/wire"
 )
 
 // syncLoop runs a digest sync round with a random alive peer every

@@ -9,8 +9,8 @@ import (
 
 	"google.golang.org/grpc"
 
-	repldspb "replds/proto"
-	"replds/store"
+	repldspb "github.com/replds/replds/proto"
+	"github.com/replds/replds/store"
 )
 
 // transport carries the replication loops (push, digest sync, hash-tree

@@ -9,11 +9,11 @@ import (
 	"google.golang.org/grpc/codes"
 	"google.golang.org/grpc/status"
 
-	"replds/acl"
-	"replds/nodepath"
-	repldspb "replds/proto"
-	"replds/store"
-	"replds/wire"
+	"github.com/replds/replds/acl"
+	"github.com/replds/replds/nodepath"
+	repldspb "github.com/replds/replds/proto"
+	"github.com/replds/replds/store"
+	"github.com/replds/replds/wire"
 )
 
 // watchBuffer is how many committed batches a Watch stream may fall behind

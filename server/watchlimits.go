@@ -11,7 +11,7 @@ import (
 	"google.golang.org/grpc/status"
 	"google.golang.org/protobuf/proto"
 
-	repldspb "replds/proto"
+	repldspb "github.com/replds/replds/proto"
 )
 
 // watchLimits bounds what Watch streams may hold: how many one connection

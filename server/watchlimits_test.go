@@ -12,9 +12,9 @@ import (
 	"google.golang.org/grpc/credentials/insecure"
 	"google.golang.org/grpc/status"
 
-	repldspb "replds/proto"
-	"replds/server"
-	"replds/server/servertest"
+	repldspb "github.com/replds/replds/proto"
+	"github.com/replds/replds/server"
+	"github.com/replds/replds/server/servertest"
 )
 
 // openWatch opens a Watch of prefix on conn and waits for its first

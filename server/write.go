@@ -4,7 +4,7 @@ import (
 	"context"
 	"time"
 
-	"replds/store"
+	"github.com/replds/replds/store"
 )
 
 // Writer is the path of every write this server originates, or imports

@@ -5,9 +5,9 @@ import (
 	"log/slog"
 	"time"
 
-	"replds/limits"
-	"replds/lww"
-	"replds/nodepath"
+	"github.com/replds/replds/limits"
+	"github.com/replds/replds/lww"
+	"github.com/replds/replds/nodepath"
 )
 
 // Sentinel errors. Callers branch on them with errors.Is.

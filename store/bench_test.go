@@ -6,7 +6,7 @@ import (
 	"runtime"
 	"testing"
 
-	"replds/store"
+	"github.com/replds/replds/store"
 )
 
 // BenchmarkStore_WriteBatch writes batches of new 1 KiB leaves, as

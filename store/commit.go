@@ -5,7 +5,7 @@ import (
 	"context"
 	"fmt"
 	"math"
-	"replds/nodepath"
+	"github.com/replds/replds/nodepath"
 	"slices"
 	"time"
 

@@ -9,7 +9,7 @@ import (
 
 	bolt "go.etcd.io/bbolt"
 
-	"replds/nodepath"
+	"github.com/replds/replds/nodepath"
 )
 
 // DeltaOptions selects what Store.Delta reads.

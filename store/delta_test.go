@@ -6,8 +6,8 @@ import (
 	"slices"
 	"testing"
 
-	"replds/store"
-	"replds/store/storetest"
+	"github.com/replds/replds/store"
+	"github.com/replds/replds/store/storetest"
 )
 
 // TestDelta: after a mark, Delta brings exactly the winners written since

@@ -4,7 +4,7 @@ import (
 	"errors"
 	"fmt"
 	"maps"
-	"replds/nodepath"
+	"github.com/replds/replds/nodepath"
 	"slices"
 
 	bolt "go.etcd.io/bbolt"

@@ -3,7 +3,7 @@ package store
 import (
 	"context"
 	"fmt"
-	"replds/nodepath"
+	"github.com/replds/replds/nodepath"
 	"slices"
 
 	bolt "go.etcd.io/bbolt"

@@ -6,8 +6,8 @@ import (
 	"maps"
 	"testing"
 
-	"replds/store"
-	"replds/store/storetest"
+	"github.com/replds/replds/store"
+	"github.com/replds/replds/store/storetest"
 )
 
 // TestFeed_Source: a catch-up reads the change index when the consumer

@@ -5,7 +5,7 @@ import (
 	"path/filepath"
 	"testing"
 
-	"replds/store"
+	"github.com/replds/replds/store"
 )
 
 func TestStore_Written(t *testing.T) {

@@ -7,7 +7,7 @@ import (
 
 	bolt "go.etcd.io/bbolt"
 
-	"replds/nodepath"
+	"github.com/replds/replds/nodepath"
 )
 
 // Snapshot reads the nodes at or under opts.Prefix (tombstones included,

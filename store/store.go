@@ -9,7 +9,7 @@ import (
 	"fmt"
 	"log/slog"
 	"math"
-	"replds/nodepath"
+	"github.com/replds/replds/nodepath"
 	"slices"
 	"sync"
 	"sync/atomic"

@@ -15,9 +15,9 @@ import (
 	"testing"
 	"time"
 
-	"replds/nodepath"
-	"replds/store"
-	"replds/store/storetest"
+	"github.com/replds/replds/nodepath"
+	"github.com/replds/replds/store"
+	"github.com/replds/replds/store/storetest"
 )
 
 var (

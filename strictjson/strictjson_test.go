@@ -4,7 +4,7 @@ import (
 	"strings"
 	"testing"
 
-	"replds/strictjson"
+	"github.com/replds/replds/strictjson"
 )
 
 func TestDecode(t *testing.T) {

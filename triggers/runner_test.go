@@ -18,7 +18,7 @@ import (
 	"testing"
 	"time"
 
-	"replds/triggers"
+	"github.com/replds/replds/triggers"
 )
 
 // syncBuffer collects command output safely.

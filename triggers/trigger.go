@@ -11,8 +11,8 @@ import (
 	"strings"
 	"time"
 
-	"replds/nodepath"
-	"replds/strictjson"
+	"github.com/replds/replds/nodepath"
+	"github.com/replds/replds/strictjson"
 )
 
 // DefaultTimeout is how long a command may run when its file sets no timeout.

@@ -9,7 +9,7 @@ import (
 	"testing"
 	"time"
 
-	"replds/triggers"
+	"github.com/replds/replds/triggers"
 )
 
 func TestParse(t *testing.T) {

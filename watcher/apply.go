@@ -8,8 +8,8 @@ import (
 	"slices"
 	"time"
 
-	"replds/nodepath"
-	repldspb "replds/proto"
+	"github.com/replds/replds/nodepath"
+	repldspb "github.com/replds/replds/proto"
 )
 
 // applier applies received nodes to the mirror and records them in the

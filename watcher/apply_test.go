@@ -12,8 +12,8 @@ import (
 	bolt "go.etcd.io/bbolt"
 	"google.golang.org/protobuf/proto"
 
-	"replds/nodepath"
-	repldspb "replds/proto"
+	"github.com/replds/replds/nodepath"
+	repldspb "github.com/replds/replds/proto"
 )
 
 func TestApply_PagesWriteFilesWithModes(t *testing.T) {

@@ -15,8 +15,8 @@ import (
 	"testing"
 	"time"
 
-	"replds/server/servertest"
-	"replds/triggers"
+	"github.com/replds/replds/server/servertest"
+	"github.com/replds/replds/triggers"
 )
 
 // TestWatcher_AtomicPairNeverMixed: a certificate and its key written in

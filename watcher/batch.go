@@ -7,7 +7,7 @@ import (
 	"slices"
 	"time"
 
-	"replds/triggers"
+	"github.com/replds/replds/triggers"
 )
 
 // schedule is when a trigger with a quiescence window is due.

@@ -11,7 +11,7 @@ import (
 
 	bolt "go.etcd.io/bbolt"
 
-	"replds/triggers"
+	"github.com/replds/replds/triggers"
 )
 
 func names(runs []triggerRun) []string {

@@ -11,7 +11,7 @@ import (
 	"testing"
 	"time"
 
-	repldspb "replds/proto"
+	repldspb "github.com/replds/replds/proto"
 )
 
 // replayAll sends, as a server would after a reset, nodes as one complete

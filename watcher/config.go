@@ -10,8 +10,8 @@ import (
 	"strings"
 	"time"
 
-	"replds/follow"
-	"replds/triggers"
+	"github.com/replds/replds/follow"
+	"github.com/replds/replds/triggers"
 )
 
 // StateSuffix is appended to the mirror directory to name the default state

@@ -14,9 +14,9 @@ import (
 	"testing"
 	"time"
 
-	"replds/server/servertest"
-	"replds/triggers"
-	"replds/watcher"
+	"github.com/replds/replds/server/servertest"
+	"github.com/replds/replds/triggers"
+	"github.com/replds/replds/watcher"
 )
 
 func logger(t testing.TB) *slog.Logger {

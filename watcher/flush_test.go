@@ -15,8 +15,8 @@ import (
 
 	bolt "go.etcd.io/bbolt"
 
-	"replds/follow"
-	repldspb "replds/proto"
+	"github.com/replds/replds/follow"
+	repldspb "github.com/replds/replds/proto"
 )
 
 // TestApply_FailedSyncCommitsNothing: when the disk fails to make a page's

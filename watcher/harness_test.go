@@ -15,9 +15,9 @@ import (
 	bolt "go.etcd.io/bbolt"
 	"google.golang.org/protobuf/proto"
 
-	"replds/follow"
-	repldspb "replds/proto"
-	"replds/triggers"
+	"github.com/replds/replds/follow"
+	repldspb "github.com/replds/replds/proto"
+	"github.com/replds/replds/triggers"
 )
 
 // testLogger sends logs to the test's output (shown on failure).

@@ -9,8 +9,8 @@ import (
 	"testing"
 	"time"
 
-	repldspb "replds/proto"
-	"replds/server/servertest"
+	repldspb "github.com/replds/replds/proto"
+	"github.com/replds/replds/server/servertest"
 )
 
 // proxy forwards TCP connections to a server and can freeze them: from

@@ -9,8 +9,8 @@ import (
 	"github.com/prometheus/client_golang/prometheus/collectors"
 	"google.golang.org/grpc"
 
-	repldspb "replds/proto"
-	"replds/triggers"
+	repldspb "github.com/replds/replds/proto"
+	"github.com/replds/replds/triggers"
 )
 
 // Metrics are the pull client's Prometheus metrics, in a registry of their

@@ -7,7 +7,7 @@ import (
 	"google.golang.org/grpc"
 	"google.golang.org/protobuf/proto"
 
-	repldspb "replds/proto"
+	repldspb "github.com/replds/replds/proto"
 )
 
 // fakeWatch is a Watch stream that receives msgs, then io.EOF.

@@ -19,7 +19,7 @@ import (
 	"sync/atomic"
 	"syscall"
 
-	"replds/limits"
+	"github.com/replds/replds/limits"
 )
 
 // tmpPrefix starts the name of every temporary file the mirror creates,

@@ -7,7 +7,7 @@ import (
 	"strings"
 	"testing"
 
-	repldspb "replds/proto"
+	repldspb "github.com/replds/replds/proto"
 )
 
 // TestApply_RandomOpsMatchModel applies seeded random sequences of writes

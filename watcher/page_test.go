@@ -10,8 +10,8 @@ import (
 	"strings"
 	"testing"
 
-	"replds/follow"
-	repldspb "replds/proto"
+	"github.com/replds/replds/follow"
+	repldspb "github.com/replds/replds/proto"
 )
 
 // countdownCtx is a context that ends after n calls of Err: a stop at a

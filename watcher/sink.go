@@ -8,9 +8,9 @@ import (
 
 	"google.golang.org/protobuf/proto"
 
-	"replds/follow"
-	repldspb "replds/proto"
-	"replds/triggers"
+	"github.com/replds/replds/follow"
+	repldspb "github.com/replds/replds/proto"
+	"github.com/replds/replds/triggers"
 )
 
 // The applier is the file mirror's follow.Sink: the follower calls it from

@@ -12,7 +12,7 @@ import (
 	"testing"
 	"time"
 
-	repldspb "replds/proto"
+	repldspb "github.com/replds/replds/proto"
 )
 
 // ino returns the inode number of the mirror's file name.

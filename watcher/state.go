@@ -15,10 +15,10 @@ import (
 	berrors "go.etcd.io/bbolt/errors"
 	"google.golang.org/protobuf/proto"
 
-	"replds/lww"
-	"replds/nodepath"
-	repldspb "replds/proto"
-	"replds/triggers"
+	"github.com/replds/replds/lww"
+	"github.com/replds/replds/nodepath"
+	repldspb "github.com/replds/replds/proto"
+	"github.com/replds/replds/triggers"
 )
 
 // Layout of the state file (see doc.go for what each bucket means).

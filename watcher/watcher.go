@@ -9,7 +9,7 @@ import (
 	"os"
 	"time"
 
-	"replds/follow"
+	"github.com/replds/replds/follow"
 )
 
 // ErrTriggersFailed is returned by a Once run whose sync completed but some

@@ -4,8 +4,8 @@ import (
 	"maps"
 	"slices"
 
-	repldspb "replds/proto"
-	"replds/store"
+	repldspb "github.com/replds/replds/proto"
+	"github.com/replds/replds/store"
 )
 
 // NodeToProto converts a store node to its wire form. The message shares

@@ -4,9 +4,9 @@ import (
 	"maps"
 	"testing"
 
-	repldspb "replds/proto"
-	"replds/store"
-	"replds/wire"
+	repldspb "github.com/replds/replds/proto"
+	"github.com/replds/replds/store"
+	"github.com/replds/replds/wire"
 )
 
 func TestVector_RoundTrip(t *testing.T) {

@@ -9,15 +9,15 @@ import (
 	"testing"
 	"time"
 
-	"replds/backup"
-	"replds/backup/backupjob"
-	"replds/backup/target"
-	"replds/backup/target/targettest"
-	"replds/jobs"
-	repldspb "replds/proto"
-	"replds/server"
-	"replds/server/servertest"
-	"replds/store"
+	"github.com/replds/replds/backup"
+	"github.com/replds/replds/backup/backupjob"
+	"github.com/replds/replds/backup/target"
+	"github.com/replds/replds/backup/target/targettest"
+	"github.com/replds/replds/jobs"
+	repldspb "github.com/replds/replds/proto"
+	"github.com/replds/replds/server"
+	"github.com/replds/replds/server/servertest"
+	"github.com/replds/replds/store"
 )
 
 // cluster starts n servers that run backup jobs.

@@ -6,12 +6,12 @@ import (
 	"fmt"
 	"time"
 
-	"replds/acl"
-	"replds/backup"
-	"replds/backup/target"
-	"replds/jobs"
-	"replds/nodepath"
-	"replds/store"
+	"github.com/replds/replds/acl"
+	"github.com/replds/replds/backup"
+	"github.com/replds/replds/backup/target"
+	"github.com/replds/replds/jobs"
+	"github.com/replds/replds/nodepath"
+	"github.com/replds/replds/store"
 )
 
 // Config is what a backup Kind needs of its server.

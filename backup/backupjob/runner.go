@@ -8,11 +8,11 @@ import (
 	"log/slog"
 	"time"
 
-	"replds/backup"
-	"replds/backup/target"
-	"replds/jobs"
-	"replds/nodepath"
-	"replds/store"
+	"github.com/replds/replds/backup"
+	"github.com/replds/replds/backup/target"
+	"github.com/replds/replds/jobs"
+	"github.com/replds/replds/nodepath"
+	"github.com/replds/replds/store"
 )
 
 // runner is one instance of a backup job on its runner.

@@ -9,9 +9,9 @@ import (
 
 	"filippo.io/age"
 
-	"replds/backup"
-	"replds/jobs"
-	"replds/nodepath"
+	"github.com/replds/replds/backup"
+	"github.com/replds/replds/jobs"
+	"github.com/replds/replds/nodepath"
 )
 
 // Kind is the name of the job kind: definitions live at

@@ -7,8 +7,8 @@ import (
 	"strings"
 	"testing"
 
-	"replds/backup/target"
-	"replds/backup/target/targettest"
+	"github.com/replds/replds/backup/target"
+	"github.com/replds/replds/backup/target/targettest"
 )
 
 func TestDir(t *testing.T) {

@@ -6,8 +6,8 @@ import (
 
 	"github.com/spf13/cobra"
 
-	"replds/acl"
-	"replds/nodepath"
+	"github.com/replds/replds/acl"
+	"github.com/replds/replds/nodepath"
 )
 
 // newACLCmd groups the offline ACL tools.

@@ -13,11 +13,11 @@ import (
 	"github.com/spf13/cobra"
 	"github.com/spf13/pflag"
 
-	"replds/backup"
-	"replds/backup/backupjob"
-	"replds/backup/target"
-	"replds/jobs"
-	repldspb "replds/proto"
+	"github.com/replds/replds/backup"
+	"github.com/replds/replds/backup/backupjob"
+	"github.com/replds/replds/backup/target"
+	"github.com/replds/replds/jobs"
+	repldspb "github.com/replds/replds/proto"
 )
 
 // newBackupCmd groups the backup commands.

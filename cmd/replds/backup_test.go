@@ -15,8 +15,8 @@ import (
 
 	"filippo.io/age"
 
-	"replds/backup"
-	"replds/server/servertest"
+	"github.com/replds/replds/backup"
+	"github.com/replds/replds/server/servertest"
 )
 
 // listBackups runs `backup list --json` on a target.

@@ -14,7 +14,7 @@ import (
 
 	"github.com/spf13/cobra"
 
-	"replds/certs"
+	"github.com/replds/replds/certs"
 )
 
 // newCertCmd groups the certificate tools, so nobody needs openssl to run

@@ -18,7 +18,7 @@ import (
 
 	"github.com/spf13/cobra"
 
-	"replds/server/servertest"
+	"github.com/replds/replds/server/servertest"
 )
 
 // newDefaultsCmd is a command with bound flags of each kind, for

@@ -17,9 +17,9 @@ import (
 	"google.golang.org/grpc/credentials/insecure"
 	"google.golang.org/grpc/status"
 
-	"replds/certs"
-	"replds/limits"
-	repldspb "replds/proto"
+	"github.com/replds/replds/certs"
+	"github.com/replds/replds/limits"
+	repldspb "github.com/replds/replds/proto"
 )
 
 // defaultPort is the port of a --server given without one.

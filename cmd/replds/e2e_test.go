@@ -19,7 +19,7 @@ import (
 	"testing"
 	"time"
 
-	"replds/server/servertest"
+	"github.com/replds/replds/server/servertest"
 )
 
 // binary is the replds executable built by TestMain.

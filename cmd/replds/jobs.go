@@ -12,9 +12,9 @@ import (
 
 	"github.com/spf13/pflag"
 
-	"replds/backup/backupjob"
-	"replds/jobs"
-	"replds/server"
+	"github.com/replds/replds/backup/backupjob"
+	"github.com/replds/replds/jobs"
+	"github.com/replds/replds/server"
 )
 
 // jobKinds returns the kinds of job every replds server validates and

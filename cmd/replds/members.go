@@ -11,7 +11,7 @@ import (
 	"google.golang.org/grpc/codes"
 	"google.golang.org/grpc/status"
 
-	repldspb "replds/proto"
+	repldspb "github.com/replds/replds/proto"
 )
 
 // newMembersCmd groups the membership commands.

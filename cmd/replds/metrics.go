@@ -13,7 +13,7 @@ import (
 	"github.com/prometheus/client_golang/prometheus"
 	"github.com/prometheus/client_golang/prometheus/promhttp"
 
-	"replds/watcher"
+	"github.com/replds/replds/watcher"
 )
 
 // instrumentPull gives the pull's watcher configuration metrics (its

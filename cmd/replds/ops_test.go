@@ -25,10 +25,10 @@ import (
 	"google.golang.org/grpc"
 	"google.golang.org/grpc/credentials/insecure"
 
-	"replds/acl"
-	repldspb "replds/proto"
-	"replds/server/servertest"
-	"replds/triggers"
+	"github.com/replds/replds/acl"
+	repldspb "github.com/replds/replds/proto"
+	"github.com/replds/replds/server/servertest"
+	"github.com/replds/replds/triggers"
 )
 
 // waitStatus runs replds status --all against addr until check accepts

@@ -11,8 +11,8 @@ import (
 
 	"github.com/spf13/cobra"
 
-	"replds/triggers"
-	"replds/watcher"
+	"github.com/replds/replds/triggers"
+	"github.com/replds/replds/watcher"
 )
 
 // pullOptions are the flags of pull.

@@ -20,10 +20,10 @@ import (
 	"google.golang.org/grpc/credentials/insecure"
 	"google.golang.org/grpc/keepalive"
 
-	repldspb "replds/proto"
-	"replds/server/servertest"
-	"replds/triggers"
-	"replds/watcher"
+	repldspb "github.com/replds/replds/proto"
+	"github.com/replds/replds/server/servertest"
+	"github.com/replds/replds/triggers"
+	"github.com/replds/replds/watcher"
 )
 
 func TestModeFlag(t *testing.T) {

@@ -13,8 +13,8 @@ import (
 	"google.golang.org/grpc/codes"
 	"google.golang.org/grpc/status"
 
-	"replds/nodepath"
-	repldspb "replds/proto"
+	"github.com/replds/replds/nodepath"
+	repldspb "github.com/replds/replds/proto"
 )
 
 // nodeMeta is what cat --meta and ls -l say of a node, and their JSON.

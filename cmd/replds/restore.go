@@ -17,13 +17,13 @@ import (
 	"golang.org/x/sync/errgroup"
 	"google.golang.org/grpc"
 
-	"replds/backup"
-	"replds/backup/target"
-	"replds/limits"
-	"replds/nodepath"
-	repldspb "replds/proto"
-	"replds/store"
-	"replds/wire"
+	"github.com/replds/replds/backup"
+	"github.com/replds/replds/backup/target"
+	"github.com/replds/replds/limits"
+	"github.com/replds/replds/nodepath"
+	repldspb "github.com/replds/replds/proto"
+	"github.com/replds/replds/store"
+	"github.com/replds/replds/wire"
 )
 
 // restoreFlags select a chain of backups and what of it to restore.

@@ -5,7 +5,7 @@ import (
 
 	"github.com/spf13/cobra"
 
-	"replds/server"
+	"github.com/replds/replds/server"
 )
 
 // newServerCmd runs one replds server.

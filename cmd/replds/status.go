@@ -19,8 +19,8 @@ import (
 	"google.golang.org/grpc/codes"
 	"google.golang.org/grpc/status"
 
-	repldspb "replds/proto"
-	"replds/wire"
+	repldspb "github.com/replds/replds/proto"
+	"github.com/replds/replds/wire"
 )
 
 // newStatusCmd describes a server, or with --all every member of its

@@ -16,9 +16,9 @@ import (
 
 	"github.com/spf13/cobra"
 
-	"replds/limits"
-	"replds/nodepath"
-	repldspb "replds/proto"
+	"github.com/replds/replds/limits"
+	"github.com/replds/replds/nodepath"
+	repldspb "github.com/replds/replds/proto"
 )
 
 // newStoreCmd uploads a local file or tree.

@@ -10,7 +10,7 @@ import (
 	"testing"
 	"time"
 
-	"replds/server/servertest"
+	"github.com/replds/replds/server/servertest"
 )
 
 // freePortPairs returns n ports, each free on 127.0.0.1 with the port

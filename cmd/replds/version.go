@@ -3,7 +3,7 @@ package main
 import (
 	"github.com/spf13/cobra"
 
-	"replds/buildinfo"
+	"github.com/replds/replds/buildinfo"
 )
 
 // setVersion gives root a --version flag that prints the build

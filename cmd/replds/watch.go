@@ -10,8 +10,8 @@ import (
 
 	"github.com/spf13/cobra"
 
-	"replds/nodepath"
-	repldspb "replds/proto"
+	"github.com/replds/replds/nodepath"
+	repldspb "github.com/replds/replds/proto"
 )
 
 // newWatchCmd prints the changes under a prefix as a server streams them,

@@ -7,9 +7,9 @@ import (
 	"maps"
 	"sync"
 
-	"replds/follow"
-	"replds/lww"
-	repldspb "replds/proto"
+	"github.com/replds/replds/follow"
+	"github.com/replds/replds/lww"
+	repldspb "github.com/replds/replds/proto"
 )
 
 // MemSink is a follow.Sink over a map: the smallest faithful implementation

@@ -4,7 +4,7 @@ package nodepathtest
 import (
 	"strings"
 
-	"replds/nodepath"
+	"github.com/replds/replds/nodepath"
 )
 
 // InvalidPaths lists paths nodepath.Validate must refuse, with a word of the

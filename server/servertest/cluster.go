@@ -15,8 +15,8 @@ import (
 	"google.golang.org/grpc"
 	"google.golang.org/grpc/credentials/insecure"
 
-	repldspb "replds/proto"
-	"replds/server"
+	repldspb "github.com/replds/replds/proto"
+	"github.com/replds/replds/server"
 )
 
 // Cluster is a set of servers peered with each other. Its methods are for

@@ -14,8 +14,8 @@ import (
 	"google.golang.org/grpc"
 	"google.golang.org/grpc/credentials"
 
-	"replds/certs"
-	"replds/server"
+	"github.com/replds/replds/certs"
+	"github.com/replds/replds/server"
 )
 
 // ClientIdentity is the identity (certificate Common Name) that

@@ -4,7 +4,7 @@ import (
 	"context"
 	"time"
 
-	repldspb "replds/proto"
+	repldspb "github.com/replds/replds/proto"
 )
 
 // Store writes writes through server i's public API in one Store call,

@@ -12,7 +12,7 @@ import (
 	"testing"
 	"time"
 
-	"replds/store"
+	"github.com/replds/replds/store"
 )
 
 // Store is the API the suite exercises, as *store.Store provides it. All

@@ -13,8 +13,8 @@ import (
 	"testing"
 	"time"
 
-	"replds/nodepath/nodepathtest"
-	"replds/store"
+	"github.com/replds/replds/nodepath/nodepathtest"
+	"github.com/replds/replds/store"
 )
 
 // Run runs the conformance suite against the stores open returns. Each

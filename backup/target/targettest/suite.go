@@ -12,7 +12,7 @@ import (
 	"sync"
 	"testing"
 
-	"replds/backup/target"
+	"github.com/replds/replds/backup/target"
 )
 
 // Opener returns an empty target for one test.

@@ -13,7 +13,7 @@ import (
 	"testing"
 	"time"
 
-	"replds/backup/target"
+	"github.com/replds/replds/backup/target"
 )
 
 // VersityGW is the name of the S3 server binary the S3 tests run
