@@ -44,6 +44,10 @@
 //     divided by nodes x size.
 //   - pull: `replds pull --once` of the --nodes subtree into an empty
 //     directory, from server 2.
+//   - pull-busy: the same while the bench keeps rewriting a 512 MiB file
+//     in the work directory's filesystem at 64 MiB/s, never syncing it
+//     (the pull starts once 256 MiB are written): a pull must not wait
+//     for other processes' data.
 //   - join: a fourth, empty server joins the cluster of the largest scale;
 //     timed until it holds every node with the same root, its RssAnon
 //     sampled every 100 ms for the peak.

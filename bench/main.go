@@ -30,7 +30,7 @@ func main() {
 }
 
 // Row names, as given to --rows.
-var allRows = []string{"store", "latency", "idle", "memory", "disk", "pull", "join", "watch", "resume", "restore", "backup", "restore-backup", "backup-s3"}
+var allRows = []string{"store", "latency", "idle", "memory", "disk", "pull", "pull-busy", "join", "watch", "resume", "restore", "backup", "restore-backup", "backup-s3"}
 
 // options are the command line settings.
 type options struct {

@@ -45,7 +45,7 @@ func (b *bench) needsScale(n int) bool {
 // idle and memory at that size, disk, pull, latency, watch.
 func (b *bench) mainPhase(ctx context.Context) error {
 	n := b.opts.nodes
-	needData := b.row("store") || b.row("disk") || b.row("pull") || b.needsScale(n)
+	needData := b.row("store") || b.row("disk") || b.row("pull") || b.row("pull-busy") || b.needsScale(n)
 	if !needData && !b.row("latency") && !b.row("watch") {
 		return nil
 	}
@@ -85,6 +85,9 @@ func (b *bench) mainPhase(ctx context.Context) error {
 	}
 	if b.row("pull") {
 		try("pull", func() error { return b.pullRow(ctx, c, n) })
+	}
+	if b.row("pull-busy") {
+		try("pull-busy", func() error { return b.pullBusyRow(ctx, c, n) })
 	}
 	if b.row("latency") {
 		try("latency", func() error { return b.latencyRow(ctx, c) })
@@ -433,32 +436,47 @@ func (b *bench) diskRow(c *cluster, n int) error {
 // pullRow times `replds pull --once` of the data prefix into an empty
 // directory, from the second server.
 func (b *bench) pullRow(ctx context.Context, c *cluster, n int) error {
-	dir := filepath.Join(c.dir, "pull")
-	start := time.Now()
-	p, err := b.procs.start("pull-once", filepath.Join(c.dir, "pull-once.log"), nil, nil, b.bin,
-		"pull", "--once", "--store="+dir, "--server="+c.servers[1].addr, dataPrefix)
+	took, err := b.pullOnce(ctx, c, n, "pull", nil)
 	if err != nil {
 		return err
 	}
-	if err := p.wait(ctx); err != nil {
-		return err
-	}
-	took := time.Since(start)
-	files, err := countFiles(dir)
-	if err != nil {
-		return err
-	}
-	if files != n {
-		return fmt.Errorf("pull --once wrote %d files, want %d", files, n)
-	}
-	b.logf("pull --once: %d files in %v", files, took.Round(time.Millisecond))
 	b.res.add(&metric{ID: "pull", Row: "pull", Order: 60, Nodes: n,
 		Name:  fmt.Sprintf("`pull --once` of a %s-file subtree into an empty dir", count(n)),
 		Value: took.Seconds(), Unit: "s", Target: 10, TargetFor: 100000,
 		Note: fmt.Sprintf("%.0f files/s", float64(n)/took.Seconds())})
-	os.RemoveAll(dir)
-	os.Remove(dir + ".replds-state")
 	return nil
+}
+
+// pullOnce runs `replds pull --once` of the data prefix into an empty
+// directory named name, from the second server, checks that it wrote n
+// files, removes them and returns how long it took. exited, if not nil,
+// is called as soon as the pull has exited.
+func (b *bench) pullOnce(ctx context.Context, c *cluster, n int, name string, exited func()) (time.Duration, error) {
+	dir := filepath.Join(c.dir, name)
+	defer os.Remove(dir + ".replds-state")
+	defer os.RemoveAll(dir)
+	start := time.Now()
+	p, err := b.procs.start(name+"-once", filepath.Join(c.dir, name+"-once.log"), nil, nil, b.bin,
+		"pull", "--once", "--store="+dir, "--server="+c.servers[1].addr, dataPrefix)
+	if err != nil {
+		return 0, err
+	}
+	if err := p.wait(ctx); err != nil {
+		return 0, err
+	}
+	took := time.Since(start)
+	if exited != nil {
+		exited()
+	}
+	files, err := countFiles(dir)
+	if err != nil {
+		return 0, err
+	}
+	if files != n {
+		return 0, fmt.Errorf("pull --once wrote %d files, want %d", files, n)
+	}
+	b.logf("%s --once: %d files in %v", name, files, took.Round(time.Millisecond))
+	return took, nil
 }
 
 // latencyRow measures the time from a write on the first server until a

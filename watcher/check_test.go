@@ -238,9 +238,9 @@ func TestOnce_NotConverged(t *testing.T) {
 // 1 KiB (100 directories of 1000) that nothing changed: a stat each, no
 // hash.
 func BenchmarkCheck(b *testing.B) {
-	oldFS := syncFS
-	b.Cleanup(func() { syncFS = oldFS })
-	syncFS = func(*os.File) error { return nil } // setting up only
+	oldFile := syncFile
+	b.Cleanup(func() { syncFile = oldFile })
+	syncFile = func(*os.File) error { return nil } // setting up only
 	const dirs, perDir = 100, 1000
 	a, closer := benchApplier(b)
 	defer closer()

@@ -31,8 +31,11 @@
 //     written, made durable, renamed, directory fsynced) before the state
 //     records its version, so a crash never loses a change or refetches what
 //     is on disk: at worst a replayed node is skipped as already applied.
-//     The files of a page are made durable together before any of them is
-//     renamed: an fsync each for a few, one syncfs(2) for many (Linux).
+//     The files of a page are made durable before any of them is renamed:
+//     an fsync each, many at once, by workers that sync a file while the
+//     page writes the next (on Linux, each file's writeback is started as
+//     it is written). Only the page's own files are synced, never the
+//     whole filesystem, so a pull does not wait for other processes' data.
 //     A page whose sync fails commits nothing and leaves no temp file.
 //   - The resume token is persisted at each bookmark, together with the
 //     hand-over of the batch's changes to the pending set of every trigger

@@ -10,9 +10,13 @@ import (
 	"io"
 	"io/fs"
 	"log/slog"
+	"maps"
 	"os"
 	"path"
+	"slices"
 	"strings"
+	"sync"
+	"sync/atomic"
 	"syscall"
 
 	"github.com/replds/replds/limits"
@@ -65,19 +69,19 @@ type mirror struct {
 	owner *Owner
 	log   *slog.Logger
 
-	// With batchedSync, the files written in the open page wait in pending
-	// as temporary files, not synced yet: flush makes them all durable,
-	// then renames them into place, in order, and marks their directories
-	// in pendingDirs for the page's directory fsyncs. Up to fsyncFew files
-	// stay open and are fsynced one by one (a live update touches few
-	// files, and syncfs would flush the whole filesystem for them); past
-	// that, all are closed and one syncfs, through fsHandle (opened before
-	// the first of them was written), makes them durable. pendingNames
-	// holds their final names (dir/base), for removeFile.
+	// The files written in the open page wait in pending as temporary
+	// files: flush makes them all durable, then renames them into place,
+	// in order, and marks their directories in pendingDirs for the page's
+	// directory fsyncs. Each file's writeback starts as soon as it is
+	// written (startWriteback), and its handle goes to syncs, whose
+	// workers fsync and close it while the page goes on. Only the page's
+	// own files are synced: what other processes write on the filesystem
+	// is not waited for. pendingNames holds their final names (dir/base),
+	// for removeFile.
 	pending      []pendingFile
 	pendingNames map[string]struct{}
 	pendingDirs  dirty
-	fsHandle     *os.File
+	syncs        *syncer
 	// dirs caches the open directories of root (dirsOf) that the page
 	// wrote in, so that a file's create, stat and rename each cost one
 	// system call whatever its depth; see dir.
@@ -90,20 +94,19 @@ type mirror struct {
 }
 
 // pendingFile is a written temporary file waiting for its rename: dir/tmp
-// becomes dir/base. f is the file, still open, while the page has no more
-// than fsyncFew files.
+// becomes dir/base.
 type pendingFile struct {
 	dir, tmp, base string
-	f              *os.File
 }
 
 // syncFile is fsync, of a file or a directory, replaced in tests by a
-// failing disk.
+// failing disk. It is called from several goroutines at once.
 var syncFile = (*os.File).Sync
 
-// fsyncFew is the most files a page fsyncs one by one before it turns to
-// syncfs.
-const fsyncFew = 8
+// maxOpenFiles bounds the written files of a page waiting for a worker to
+// fsync them: past that, writeFile waits for the fsyncs to catch up. A
+// page holds at most maxOpenFiles+syncWorkers files open.
+const maxOpenFiles = 256
 
 // maxOpenDirs bounds the directories a mirror keeps open.
 const maxOpenDirs = 64
@@ -319,8 +322,7 @@ func (m *mirror) cacheDir(dir string, r *os.Root) {
 // writeFile replaces name with data, atomically and durably once the page
 // is flushed: a temporary file in the same directory, created with fileMode
 // (and chmod-ed to it before any data is written, whatever the umask),
-// written, then, by flush, synced and renamed over name. Without
-// batchedSync it is fsynced and renamed at once. The caller fsyncs the
+// written, then, by flush, synced and renamed over name. The caller fsyncs the
 // directory (recorded in d). Its parents must exist (ensureDir). An empty
 // directory in the way is removed; a non-empty one yields errDirInTheWay.
 // It returns the summary of the file written (zero in a dry run), for the
@@ -336,13 +338,6 @@ func (m *mirror) writeFile(name string, data []byte, d dirty) (fileSum, error) {
 	}
 	if err := m.stage(); err != nil {
 		return fileSum{}, err
-	}
-	if batchedSync && m.fsHandle == nil {
-		f, err := m.root.Open(".")
-		if err != nil {
-			return fileSum{}, fmt.Errorf("open store directory: %w", err)
-		}
-		m.fsHandle = f
 	}
 	dir, base := path.Split(name)
 	dir = path.Clean(dir)
@@ -374,6 +369,9 @@ func (m *mirror) writeFile(name string, data []byte, d dirty) (fileSum, error) {
 	if _, err := f.Write(data); err != nil {
 		return fileSum{}, fmt.Errorf("write %s: %w", tmp, err)
 	}
+	if err := startWriteback(f); err != nil {
+		return fileSum{}, fmt.Errorf("write %s: %w", tmp, err)
+	}
 	// The rename keeps the inode and its modification time: what the
 	// check at the next start compares the file with.
 	sum, err := summarize(f, data)
@@ -386,24 +384,10 @@ func (m *mirror) writeFile(name string, data []byte, d dirty) (fileSum, error) {
 			return fileSum{}, fmt.Errorf("%w: %s", errDirInTheWay, name)
 		}
 	}
-	if batchedSync {
-		if err := m.queue(f, pendingFile{dir: dir, tmp: tmp, base: base}, name, d); err != nil {
-			return fileSum{}, err
-		}
-		ok = true
-		return sum, nil
-	}
-	if err := f.Sync(); err != nil {
-		return fileSum{}, fmt.Errorf("fsync %s: %w", tmp, err)
-	}
-	if err := f.Close(); err != nil {
-		return fileSum{}, fmt.Errorf("close %s: %w", tmp, err)
-	}
-	if err := r.Rename(tmp, base); err != nil {
-		return fileSum{}, fmt.Errorf("rename to %s: %w", name, err)
+	if err := m.queue(f, pendingFile{dir: dir, tmp: tmp, base: base}, name, d); err != nil {
+		return fileSum{}, err
 	}
 	ok = true
-	d.add(dir)
 	return sum, nil
 }
 
@@ -421,24 +405,21 @@ func summarize(f *os.File, data []byte) (fileSum, error) {
 }
 
 // queue adds the written temporary file f of local name to the page's
-// pending files, made durable and renamed together at the flush. Past
-// fsyncFew files the handles are closed: one syncfs covers them all. The
-// open ones are closed once, when the page reaches fsyncFew; each later
-// file is closed as it comes. On error the caller still owns f and the
-// temporary file.
+// pending files, renamed together at the flush, and hands f to the page's
+// syncer, which fsyncs and closes it. On error the caller still owns f
+// and the temporary file.
 func (m *mirror) queue(f *os.File, pf pendingFile, name string, d dirty) error {
-	if len(m.pending) == fsyncFew {
-		if err := m.closePending(); err != nil {
-			return err
-		}
+	if m.flushErr != nil {
+		return m.flushErr
 	}
-	if len(m.pending) >= fsyncFew {
-		if err := f.Close(); err != nil {
-			return fmt.Errorf("close %s: %w", pf.tmp, err)
-		}
-		f = nil
+	if m.syncs == nil {
+		m.syncs = newSyncer()
+	} else if err := m.syncs.failed(); err != nil {
+		// Fail the page now: it cannot commit.
+		m.flushErr = err
+		return err
 	}
-	pf.f = f
+	m.syncs.add(f, name)
 	m.pending = append(m.pending, pf)
 	if m.pendingNames == nil {
 		m.pendingNames = map[string]struct{}{}
@@ -496,21 +477,7 @@ func (m *mirror) flush() error {
 	if m.flushErr != nil || len(m.pending) == 0 {
 		return m.flushErr
 	}
-	if m.pending[0].f != nil {
-		for i := range m.pending {
-			p := &m.pending[i]
-			err := syncFile(p.f)
-			if cerr := p.f.Close(); err == nil {
-				err = cerr
-			}
-			p.f = nil
-			if err != nil {
-				m.flushErr = fmt.Errorf("fsync %s: %w", path.Join(p.dir, p.base), err)
-				return m.flushErr
-			}
-		}
-	} else if err := syncFS(m.fsHandle); err != nil {
-		m.flushErr = err
+	if err := m.syncPending(); err != nil {
 		return err
 	}
 	for i, p := range m.pending {
@@ -527,46 +494,130 @@ func (m *mirror) flush() error {
 	}
 	m.pending = m.pending[:0]
 	clear(m.pendingNames)
-	m.fsHandle.Close()
-	m.fsHandle = nil
 	return nil
 }
 
-// closePending closes the pending files still open: the page has too many
-// to fsync one by one.
-func (m *mirror) closePending() error {
-	for i := range m.pending {
-		p := &m.pending[i]
-		if p.f == nil {
-			continue
+// syncPending waits until the page's files are fsynced and closed. A
+// failure is kept in flushErr: the page fails.
+func (m *mirror) syncPending() error {
+	if m.syncs == nil {
+		return nil
+	}
+	err := m.syncs.wait()
+	m.syncs = nil
+	if err != nil {
+		m.flushErr = err
+	}
+	return err
+}
+
+// syncer fsyncs and closes the files of a page, syncWorkers at a time, in
+// the background. Its methods are called by the mirror's goroutine; the
+// workers it starts end in wait, which the mirror calls before the page's
+// renames (flush) or when it abandons the page (dropPending).
+type syncer struct {
+	files   chan syncJob
+	workers int
+	wg      sync.WaitGroup
+	mu      sync.Mutex
+	err     error // the first failure
+}
+
+type syncJob struct {
+	f    *os.File
+	name string
+}
+
+func newSyncer() *syncer {
+	return &syncer{files: make(chan syncJob, maxOpenFiles)}
+}
+
+// add hands f (of local name) over, to be fsynced and closed. It blocks
+// while maxOpenFiles wait.
+func (s *syncer) add(f *os.File, name string) {
+	if s.workers < syncWorkers {
+		s.workers++
+		s.wg.Go(s.work)
+	}
+	s.files <- syncJob{f, name}
+}
+
+func (s *syncer) work() {
+	for j := range s.files {
+		err := syncFile(j.f)
+		if cerr := j.f.Close(); err == nil {
+			err = cerr
 		}
-		err := p.f.Close()
-		p.f = nil
 		if err != nil {
-			return fmt.Errorf("close %s: %w", path.Join(p.dir, p.tmp), err)
+			s.mu.Lock()
+			if s.err == nil {
+				s.err = fmt.Errorf("fsync %s: %w", j.name, err)
+			}
+			s.mu.Unlock()
+		}
+	}
+}
+
+// failed returns the first failure so far, if any.
+func (s *syncer) failed() error {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	return s.err
+}
+
+// wait returns once every file added is fsynced and closed, with the
+// first failure.
+func (s *syncer) wait() error {
+	close(s.files)
+	s.wg.Wait()
+	return s.err
+}
+
+// syncWorkers is how many fsyncs run at once. Each fsync of a new file
+// ends with a cache flush of the device, and flushes asked for while one
+// is under way are merged into the next: the more fsyncs are in flight,
+// the fewer flushes a page costs (the pull-busy bench row, in README's
+// performance section).
+const syncWorkers = 64
+
+// parallel calls f(i) for every i below n, on up to syncWorkers
+// goroutines, and returns once all calls have returned: the error of the
+// lowest i that failed, or nil.
+func parallel(n int, f func(i int) error) error {
+	if n == 1 {
+		return f(0)
+	}
+	errs := make([]error, n)
+	var next atomic.Int64
+	var wg sync.WaitGroup
+	for range min(n, syncWorkers) {
+		wg.Go(func() {
+			for i := int(next.Add(1) - 1); i < n; i = int(next.Add(1) - 1) {
+				errs[i] = f(i)
+			}
+		})
+	}
+	wg.Wait()
+	for _, err := range errs {
+		if err != nil {
+			return err
 		}
 	}
 	return nil
 }
 
 // dropPending abandons the page: it removes the temporary files still
-// pending, releases the page's filesystem handle and forgets a flush error.
+// pending and forgets a flush error.
 func (m *mirror) dropPending() {
+	m.syncPending() // the handles closed before their files go
 	m.flushErr = nil
 	for _, p := range m.pending {
-		if p.f != nil {
-			p.f.Close()
-		}
 		m.root.Remove(path.Join(p.dir, p.tmp))
 	}
 	m.forgetDirs()
 	m.pending = m.pending[:0]
 	clear(m.pendingNames)
 	m.pendingDirs = nil
-	if m.fsHandle != nil {
-		m.fsHandle.Close()
-		m.fsHandle = nil
-	}
 }
 
 // createTemp creates a new temporary file in r, with mode.
@@ -699,18 +750,19 @@ func (m *mirror) syncDirs(d dirty) error {
 	if m.dry {
 		return nil
 	}
-	for dir := range d {
+	dirs := slices.Collect(maps.Keys(d))
+	return parallel(len(dirs), func(i int) error {
 		// Through the directory the page wrote in, when it is open.
-		r, name := m.root, dir
-		if m.dirsOf == m.root && m.dirs[dir] != nil {
-			r, name = m.dirs[dir], "."
+		r, name := m.root, dirs[i]
+		if m.dirsOf == m.root && m.dirs[dirs[i]] != nil {
+			r, name = m.dirs[dirs[i]], "."
 		}
 		// A directory pruned since it was marked needs no sync.
 		if err := syncDir(r, name); err != nil && !errors.Is(err, fs.ErrNotExist) {
-			return fmt.Errorf("directory %s: %w", dir, err)
+			return fmt.Errorf("directory %s: %w", dirs[i], err)
 		}
-	}
-	return nil
+		return nil
+	})
 }
 
 // tidy runs at start: it deletes temporary files left by a crash, anywhere

@@ -8,7 +8,6 @@ import (
 	"os"
 	"path"
 	"path/filepath"
-	"slices"
 	"strconv"
 	"strings"
 	"syscall"
@@ -443,18 +442,10 @@ func (s *snapshots) stage() (*os.Root, error) {
 // copyTree makes dst (a new entry of the parent) a copy of the current
 // snapshot, stopping when the watcher's run ends: directories are created with the mirror's mode and owner,
 // regular files are hard-linked (copied if linking fails), anything else
-// is left out. The copy is durable before it returns: with batchedSync
-// and more than fsyncFew directories, by one syncfs through a handle
-// opened before the copy started (so that it reports any writeback error
-// of the copy), else by an fsync of each directory.
+// is left out. The copy is durable before it returns: its directories
+// are fsynced, syncWorkers at a time (a linked file is the durable file of
+// the current snapshot; a copied one is fsynced by copyFile).
 func (s *snapshots) copyTree(dst string) (files int, err error) {
-	var fsHandle *os.File
-	if batchedSync {
-		if fsHandle, err = s.parent.Open("."); err != nil {
-			return 0, fmt.Errorf("open parent directory: %w", err)
-		}
-		defer fsHandle.Close()
-	}
 	if err := s.m.mkdir(s.parent, dst); err != nil {
 		return 0, err
 	}
@@ -492,17 +483,7 @@ func (s *snapshots) copyTree(dst string) (files int, err error) {
 	if err != nil {
 		return files, err
 	}
-	if fsHandle != nil && len(dirs) > fsyncFew {
-		return files, syncFS(fsHandle)
-	}
-	// Deepest first, though any order is durable once all are done.
-	slices.Reverse(dirs)
-	for _, d := range dirs {
-		if err := syncDir(s.parent, d); err != nil {
-			return files, err
-		}
-	}
-	return files, nil
+	return files, parallel(len(dirs), func(i int) error { return syncDir(s.parent, dirs[i]) })
 }
 
 // copyFile copies the current snapshot's file name to the parent's entry
