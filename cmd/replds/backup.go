@@ -32,7 +32,7 @@ Defining a backup of a prefix needs read on it; managing jobs needs write on
 /_replds/status. "list" and "verify" read the target directly, so they work
 when the cluster is gone.`,
 	}
-	cmd.AddCommand(newBackupDefineCmd("create"), newBackupDefineCmd("set"), newBackupRmCmd(),
+	cmd.AddCommand(newBackupDefineCmd("create"), newBackupDefineCmd("set"), newJobRmCmd(backupjob.Kind, "backup job", "its backups stay in the target"),
 		newBackupPauseCmd(true), newBackupPauseCmd(false), newBackupRunCmd(), newBackupStatusCmd(),
 		newBackupListCmd(), newBackupVerifyCmd())
 	return cmd
@@ -158,30 +158,6 @@ func newBackupDefineCmd(verb string) *cobra.Command {
 		cmd.Use = "set NAME [flags]"
 	}
 	sf.register(cmd.Flags())
-	cf.registerWithTimeouts(cmd)
-	return cmd
-}
-
-func newBackupRmCmd() *cobra.Command {
-	var cf clientFlags
-	cmd := &cobra.Command{
-		Use:   "rm NAME",
-		Short: "Delete a backup job (its backups stay in the target)",
-		Args:  cobra.ExactArgs(1),
-		RunE: func(cmd *cobra.Command, args []string) error {
-			name := args[0]
-			return cf.call(cmd.Context(), func(ctx context.Context, c repldspb.RepldsClient) error {
-				if _, err := readSpec(ctx, c, name); err != nil {
-					return err
-				}
-				_, err := c.Store(ctx, &repldspb.StoreRequest{Writes: []*repldspb.Write{{Path: jobs.DefPath(backupjob.Kind, name), Delete: true}}})
-				if err == nil {
-					fmt.Fprintf(cmd.OutOrStdout(), "backup job %s deleted; its backups stay in the target\n", name)
-				}
-				return err
-			})
-		},
-	}
 	cf.registerWithTimeouts(cmd)
 	return cmd
 }

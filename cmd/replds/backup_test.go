@@ -242,6 +242,17 @@ func TestE2E_BackupEncrypted(t *testing.T) {
 	if !strings.Contains(out, "content root") {
 		t.Errorf("verify with identity said %q", out)
 	}
+
+	// Deleting the job keeps its backups; deleting it again is "not found".
+	if out := mustRun(t, "backup", "rm", "enc", addr); !strings.Contains(out, "backup job enc deleted; its backups stay in the target") {
+		t.Errorf("backup rm said %q", out)
+	}
+	if _, errOut, code := run(t, nil, "backup", "rm", "enc", addr); code != 3 {
+		t.Errorf("second backup rm: exit %d, %s; want 3 (not found)", code, errOut)
+	}
+	if all := listBackups(t, tgt, "enc"); len(all) == 0 {
+		t.Error("backup rm deleted the backups")
+	}
 }
 
 // TestE2E_BackupRunnerKilled: the server running a full backup is killed

@@ -12,6 +12,7 @@ import (
 	"strings"
 	"time"
 
+	"github.com/spf13/cobra"
 	"github.com/spf13/pflag"
 
 	"github.com/replds/replds/backup/backupjob"
@@ -135,4 +136,34 @@ func listJobNames(ctx context.Context, c repldspb.RepldsClient, kind string) ([]
 			}
 		}
 	}
+}
+
+// newJobRmCmd deletes the definition of a job of kind (a "backup job"
+// for noun); stays says what the job's work leaves behind.
+func newJobRmCmd(kind, noun, stays string) *cobra.Command {
+	var cf clientFlags
+	cmd := &cobra.Command{
+		Use:   "rm NAME",
+		Short: "Delete a " + noun + " (" + stays + ")",
+		Args:  cobra.ExactArgs(1),
+		RunE: func(cmd *cobra.Command, args []string) error {
+			name := args[0]
+			if err := jobs.ValidateName(name); err != nil {
+				return usageErrorf("%v", err)
+			}
+			path := jobs.DefPath(kind, name)
+			return cf.call(cmd.Context(), func(ctx context.Context, c repldspb.RepldsClient) error {
+				if _, err := c.Get(ctx, &repldspb.GetRequest{Path: path}); err != nil {
+					return err
+				}
+				if _, err := c.Store(ctx, &repldspb.StoreRequest{Writes: []*repldspb.Write{{Path: path, Delete: true}}}); err != nil {
+					return err
+				}
+				fmt.Fprintf(cmd.OutOrStdout(), "%s %s deleted; %s\n", noun, name, stays)
+				return nil
+			})
+		},
+	}
+	cf.registerWithTimeouts(cmd)
+	return cmd
 }

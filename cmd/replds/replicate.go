@@ -29,7 +29,7 @@ publishes /_replds/status/replicate/NAME. --server names the destination cluster
 status needs read on /_replds/status. In the source cluster the job is a client:
 the identity of --source-tls-cert needs read on --source-prefix.`,
 	}
-	cmd.AddCommand(newReplicateDefineCmd("create"), newReplicateDefineCmd("set"), newReplicateRmCmd(),
+	cmd.AddCommand(newReplicateDefineCmd("create"), newReplicateDefineCmd("set"), newJobRmCmd(replicate.Kind, "replication job", "what it replicated stays"),
 		newReplicateStatusCmd(), newReplicateRequestCmd(replicate.ActionStop), newReplicateRequestCmd(replicate.ActionAbort),
 		newReplicateRequestCmd(replicate.ActionStart))
 	return cmd
@@ -136,31 +136,7 @@ func newReplicateDefineCmd(verb string) *cobra.Command {
 		cmd.Use = "set NAME [flags]"
 	}
 	sf.register(cmd.Flags())
-	cf.register(cmd)
-	return cmd
-}
-
-func newReplicateRmCmd() *cobra.Command {
-	var cf clientFlags
-	cmd := &cobra.Command{
-		Use:   "rm NAME",
-		Short: "Delete a replication job (what it replicated stays)",
-		Args:  cobra.ExactArgs(1),
-		RunE: func(cmd *cobra.Command, args []string) error {
-			name := args[0]
-			return cf.call(cmd.Context(), func(ctx context.Context, c repldspb.RepldsClient) error {
-				if _, err := readReplicateSpec(ctx, c, name); err != nil {
-					return err
-				}
-				_, err := c.Store(ctx, &repldspb.StoreRequest{Writes: []*repldspb.Write{{Path: jobs.DefPath(replicate.Kind, name), Delete: true}}})
-				if err == nil {
-					fmt.Fprintf(cmd.OutOrStdout(), "replication job %s deleted; what it replicated stays\n", name)
-				}
-				return err
-			})
-		},
-	}
-	cf.register(cmd)
+	cf.registerWithTimeouts(cmd)
 	return cmd
 }
 
