@@ -110,7 +110,7 @@ func (a *applier) checkFile(w *dirWalker, name string, want fileSum) (got fileSu
 		return got, "", did, fmt.Errorf("stat %s: %w", name, err)
 	}
 	if stat.Mode&unix.S_IFMT != unix.S_IFREG {
-		return got, fmt.Sprintf("a %s, not a regular file", fileType(stat.Mode)), did, nil
+		return got, fmt.Sprintf("a %s, not a regular file", fileType(uint32(stat.Mode))), did, nil
 	}
 	got = fileSum{Size: stat.Size, MTime: stat.Mtim.Nano(), Ino: stat.Ino}
 	perm := os.FileMode(stat.Mode & 0o7777)
