@@ -101,25 +101,15 @@ func (f *specFlags) apply(fl *pflag.FlagSet, spec *backupjob.Spec, all bool) {
 // readSpec reads a backup job's spec from the cluster.
 func readSpec(ctx context.Context, c repldspb.RepldsClient, name string) (backupjob.Spec, error) {
 	var spec backupjob.Spec
-	resp, err := c.Get(ctx, &repldspb.GetRequest{Path: jobs.DefPath(backupjob.Kind, name)})
-	if err != nil {
-		return spec, err
-	}
-	if err := json.Unmarshal(resp.Node.GetData(), &spec); err != nil {
-		return spec, fmt.Errorf("backup job %s: spec unreadable: %w", name, err)
-	}
-	return spec, nil
+	err := readJobSpec(ctx, c, backupjob.Kind, "backup job", name, &spec)
+	return spec, err
 }
 
-// writeSpec writes a backup job's spec; the server validates it.
+// writeSpec writes a backup job's spec; the server validates it and
+// records its owner and exclusions.
 func writeSpec(ctx context.Context, c repldspb.RepldsClient, name string, spec backupjob.Spec) error {
-	spec.Owner, spec.Exclude = "", nil // the server records them
-	data, err := json.Marshal(spec)
-	if err != nil {
-		return err
-	}
-	_, err = c.Store(ctx, &repldspb.StoreRequest{Writes: []*repldspb.Write{{Path: jobs.DefPath(backupjob.Kind, name), Data: data}}})
-	return err
+	spec.Owner, spec.Exclude = "", nil
+	return writeJobSpec(ctx, c, backupjob.Kind, name, spec)
 }
 
 func newBackupDefineCmd(verb string) *cobra.Command {
@@ -135,17 +125,11 @@ func newBackupDefineCmd(verb string) *cobra.Command {
 				return err
 			}
 			return cf.call(cmd.Context(), func(ctx context.Context, c repldspb.RepldsClient) error {
-				var spec backupjob.Spec
-				if verb == "set" {
-					var err error
-					if spec, err = readSpec(ctx, c, name); err != nil {
-						return err
-					}
-				} else if _, err := readSpec(ctx, c, name); err == nil {
-					return fmt.Errorf("backup job %s exists; change it with `replds backup set`", name)
-				}
-				sf.apply(cmd.Flags(), &spec, verb == "create")
-				if err := writeSpec(ctx, c, name, spec); err != nil {
+				err := defineJob(ctx, c, backupjob.Kind, "backup job", name, verb == "create", func(spec *backupjob.Spec) {
+					sf.apply(cmd.Flags(), spec, verb == "create")
+					spec.Owner, spec.Exclude = "", nil // the server records them
+				})
+				if err != nil {
 					return err
 				}
 				fmt.Fprintf(cmd.OutOrStdout(), "backup job %s %s (%s)\n", name, map[string]string{"create": "defined", "set": "changed"}[verb], jobs.DefPath(backupjob.Kind, name))

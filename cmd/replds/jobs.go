@@ -167,3 +167,45 @@ func newJobRmCmd(kind, noun, stays string) *cobra.Command {
 	cf.registerWithTimeouts(cmd)
 	return cmd
 }
+
+// readJobSpec decodes the spec of job kind/name (a "backup job" for noun)
+// into spec.
+func readJobSpec(ctx context.Context, c repldspb.RepldsClient, kind, noun, name string, spec any) error {
+	resp, err := c.Get(ctx, &repldspb.GetRequest{Path: jobs.DefPath(kind, name)})
+	if err != nil {
+		return err
+	}
+	if err := json.Unmarshal(resp.Node.GetData(), spec); err != nil {
+		return fmt.Errorf("%s %s: spec unreadable: %w", noun, name, err)
+	}
+	return nil
+}
+
+// writeJobSpec writes spec as the definition of job kind/name; the server
+// validates it.
+func writeJobSpec(ctx context.Context, c repldspb.RepldsClient, kind, name string, spec any) error {
+	data, err := json.Marshal(spec)
+	if err != nil {
+		return err
+	}
+	_, err = c.Store(ctx, &repldspb.StoreRequest{Writes: []*repldspb.Write{{Path: jobs.DefPath(kind, name), Data: data}}})
+	return err
+}
+
+// defineJob writes the spec of job kind/name (a "backup job" for noun):
+// with create, a new spec that edit fills, refused if the job exists;
+// else the current spec, changed by edit.
+func defineJob[S any](ctx context.Context, c repldspb.RepldsClient, kind, noun, name string, create bool, edit func(*S)) error {
+	var spec S
+	err := readJobSpec(ctx, c, kind, noun, name, &spec)
+	switch {
+	case create && err == nil:
+		return fmt.Errorf("%s %s exists; change it with `replds %s set`", noun, name, kind)
+	case create:
+		spec = *new(S)
+	case err != nil:
+		return err
+	}
+	edit(&spec)
+	return writeJobSpec(ctx, c, kind, name, spec)
+}

@@ -84,14 +84,8 @@ func (f *replicateSpecFlags) apply(fl *pflag.FlagSet, spec *replicate.Spec, all 
 
 func readReplicateSpec(ctx context.Context, c repldspb.RepldsClient, name string) (replicate.Spec, error) {
 	var spec replicate.Spec
-	resp, err := c.Get(ctx, &repldspb.GetRequest{Path: jobs.DefPath(replicate.Kind, name)})
-	if err != nil {
-		return spec, err
-	}
-	if err := json.Unmarshal(resp.Node.GetData(), &spec); err != nil {
-		return spec, fmt.Errorf("replication job %s: spec unreadable: %w", name, err)
-	}
-	return spec, nil
+	err := readJobSpec(ctx, c, replicate.Kind, "replication job", name, &spec)
+	return spec, err
 }
 
 func newReplicateDefineCmd(verb string) *cobra.Command {
@@ -107,22 +101,11 @@ func newReplicateDefineCmd(verb string) *cobra.Command {
 				return err
 			}
 			return cf.call(cmd.Context(), func(ctx context.Context, c repldspb.RepldsClient) error {
-				var spec replicate.Spec
-				if verb == "set" {
-					var err error
-					if spec, err = readReplicateSpec(ctx, c, name); err != nil {
-						return err
-					}
-				} else if _, err := readReplicateSpec(ctx, c, name); err == nil {
-					return fmt.Errorf("replication job %s exists; change it with `replds replicate set`", name)
-				}
-				sf.apply(cmd.Flags(), &spec, verb == "create")
-				spec.Owner = "" // the server records it
-				data, err := json.Marshal(spec)
+				err := defineJob(ctx, c, replicate.Kind, "replication job", name, verb == "create", func(spec *replicate.Spec) {
+					sf.apply(cmd.Flags(), spec, verb == "create")
+					spec.Owner = "" // the server records it
+				})
 				if err != nil {
-					return err
-				}
-				if _, err := c.Store(ctx, &repldspb.StoreRequest{Writes: []*repldspb.Write{{Path: jobs.DefPath(replicate.Kind, name), Data: data}}}); err != nil {
 					return err
 				}
 				fmt.Fprintf(cmd.OutOrStdout(), "replication job %s %s (%s); follow it with `replds replicate status %s`\n", name,
