@@ -144,17 +144,7 @@ func BenchmarkReplicate_Idle(b *testing.B) {
 func pushBytes(b *testing.B, c *servertest.Cluster) float64 {
 	var sum float64
 	for i := range c.N() {
-		mfs, err := c.Server(i).Registry().Gather()
-		if err != nil {
-			b.Fatal(err)
-		}
-		for _, mf := range mfs {
-			if mf.GetName() == "replds_push_sent_bytes_total" {
-				for _, m := range mf.GetMetric() {
-					sum += m.GetCounter().GetValue()
-				}
-			}
-		}
+		sum += servertest.Gathered(b, c.Server(i), "replds_push_sent_bytes_total")
 	}
 	return sum
 }

@@ -255,28 +255,11 @@ func TestReplicate_PrefixRewriteExcludesDeletes(t *testing.T) {
 // state, if given) in server s's registry.
 func metric(t *testing.T, s *server.Server, name, state string) float64 {
 	t.Helper()
-	mfs, err := s.Registry().Gather()
-	if err != nil {
-		t.Fatal(err)
+	kv := []string{"job", "mirror"}
+	if state != "" {
+		kv = append(kv, "state", state)
 	}
-	for _, mf := range mfs {
-		if mf.GetName() != name {
-			continue
-		}
-	series:
-		for _, m := range mf.GetMetric() {
-			for _, l := range m.GetLabel() {
-				if l.GetName() == "job" && l.GetValue() != "mirror" || l.GetName() == "state" && l.GetValue() != state {
-					continue series
-				}
-			}
-			if m.Counter != nil {
-				return m.Counter.GetValue()
-			}
-			return m.Gauge.GetValue()
-		}
-	}
-	return 0
+	return servertest.Gathered(t, s, name, kv...)
 }
 
 // TestReplicate_TakeoverResumes: when the runner stops, another server

@@ -22,43 +22,7 @@ import (
 // refusals returns replds_refused_total{reason} of s.
 func refusals(t *testing.T, s *server.Server, reason string) float64 {
 	t.Helper()
-	return gathered(t, s, "replds_refused_total", "reason", reason)
-}
-
-// gathered returns the value of the sample of metric name whose labels
-// include kv (pairs), 0 if there is none.
-func gathered(t *testing.T, s *server.Server, name string, kv ...string) float64 {
-	t.Helper()
-	mfs, err := s.Registry().Gather()
-	if err != nil {
-		t.Fatal(err)
-	}
-	for _, mf := range mfs {
-		if mf.GetName() != name {
-			continue
-		}
-	metric:
-		for _, m := range mf.GetMetric() {
-			for i := 0; i+1 < len(kv); i += 2 {
-				found := false
-				for _, lp := range m.GetLabel() {
-					if lp.GetName() == kv[i] && lp.GetValue() == kv[i+1] {
-						found = true
-					}
-				}
-				if !found {
-					continue metric
-				}
-			}
-			switch {
-			case m.Counter != nil:
-				return m.Counter.GetValue()
-			case m.Gauge != nil:
-				return m.Gauge.GetValue()
-			}
-		}
-	}
-	return 0
+	return servertest.Gathered(t, s, "replds_refused_total", "reason", reason)
 }
 
 // longToken returns a resume token of n origins.
@@ -247,7 +211,7 @@ func TestGuard_InflightBytesBounded(t *testing.T) {
 	if got := refusals(t, c.Server(0), "inflight_bytes"); got != float64(busy) {
 		t.Errorf("replds_refused_total{reason=inflight_bytes} = %v, want %d", got, busy)
 	}
-	if got := gathered(t, c.Server(0), "replds_inflight_request_bytes"); got != 0 {
+	if got := servertest.Gathered(t, c.Server(0), "replds_inflight_request_bytes"); got != 0 {
 		t.Errorf("replds_inflight_request_bytes = %v after the calls, want 0", got)
 	}
 }

@@ -105,7 +105,7 @@ func waitRefusal(t *testing.T, c *servertest.Cluster, reason string) float64 {
 	s := c.Server(0)
 	maxQueued := 0.0
 	c.Wait(10*time.Second, "a refusal for "+reason, func() error {
-		maxQueued = max(maxQueued, gathered(t, s, "replds_watch_queued_bytes"))
+		maxQueued = max(maxQueued, servertest.Gathered(t, s, "replds_watch_queued_bytes"))
 		if refusals(t, s, reason) < 1 {
 			return fmt.Errorf("none yet")
 		}
@@ -137,7 +137,7 @@ func TestWatch_ClientThatDoesNotReadIsCut(t *testing.T) {
 		t.Errorf("replds_watch_queued_bytes reached %v while stalled, want at most %v", maxQueued, limit)
 	}
 	c.Wait(10*time.Second, "the cut stream's charge given back", func() error {
-		if q := gathered(t, s, "replds_watch_queued_bytes"); q != 0 {
+		if q := servertest.Gathered(t, s, "replds_watch_queued_bytes"); q != 0 {
 			return fmt.Errorf("replds_watch_queued_bytes = %v", q)
 		}
 		return nil
