@@ -44,6 +44,9 @@ type DeltaOptions struct {
 // miss one.
 //
 // fn runs inside the read transaction, with the costs Snapshot describes.
+// A From below the tombstone collection floor fails with ErrCollected:
+// deletes it lacks may be gone; read everything again instead.
+//
 // An error from fn, or ctx ending between pages, stops the read and is
 // returned.
 func (s *Store) Delta(ctx context.Context, opts DeltaOptions, fn func(vec Vector, page []Node) error) error {
@@ -55,6 +58,17 @@ func (s *Store) Delta(ctx context.Context, opts DeltaOptions, fn func(vec Vector
 		vec, err := readVector(tx)
 		if err != nil {
 			return err
+		}
+		if len(opts.From) > 0 {
+			// Tombstones above From that were collected are not in the
+			// log any more: the delta would miss their deletes.
+			floor, err := readFloor(tx)
+			if err != nil {
+				return err
+			}
+			if floor.Below(opts.From) {
+				return ErrCollected
+			}
 		}
 		paths, err := changedPaths(ctx, tx, opts)
 		if err != nil {

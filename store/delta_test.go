@@ -2,6 +2,7 @@ package store_test
 
 import (
 	"context"
+	"errors"
 	"fmt"
 	"slices"
 	"testing"
@@ -111,5 +112,32 @@ func TestSnapshot_Borrow(t *testing.T) {
 	}
 	if string(page[1].Data) != "data 1" {
 		t.Errorf("Scan with Borrow: data %q after the transaction", page[1].Data)
+	}
+}
+
+// TestDelta_BelowFloor: a Delta from a vector below the collection floor
+// fails with ErrCollected (the collected deletes are not in the log any
+// more), and one from the store's vector after the collection works.
+func TestDelta_BelowFloor(t *testing.T) {
+	s := openStore(t, storetest.Config(t, t.TempDir(), storetest.NewClock(storetest.Epoch)))
+	ctx := context.Background()
+	if _, err := s.Write(ctx, []store.Write{{Path: "/d/a", Data: []byte("a")}, {Path: "/d/b", Data: []byte("b")}}); err != nil {
+		t.Fatal(err)
+	}
+	mark := s.Vector()
+	if _, err := s.Write(ctx, []store.Write{{Path: "/d/b", Delete: true}}); err != nil {
+		t.Fatal(err)
+	}
+	if n, _, err := s.Collect(ctx, ^uint64(0), s.Vector()); err != nil || n != 1 {
+		t.Fatalf("Collect = %d, %v; want the tombstone of /d/b", n, err)
+	}
+	read := func(from store.Vector) error {
+		return s.Delta(ctx, store.DeltaOptions{Prefix: "/d", From: from}, func(store.Vector, []store.Node) error { return nil })
+	}
+	if err := read(mark); !errors.Is(err, store.ErrCollected) {
+		t.Errorf("Delta from before the collected delete = %v, want ErrCollected", err)
+	}
+	if err := read(s.Vector()); err != nil {
+		t.Errorf("Delta from the current vector = %v", err)
 	}
 }

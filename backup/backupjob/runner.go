@@ -386,11 +386,11 @@ func (r *runner) incremental(ctx context.Context, parent backup.Manifest) (backu
 		}
 		return nil
 	})
-	if behind {
+	if behind || errors.Is(err, store.ErrCollected) {
 		if w != nil {
 			_ = w.Abort(context.WithoutCancel(ctx))
 		}
-		r.log.Info("this server lacks writes the last backup holds: making a full backup", "parent", parent.ID)
+		r.log.Info("an incremental could miss deletes or writes the last backup holds (this server is behind it, or collected tombstones since): making a full backup", "parent", parent.ID)
 		return r.full(ctx)
 	}
 	if err != nil {
