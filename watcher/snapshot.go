@@ -8,6 +8,7 @@ import (
 	"os"
 	"path"
 	"path/filepath"
+	"slices"
 	"strconv"
 	"strings"
 	"syscall"
@@ -184,8 +185,17 @@ func (s *snapshots) settle(sealed uint64) error {
 			prev = max(prev, n)
 		}
 	}
-	s.retired = s.retired[:0]
-	if prev != 0 {
+	// Snapshots retired by this run keep their place (and their grace):
+	// a settle at a reconnect must not remove what a reader may still be
+	// in. Without any (a fresh start), the newest below cur is kept.
+	kept := s.retired[:0]
+	for _, r := range s.retired {
+		if snaps[r.n] && r.n < cur {
+			kept = append(kept, r)
+		}
+	}
+	s.retired = kept
+	if len(s.retired) == 0 && prev != 0 {
 		s.retired = append(s.retired, retiredSnap{n: prev, at: s.now()})
 	}
 	if err := s.prune(snaps, temps, cur, stagingN); err != nil {
@@ -336,11 +346,11 @@ func (s *snapshots) repair(l storeLink, snaps map[uint64]bool, sealed uint64) (c
 	return cur, sealed, nil
 }
 
-// prune removes every snapshot but cur, stagingN and the retired one, and
+// prune removes every snapshot but cur, stagingN and the retired ones, and
 // the leftover temporary entries.
 func (s *snapshots) prune(snaps map[uint64]bool, temps []string, cur, stagingN uint64) error {
 	for n := range snaps {
-		if n == cur || n == stagingN || len(s.retired) > 0 && n == s.retired[0].n {
+		if n == cur || n == stagingN || slices.ContainsFunc(s.retired, func(r retiredSnap) bool { return r.n == n }) {
 			continue
 		}
 		if err := s.parent.RemoveAll(s.snapName(n)); err != nil {

@@ -290,6 +290,13 @@ func TestAtomic_RetiredSnapshotsKept(t *testing.T) {
 			t.Fatalf("after swap %d the reader reads %q, want its batch, 11", i, got)
 		}
 	}
+	// A reconnect (a new session asks for the token) keeps them too.
+	if _, err := h.a.Token(context.Background()); err != nil {
+		t.Fatal(err)
+	}
+	if got := read(); got != "11" {
+		t.Fatalf("after a reconnect the reader reads %q, want its batch, 11", got)
+	}
 	if got := len(h.a.m.snaps.retired); got != 4 {
 		t.Fatalf("%d retired snapshots within the grace period, want 4 (the first, empty one too)", got)
 	}
