@@ -6,7 +6,6 @@ import (
 	"slices"
 
 	repldspb "github.com/replds/replds/proto"
-	"github.com/replds/replds/store"
 )
 
 // excludeOrigins returns the set of a Watch request's excluded origins,
@@ -47,30 +46,4 @@ func (s *Server) ClusterOrigins(ctx context.Context) ([]uint64, error) {
 	}
 	slices.Sort(out)
 	return slices.Compact(out), firstErr
-}
-
-// ApplyAdvance is Apply with vector advances (store.Apply's adv): after
-// the nodes, each advance raises this server's vector entry of its origin
-// to To when it holds at least From. A replication job applies a page of
-// another cluster's nodes, whose seqs are not contiguous (the page holds
-// only its prefix), and then raises the vector to the source's bookmark,
-// so that digest sync among this cluster's servers does not send the
-// same nodes again every round.
-func (w *Writer) ApplyAdvance(ctx context.Context, nodes []store.Node, adv []store.Advance) (int, error) {
-	if len(adv) == 0 {
-		return w.Apply(ctx, nodes)
-	}
-	s := w.s
-	if err := w.begin(ctx); err != nil {
-		return 0, err
-	}
-	defer s.writes.Done()
-	n, err := s.store.Apply(ctx, nodes, adv)
-	if err != nil {
-		return 0, err
-	}
-	if n > 0 {
-		s.log.Info("applied", "nodes", len(nodes), "changed", n, "first", nodes[0].Path)
-	}
-	return n, nil
 }

@@ -94,13 +94,24 @@ func (w *Writer) Write(ctx context.Context, ws []store.Write) ([]store.Node, err
 // digest sync, as any node of another origin. It returns how many nodes
 // changed the store.
 func (w *Writer) Apply(ctx context.Context, nodes []store.Node) (int, error) {
+	return w.ApplyAdvance(ctx, nodes, nil)
+}
+
+// ApplyAdvance is Apply with vector advances (store.Apply's adv): after
+// the nodes, each advance raises this server's vector entry of its origin
+// to To when it holds at least From. A replication job applies a page of
+// another cluster's nodes, whose seqs are not contiguous (the page holds
+// only its prefix), and then raises the vector to the source's bookmark,
+// so that digest sync among this cluster's servers does not send the
+// same nodes again every round.
+func (w *Writer) ApplyAdvance(ctx context.Context, nodes []store.Node, adv []store.Advance) (int, error) {
 	s := w.s
 	if err := w.begin(ctx); err != nil {
 		return 0, err
 	}
 	defer s.writes.Done()
 	start := time.Now()
-	n, err := s.store.Apply(ctx, nodes, nil)
+	n, err := s.store.Apply(ctx, nodes, adv)
 	s.metrics.committed("apply", start, err)
 	if err != nil {
 		return 0, err

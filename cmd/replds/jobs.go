@@ -14,6 +14,8 @@ import (
 
 	"github.com/spf13/cobra"
 	"github.com/spf13/pflag"
+	"google.golang.org/grpc/codes"
+	"google.golang.org/grpc/status"
 
 	"github.com/replds/replds/backup/backupjob"
 	"github.com/replds/replds/jobs"
@@ -201,9 +203,11 @@ func defineJob[S any](ctx context.Context, c repldspb.RepldsClient, kind, noun, 
 	switch {
 	case create && err == nil:
 		return fmt.Errorf("%s %s exists; change it with `replds %s set`", noun, name, kind)
-	case create:
+	case create && status.Code(err) == codes.NotFound:
 		spec = *new(S)
 	case err != nil:
+		// Not readable (unavailable, no read right, a spec that does not
+		// decode): never overwrite what may be there.
 		return err
 	}
 	edit(&spec)
