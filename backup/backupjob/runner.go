@@ -26,8 +26,9 @@ type runner struct {
 	log    *slog.Logger
 	// retryAt, when set, is when a failed run is tried again.
 	retryAt time.Time
-	// lastRun is when the last run (of this or an earlier runner) began.
-	lastRun time.Time
+	// lastRun is when the last run (of this or an earlier runner) began;
+	// skippedThrough, up to when due times were counted as skipped.
+	lastRun, skippedThrough time.Time
 }
 
 func (r *runner) now() time.Time { return r.k.cfg.Now().UTC() }
@@ -142,9 +143,14 @@ func (r *runner) loop(ctx context.Context) error {
 func (r *runner) countSkips() {
 	now := r.now()
 	if !r.lastRun.IsZero() {
-		for t := r.p.schedule.Next(r.p.schedule.Next(r.lastRun)); !t.After(now); t = r.p.schedule.Next(t) {
+		t := r.p.schedule.Next(r.p.schedule.Next(r.lastRun))
+		if after := r.p.schedule.Next(r.skippedThrough); !r.skippedThrough.IsZero() && after.After(t) {
+			t = after
+		}
+		for ; !t.After(now); t = r.p.schedule.Next(t) {
 			r.skip()
 		}
+		r.skippedThrough = now // a due time is counted once
 	}
 	for {
 		select {
