@@ -28,8 +28,10 @@
 //   - An instance waits Config.Settle before its first Run: a membership
 //     view about to be corrected stops it before it acts or publishes.
 //   - A Manager runs at most one instance of a job at a time; a changed
-//     spec stops the running instance (its context is cancelled and the
-//     Manager waits for Run to return) before the new one starts.
+//     spec stops the running instance (its context is cancelled) and the
+//     new instance's first Run waits until the old Run has returned. The
+//     Manager itself never waits for a Run under its lock: a slow cleanup
+//     holds up that job only.
 //   - A Kind's Run returning an error is logged and retried with backoff
 //     while the job is still owned; returning nil ends the instance until
 //     the spec or the ownership changes.

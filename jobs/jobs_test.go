@@ -337,3 +337,65 @@ func TestManager_Requests(t *testing.T) {
 		t.Errorf("requests = %q, want [first second]", r)
 	}
 }
+
+// slowStopKind's Run, once cancelled, returns only when release closes.
+type slowStopKind struct {
+	fakeKind
+	release chan struct{}
+}
+
+func (k *slowStopKind) Run(ctx context.Context, job jobs.Job) error {
+	k.mu.Lock()
+	k.starts[job.Path()]++
+	k.mu.Unlock()
+	<-ctx.Done()
+	<-k.release
+	return nil
+}
+
+// TestManager_SlowStopDoesNotBlock: stopping an instance whose cleanup
+// takes long holds up neither the Manager nor other calls, and the job's
+// next instance runs only once the old one has returned.
+func TestManager_SlowStopDoesNotBlock(t *testing.T) {
+	k := &slowStopKind{fakeKind: fakeKind{running: map[string]int{}, starts: map[string]int{}}, release: make(chan struct{})}
+	m, err := jobs.New(jobs.Config{Self: "a", Kinds: []jobs.Kind{k}, Settle: -1,
+		WriteStatus: func(context.Context, string, []byte) error { return nil }})
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(m.Close)
+	released := false
+	t.Cleanup(func() { // first: a failed test must not leave Close waiting
+		if !released {
+			close(k.release)
+		}
+	})
+	starts := func() int {
+		k.mu.Lock()
+		defer k.mu.Unlock()
+		return k.starts[jobs.DefPath("fake", "j")]
+	}
+	m.SetMembers([]string{"a"})
+	m.SetDefs([]jobs.Def{{Kind: "fake", Name: "j", Version: 1}})
+	waitFor(t, "the first instance", func() bool { return starts() == 1 })
+	returned := make(chan struct{})
+	go func() {
+		m.SetDefs([]jobs.Def{{Kind: "fake", Name: "j", Version: 2}})
+		m.SetMembers([]string{"a"})
+		close(returned)
+	}()
+	waitFor(t, "SetDefs and SetMembers to return while the old instance cleans up", func() bool {
+		select {
+		case <-returned:
+			return true
+		default:
+			return false
+		}
+	})
+	if got := starts(); got != 1 {
+		t.Fatalf("the new instance ran (%d starts) before the old one returned", got)
+	}
+	close(k.release)
+	released = true
+	waitFor(t, "the new instance", func() bool { return starts() == 2 })
+}

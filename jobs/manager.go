@@ -191,6 +191,11 @@ type Manager struct {
 	defs    map[string]Def // by path
 	members []string
 	running map[string]*instance // by path
+	// stopping holds, by path, the done channel of the last instance
+	// stopped there: the next instance of that path waits for it before
+	// it runs (stops never wait under mu: a backup's cleanup may take a
+	// while).
+	stopping map[string]chan struct{}
 	// requests holds the request nodes, by the path of their job's def.
 	requests map[string]Request
 	closed   bool
@@ -199,8 +204,11 @@ type Manager struct {
 type instance struct {
 	def    Def
 	cancel context.CancelFunc
-	done   chan struct{}
-	req    chan Request
+	// done is closed once this instance and the one it waited for (prev)
+	// have returned.
+	done chan struct{}
+	prev chan struct{}
+	req  chan Request
 }
 
 // offer hands r to the instance, replacing an undelivered older one.
@@ -244,6 +252,7 @@ func New(cfg Config) (*Manager, error) {
 		kinds:    map[string]Kind{},
 		defs:     map[string]Def{},
 		running:  map[string]*instance{},
+		stopping: map[string]chan struct{}{},
 		requests: map[string]Request{},
 	}
 	for _, k := range cfg.Kinds {
@@ -314,21 +323,27 @@ func (m *Manager) Running() []string {
 func (m *Manager) Close() {
 	m.mu.Lock()
 	m.closed = true
-	var wait []*instance
+	var wait []chan struct{}
 	for p, in := range m.running {
 		in.cancel()
-		wait = append(wait, in)
+		wait = append(wait, in.done)
 		delete(m.running, p)
 	}
+	for p, done := range m.stopping {
+		wait = append(wait, done)
+		delete(m.stopping, p)
+	}
 	m.mu.Unlock()
-	for _, in := range wait {
-		<-in.done
+	for _, done := range wait {
+		<-done
 	}
 }
 
 // reconcileLocked stops what this server should no longer run and starts
-// what it should. Stopping waits for the instance, with m.mu held: Run
-// must therefore never call the Manager.
+// what it should. Stopping cancels the instance and does not wait for it
+// (a backup's cleanup may take a while, and mu would block every other
+// job meanwhile); the next instance of that path waits for it before its
+// first Run, so one job never runs twice here.
 func (m *Manager) reconcileLocked() {
 	if m.closed {
 		return
@@ -340,7 +355,7 @@ func (m *Manager) reconcileLocked() {
 			continue
 		}
 		in.cancel()
-		<-in.done
+		m.stopping[p] = in.done
 		delete(m.running, p)
 		m.log.Info("job stopped here", "job", p, "reason", stopReason(ok, self, d, in.def))
 	}
@@ -356,7 +371,8 @@ func (m *Manager) reconcileLocked() {
 			continue
 		}
 		ctx, cancel := context.WithCancel(context.Background())
-		in := &instance{def: d, cancel: cancel, done: make(chan struct{}), req: make(chan Request, 1)}
+		in := &instance{def: d, cancel: cancel, done: make(chan struct{}), prev: m.stopping[p], req: make(chan Request, 1)}
+		delete(m.stopping, p)
 		if r, ok := m.requests[p]; ok {
 			in.offer(r)
 		}
@@ -380,7 +396,20 @@ func stopReason(defined, self bool, d, old Def) string {
 
 // run runs one instance, retrying failures with backoff until cancelled.
 func (m *Manager) run(ctx context.Context, k Kind, in *instance) {
-	defer close(in.done)
+	defer func() {
+		if in.prev != nil {
+			<-in.prev
+		}
+		close(in.done)
+	}()
+	if in.prev != nil {
+		// The instance stopped here before still winds down.
+		select {
+		case <-in.prev:
+		case <-ctx.Done():
+			return
+		}
+	}
 	job := Job{
 		Def:      in.def,
 		Runner:   m.cfg.Self,
