@@ -284,6 +284,19 @@ func (r *runner) choose(all []backup.Manifest, what string) (kind string, parent
 	return runIncremental, newest
 }
 
+// abortWithin bounds the cleanup of a failed or stopped backup: it runs
+// after the run's context ended, and a stopping instance's cleanup holds
+// up the job's next instance.
+const abortWithin = time.Minute
+
+// abort removes what w wrote, within abortWithin; what is left is
+// removed by retention as an incomplete leftover.
+func abort(ctx context.Context, w *backup.Writer) error {
+	ctx, cancel := context.WithTimeout(context.WithoutCancel(ctx), abortWithin)
+	defer cancel()
+	return w.Abort(ctx)
+}
+
 // keep leaves out what the spec excludes.
 func (r *runner) keep(path string, _ store.Meta) bool {
 	for _, e := range r.p.Exclude {
@@ -333,11 +346,11 @@ func (r *runner) full(ctx context.Context) (backup.Manifest, error) {
 		return nil
 	})
 	if err != nil {
-		return backup.Manifest{}, errors.Join(err, w.Abort(context.WithoutCancel(ctx)))
+		return backup.Manifest{}, errors.Join(err, abort(ctx, w))
 	}
 	m, err := w.Commit(ctx, vec, root.Sum(), "")
 	if err != nil {
-		return m, errors.Join(err, w.Abort(context.WithoutCancel(ctx)))
+		return m, errors.Join(err, abort(ctx, w))
 	}
 	return m, nil
 }
@@ -394,14 +407,14 @@ func (r *runner) incremental(ctx context.Context, parent backup.Manifest) (backu
 	})
 	if behind || errors.Is(err, store.ErrCollected) {
 		if w != nil {
-			_ = w.Abort(context.WithoutCancel(ctx))
+			_ = abort(ctx, w)
 		}
 		r.log.Info("an incremental could miss deletes or writes the last backup holds (this server is behind it, or collected tombstones since): making a full backup", "parent", parent.ID)
 		return r.full(ctx)
 	}
 	if err != nil {
 		if w != nil {
-			err = errors.Join(err, w.Abort(context.WithoutCancel(ctx)))
+			err = errors.Join(err, abort(ctx, w))
 		}
 		return backup.Manifest{}, err
 	}
@@ -410,7 +423,7 @@ func (r *runner) incremental(ctx context.Context, parent backup.Manifest) (backu
 	}
 	m, err := w.Commit(ctx, vec, root.Sum(), "")
 	if err != nil {
-		return m, errors.Join(err, w.Abort(context.WithoutCancel(ctx)))
+		return m, errors.Join(err, abort(ctx, w))
 	}
 	return m, nil
 }
