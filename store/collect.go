@@ -114,7 +114,7 @@ func (s *Store) raiseFloor(f *Floor) collectResult {
 	if !changed {
 		return collectResult{}
 	}
-	if err := s.update(func(tx *bolt.Tx) error { return putFloor(tx, floor) }); err != nil {
+	if err := s.update(false, func(tx *bolt.Tx) error { return putFloor(tx, floor) }); err != nil {
 		return collectResult{err: err}
 	}
 	s.setFloor(floor)
@@ -123,9 +123,10 @@ func (s *Store) raiseFloor(f *Floor) collectResult {
 
 // update runs fn in a write transaction and commits it (see commit),
 // rolling back if fn fails, and records it for a running compaction
-// (noteOtherCommit: it may change the nodes and log buckets). It runs on
-// the committer goroutine.
-func (s *Store) update(fn func(tx *bolt.Tx) error) error {
+// (noteOtherCommit; nodes says fn changes the nodes or log buckets, which
+// makes the compaction copy again, and the state bucket alone does not).
+// It runs on the committer goroutine.
+func (s *Store) update(nodes bool, fn func(tx *bolt.Tx) error) error {
 	tx, err := s.db.Begin(true)
 	if err != nil {
 		return fmt.Errorf("store: begin: %w", err)
@@ -137,7 +138,7 @@ func (s *Store) update(fn func(tx *bolt.Tx) error) error {
 	if err := s.commit(tx); err != nil {
 		return err
 	}
-	s.noteOtherCommit(true)
+	s.noteOtherCommit(nodes)
 	return nil
 }
 
@@ -193,7 +194,7 @@ func (s *Store) collect(r *collectRequest) collectResult {
 		}
 		floor.Version = max(floor.Version, v.m.Version)
 	}
-	err := s.update(func(tx *bolt.Tx) error {
+	err := s.update(true, func(tx *bolt.Tx) error {
 		nodes, logb := tx.Bucket(bucketNodes), tx.Bucket(bucketLog)
 		for _, v := range victims {
 			if err := nodes.Delete([]byte(v.path)); err != nil {
