@@ -27,7 +27,8 @@ var ErrMalformed = errors.New("triggers: malformed trigger")
 // Trigger is one loaded trigger file. It is a plain value: copies are
 // independent and safe to share between goroutines.
 type Trigger struct {
-	// Name is the file name; it identifies the trigger and orders the runs.
+	// Name is the file name without ".json"; it identifies the trigger (its
+	// pending changes and progress) and orders the runs.
 	Name string
 	// Path is the remote prefix the trigger watches (segment-bounded).
 	Path string
@@ -84,7 +85,9 @@ func parse(name string, data []byte) (Trigger, error) {
 	if err := strictjson.Decode(data, &f); err != nil {
 		return Trigger{}, err
 	}
-	t := Trigger{Name: name, Path: f.Path, Timeout: DefaultTimeout}
+	// web and web.json are one trigger: renaming the file keeps its
+	// pending changes and progress.
+	t := Trigger{Name: strings.TrimSuffix(name, ".json"), Path: f.Path, Timeout: DefaultTimeout}
 	if f.Path == "" {
 		return Trigger{}, errors.New(`missing "path"`)
 	}
@@ -225,6 +228,15 @@ func load(dir string) (loaded, error) {
 		res.list = append(res.list, t)
 	}
 	slices.SortFunc(res.list, func(a, b Trigger) int { return strings.Compare(a.Name, b.Name) })
+	// NAME and NAME.json are one trigger: both present is a mistake.
+	for i := len(res.list) - 1; i > 0; i-- {
+		if res.list[i].Name == res.list[i-1].Name {
+			n := res.list[i].Name
+			res.fileErrs = append(res.fileErrs, fmt.Errorf("%w %q and %q: one trigger in two files; remove one", ErrMalformed, n, n+".json"))
+			res.list = slices.Delete(res.list, i-1, i+1)
+			i--
+		}
+	}
 	return res, nil
 }
 

@@ -110,8 +110,29 @@ func TestLoad_SkipsMalformedAndOtherNames(t *testing.T) {
 	for _, tr := range list {
 		names = append(names, tr.Name)
 	}
-	if want := []string{"a-db", "b-web", "f-tls.json"}; !reflect.DeepEqual(names, want) {
-		t.Fatalf("Load names = %v, want %v", names, want)
+	if want := []string{"a-db", "b-web", "f-tls"}; !reflect.DeepEqual(names, want) {
+		t.Fatalf("Load names = %v, want %v (f-tls.json is trigger f-tls)", names, want)
+	}
+}
+
+// TestLoad_NameAndNameJSON: web and web.json are one trigger (renaming the
+// file keeps it); both at once is a malformed directory naming both, and
+// neither loads.
+func TestLoad_NameAndNameJSON(t *testing.T) {
+	dir := t.TempDir()
+	writeFile(t, filepath.Join(dir, "web"), `{"path": "/w", "command": "true"}`)
+	writeFile(t, filepath.Join(dir, "db.json"), `{"path": "/d", "command": "true"}`)
+	list, err := triggers.Load(dir)
+	if err != nil || len(list) != 2 || list[0].Name != "db" || list[1].Name != "web" {
+		t.Fatalf("Load = %+v, %v; want triggers db and web", list, err)
+	}
+	writeFile(t, filepath.Join(dir, "web.json"), `{"path": "/w", "command": "true"}`)
+	list, err = triggers.Load(dir)
+	if !errors.Is(err, triggers.ErrMalformed) || !strings.Contains(err.Error(), `"web" and "web.json"`) {
+		t.Errorf("Load with web and web.json = %v, want ErrMalformed naming both", err)
+	}
+	if len(list) != 1 || list[0].Name != "db" {
+		t.Errorf("Load with web and web.json = %+v, want only db", list)
 	}
 }
 
