@@ -15,6 +15,7 @@ import (
 	"google.golang.org/protobuf/proto"
 
 	"github.com/replds/replds/buildinfo"
+	"github.com/replds/replds/lww"
 	repldspb "github.com/replds/replds/proto"
 )
 
@@ -287,7 +288,7 @@ func (m *metrics) syncDone(peer string, r *syncRound, err error) {
 	lag := peerLag{changes: r.changes, at: now}
 	if r.oldest != 0 {
 		// A version's top 48 bits are wall clock milliseconds.
-		age := now.Sub(time.UnixMilli(int64(r.oldest >> 16)))
+		age := now.Sub(lww.WallTime(r.oldest))
 		lag.seconds = max(age.Seconds(), 0)
 	}
 	m.mu.Lock()

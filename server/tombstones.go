@@ -8,6 +8,7 @@ import (
 
 	"github.com/prometheus/client_golang/prometheus"
 
+	"github.com/replds/replds/lww"
 	"github.com/replds/replds/store"
 )
 
@@ -27,7 +28,7 @@ func newTombstoneMetrics(f factory, s *Server) tombstoneMetrics {
 	}, func() float64 { return float64(s.store.Buried()) }))
 	f.gaugeFunc("replds_tombstone_floor_timestamp_seconds",
 		"Wall clock part of the newest tombstone collected (0: none yet): the collection floor.",
-		func() float64 { return float64(s.store.Floor().Version>>16) / 1000 })
+		func() float64 { return float64(lww.WallTime(s.store.Floor().Version).UnixMilli()) / 1000 })
 	return tombstoneMetrics{
 		collected: f.counter("replds_tombstones_collected_total", "Tombstones collected (removed once every member had them and the grace passed)."),
 	}

@@ -11,6 +11,7 @@ import (
 	radix "github.com/armon/go-radix"
 	bolt "go.etcd.io/bbolt"
 
+	"github.com/replds/replds/lww"
 	"github.com/replds/replds/nodepath"
 )
 
@@ -674,15 +675,9 @@ func (b *batch) checkLeaf(p string) error {
 	return nil
 }
 
-// hlc returns the HLC value of wall clock t: milliseconds in the top 48
-// bits, a zero logical counter in the low 16.
-func hlc(t time.Time) uint64 {
-	ms := t.UnixMilli()
-	if ms < 0 {
-		ms = 0
-	}
-	return uint64(ms) << 16
-}
+// hlc returns the HLC value of wall clock t (lww.VersionAt): milliseconds
+// in the top 48 bits, a zero logical counter in the low 16.
+func hlc(t time.Time) uint64 { return lww.VersionAt(t) }
 
 // hlcLimit returns the highest version accepted as current at wall clock t.
 func hlcLimit(t time.Time) uint64 {

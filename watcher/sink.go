@@ -9,6 +9,7 @@ import (
 	"google.golang.org/protobuf/proto"
 
 	"github.com/replds/replds/follow"
+	"github.com/replds/replds/lww"
 	repldspb "github.com/replds/replds/proto"
 	"github.com/replds/replds/triggers"
 )
@@ -202,7 +203,7 @@ func (a *applier) dropTombstones(token *repldspb.Vector) error {
 	}
 	// Versions are hybrid logical clock values: wall milliseconds in
 	// the top 48 bits.
-	before := uint64(max(now.Add(-a.tombGrace).UnixMilli(), 0)) << 16
+	before := lww.VersionAt(now.Add(-a.tombGrace))
 	n, err := a.st.dropTombstones(covered, before)
 	if n > 0 {
 		a.log.Info("tombstones dropped from the state", "count", n)

@@ -13,6 +13,7 @@ import (
 	"google.golang.org/grpc/codes"
 	"google.golang.org/grpc/status"
 
+	"github.com/replds/replds/lww"
 	"github.com/replds/replds/nodepath"
 	repldspb "github.com/replds/replds/proto"
 )
@@ -35,7 +36,7 @@ type nodeMeta struct {
 // versionTime returns the wall clock part of a version: its upper 48 bits
 // are Unix milliseconds.
 func versionTime(v uint64) *time.Time {
-	t := time.UnixMilli(int64(v >> 16)).UTC()
+	t := lww.WallTime(v).UTC()
 	return &t
 }
 
