@@ -220,6 +220,9 @@ func TestReplicate_PrefixRewriteExcludesDeletes(t *testing.T) {
 	src.Store(0, servertest.Put("/src/a", "1"), servertest.Put("/src/b/c", "2"), servertest.Put("/src/skip/x", "no"),
 		servertest.Put("/other/y", "no"), servertest.Put("/srcx", "no"))
 	src.Store(1, servertest.Put("/src/d", "3"), servertest.Put("/src/gone", "4"))
+	// The delete goes to the other server once it holds the write (a
+	// delete of a path a server does not hold yet deletes nothing).
+	src.WaitConverged(10 * time.Second)
 	src.Store(0, servertest.Delete("/src/gone"))
 	dst.Store(1, servertest.Put("/dst/local", "mine"))
 	define(t, dst, "mirror", replicate.Spec{Source: addrs(src), SourcePrefix: "/src", DestPrefix: "/dst", Exclude: []string{"/src/skip"}})
